@@ -1,0 +1,48 @@
+//! Sums the integer values of `key<TAB>value` lines per key with `reduce_by_key`.
+//!
+//! ```text
+//! cargo run --release --example group_sum -- INPUT --output DIR
+//! ```
+//! Writes `key<TAB>sum` lines. Lines without a tab or with a value that is
+//! not an integer are skipped and counted (the count is printed).
+
+use clap::Parser;
+use spate::{Context, Str};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Sum values per key with Spate")]
+struct Args {
+    /// Input file, directory or glob pattern.
+    input: PathBuf,
+    /// Output directory (must not exist).
+    #[arg(long)]
+    output: PathBuf,
+}
+
+fn main() -> Result<(), spate::Error> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let ctx = Context::new()?;
+    let malformed = ctx.sum_accumulator::<u64>("malformed lines");
+    let bad = malformed.clone();
+    ctx.text_file(&args.input, ctx.default_parallelism())?
+        .flat_map(move |line| {
+            let parsed = line
+                .split_once('\t')
+                .and_then(|(k, v)| Some((Str::from(k), v.parse::<i64>().ok()?)));
+            if parsed.is_none() {
+                bad.add(1);
+            }
+            parsed
+        })
+        .reduce_by_key(|a, b| a + b)
+        .map(|(k, sum)| format!("{k}\t{sum}"))
+        .save_as_text_file(&args.output)?;
+    if malformed.value() > 0 {
+        eprintln!("skipped {} malformed lines", malformed.value());
+    }
+    eprintln!("JOBTIME spate-groupby {:.3}", started.elapsed().as_secs_f64());
+    Ok(())
+}

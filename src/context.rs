@@ -1,0 +1,296 @@
+//! The entry point: a `Context` owns the task pool, the scratch directory,
+//! the memory budget, the scheduler and the registries of shuffle outputs
+//! and cached blocks.
+
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::memory::{self, MemoryBudget};
+use crate::rdd::{ParallelCollection, RangeSource, Rdd, TextSource, WholeTextSource};
+use crate::scheduler::{Event, Listener, ListenerBus, Scheduler};
+use crate::shared::{Accumulator, Broadcast};
+use crate::shuffle::ShuffleManager;
+use crate::storage::BlockManager;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Spate's `SparkContext`: creates datasets and runs their jobs.
+///
+/// Cloning is cheap and shares everything. Several contexts can live in one
+/// process, each with its own thread pool and scratch directory.
+///
+/// ```
+/// let ctx = spate::Context::builder().parallelism(2).build().unwrap();
+/// let total: i64 = ctx.parallelize((1..=100).collect(), 4).sum().unwrap();
+/// assert_eq!(total, 5050);
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: rayon::ThreadPool,
+    parallelism: usize,
+    scratch: Scratch,
+    max_task_failures: u32,
+    memory: Arc<MemoryBudget>,
+    next_rdd: AtomicU64,
+    next_shuffle: AtomicU64,
+    next_shared: AtomicU64,
+    scheduler: Scheduler,
+    shuffles: ShuffleManager,
+    blocks: BlockManager,
+    listeners: ListenerBus,
+}
+
+enum Scratch {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+/// Configures a [`Context`]; see [`Context::builder`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ContextBuilder {
+    parallelism: Option<usize>,
+    scratch_dir: Option<PathBuf>,
+    max_task_failures: Option<u32>,
+    memory_limit: Option<usize>,
+}
+
+impl ContextBuilder {
+    /// Worker threads, and the default partition count (default: all cores).
+    pub fn parallelism(mut self, threads: usize) -> Self {
+        self.parallelism = Some(threads.max(1));
+        self
+    }
+
+    /// Where shuffle files go (default: a fresh temporary directory, removed
+    /// when the context is dropped). A given directory is created if needed
+    /// and not removed.
+    pub fn scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.scratch_dir = Some(dir.into());
+        self
+    }
+
+    /// Attempts per task before its job fails (default 4).
+    pub fn max_task_failures(mut self, attempts: u32) -> Self {
+        self.max_task_failures = Some(attempts.max(1));
+        self
+    }
+
+    /// Bytes of memory that shuffle outputs may keep in memory before they
+    /// go to disk (default: half the physical memory).
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// Creates the context: its thread pool and scratch directory.
+    pub fn build(self) -> Result<Context> {
+        let parallelism = self
+            .parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let scratch = match self.scratch_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                Scratch::Given(dir)
+            }
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("spate-")
+                    .tempdir()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                Scratch::Temp(tmp)
+            }
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(parallelism)
+            .thread_name(|i| format!("spate-worker-{i}"))
+            // Deep narrow chains compute as nested calls; give them room.
+            .stack_size(64 << 20)
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start the task pool: {e}")))?;
+        Ok(Context {
+            inner: Arc::new(Inner {
+                pool,
+                parallelism,
+                scratch,
+                max_task_failures: self.max_task_failures.unwrap_or(4),
+                memory: Arc::new(MemoryBudget::new(self.memory_limit.unwrap_or_else(memory::default_limit))),
+                next_rdd: AtomicU64::new(0),
+                next_shuffle: AtomicU64::new(0),
+                next_shared: AtomicU64::new(0),
+                scheduler: Scheduler::default(),
+                shuffles: ShuffleManager::default(),
+                blocks: BlockManager::default(),
+                listeners: ListenerBus::default(),
+            }),
+        })
+    }
+}
+
+impl Context {
+    /// A context with default settings.
+    pub fn new() -> Result<Context> {
+        Context::builder().build()
+    }
+
+    /// A builder for a configured context.
+    pub fn builder() -> ContextBuilder {
+        ContextBuilder::default()
+    }
+
+    /// Worker threads; also the default partition count.
+    pub fn default_parallelism(&self) -> usize {
+        self.inner.parallelism
+    }
+
+    /// Attempts per task before its job fails.
+    pub fn max_task_failures(&self) -> u32 {
+        self.inner.max_task_failures
+    }
+
+    /// Where shuffle files are written.
+    pub fn scratch_dir(&self) -> &Path {
+        match &self.inner.scratch {
+            Scratch::Temp(t) => t.path(),
+            Scratch::Given(p) => p,
+        }
+    }
+
+    /// The memory budget in bytes, and how much of it is in use.
+    pub fn memory_usage(&self) -> (usize, usize) {
+        (self.inner.memory.used(), self.inner.memory.limit())
+    }
+
+    /// Registers a listener for scheduler events.
+    pub fn add_listener(&self, listener: Arc<dyn Listener>) {
+        self.inner.listeners.add(listener);
+    }
+
+    /// Distributes a local collection over `num_partitions` partitions with
+    /// Spark's slicing rule: partition i holds positions
+    /// ⌊i·n/P⌋ .. ⌊(i+1)·n/P⌋.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let parts = ctx.parallelize(vec![1, 2, 3, 4, 5], 2).glom().collect().unwrap();
+    /// assert_eq!(parts, vec![vec![1, 2], vec![3, 4, 5]]);
+    /// ```
+    pub fn parallelize<T: Data>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
+        ParallelCollection::rdd(self, data, num_partitions.max(1))
+    }
+
+    /// The integers `start, start + step, ...` below `end` (above, for a
+    /// negative step), in `num_partitions` partitions sliced like
+    /// [`parallelize`](Context::parallelize). A zero step gives an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// assert_eq!(ctx.range(10, 0, -3, 2).collect().unwrap(), [10, 7, 4, 1]);
+    /// ```
+    pub fn range(&self, start: i64, end: i64, step: i64, num_partitions: usize) -> Rdd<i64> {
+        RangeSource::rdd(self, start, end, step, num_partitions.max(1))
+    }
+
+    /// The lines of a text file, of every file in a directory, or of every
+    /// file matching a glob pattern, split into at least `min_partitions`
+    /// byte ranges aligned to line boundaries (at most 32 MiB each, as
+    /// Spark does for local files). Lines end at `\n`; a trailing `\r` is
+    /// removed. Invalid UTF-8 fails the task with an error naming the file
+    /// and the byte offset.
+    ///
+    /// A missing path is an error here, before any job runs.
+    pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
+        TextSource::rdd(self, path.as_ref(), min_partitions.max(1))
+    }
+
+    /// One `(path, contents)` record per file of a directory or glob, with
+    /// the files spread over at most `min_partitions` partitions.
+    pub fn whole_text_files(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<(String, String)>> {
+        WholeTextSource::rdd(self, path.as_ref(), min_partitions.max(1))
+    }
+
+    /// A dataset with no partitions and no elements.
+    pub fn empty<T: Data>(&self) -> Rdd<T> {
+        ParallelCollection::rdd(self, Vec::new(), 0)
+    }
+
+    /// The concatenation of `rdds` (their partitions, in order). Duplicates
+    /// are kept, as in Spark.
+    pub fn union<T: Data>(&self, rdds: &[Rdd<T>]) -> Rdd<T> {
+        crate::rdd::union_all(self, rdds)
+    }
+
+    /// Shares a read-only value with every task.
+    pub fn broadcast<T: Send + Sync + 'static>(&self, value: T) -> Broadcast<T> {
+        Broadcast::new(self.next_shared_id(), value)
+    }
+
+    /// An accumulator with a custom merge: tasks `add` values that are
+    /// merged into `zero` with `merge`; each successful task counts once.
+    pub fn accumulator<T: Clone + Send + 'static>(
+        &self,
+        name: &str,
+        zero: T,
+        merge: impl Fn(&mut T, T) + Send + Sync + 'static,
+    ) -> Accumulator<T> {
+        Accumulator::new(self.next_shared_id(), name.to_string(), zero, merge)
+    }
+
+    /// A summing accumulator (counts are sums of ones).
+    pub fn sum_accumulator<T>(&self, name: &str) -> Accumulator<T>
+    where
+        T: Clone + Send + Default + std::ops::AddAssign + 'static,
+    {
+        self.accumulator(name, T::default(), |a, b| *a += b)
+    }
+
+    pub(crate) fn next_rdd_id(&self) -> u64 {
+        self.inner.next_rdd.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_shuffle_id(&self) -> u64 {
+        self.inner.next_shuffle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn next_shared_id(&self) -> u64 {
+        self.inner.next_shared.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.inner.memory
+    }
+
+    pub(crate) fn scheduler(&self) -> &Scheduler {
+        &self.inner.scheduler
+    }
+
+    pub(crate) fn shuffles(&self) -> &ShuffleManager {
+        &self.inner.shuffles
+    }
+
+    pub(crate) fn blocks(&self) -> &BlockManager {
+        &self.inner.blocks
+    }
+
+    pub(crate) fn post(&self, event: Event) {
+        self.inner.listeners.post(event);
+    }
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("parallelism", &self.inner.parallelism)
+            .field("scratch_dir", &self.scratch_dir())
+            .field("max_task_failures", &self.inner.max_task_failures)
+            .finish_non_exhaustive()
+    }
+}

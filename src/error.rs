@@ -1,0 +1,113 @@
+//! The one error type of the engine.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in Spate, as a typed enum.
+///
+/// Every variant names what failed and where (file and byte offset, stage and
+/// partition, shuffle block), so a caller can report it without more context.
+/// After any error the [`Context`](crate::Context) stays usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory that was being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A text input was not valid UTF-8.
+    #[error("invalid UTF-8 in {path} at byte offset {offset}")]
+    InvalidUtf8 {
+        /// The file that holds the bad bytes.
+        path: PathBuf,
+        /// Offset of the first invalid byte from the start of the file.
+        offset: u64,
+    },
+    /// No input matched a path or glob pattern.
+    #[error("no input files match {0}")]
+    NoInput(String),
+    /// A task failed on every attempt; the job was aborted.
+    #[error(
+        "job {job} aborted: task for partition {partition} of stage {stage} failed {attempts} time(s); last failure: {cause}"
+    )]
+    TaskFailed {
+        /// The job that was aborted.
+        job: u64,
+        /// The stage the task belongs to.
+        stage: u64,
+        /// The partition the task computes.
+        partition: usize,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's failure (panic message or error).
+        cause: Box<Error>,
+    },
+    /// A user closure panicked inside a task.
+    #[error("user code panicked: {0}")]
+    Panicked(String),
+    /// A shuffle block could not be read: it is missing or fails its checksum.
+    #[error("shuffle {shuffle} map {map} reduce {reduce}: {reason}")]
+    ShuffleFetch {
+        /// Shuffle id.
+        shuffle: u64,
+        /// Map partition whose output is bad.
+        map: usize,
+        /// Reduce partition that was being read.
+        reduce: usize,
+        /// What is wrong with the block.
+        reason: String,
+    },
+    /// Data could not be encoded or decoded.
+    #[error("codec error: {0}")]
+    Codec(String),
+    /// An action that needs at least one element ran on an empty dataset.
+    #[error("{0} on an empty dataset")]
+    EmptyDataset(&'static str),
+    /// An output location exists already.
+    #[error("output path {0} already exists")]
+    OutputExists(PathBuf),
+    /// An argument is out of its domain (a negative fraction, zero partitions, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The task was not run because another task of its job failed first.
+    #[error("job {0} was cancelled after another task failed")]
+    Cancelled(u64),
+    /// A stage kept losing its inputs and was given up.
+    #[error("stage {stage} failed {attempts} consecutive attempts; last failure: {cause}")]
+    StageFailed {
+        /// The stage.
+        stage: u64,
+        /// How many attempts were made.
+        attempts: u32,
+        /// Why the last one failed.
+        cause: Box<Error>,
+    },
+    /// Two zipped datasets disagree in shape.
+    #[error("cannot zip: {0}")]
+    ZipMismatch(String),
+}
+
+/// `Result` with Spate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The innermost cause: for an aborted task, the last attempt's error.
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::TaskFailed { cause, .. } => cause.root_cause(),
+            e => e,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! # Spate
+//!
+//! A resilient-distributed-dataset engine in the spirit of Spark Core: typed,
+//! immutable, partitioned datasets that record their lineage; a DAG
+//! scheduler that splits jobs into stages at shuffles; map-side combining
+//! shuffles that keep data typed in memory and spill compressed, checksummed
+//! blocks to disk; and a local executor on all cores.
+//!
+//! ```
+//! use spate::{Context, Str};
+//!
+//! let ctx = Context::new()?;
+//! let lines = ctx.parallelize(vec!["to be or".to_string(), "not to be".to_string()], 2);
+//! let mut counts = lines
+//!     .flat_map(|line| line.split_ascii_whitespace().map(Str::from).collect::<Vec<_>>())
+//!     .map(|word| (word, 1u64))
+//!     .reduce_by_key(|a, b| a + b)
+//!     .collect()?;
+//! counts.sort();
+//! assert_eq!(counts[0], (Str::from("be"), 2));
+//! # Ok::<(), spate::Error>(())
+//! ```
+//!
+//! See `ARCHITECTURE.md` for how the parts fit together.
+
+#![warn(missing_docs)]
+
+mod codec;
+mod context;
+mod data;
+mod error;
+mod memory;
+mod partitioner;
+mod rdd;
+mod scheduler;
+mod shared;
+mod shuffle;
+mod storage;
+
+pub use context::{Context, ContextBuilder};
+pub use data::{Data, Key, Str, Value};
+pub use error::{Error, Result};
+pub use partitioner::{Partitioner, stable_hash};
+pub use rdd::{Histogram, Numeric, PartitionIter, Partitioning, Rdd, RddId, StatCounter};
+pub use scheduler::{Event, EventLog, Listener, StageKind, TaskId, TaskMetrics};
+pub use shared::{Accumulator, Broadcast};
+pub use storage::StorageLevel;

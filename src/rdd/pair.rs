@@ -1,0 +1,637 @@
+//! Transformations and actions of key-value datasets (`Rdd<(K, V)>`),
+//! Spark's `PairRDDFunctions`.
+
+use super::cogroup::CoGroupOp;
+use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, drain_all, for_each_batch};
+use crate::data::{Data, Key, Value};
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::shuffle::{self, Aggregate, Combiner, NoAggregate, ShuffleDependency};
+use crate::rdd::Dependency;
+use hashbrown::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How a wide transformation partitions its output.
+///
+/// `Default` follows Spark's rule: reuse the partitioner of an input that
+/// has one (and is not much smaller than the largest input), else hash into
+/// as many partitions as the largest input has. A count hashes into that many
+/// partitions; a [`Partitioner`] is used as given.
+///
+/// ```
+/// use spate::{Partitioner, Partitioning};
+/// let _: Partitioning = 8.into();
+/// let _: Partitioning = Partitioner::hash(8).into();
+/// let _: Partitioning = Partitioning::Default;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub enum Partitioning {
+    /// Spark's default partitioner rule.
+    #[default]
+    Default,
+    /// Hash into this many partitions.
+    Count(usize),
+    /// Use this partitioner.
+    By(Partitioner),
+}
+
+impl From<usize> for Partitioning {
+    fn from(n: usize) -> Self {
+        Partitioning::Count(n)
+    }
+}
+
+impl From<Partitioner> for Partitioning {
+    fn from(p: Partitioner) -> Self {
+        Partitioning::By(p)
+    }
+}
+
+impl From<Option<usize>> for Partitioning {
+    fn from(n: Option<usize>) -> Self {
+        n.map_or(Partitioning::Default, Partitioning::Count)
+    }
+}
+
+impl Partitioning {
+    /// Resolves to a partitioner for an operation over datasets with these
+    /// partitioners and partition counts.
+    pub(crate) fn resolve(self, inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner {
+        match self {
+            Partitioning::Count(n) => Partitioner::hash(n),
+            Partitioning::By(p) => p,
+            Partitioning::Default => default_partitioner(inputs),
+        }
+    }
+}
+
+/// Spark's `Partitioner.defaultPartitioner`, without a configured default
+/// parallelism: the largest existing partitioner when it is eligible (its
+/// partition count within a factor of ten of the largest input's), else a
+/// hash partitioner over the largest input's partition count.
+fn default_partitioner(inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner {
+    let max_parts = inputs.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let best = inputs
+        .iter()
+        .filter_map(|(p, _)| *p)
+        .filter(|p| p.num_partitions() > 0)
+        .max_by_key(|p| p.num_partitions());
+    match best {
+        Some(p) if (max_parts as f64).log10() - (p.num_partitions() as f64).log10() < 1.0 => p.clone(),
+        _ => Partitioner::hash(max_parts),
+    }
+}
+
+impl<K: Key, V: Value> Rdd<(K, V)> {
+    /// Applies `f` to every value, keeping keys and the partitioner.
+    pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
+        self.pipe("map_values", true, move |input, out| {
+            out.extend(input.drain(..).map(|(k, v)| (k, f(v))))
+        })
+    }
+
+    /// Replaces every value by the values `f` returns, each paired with the
+    /// key; keeps the partitioner.
+    pub fn flat_map_values<U: Data, I: IntoIterator<Item = U>>(
+        &self,
+        f: impl Fn(V) -> I + Send + Sync + 'static,
+    ) -> Rdd<(K, U)> {
+        self.pipe("flat_map_values", true, move |input, out| {
+            for (k, v) in input.drain(..) {
+                out.extend(f(v).into_iter().map(|u| (k.clone(), u)));
+            }
+        })
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> Rdd<K> {
+        self.pipe("keys", false, |input, out| out.extend(input.drain(..).map(|(k, _)| k)))
+    }
+
+    /// The values.
+    pub fn values(&self) -> Rdd<V> {
+        self.pipe("values", false, |input, out| out.extend(input.drain(..).map(|(_, v)| v)))
+    }
+
+    /// Redistributes the pairs by `partitioner`; a no-op when the dataset is
+    /// already partitioned by an equal partitioner.
+    ///
+    /// ```
+    /// use spate::Partitioner;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let p = ctx.parallelize((0..10).map(|i| (i, i)).collect(), 3)
+    ///     .partition_by(Partitioner::hash(2));
+    /// assert_eq!(p.glom().collect().unwrap()[0].iter().all(|(k, _)| k % 2 == 0), true);
+    /// ```
+    pub fn partition_by(&self, partitioner: Partitioner) -> Rdd<(K, V)> {
+        if self.partitioner() == Some(&partitioner) {
+            return self.clone();
+        }
+        self.shuffle_plain("partition_by", partitioner, None)
+    }
+
+    /// A shuffle that moves records without combining; `sorter`, if any,
+    /// orders each output partition.
+    pub(crate) fn shuffle_plain(
+        &self,
+        op_name: &'static str,
+        partitioner: Partitioner,
+        sorter: Option<Sorter<K, V>>,
+    ) -> Rdd<(K, V)> {
+        let dep = ShuffleDependency::<K, V, V, NoAggregate>::new(self.clone(), partitioner.clone(), None, false);
+        let spec = NewRdd {
+            op_name,
+            num_partitions: partitioner.num_partitions(),
+            deps: vec![Dependency::Shuffle(dep.clone())],
+            partitioner: Some(partitioner),
+        };
+        Rdd::from_op(self.context(), spec, PlainShuffledOp { dep, sorter })
+    }
+
+    /// The general per-key aggregation (Spark's `combineByKey`): `create`
+    /// turns a key's first value into a combiner, `merge_value` adds a value
+    /// to a combiner, `merge_combiners` merges combiners from different
+    /// partitions. Combines on the map side before the shuffle.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let avg = ctx.parallelize(vec![("a", 1.0), ("a", 3.0), ("b", 5.0)], 2)
+    ///     .map(|(k, v)| (k.to_string(), v))
+    ///     .combine_by_key(|v| (v, 1), |(s, n), v| (s + v, n + 1), |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2))
+    ///     .map_values(|(s, n)| s / n as f64);
+    /// let mut r = avg.collect().unwrap();
+    /// r.sort_by(|a, b| a.0.cmp(&b.0));
+    /// assert_eq!(r, [("a".to_string(), 2.0), ("b".to_string(), 5.0)]);
+    /// ```
+    pub fn combine_by_key<C: Value>(
+        &self,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> Rdd<(K, C)> {
+        self.combine_by_key_with(Partitioning::Default, create, merge_value, merge_combiners)
+    }
+
+    /// [`combine_by_key`](Rdd::combine_by_key) into the given partitioning.
+    pub fn combine_by_key_with<C: Value>(
+        &self,
+        partitioning: impl Into<Partitioning>,
+        create: impl Fn(V) -> C + Send + Sync + 'static,
+        merge_value: impl Fn(C, V) -> C + Send + Sync + 'static,
+        merge_combiners: impl Fn(C, C) -> C + Send + Sync + 'static,
+    ) -> Rdd<(K, C)> {
+        let agg = Combiner {
+            create,
+            merge_value,
+            merge_combiners,
+        };
+        self.aggregate_into("combine_by_key", partitioning.into(), agg, true)
+    }
+
+    pub(crate) fn aggregate_into<C: Value, A: Aggregate<V, C>>(
+        &self,
+        op_name: &'static str,
+        partitioning: Partitioning,
+        agg: A,
+        map_side_combine: bool,
+    ) -> Rdd<(K, C)> {
+        let partitioner = partitioning.resolve(&[(self.partitioner(), self.num_partitions())]);
+        let agg = Arc::new(agg);
+        let spec = |deps| NewRdd {
+            op_name,
+            num_partitions: partitioner.num_partitions(),
+            deps,
+            partitioner: Some(partitioner.clone()),
+        };
+        if self.partitioner() == Some(&partitioner) {
+            // Already partitioned by key: aggregate each partition in place.
+            let op = LocalCombineOp {
+                parent: self.clone(),
+                agg,
+            };
+            return Rdd::from_op(self.context(), spec(vec![self.narrow_dep()]), op);
+        }
+        let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), Some(agg.clone()), map_side_combine);
+        let op = CombinedShuffleOp { dep: dep.clone(), agg };
+        Rdd::from_op(self.context(), spec(vec![Dependency::Shuffle(dep)]), op)
+    }
+
+    /// Merges the values of each key with an associative, commutative `f`,
+    /// combining on the map side first.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let mut r = ctx.parallelize(vec![("a", 1), ("b", 1), ("a", 1)], 2)
+    ///     .reduce_by_key(|x, y| x + y).collect().unwrap();
+    /// r.sort();
+    /// assert_eq!(r, [("a", 2), ("b", 1)]);
+    /// ```
+    pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
+        self.reduce_by_key_with(Partitioning::Default, f)
+    }
+
+    /// [`reduce_by_key`](Rdd::reduce_by_key) into the given partitioning.
+    pub fn reduce_by_key_with(
+        &self,
+        partitioning: impl Into<Partitioning>,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Rdd<(K, V)> {
+        let f = Arc::new(f);
+        let g = f.clone();
+        let agg = Combiner {
+            create: |v| v,
+            merge_value: move |a, b| f(a, b),
+            merge_combiners: move |a, b| g(a, b),
+        };
+        self.aggregate_into("reduce_by_key", partitioning.into(), agg, true)
+    }
+
+    /// Like `reduce_by_key`, starting each key's fold from `zero` in every
+    /// partition (so the zero may be applied several times, as in Spark).
+    pub fn fold_by_key(&self, zero: V, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
+        self.fold_by_key_with(Partitioning::Default, zero, f)
+    }
+
+    /// [`fold_by_key`](Rdd::fold_by_key) into the given partitioning.
+    pub fn fold_by_key_with(
+        &self,
+        partitioning: impl Into<Partitioning>,
+        zero: V,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Rdd<(K, V)> {
+        let f = Arc::new(f);
+        let (g, h) = (f.clone(), f.clone());
+        let agg = Combiner {
+            create: move |v| h(zero.clone(), v),
+            merge_value: move |a, b| f(a, b),
+            merge_combiners: move |a, b| g(a, b),
+        };
+        self.aggregate_into("fold_by_key", partitioning.into(), agg, true)
+    }
+
+    /// Aggregates each key's values into a `U`: `seq` folds values into an
+    /// accumulator that starts at `zero` in every partition, `comb` merges
+    /// accumulators.
+    pub fn aggregate_by_key<U: Value>(
+        &self,
+        zero: U,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Rdd<(K, U)> {
+        self.aggregate_by_key_with(Partitioning::Default, zero, seq, comb)
+    }
+
+    /// [`aggregate_by_key`](Rdd::aggregate_by_key) into the given partitioning.
+    pub fn aggregate_by_key_with<U: Value>(
+        &self,
+        partitioning: impl Into<Partitioning>,
+        zero: U,
+        seq: impl Fn(U, V) -> U + Send + Sync + 'static,
+        comb: impl Fn(U, U) -> U + Send + Sync + 'static,
+    ) -> Rdd<(K, U)> {
+        let seq = Arc::new(seq);
+        let s2 = seq.clone();
+        let agg = Combiner {
+            create: move |v| s2(zero.clone(), v),
+            merge_value: move |u, v| seq(u, v),
+            merge_combiners: comb,
+        };
+        self.aggregate_into("aggregate_by_key", partitioning.into(), agg, true)
+    }
+
+    /// Groups each key's values into one vector. Does not combine on the
+    /// map side (it would not shrink the data), as in Spark. The order of
+    /// values within a group is unspecified.
+    pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
+        self.group_by_key_with(Partitioning::Default)
+    }
+
+    /// [`group_by_key`](Rdd::group_by_key) into the given partitioning.
+    pub fn group_by_key_with(&self, partitioning: impl Into<Partitioning>) -> Rdd<(K, Vec<V>)> {
+        let agg = Combiner {
+            create: |v| vec![v],
+            merge_value: |mut c: Vec<V>, v| {
+                c.push(v);
+                c
+            },
+            merge_combiners: |mut a: Vec<V>, mut b: Vec<V>| {
+                a.append(&mut b);
+                a
+            },
+        };
+        self.aggregate_into("group_by_key", partitioning.into(), agg, false)
+    }
+
+    /// Sorts by key: samples the keys (running a job now, as Spark does) to
+    /// build a range partitioner, shuffles, and sorts each partition.
+    /// Reading the partitions in order gives the whole dataset in order.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let s = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(false, None).unwrap();
+    /// assert_eq!(s.collect().unwrap(), [(3, 'c'), (2, 'b'), (1, 'a')]);
+    /// ```
+    pub fn sort_by_key(&self, ascending: bool, num_partitions: Option<usize>) -> Result<Rdd<(K, V)>>
+    where
+        K: Ord,
+    {
+        let n = num_partitions.unwrap_or(self.num_partitions()).max(1);
+        let bounds = super::actions::range_bounds(&self.keys(), n)?;
+        let partitioner = Partitioner::range(bounds, ascending);
+        let sorter: Sorter<K, V> = Arc::new(move |v: &mut Vec<(K, V)>| {
+            if ascending {
+                v.sort_by(|a, b| a.0.cmp(&b.0))
+            } else {
+                v.sort_by(|a, b| b.0.cmp(&a.0))
+            }
+        });
+        Ok(self.shuffle_plain("sort_by_key", partitioner, Some(sorter)))
+    }
+
+    /// Groups the values of both datasets by key: for every key in either,
+    /// `(key, (values in self, values in other))`.
+    pub fn cogroup<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+        self.cogroup_with(other, Partitioning::Default)
+    }
+
+    /// [`cogroup`](Rdd::cogroup) into the given partitioning. An input
+    /// already partitioned by the result's partitioner is read without a
+    /// shuffle.
+    pub fn cogroup_with<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: impl Into<Partitioning>,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+        let partitioner = partitioning.into().resolve(&[
+            (self.partitioner(), self.num_partitions()),
+            (other.partitioner(), other.num_partitions()),
+        ]);
+        CoGroupOp::rdd(self, other, partitioner)
+    }
+
+    /// Inner join: `(k, (v, w))` for every pair of values with equal keys.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let a = ctx.parallelize(vec![(1, "x"), (2, "y")], 2);
+    /// let b = ctx.parallelize(vec![(1, 10), (1, 11), (3, 30)], 2);
+    /// let mut j = a.join(&b).collect().unwrap();
+    /// j.sort();
+    /// assert_eq!(j, [(1, ("x", 10)), (1, ("x", 11))]);
+    /// ```
+    pub fn join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
+        self.join_with(other, Partitioning::Default)
+    }
+
+    /// [`join`](Rdd::join) into the given partitioning.
+    pub fn join_with<W: Value>(&self, other: &Rdd<(K, W)>, partitioning: impl Into<Partitioning>) -> Rdd<(K, (V, W))> {
+        self.cogroup_with(other, partitioning).pipe("join", true, |input, out| {
+            for (k, (vs, ws)) in input.drain(..) {
+                for v in &vs {
+                    for w in &ws {
+                        out.push((k.clone(), (v.clone(), w.clone())));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Left outer join: every pair of `self`, with `None` where `other` has
+    /// no value for the key.
+    pub fn left_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
+        self.left_outer_join_with(other, Partitioning::Default)
+    }
+
+    /// [`left_outer_join`](Rdd::left_outer_join) into the given partitioning.
+    pub fn left_outer_join_with<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: impl Into<Partitioning>,
+    ) -> Rdd<(K, (V, Option<W>))> {
+        self.cogroup_with(other, partitioning)
+            .pipe("left_outer_join", true, |input, out| {
+                for (k, (vs, ws)) in input.drain(..) {
+                    for v in &vs {
+                        if ws.is_empty() {
+                            out.push((k.clone(), (v.clone(), None)));
+                        }
+                        for w in &ws {
+                            out.push((k.clone(), (v.clone(), Some(w.clone()))));
+                        }
+                    }
+                }
+            })
+    }
+
+    /// Right outer join: every pair of `other`, with `None` where `self` has
+    /// no value for the key.
+    pub fn right_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
+        self.right_outer_join_with(other, Partitioning::Default)
+    }
+
+    /// [`right_outer_join`](Rdd::right_outer_join) into the given partitioning.
+    pub fn right_outer_join_with<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: impl Into<Partitioning>,
+    ) -> Rdd<(K, (Option<V>, W))> {
+        self.cogroup_with(other, partitioning)
+            .pipe("right_outer_join", true, |input, out| {
+                for (k, (vs, ws)) in input.drain(..) {
+                    for w in &ws {
+                        if vs.is_empty() {
+                            out.push((k.clone(), (None, w.clone())));
+                        }
+                        for v in &vs {
+                            out.push((k.clone(), (Some(v.clone()), w.clone())));
+                        }
+                    }
+                }
+            })
+    }
+
+    /// Full outer join: every key of either side, with `None` for a side
+    /// that has no value.
+    pub fn full_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, Option<W>))> {
+        self.full_outer_join_with(other, Partitioning::Default)
+    }
+
+    /// [`full_outer_join`](Rdd::full_outer_join) into the given partitioning.
+    pub fn full_outer_join_with<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: impl Into<Partitioning>,
+    ) -> Rdd<(K, (Option<V>, Option<W>))> {
+        self.cogroup_with(other, partitioning)
+            .pipe("full_outer_join", true, |input, out| {
+                for (k, (vs, ws)) in input.drain(..) {
+                    match (vs.is_empty(), ws.is_empty()) {
+                        (true, _) => out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w))))),
+                        (_, true) => out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None)))),
+                        _ => {
+                            for v in &vs {
+                                for w in &ws {
+                                    out.push((k.clone(), (Some(v.clone()), Some(w.clone()))));
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+    }
+
+    /// The pairs of `self` whose key is not in `other`, hashed into as many
+    /// partitions as `self` has (Spark's default for this operation).
+    pub fn subtract_by_key<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, V)> {
+        self.subtract_by_key_with(other, self.num_partitions())
+    }
+
+    /// [`subtract_by_key`](Rdd::subtract_by_key) into the given partitioning.
+    pub fn subtract_by_key_with<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: impl Into<Partitioning>,
+    ) -> Rdd<(K, V)> {
+        self.cogroup_with(other, partitioning)
+            .pipe("subtract_by_key", true, |input, out| {
+                for (k, (vs, ws)) in input.drain(..) {
+                    if ws.is_empty() {
+                        out.extend(vs.into_iter().map(|v| (k.clone(), v)));
+                    }
+                }
+            })
+    }
+
+    /// The number of pairs per key, on the driver.
+    pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
+        self.map_values(|_| 1u64).reduce_by_key(|a, b| a + b).collect_as_map()
+    }
+
+    /// All pairs as a map on the driver; for a repeated key, one of its
+    /// values is kept.
+    pub fn collect_as_map(&self) -> Result<HashMap<K, V>> {
+        Ok(self.collect()?.into_iter().collect())
+    }
+
+    /// The values of `key`. With a known partitioner only the partition that
+    /// owns the key is computed.
+    ///
+    /// ```
+    /// use spate::Partitioner;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let p = ctx.parallelize(vec![(1, 'a'), (2, 'b'), (1, 'c')], 2).partition_by(Partitioner::hash(4));
+    /// let mut v = p.lookup(&1).unwrap();
+    /// v.sort();
+    /// assert_eq!(v, ['a', 'c']);
+    /// ```
+    pub fn lookup(&self, key: &K) -> Result<Vec<V>> {
+        let key = key.clone();
+        let parts: Vec<usize> = match self.partitioner() {
+            Some(p) => vec![p.for_keys::<K>()?.partition(&key)],
+            None => (0..self.num_partitions()).collect(),
+        };
+        let found = crate::scheduler::run_job(self.context(), self, &parts, "lookup", |_, it| {
+            let mut vs = Vec::new();
+            for_each_batch(it, |b| {
+                vs.extend(b.drain(..).filter(|(k, _)| *k == key).map(|(_, v)| v));
+                Ok(())
+            })?;
+            Ok(vs)
+        })?;
+        Ok(found.into_iter().flatten().collect())
+    }
+}
+
+/// Orders one reduce partition of a sorting shuffle.
+pub(crate) type Sorter<K, V> = Arc<dyn Fn(&mut Vec<(K, V)>) + Send + Sync>;
+
+/// The reduce side of a shuffle that only moves records.
+struct PlainShuffledOp<K, V> {
+    dep: Arc<ShuffleDependency<K, V, V, NoAggregate>>,
+    sorter: Option<Sorter<K, V>>,
+}
+
+impl<K: Key, V: Value> Compute<(K, V)> for PlainShuffledOp<K, V> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, V)>> {
+        let records = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
+        match &self.sorter {
+            None => Ok(records),
+            Some(sort) => {
+                let mut all = drain_all(records)?;
+                sort(&mut all);
+                Ok(Box::new(IterBatches(all.into_iter())))
+            }
+        }
+    }
+}
+
+/// The reduce side of an aggregating shuffle: merges map-side combiners (or
+/// raw values when the map side did not combine) per key.
+struct CombinedShuffleOp<K, V, C, A> {
+    dep: Arc<ShuffleDependency<K, V, C, A>>,
+    agg: Arc<A>,
+}
+
+impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for CombinedShuffleOp<K, V, C, A> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
+        let agg = &self.agg;
+        let mut map = shuffle::new_combine_map::<K, C>();
+        if self.dep.map_side_combine {
+            let input = shuffle::reader::read::<(K, C)>(self.dep.id(), split, tc);
+            for_each_batch(input, |batch| {
+                for (k, c) in batch.drain(..) {
+                    match map.entry(k) {
+                        Entry::Occupied(e) => {
+                            e.replace_entry_with(|_, old| Some(agg.merge_combiners(old, c)));
+                        }
+                        Entry::Vacant(e) => {
+                            e.insert(c);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        } else {
+            let input = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
+            combine_values(input, agg.as_ref(), &mut map)?;
+        }
+        Ok(Box::new(IterBatches(map.into_iter())))
+    }
+}
+
+fn combine_values<K: Key, V, C, A: Aggregate<V, C>>(
+    input: BatchIter<(K, V)>,
+    agg: &A,
+    map: &mut shuffle::CombineMap<K, C>,
+) -> Result<()> {
+    for_each_batch(input, |batch| {
+        for (k, v) in batch.drain(..) {
+            match map.entry(k) {
+                Entry::Occupied(e) => {
+                    e.replace_entry_with(|_, c| Some(agg.merge_value(c, v)));
+                }
+                Entry::Vacant(e) => {
+                    e.insert(agg.create(v));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Aggregation of a dataset already partitioned by the target partitioner:
+/// no shuffle, each partition is combined where it is.
+struct LocalCombineOp<K, V, A> {
+    parent: Rdd<(K, V)>,
+    agg: Arc<A>,
+}
+
+impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for LocalCombineOp<K, V, A> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
+        let mut map = shuffle::new_combine_map::<K, C>();
+        combine_values(self.parent.iterator(split, tc)?, self.agg.as_ref(), &mut map)?;
+        Ok(Box::new(IterBatches(map.into_iter())))
+    }
+}

@@ -1,0 +1,337 @@
+//! Datasets without parents: local collections, integer ranges, text files.
+
+use super::{BatchIter, Batches, Compute, IterBatches, NewRdd, Rdd, SharedBatches};
+use crate::context::Context;
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::scheduler::TaskContext;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Spark's slicing rule: slice i of n items over p slices starts at ⌊i·n/p⌋.
+pub(crate) fn slice_bounds(n: usize, p: usize, i: usize) -> (usize, usize) {
+    let at = |i: usize| ((i as u128 * n as u128) / p as u128) as usize;
+    (at(i), at(i + 1))
+}
+
+fn source(name: &'static str, n: usize) -> NewRdd {
+    NewRdd {
+        op_name: name,
+        num_partitions: n,
+        deps: Vec::new(),
+        partitioner: None,
+    }
+}
+
+pub(crate) struct ParallelCollection<T> {
+    slices: Vec<Arc<Vec<T>>>,
+}
+
+impl<T: Data> ParallelCollection<T> {
+    pub(crate) fn rdd(ctx: &Context, data: Vec<T>, parts: usize) -> Rdd<T> {
+        let n = data.len();
+        let mut slices = Vec::with_capacity(parts);
+        let mut rest = data.into_iter();
+        for i in 0..parts {
+            let (a, b) = slice_bounds(n, parts, i);
+            slices.push(Arc::new(rest.by_ref().take(b - a).collect()));
+        }
+        Rdd::from_op(ctx, source("parallelize", parts), ParallelCollection { slices })
+    }
+}
+
+impl<T: Data> Compute<T> for ParallelCollection<T> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+        Ok(Box::new(SharedBatches::new(self.slices[split].clone())))
+    }
+}
+
+pub(crate) struct RangeSource {
+    start: i64,
+    step: i64,
+    count: u64,
+    parts: usize,
+}
+
+impl RangeSource {
+    pub(crate) fn rdd(ctx: &Context, start: i64, end: i64, step: i64, parts: usize) -> Rdd<i64> {
+        let span = end as i128 - start as i128;
+        let count = if step == 0 || span == 0 || (span > 0) != (step > 0) {
+            0
+        } else {
+            let step = step as i128;
+            ((span + step - step.signum()) / step) as u64
+        };
+        Rdd::from_op(
+            ctx,
+            source("range", parts),
+            RangeSource {
+                start,
+                step,
+                count,
+                parts,
+            },
+        )
+    }
+}
+
+impl Compute<i64> for RangeSource {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<i64>> {
+        let (a, b) = slice_bounds(self.count as usize, self.parts, split);
+        let (start, step) = (self.start, self.step);
+        Ok(Box::new(IterBatches(
+            (a as i64..b as i64).map(move |i| start.wrapping_add(i.wrapping_mul(step))),
+        )))
+    }
+}
+
+/// Local file systems report 32 MiB blocks to Hadoop, which caps Spark's
+/// text splits at that size.
+const MAX_SPLIT: u64 = 32 << 20;
+
+/// Files named by a path: the file itself, the visible files of a
+/// directory, or the files matching a glob pattern; sorted by name.
+pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = path.to_string_lossy();
+    let mut files = if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(path, e))?;
+            let name = entry.file_name();
+            let hidden = name.to_string_lossy().starts_with(['.', '_']);
+            if !hidden && entry.path().is_file() {
+                files.push(entry.path());
+            }
+        }
+        files
+    } else if path.exists() {
+        vec![path.to_path_buf()]
+    } else if text.contains(['*', '?', '[']) {
+        let matches = glob::glob(&text).map_err(|e| Error::InvalidArgument(format!("bad glob {text}: {e}")))?;
+        matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect()
+    } else {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
+    };
+    if files.is_empty() {
+        return Err(Error::NoInput(text.into_owned()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[derive(Clone, Debug)]
+struct FileSplit {
+    path: Arc<PathBuf>,
+    start: u64,
+    end: u64,
+}
+
+pub(crate) struct TextSource {
+    splits: Vec<FileSplit>,
+}
+
+impl TextSource {
+    pub(crate) fn rdd(ctx: &Context, path: &Path, min_partitions: usize) -> Result<Rdd<String>> {
+        let files = list_files(path)?;
+        let mut sized = Vec::with_capacity(files.len());
+        for f in files {
+            let len = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?.len();
+            sized.push((Arc::new(f), len));
+        }
+        let total: u64 = sized.iter().map(|(_, l)| l).sum();
+        let goal = total / min_partitions as u64;
+        let split = goal.clamp(1, MAX_SPLIT);
+        let mut splits = Vec::new();
+        for (path, len) in sized {
+            let mut start = 0;
+            // Like Hadoop, let the last split run up to 10% over.
+            while (len - start) as f64 / split as f64 > 1.1 {
+                splits.push(FileSplit {
+                    path: path.clone(),
+                    start,
+                    end: start + split,
+                });
+                start += split;
+            }
+            splits.push(FileSplit { path, start, end: len });
+        }
+        let n = splits.len();
+        Ok(Rdd::from_op(ctx, source("text_file", n), TextSource { splits }))
+    }
+}
+
+impl Compute<String> for TextSource {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<String>> {
+        Ok(Box::new(LineReader::open(&self.splits[split])?))
+    }
+}
+
+/// Reads the lines that start inside a byte range: a line belongs to the
+/// split that holds its first byte, so each line is read exactly once.
+struct LineReader {
+    path: Arc<PathBuf>,
+    file: File,
+    buf: Vec<u8>,
+    /// Start of unread data in `buf`, and end of valid data.
+    pos: usize,
+    filled: usize,
+    /// File offset of `buf[0]`.
+    buf_offset: u64,
+    /// Lines starting at or after this offset belong to the next split.
+    end: u64,
+    eof: bool,
+}
+
+const READ_CHUNK: usize = 1 << 20;
+
+impl LineReader {
+    fn open(split: &FileSplit) -> Result<Self> {
+        let path = split.path.clone();
+        let mut file = File::open(path.as_path()).map_err(|e| Error::io(path.as_path(), e))?;
+        // Start one byte early: if that byte is a newline, a line starts
+        // exactly at `start`; otherwise the first partial line is skipped.
+        let seek_to = split.start.saturating_sub(1);
+        file.seek(SeekFrom::Start(seek_to)).map_err(|e| Error::io(path.as_path(), e))?;
+        let mut r = LineReader {
+            path,
+            file,
+            buf: vec![0; READ_CHUNK],
+            pos: 0,
+            filled: 0,
+            buf_offset: seek_to,
+            end: split.end,
+            eof: false,
+        };
+        if split.start > 0 {
+            r.skip_line()?;
+        }
+        Ok(r)
+    }
+
+    fn offset(&self) -> u64 {
+        self.buf_offset + self.pos as u64
+    }
+
+    /// Reads more data, keeping unread bytes; grows the buffer for long lines.
+    fn fill(&mut self) -> Result<()> {
+        if self.pos > 0 {
+            self.buf.copy_within(self.pos..self.filled, 0);
+            self.buf_offset += self.pos as u64;
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        if self.filled == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = self
+            .file
+            .read(&mut self.buf[self.filled..])
+            .map_err(|e| Error::io(self.path.as_path(), e))?;
+        self.filled += n;
+        self.eof = n == 0;
+        Ok(())
+    }
+
+    fn skip_line(&mut self) -> Result<()> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.filled]) {
+                self.pos += i + 1;
+                return Ok(());
+            }
+            self.pos = self.filled;
+            if self.eof {
+                return Ok(());
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The next line (without `\n` or `\r\n`), or `None` past the split.
+    fn next_line(&mut self) -> Result<Option<String>> {
+        if self.offset() >= self.end {
+            return Ok(None);
+        }
+        loop {
+            let unread = &self.buf[self.pos..self.filled];
+            let found = memchr::memchr(b'\n', unread);
+            if found.is_some() || (self.eof && !unread.is_empty()) {
+                let len = found.unwrap_or(unread.len());
+                let mut line = &unread[..len];
+                if line.last() == Some(&b'\r') {
+                    line = &line[..line.len() - 1];
+                }
+                let text = match std::str::from_utf8(line) {
+                    Ok(s) => s.to_owned(),
+                    Err(e) => {
+                        return Err(Error::InvalidUtf8 {
+                            path: self.path.to_path_buf(),
+                            offset: self.offset() + e.valid_up_to() as u64,
+                        });
+                    }
+                };
+                self.pos += found.map_or(len, |i| i + 1);
+                return Ok(Some(text));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.fill()?;
+        }
+    }
+}
+
+impl Batches<String> for LineReader {
+    fn next_batch(&mut self, out: &mut Vec<String>, hint: usize) -> Result<bool> {
+        for _ in 0..hint.max(1) {
+            match self.next_line()? {
+                Some(line) => out.push(line),
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+}
+
+pub(crate) struct WholeTextSource {
+    groups: Vec<Vec<PathBuf>>,
+}
+
+impl WholeTextSource {
+    pub(crate) fn rdd(ctx: &Context, path: &Path, min_partitions: usize) -> Result<Rdd<(String, String)>> {
+        let files = list_files(path)?;
+        let parts = min_partitions.min(files.len());
+        let mut groups = Vec::with_capacity(parts);
+        let mut rest = files.into_iter();
+        let n = rest.len();
+        for i in 0..parts {
+            let (a, b) = slice_bounds(n, parts, i);
+            groups.push(rest.by_ref().take(b - a).collect());
+        }
+        Ok(Rdd::from_op(
+            ctx,
+            source("whole_text_files", parts),
+            WholeTextSource { groups },
+        ))
+    }
+}
+
+impl Compute<(String, String)> for WholeTextSource {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<(String, String)>> {
+        let mut out = Vec::new();
+        for path in &self.groups[split] {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
+                path: path.clone(),
+                offset: e.utf8_error().valid_up_to() as u64,
+            })?;
+            out.push((path.to_string_lossy().into_owned(), text));
+        }
+        Ok(Box::new(IterBatches(out.into_iter())))
+    }
+}

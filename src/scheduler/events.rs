@@ -1,0 +1,235 @@
+//! What the scheduler reports while it runs jobs: the listener interface.
+
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies one task attempt: (job, stage, partition, attempt). The same
+/// program produces the same ids in every process, so a later multi-process
+/// mode can name tasks across machines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The job the task belongs to.
+    pub job: u64,
+    /// The stage the task belongs to.
+    pub stage: u64,
+    /// The partition it computes.
+    pub partition: usize,
+    /// 0 for the first attempt, 1 for the first retry, ...
+    pub attempt: u32,
+}
+
+/// What a stage's tasks produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageKind {
+    /// Writes the map side of a shuffle.
+    ShuffleMap {
+        /// The shuffle it writes.
+        shuffle: u64,
+    },
+    /// Computes the job's result.
+    Result,
+}
+
+/// Counters of one task attempt.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// Records read from shuffle blocks.
+    pub shuffle_records_read: u64,
+    /// Records written to shuffle blocks (after map-side combine).
+    pub shuffle_records_written: u64,
+    /// Bytes written to shuffle files on disk (0 when blocks stayed in memory).
+    pub shuffle_bytes_written: u64,
+    /// Bytes of shuffle blocks read from disk.
+    pub shuffle_bytes_read: u64,
+    /// Shuffle blocks kept in memory.
+    pub shuffle_blocks_in_memory: u64,
+    /// Records the task's pipeline produced (rows of its final dataset).
+    pub records_out: u64,
+}
+
+/// A scheduler event, delivered to every [`Listener`] of the context.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A job was submitted by an action.
+    JobStart {
+        /// Job id, in submission order.
+        job: u64,
+        /// The action's name.
+        action: &'static str,
+    },
+    /// A job ended.
+    JobEnd {
+        /// Job id.
+        job: u64,
+        /// Whether it succeeded.
+        succeeded: bool,
+        /// Wall time.
+        duration: Duration,
+    },
+    /// A stage starts running `tasks` tasks.
+    StageSubmitted {
+        /// Job id.
+        job: u64,
+        /// Stage id.
+        stage: u64,
+        /// 0 for the first attempt of the stage in this job.
+        attempt: u32,
+        /// Shuffle map or result stage.
+        kind: StageKind,
+        /// Id of the dataset the stage's tasks compute.
+        rdd: u64,
+        /// Number of tasks (only the missing partitions).
+        tasks: usize,
+    },
+    /// A shuffle map stage whose outputs all exist already was not run.
+    StageSkipped {
+        /// Job id.
+        job: u64,
+        /// Stage id.
+        stage: u64,
+        /// The shuffle whose outputs are reused.
+        shuffle: u64,
+    },
+    /// A stage ended.
+    StageCompleted {
+        /// Job id.
+        job: u64,
+        /// Stage id.
+        stage: u64,
+        /// Whether all its tasks succeeded.
+        succeeded: bool,
+        /// Wall time.
+        duration: Duration,
+    },
+    /// A task attempt started.
+    TaskStart {
+        /// The attempt.
+        task: TaskId,
+        /// Shuffle map or result task.
+        kind: StageKind,
+    },
+    /// A task attempt ended.
+    TaskEnd {
+        /// The attempt.
+        task: TaskId,
+        /// Shuffle map or result task.
+        kind: StageKind,
+        /// `None` on success, else the failure.
+        failure: Option<String>,
+        /// Its counters.
+        metrics: TaskMetrics,
+        /// Wall time.
+        duration: Duration,
+    },
+}
+
+/// Receives scheduler events. Called synchronously from the thread that
+/// produced the event (task threads for task events), so keep it cheap.
+pub trait Listener: Send + Sync {
+    /// Called once per event.
+    fn on_event(&self, event: &Event);
+}
+
+/// A listener that keeps every event, for tests and post-mortems.
+///
+/// ```
+/// use std::sync::Arc;
+/// let ctx = spate::Context::new().unwrap();
+/// let log = Arc::new(spate::EventLog::default());
+/// ctx.add_listener(log.clone());
+/// ctx.parallelize(vec![1, 2, 3], 3).count().unwrap();
+/// assert_eq!(log.tasks_run(), 3);
+/// ```
+#[derive(Default)]
+pub struct EventLog {
+    events: Mutex<Vec<Event>>,
+}
+
+impl EventLog {
+    /// A copy of the events so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().clone()
+    }
+
+    /// Forgets the events so far.
+    pub fn clear(&self) {
+        self.events.lock().clear()
+    }
+
+    /// Number of task attempts started.
+    pub fn tasks_run(&self) -> usize {
+        self.count(|e| matches!(e, Event::TaskStart { .. }))
+    }
+
+    /// Number of shuffle map task attempts started.
+    pub fn map_tasks_run(&self) -> usize {
+        self.count(|e| {
+            matches!(
+                e,
+                Event::TaskStart {
+                    kind: StageKind::ShuffleMap { .. },
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Number of stages submitted (skipped stages not counted).
+    pub fn stages_run(&self) -> usize {
+        self.count(|e| matches!(e, Event::StageSubmitted { .. }))
+    }
+
+    /// Number of failed task attempts.
+    pub fn failed_tasks(&self) -> usize {
+        self.count(|e| matches!(e, Event::TaskEnd { failure: Some(_), .. }))
+    }
+
+    /// The sum of the metrics of all successful task attempts.
+    pub fn total_metrics(&self) -> TaskMetrics {
+        let mut t = TaskMetrics::default();
+        for e in self.events.lock().iter() {
+            if let Event::TaskEnd {
+                failure: None, metrics: m, ..
+            } = e
+            {
+                t.shuffle_records_read += m.shuffle_records_read;
+                t.shuffle_records_written += m.shuffle_records_written;
+                t.shuffle_bytes_written += m.shuffle_bytes_written;
+                t.shuffle_bytes_read += m.shuffle_bytes_read;
+                t.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
+                t.records_out += m.records_out;
+            }
+        }
+        t
+    }
+
+    fn count(&self, f: impl Fn(&Event) -> bool) -> usize {
+        self.events.lock().iter().filter(|e| f(e)).count()
+    }
+}
+
+impl Listener for EventLog {
+    fn on_event(&self, event: &Event) {
+        self.events.lock().push(event.clone());
+    }
+}
+
+/// The context's listeners.
+#[derive(Default)]
+pub(crate) struct ListenerBus {
+    listeners: parking_lot::RwLock<Vec<Arc<dyn Listener>>>,
+}
+
+impl ListenerBus {
+    pub(crate) fn add(&self, l: Arc<dyn Listener>) {
+        self.listeners.write().push(l);
+    }
+
+    pub(crate) fn post(&self, event: Event) {
+        for l in self.listeners.read().iter() {
+            l.on_event(&event);
+        }
+    }
+}

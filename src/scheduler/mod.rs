@@ -1,0 +1,352 @@
+//! The DAG scheduler: turns an action into stages split at shuffle
+//! dependencies and runs each stage's missing tasks on the context's pool.
+//!
+//! Invariants:
+//! - A shuffle map stage runs only the map partitions whose output is not
+//!   registered; outputs stay registered across jobs until the shuffle's
+//!   dataset is dropped, so a second action on a shuffled dataset runs no
+//!   map task.
+//! - A task's accumulator updates and map output count only when the
+//!   attempt succeeds; a failed attempt is retried up to the context's
+//!   `max_task_failures`.
+//! - A reduce task that cannot read a map output fails with a fetch failure,
+//!   which is not retried in place: the scheduler forgets that map output,
+//!   re-runs the missing map tasks (a new stage attempt), then the unfinished
+//!   tasks of the failed stage.
+//! - The driver walks lineage with explicit stacks, never recursion over
+//!   narrow chains, so deep lineages do not overflow.
+
+mod events;
+mod task;
+
+pub use events::{Event, EventLog, Listener, StageKind, TaskId, TaskMetrics};
+pub(crate) use events::ListenerBus;
+pub(crate) use task::{MetricsCell, TaskContext};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::rdd::{AnyRdd, BatchIter, Batches, Dependency, Rdd};
+use crate::shared::TaskUpdates;
+use crate::shuffle::{ShuffleDep, ShuffleId};
+use crate::Data;
+use parking_lot::Mutex;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Consecutive attempts of one stage before the job is failed.
+const MAX_STAGE_ATTEMPTS: u32 = 4;
+
+#[derive(Default)]
+pub(crate) struct Scheduler {
+    next_job: AtomicU64,
+    next_stage: AtomicU64,
+    /// Shuffle map stages keep their id across jobs, as in Spark.
+    shuffle_stages: Mutex<HashMap<ShuffleId, u64>>,
+    /// One job at a time per context keeps stage bookkeeping simple.
+    job_lock: Mutex<()>,
+}
+
+/// Runs `func` over `partitions` of `rdd` as one job; results come back in
+/// the order of `partitions`.
+pub(crate) fn run_job<T: Data, R: Send>(
+    ctx: &Context,
+    rdd: &Rdd<T>,
+    partitions: &[usize],
+    action: &'static str,
+    func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let sched = ctx.scheduler();
+    let _one_job = sched.job_lock.lock();
+    let job = sched.next_job.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    ctx.post(Event::JobStart { job, action });
+    let result = JobRun { ctx, job }.run(rdd, partitions, &func);
+    ctx.post(Event::JobEnd {
+        job,
+        succeeded: result.is_ok(),
+        duration: started.elapsed(),
+    });
+    result
+}
+
+struct JobRun<'a> {
+    ctx: &'a Context,
+    job: u64,
+}
+
+impl JobRun<'_> {
+    fn run<T: Data, R: Send>(
+        &self,
+        rdd: &Rdd<T>,
+        partitions: &[usize],
+        func: &(impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync),
+    ) -> Result<Vec<R>> {
+        let stage = self.ctx.scheduler().next_stage.fetch_add(1, Ordering::Relaxed);
+        let mut results: Vec<Option<R>> = partitions.iter().map(|_| None).collect();
+        let mut attempt = 0;
+        loop {
+            self.ensure_parents(&rdd.as_any_rdd())?;
+            let todo: Vec<usize> = (0..partitions.len()).filter(|&i| results[i].is_none()).collect();
+            if todo.is_empty() {
+                break;
+            }
+            let splits: Vec<usize> = todo.iter().map(|&i| partitions[i]).collect();
+            let kind = StageKind::Result;
+            let outcomes = self.run_stage(stage, attempt, kind, rdd.id(), &splits, &|tc: &TaskContext| {
+                let it = rdd.iterator(tc.partition(), tc)?;
+                let counted = Box::new(Counted {
+                    inner: it,
+                    metrics: tc.metrics.clone(),
+                });
+                func(tc, counted)
+            });
+            let mut lost = None;
+            for (i, outcome) in todo.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(r) => results[i] = Some(r),
+                    Err(e) => lost = Some(self.classify(stage, attempt, e)?),
+                }
+            }
+            if let Some(e) = lost {
+                attempt += 1;
+                if attempt >= MAX_STAGE_ATTEMPTS {
+                    return Err(Error::StageFailed {
+                        stage,
+                        attempts: attempt,
+                        cause: Box::new(e),
+                    });
+                }
+            }
+        }
+        Ok(results.into_iter().map(|r| r.expect("every partition has a result")).collect())
+    }
+
+    /// A fetch failure forgets the lost map output and asks for another
+    /// stage attempt (`Ok`); any other failure aborts the job (`Err`).
+    fn classify(&self, _stage: u64, _attempt: u32, e: Error) -> Result<Error> {
+        match e {
+            Error::ShuffleFetch { shuffle, map, .. } => {
+                self.ctx.shuffles().remove_map(shuffle, map);
+                Ok(e)
+            }
+            Error::Cancelled(_) => Ok(e),
+            e => Err(e),
+        }
+    }
+
+    /// Makes sure every shuffle the dataset reads (through narrow
+    /// dependencies) has all its map outputs.
+    fn ensure_parents(&self, rdd: &Arc<dyn AnyRdd>) -> Result<()> {
+        for dep in direct_shuffle_deps(self.ctx, rdd) {
+            self.ensure_shuffle(&dep)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_shuffle(&self, dep: &Arc<dyn ShuffleDep>) -> Result<()> {
+        let shuffle = dep.shuffle_id();
+        let stage = *self
+            .ctx
+            .scheduler()
+            .shuffle_stages
+            .lock()
+            .entry(shuffle)
+            .or_insert_with(|| self.ctx.scheduler().next_stage.fetch_add(1, Ordering::Relaxed));
+        let mut attempt = 0;
+        loop {
+            self.ensure_parents(&dep.parent())?;
+            let missing = self.ctx.shuffles().missing(shuffle);
+            if missing.is_empty() {
+                if attempt == 0 {
+                    self.ctx.post(Event::StageSkipped {
+                        job: self.job,
+                        stage,
+                        shuffle,
+                    });
+                }
+                return Ok(());
+            }
+            let kind = StageKind::ShuffleMap { shuffle };
+            let rdd_id = dep.parent().base().id;
+            let outcomes = self.run_stage(stage, attempt, kind, rdd_id, &missing, &|tc: &TaskContext| {
+                dep.run_map_task(tc)
+            });
+            let mut lost = None;
+            for (map, outcome) in missing.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(output) => self.ctx.shuffles().put(shuffle, map, output),
+                    Err(e) => lost = Some(self.classify(stage, attempt, e)?),
+                }
+            }
+            if let Some(e) = lost {
+                attempt += 1;
+                if attempt >= MAX_STAGE_ATTEMPTS {
+                    return Err(Error::StageFailed {
+                        stage,
+                        attempts: attempt,
+                        cause: Box::new(e),
+                    });
+                }
+            } else {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one task per partition in parallel; returns each one's outcome.
+    fn run_stage<R: Send>(
+        &self,
+        stage: u64,
+        attempt: u32,
+        kind: StageKind,
+        rdd: u64,
+        partitions: &[usize],
+        task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+    ) -> Vec<Result<R>> {
+        let started = Instant::now();
+        self.ctx.post(Event::StageSubmitted {
+            job: self.job,
+            stage,
+            attempt,
+            kind,
+            rdd,
+            tasks: partitions.len(),
+        });
+        let abort = AtomicBool::new(false);
+        let outcomes: Vec<Result<R>> = self.ctx.pool().install(|| {
+            partitions
+                .par_iter()
+                .with_max_len(1)
+                .map(|&p| self.run_task(stage, kind, p, &abort, task))
+                .collect()
+        });
+        self.ctx.post(Event::StageCompleted {
+            job: self.job,
+            stage,
+            succeeded: outcomes.iter().all(|o| o.is_ok()),
+            duration: started.elapsed(),
+        });
+        outcomes
+    }
+
+    /// Runs a task, retrying failed attempts.
+    fn run_task<R>(
+        &self,
+        stage: u64,
+        kind: StageKind,
+        partition: usize,
+        abort: &AtomicBool,
+        task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+    ) -> Result<R> {
+        let max = self.ctx.max_task_failures();
+        let mut last = None;
+        for attempt in 0..max {
+            if abort.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled(self.job));
+            }
+            let id = TaskId {
+                job: self.job,
+                stage,
+                partition,
+                attempt,
+            };
+            self.ctx.post(Event::TaskStart { task: id, kind });
+            let tc = TaskContext::new(self.ctx.clone(), id);
+            let started = Instant::now();
+            let updates = TaskUpdates::begin();
+            let outcome = match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
+                Ok(r) => r,
+                Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+            };
+            let failure = outcome.as_ref().err().map(|e| e.to_string());
+            match outcome {
+                Ok(_) => updates.commit(),
+                Err(_) => drop(updates),
+            }
+            self.ctx.post(Event::TaskEnd {
+                task: id,
+                kind,
+                failure,
+                metrics: tc.metrics.get(),
+                duration: started.elapsed(),
+            });
+            match outcome {
+                Ok(r) => return Ok(r),
+                // Retrying cannot help: the input is gone. The stage handles it.
+                Err(e @ Error::ShuffleFetch { .. }) => {
+                    abort.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        abort.store(true, Ordering::Relaxed);
+        Err(Error::TaskFailed {
+            job: self.job,
+            stage,
+            partition,
+            attempts: max,
+            cause: Box::new(last.unwrap_or(Error::Cancelled(self.job))),
+        })
+    }
+}
+
+/// The shuffles a dataset reads through its narrow lineage. A persisted
+/// dataset whose partitions are all cached hides its parents.
+fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn ShuffleDep>> {
+    let mut out: Vec<Arc<dyn ShuffleDep>> = Vec::new();
+    let mut seen_shuffles = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![rdd.clone()];
+    while let Some(r) = stack.pop() {
+        let base = r.base();
+        if !seen.insert(base.id) {
+            continue;
+        }
+        if base.storage.lock().is_some() && ctx.blocks().cached_partitions(base.id) == base.num_partitions {
+            continue;
+        }
+        for dep in &base.deps {
+            match dep {
+                Dependency::Narrow(parent) => stack.push(parent.clone()),
+                Dependency::Shuffle(s) => {
+                    if seen_shuffles.insert(s.shuffle_id()) {
+                        out.push(s.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Counts the records a result task's pipeline produces.
+struct Counted<T> {
+    inner: BatchIter<T>,
+    metrics: Rc<MetricsCell>,
+}
+
+impl<T> Batches<T> for Counted<T> {
+    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+        let before = out.len();
+        let more = self.inner.next_batch(out, hint)?;
+        let n = (out.len() - before) as u64;
+        self.metrics.update(|m| m.records_out += n);
+        Ok(more)
+    }
+}

@@ -1,0 +1,45 @@
+//! The context a task attempt runs in.
+
+use super::events::{TaskId, TaskMetrics};
+use crate::context::Context;
+use std::cell::Cell;
+use std::rc::Rc;
+
+/// What a running task knows about itself: its id, its context and its
+/// counters. Passed to every partition computation.
+#[derive(Clone)]
+pub(crate) struct TaskContext {
+    pub(crate) ctx: Context,
+    pub(crate) id: TaskId,
+    pub(crate) metrics: Rc<MetricsCell>,
+}
+
+/// Task counters, shared by the readers and writers of one attempt.
+#[derive(Default)]
+pub(crate) struct MetricsCell(Cell<TaskMetrics>);
+
+impl MetricsCell {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut TaskMetrics)) {
+        let mut m = self.0.get();
+        f(&mut m);
+        self.0.set(m);
+    }
+
+    pub(crate) fn get(&self) -> TaskMetrics {
+        self.0.get()
+    }
+}
+
+impl TaskContext {
+    pub(crate) fn new(ctx: Context, id: TaskId) -> Self {
+        TaskContext {
+            ctx,
+            id,
+            metrics: Rc::new(MetricsCell::default()),
+        }
+    }
+
+    pub(crate) fn partition(&self) -> usize {
+        self.id.partition
+    }
+}

@@ -1,0 +1,89 @@
+//! Where map outputs live between the map and the reduce stage, and across
+//! jobs: shuffle outputs are reused until their dataset is dropped.
+
+use super::ShuffleId;
+use crate::memory::MemoryBudget;
+use parking_lot::Mutex;
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One reduce partition's share of one map output.
+pub(crate) enum Block {
+    Empty,
+    /// Typed records, `Arc<Vec<X>>` behind `Any`.
+    Memory { data: Arc<dyn Any + Send + Sync>, records: u64 },
+    /// Checksummed frames at `offset..offset + len` of the map's file.
+    Disk { offset: u64, len: u64 },
+}
+
+/// Everything one map task produced: a block per reduce partition.
+pub(crate) struct MapOutput {
+    pub(crate) blocks: Vec<Block>,
+    /// The file holding the disk blocks, if any.
+    pub(crate) file: Option<PathBuf>,
+    /// Memory reserved from the budget for the in-memory blocks.
+    pub(crate) reserved: usize,
+    pub(crate) budget: Arc<MemoryBudget>,
+}
+
+impl Drop for MapOutput {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+        if let Some(file) = &self.file {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The registered map outputs of every live shuffle of a context.
+#[derive(Default)]
+pub(crate) struct ShuffleManager {
+    shuffles: Mutex<HashMap<ShuffleId, Vec<Option<Arc<MapOutput>>>>>,
+}
+
+impl ShuffleManager {
+    pub(crate) fn register(&self, shuffle: ShuffleId, num_maps: usize) {
+        self.shuffles.lock().insert(shuffle, vec![None; num_maps]);
+    }
+
+    pub(crate) fn unregister(&self, shuffle: ShuffleId) {
+        // Drop the outputs outside the lock: dropping deletes files.
+        let removed = self.shuffles.lock().remove(&shuffle);
+        drop(removed);
+    }
+
+    /// Map partitions whose output is not available.
+    pub(crate) fn missing(&self, shuffle: ShuffleId) -> Vec<usize> {
+        match self.shuffles.lock().get(&shuffle) {
+            Some(maps) => (0..maps.len()).filter(|&m| maps[m].is_none()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub(crate) fn put(&self, shuffle: ShuffleId, map: usize, output: MapOutput) {
+        if let Some(maps) = self.shuffles.lock().get_mut(&shuffle) {
+            maps[map] = Some(Arc::new(output));
+        }
+    }
+
+    pub(crate) fn get(&self, shuffle: ShuffleId, map: usize) -> Option<Arc<MapOutput>> {
+        self.shuffles.lock().get(&shuffle)?.get(map)?.clone()
+    }
+
+    pub(crate) fn num_maps(&self, shuffle: ShuffleId) -> usize {
+        self.shuffles.lock().get(&shuffle).map_or(0, |m| m.len())
+    }
+
+    /// Forgets one map output (it is lost or corrupt), so the scheduler
+    /// recomputes it. Returns whether it was registered.
+    pub(crate) fn remove_map(&self, shuffle: ShuffleId, map: usize) -> bool {
+        let removed = self
+            .shuffles
+            .lock()
+            .get_mut(&shuffle)
+            .and_then(|maps| maps.get_mut(map)?.take());
+        removed.is_some()
+    }
+}

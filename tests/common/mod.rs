@@ -1,0 +1,27 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use spate::{Context, EventLog};
+use std::sync::Arc;
+
+/// A two-thread context, as on the CI machine.
+pub fn ctx() -> Context {
+    Context::builder().parallelism(2).build().expect("context")
+}
+
+/// A context with an event log attached.
+pub fn logged_ctx() -> (Context, Arc<EventLog>) {
+    let ctx = ctx();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    (ctx, log)
+}
+
+pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+/// Partition counts every operator is checked with: one, several, more
+/// partitions than elements.
+pub const PARTITIONS: [usize; 4] = [1, 2, 7, 64];
