@@ -43,6 +43,9 @@ fn main() -> Result<(), spate::Error> {
     if malformed.value() > 0 {
         eprintln!("skipped {} malformed lines", malformed.value());
     }
-    eprintln!("JOBTIME spate-groupby {:.3}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "JOBTIME spate-groupby {:.3}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -35,7 +35,9 @@ fn main() -> Result<(), spate::Error> {
     let orders = ctx.text_file(&args.orders, n)?.flat_map(move |line| {
         let mut f = line.split('\t');
         let parsed = match (f.next(), f.next(), f.next(), f.next()) {
-            (Some(oid), Some(cid), Some(amount), None) => Some((Str::from(cid), (Str::from(oid), Str::from(amount)))),
+            (Some(oid), Some(cid), Some(amount), None) => {
+                Some((Str::from(cid), (Str::from(oid), Str::from(amount))))
+            }
             _ => None,
         };
         if parsed.is_none() {
@@ -45,7 +47,9 @@ fn main() -> Result<(), spate::Error> {
     });
     let bad = malformed.clone();
     let customers = ctx.text_file(&args.customers, n)?.flat_map(move |line| {
-        let parsed = line.split_once('\t').map(|(cid, name)| (Str::from(cid), Str::from(name)));
+        let parsed = line
+            .split_once('\t')
+            .map(|(cid, name)| (Str::from(cid), Str::from(name)));
         if parsed.is_none() {
             bad.add(1);
         }

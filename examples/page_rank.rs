@@ -48,14 +48,19 @@ fn main() -> Result<(), spate::Error> {
     for _ in 0..args.iterations {
         let contributions = links.join(&ranks).flat_map(|(_, (targets, rank))| {
             let share = rank / targets.len() as f64;
-            targets.into_iter().map(move |t| (t, share)).collect::<Vec<_>>()
+            targets
+                .into_iter()
+                .map(move |t| (t, share))
+                .collect::<Vec<_>>()
         });
         ranks = contributions
             .reduce_by_key(|a, b| a + b)
             .map_values(|sum| 0.15 + 0.85 * sum)
             .cache();
     }
-    for (page, rank) in ranks.take_ordered_by(args.top, |a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)))? {
+    for (page, rank) in ranks.take_ordered_by(args.top, |a, b| {
+        b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+    })? {
         println!("{page:>12}  {rank:.5}");
     }
     Ok(())

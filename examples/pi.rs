@@ -9,9 +9,9 @@ use spate::Context;
 
 fn main() -> Result<(), spate::Error> {
     let samples: i64 = match std::env::args().nth(1) {
-        Some(s) => s
-            .parse()
-            .map_err(|_| spate::Error::InvalidArgument(format!("SAMPLES must be a whole number, not {s:?}")))?,
+        Some(s) => s.parse().map_err(|_| {
+            spate::Error::InvalidArgument(format!("SAMPLES must be a whole number, not {s:?}"))
+        })?,
         None => 10_000_000,
     };
     let ctx = Context::new()?;

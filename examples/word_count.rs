@@ -54,7 +54,11 @@ fn main() -> Result<(), spate::Error> {
     };
 
     let counts = lines
-        .flat_map(|line| line.split_ascii_whitespace().map(Str::from).collect::<Vec<_>>())
+        .flat_map(|line| {
+            line.split_ascii_whitespace()
+                .map(Str::from)
+                .collect::<Vec<_>>()
+        })
         .map(|word| (word, 1u64))
         .reduce_by_key(|a, b| a + b)
         .cache();
@@ -72,6 +76,9 @@ fn main() -> Result<(), spate::Error> {
         println!("{count:>10}  {word}");
     }
     println!("total words: {total}, distinct: {distinct}");
-    eprintln!("JOBTIME spate-wordcount {:.3}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "JOBTIME spate-wordcount {:.3}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -43,11 +43,16 @@ impl Codec for Bincode {
 pub(crate) const FRAME_HEADER: usize = 8;
 
 /// Encodes `records`, compresses them and appends one checksummed frame to `out`.
-pub(crate) fn write_frame<T: Serialize>(records: &T, scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<()> {
+pub(crate) fn write_frame<T: Serialize>(
+    records: &T,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     scratch.clear();
     Bincode::encode(records, scratch)?;
     let compressed = lz4_flex::compress_prepend_size(scratch);
-    let len = u32::try_from(compressed.len()).map_err(|_| Error::Codec("frame larger than 4 GiB".into()))?;
+    let len = u32::try_from(compressed.len())
+        .map_err(|_| Error::Codec("frame larger than 4 GiB".into()))?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&compressed).to_le_bytes());
     out.extend_from_slice(&compressed);
@@ -57,15 +62,20 @@ pub(crate) fn write_frame<T: Serialize>(records: &T, scratch: &mut Vec<u8>, out:
 /// Reads the frame at the start of `bytes`; returns the decoded records and
 /// the number of bytes consumed. A short, corrupt or foreign frame is an
 /// error, never a panic.
-pub(crate) fn read_frame<T: DeserializeOwned>(bytes: &[u8]) -> std::result::Result<(T, usize), String> {
+pub(crate) fn read_frame<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> std::result::Result<(T, usize), String> {
     if bytes.len() < FRAME_HEADER {
         return Err(format!("truncated frame header ({} bytes)", bytes.len()));
     }
     let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    let body = bytes
-        .get(FRAME_HEADER..FRAME_HEADER + len)
-        .ok_or_else(|| format!("truncated frame: want {len} bytes, have {}", bytes.len() - FRAME_HEADER))?;
+    let body = bytes.get(FRAME_HEADER..FRAME_HEADER + len).ok_or_else(|| {
+        format!(
+            "truncated frame: want {len} bytes, have {}",
+            bytes.len() - FRAME_HEADER
+        )
+    })?;
     if crc32fast::hash(body) != crc {
         return Err("checksum mismatch".to_string());
     }
@@ -98,6 +108,10 @@ mod tests {
         out[last] ^= 0xff;
         let err = read_frame::<Vec<u32>>(&out).unwrap_err();
         assert!(err.contains("checksum"), "{err}");
-        assert!(read_frame::<Vec<u32>>(&out[..5]).unwrap_err().contains("truncated"));
+        assert!(
+            read_frame::<Vec<u32>>(&out[..5])
+                .unwrap_err()
+                .contains("truncated")
+        );
     }
 }

@@ -118,7 +118,9 @@ impl ContextBuilder {
                 parallelism,
                 scratch,
                 max_task_failures: self.max_task_failures.unwrap_or(4),
-                memory: Arc::new(MemoryBudget::new(self.memory_limit.unwrap_or_else(memory::default_limit))),
+                memory: Arc::new(MemoryBudget::new(
+                    self.memory_limit.unwrap_or_else(memory::default_limit),
+                )),
                 next_rdd: AtomicU64::new(0),
                 next_shuffle: AtomicU64::new(0),
                 next_shared: AtomicU64::new(0),
@@ -209,7 +211,11 @@ impl Context {
 
     /// One `(path, contents)` record per file of a directory or glob, with
     /// the files spread over at most `min_partitions` partitions.
-    pub fn whole_text_files(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<(String, String)>> {
+    pub fn whole_text_files(
+        &self,
+        path: impl AsRef<Path>,
+        min_partitions: usize,
+    ) -> Result<Rdd<(String, String)>> {
         WholeTextSource::rdd(self, path.as_ref(), min_partitions.max(1))
     }
 

@@ -135,7 +135,9 @@ impl fmt::Debug for Partitioner {
         match &self.kind {
             Kind::Hash(n) => write!(f, "HashPartitioner({n})"),
             Kind::Keyed {
-                name, num_partitions, ..
+                name,
+                num_partitions,
+                ..
             } => write!(f, "Partitioner({name}, {num_partitions})"),
         }
     }
@@ -254,10 +256,16 @@ mod tests {
     fn range_partitioner_respects_bounds_and_direction() {
         let asc = Partitioner::range(vec![10, 20], true);
         let f = asc.for_keys::<i32>().unwrap();
-        assert_eq!([5, 10, 11, 20, 21].map(|k| f.partition(&k)), [0, 0, 1, 1, 2]);
+        assert_eq!(
+            [5, 10, 11, 20, 21].map(|k| f.partition(&k)),
+            [0, 0, 1, 1, 2]
+        );
         let desc = Partitioner::range(vec![10, 20], false);
         let f = desc.for_keys::<i32>().unwrap();
-        assert_eq!([5, 10, 11, 20, 21].map(|k| f.partition(&k)), [2, 2, 1, 1, 0]);
+        assert_eq!(
+            [5, 10, 11, 20, 21].map(|k| f.partition(&k)),
+            [2, 2, 1, 1, 0]
+        );
         assert!(asc.for_keys::<String>().is_err());
         assert_ne!(asc, Partitioner::range(vec![10, 20], true));
         assert_eq!(asc, asc.clone());

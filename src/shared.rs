@@ -110,7 +110,12 @@ impl<T> Clone for Accumulator<T> {
 }
 
 impl<T: Clone + Send + 'static> Accumulator<T> {
-    pub(crate) fn new(id: u64, name: String, zero: T, merge: impl Fn(&mut T, T) + Send + Sync + 'static) -> Self {
+    pub(crate) fn new(
+        id: u64,
+        name: String,
+        zero: T,
+        merge: impl Fn(&mut T, T) + Send + Sync + 'static,
+    ) -> Self {
         Accumulator {
             inner: Arc::new(AccumulatorInner {
                 id,

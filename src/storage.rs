@@ -22,12 +22,21 @@ pub(crate) struct BlockManager {
 }
 
 impl BlockManager {
-    pub(crate) fn get<T: Send + Sync + 'static>(&self, rdd: RddId, split: usize) -> Option<Arc<Vec<T>>> {
+    pub(crate) fn get<T: Send + Sync + 'static>(
+        &self,
+        rdd: RddId,
+        split: usize,
+    ) -> Option<Arc<Vec<T>>> {
         let block = self.blocks.lock().get(&(rdd, split))?.clone();
         block.downcast::<Vec<T>>().ok()
     }
 
-    pub(crate) fn put<T: Send + Sync + 'static>(&self, rdd: RddId, split: usize, data: Arc<Vec<T>>) {
+    pub(crate) fn put<T: Send + Sync + 'static>(
+        &self,
+        rdd: RddId,
+        split: usize,
+        data: Arc<Vec<T>>,
+    ) {
         self.blocks.lock().insert((rdd, split), data);
     }
 

@@ -11,7 +11,11 @@ fn data() -> Vec<i64> {
 #[test]
 fn parallelize_follows_sparks_slicing_rule() {
     let ctx = ctx();
-    let parts = ctx.parallelize((0..10).collect::<Vec<_>>(), 3).glom().collect().unwrap();
+    let parts = ctx
+        .parallelize((0..10).collect::<Vec<_>>(), 3)
+        .glom()
+        .collect()
+        .unwrap();
     assert_eq!(parts, vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8, 9]]);
     let parts = ctx.parallelize(vec![1, 2], 4).glom().collect().unwrap();
     assert_eq!(parts, vec![vec![], vec![1], vec![], vec![2]]);
@@ -22,7 +26,14 @@ fn parallelize_follows_sparks_slicing_rule() {
 #[test]
 fn range_matches_a_stepped_iterator() {
     let ctx = ctx();
-    for (start, end, step) in [(0, 10, 1), (0, 10, 3), (10, 0, -3), (5, 5, 1), (0, 10, -1), (-7, 8, 4)] {
+    for (start, end, step) in [
+        (0, 10, 1),
+        (0, 10, 3),
+        (10, 0, -3),
+        (5, 5, 1),
+        (0, 10, -1),
+        (-7, 8, 4),
+    ] {
         let expected: Vec<i64> = if step > 0 {
             (start..end).step_by(step as usize).collect()
         } else {
@@ -35,7 +46,11 @@ fn range_matches_a_stepped_iterator() {
             v
         };
         for p in PARTITIONS {
-            assert_eq!(ctx.range(start, end, step, p).collect().unwrap(), expected, "{start} {end} {step} {p}");
+            assert_eq!(
+                ctx.range(start, end, step, p).collect().unwrap(),
+                expected,
+                "{start} {end} {step} {p}"
+            );
         }
     }
     assert_eq!(ctx.range(0, 10, 0, 2).count().unwrap(), 0);
@@ -47,10 +62,24 @@ fn map_filter_flat_map_match_iterators() {
     let d = data();
     for p in PARTITIONS {
         let r = ctx.parallelize(d.clone(), p);
-        assert_eq!(r.map(|x| x * 2).collect().unwrap(), d.iter().map(|x| x * 2).collect::<Vec<_>>());
-        assert_eq!(r.filter(|x| x % 3 == 0).collect().unwrap(), d.iter().copied().filter(|x| x % 3 == 0).collect::<Vec<_>>());
-        let fm: Vec<i64> = d.iter().flat_map(|&x| (0..x.rem_euclid(4)).map(move |i| x + i)).collect();
-        assert_eq!(r.flat_map(|x| (0..x.rem_euclid(4)).map(move |i| x + i)).collect().unwrap(), fm);
+        assert_eq!(
+            r.map(|x| x * 2).collect().unwrap(),
+            d.iter().map(|x| x * 2).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            r.filter(|x| x % 3 == 0).collect().unwrap(),
+            d.iter().copied().filter(|x| x % 3 == 0).collect::<Vec<_>>()
+        );
+        let fm: Vec<i64> = d
+            .iter()
+            .flat_map(|&x| (0..x.rem_euclid(4)).map(move |i| x + i))
+            .collect();
+        assert_eq!(
+            r.flat_map(|x| (0..x.rem_euclid(4)).map(move |i| x + i))
+                .collect()
+                .unwrap(),
+            fm
+        );
     }
 }
 
@@ -59,10 +88,22 @@ fn map_partitions_sees_each_partition_once() {
     let ctx = ctx();
     for p in PARTITIONS {
         let r = ctx.parallelize(data(), p);
-        let sums = r.map_partitions(|it| std::iter::once(it.sum::<i64>())).collect().unwrap();
-        let expected: Vec<i64> = r.glom().collect().unwrap().iter().map(|v| v.iter().sum()).collect();
+        let sums = r
+            .map_partitions(|it| std::iter::once(it.sum::<i64>()))
+            .collect()
+            .unwrap();
+        let expected: Vec<i64> = r
+            .glom()
+            .collect()
+            .unwrap()
+            .iter()
+            .map(|v| v.iter().sum())
+            .collect();
         assert_eq!(sums, expected);
-        let idx = r.map_partitions_with_index(|i, it| it.map(move |_| i)).collect().unwrap();
+        let idx = r
+            .map_partitions_with_index(|i, it| it.map(move |_| i))
+            .collect()
+            .unwrap();
         let expected: Vec<usize> = r
             .glom()
             .collect()
@@ -79,19 +120,33 @@ fn map_partitions_sees_each_partition_once() {
 fn keyed_narrow_ops_match_and_keep_partitioner_where_spark_does() {
     let ctx = ctx();
     let pairs: Vec<(i64, i64)> = data().into_iter().map(|x| (x % 5, x)).collect();
-    let r = ctx.parallelize(pairs.clone(), 3).partition_by(Partitioner::hash(4));
-    assert_eq!(sorted(r.keys().collect().unwrap()), sorted(pairs.iter().map(|p| p.0).collect()));
-    assert_eq!(sorted(r.values().collect().unwrap()), sorted(pairs.iter().map(|p| p.1).collect()));
+    let r = ctx
+        .parallelize(pairs.clone(), 3)
+        .partition_by(Partitioner::hash(4));
+    assert_eq!(
+        sorted(r.keys().collect().unwrap()),
+        sorted(pairs.iter().map(|p| p.0).collect())
+    );
+    assert_eq!(
+        sorted(r.values().collect().unwrap()),
+        sorted(pairs.iter().map(|p| p.1).collect())
+    );
     let mv = r.map_values(|v| v + 1);
     assert_eq!(mv.partitioner(), Some(&Partitioner::hash(4)));
-    assert_eq!(sorted(mv.collect().unwrap()), sorted(pairs.iter().map(|&(k, v)| (k, v + 1)).collect()));
+    assert_eq!(
+        sorted(mv.collect().unwrap()),
+        sorted(pairs.iter().map(|&(k, v)| (k, v + 1)).collect())
+    );
     let fmv = r.flat_map_values(|v| vec![v, -v]);
     assert_eq!(fmv.partitioner(), Some(&Partitioner::hash(4)));
     assert_eq!(
         sorted(fmv.collect().unwrap()),
         sorted(pairs.iter().flat_map(|&(k, v)| [(k, v), (k, -v)]).collect())
     );
-    assert_eq!(r.filter(|_| true).partitioner(), Some(&Partitioner::hash(4)));
+    assert_eq!(
+        r.filter(|_| true).partitioner(),
+        Some(&Partitioner::hash(4))
+    );
     assert_eq!(r.map(|x| x).partitioner(), None);
     let kb = ctx.parallelize(vec!["a", "bb"], 2).key_by(|s| s.len());
     assert_eq!(kb.collect().unwrap(), vec![(1, "a"), (2, "bb")]);
@@ -103,13 +158,33 @@ fn glom_union_and_coalesce_layouts() {
     let a = ctx.parallelize(vec![1, 2, 3], 2);
     let b = ctx.parallelize(vec![4, 5], 1);
     let u = a.union(&b);
-    assert_eq!(u.glom().collect().unwrap(), vec![vec![1], vec![2, 3], vec![4, 5]]);
-    assert_eq!(ctx.union(&[a.clone(), b.clone(), a.clone()]).collect().unwrap(), vec![1, 2, 3, 4, 5, 1, 2, 3]);
+    assert_eq!(
+        u.glom().collect().unwrap(),
+        vec![vec![1], vec![2, 3], vec![4, 5]]
+    );
+    assert_eq!(
+        ctx.union(&[a.clone(), b.clone(), a.clone()])
+            .collect()
+            .unwrap(),
+        vec![1, 2, 3, 4, 5, 1, 2, 3]
+    );
     // Spark's coalescer without locality: contiguous ranges by the slicing rule.
-    let c = ctx.parallelize((0..10).collect::<Vec<_>>(), 5).coalesce(3, false);
-    assert_eq!(c.glom().collect().unwrap(), vec![vec![0, 1], vec![2, 3, 4, 5], vec![6, 7, 8, 9]]);
-    assert_eq!(ctx.parallelize(vec![1, 2], 2).coalesce(5, false).num_partitions(), 2);
-    let s = ctx.parallelize((0..10).collect::<Vec<_>>(), 2).coalesce(4, true);
+    let c = ctx
+        .parallelize((0..10).collect::<Vec<_>>(), 5)
+        .coalesce(3, false);
+    assert_eq!(
+        c.glom().collect().unwrap(),
+        vec![vec![0, 1], vec![2, 3, 4, 5], vec![6, 7, 8, 9]]
+    );
+    assert_eq!(
+        ctx.parallelize(vec![1, 2], 2)
+            .coalesce(5, false)
+            .num_partitions(),
+        2
+    );
+    let s = ctx
+        .parallelize((0..10).collect::<Vec<_>>(), 2)
+        .coalesce(4, true);
     assert_eq!(s.num_partitions(), 4);
     assert_eq!(sorted(s.collect().unwrap()), (0..10).collect::<Vec<_>>());
 }
@@ -118,12 +193,19 @@ fn glom_union_and_coalesce_layouts() {
 fn union_of_co_partitioned_inputs_keeps_the_partitioner() {
     let ctx = ctx();
     let p = Partitioner::hash(3);
-    let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2).partition_by(p.clone());
-    let b = ctx.parallelize(vec![(1, 'c'), (5, 'd')], 1).partition_by(p.clone());
+    let a = ctx
+        .parallelize(vec![(1, 'a'), (2, 'b')], 2)
+        .partition_by(p.clone());
+    let b = ctx
+        .parallelize(vec![(1, 'c'), (5, 'd')], 1)
+        .partition_by(p.clone());
     let u = a.union(&b);
     assert_eq!(u.num_partitions(), 3);
     assert_eq!(u.partitioner(), Some(&p));
-    assert_eq!(sorted(u.collect().unwrap()), vec![(1, 'a'), (1, 'c'), (2, 'b'), (5, 'd')]);
+    assert_eq!(
+        sorted(u.collect().unwrap()),
+        vec![(1, 'a'), (1, 'c'), (2, 'b'), (5, 'd')]
+    );
 }
 
 #[test]
@@ -132,23 +214,42 @@ fn zip_and_indexes() {
     for p in PARTITIONS {
         let a = ctx.parallelize(data(), p);
         let z = a.zip(&a.map(|x| x * 10)).unwrap().collect().unwrap();
-        assert_eq!(z, data().into_iter().map(|x| (x, x * 10)).collect::<Vec<_>>());
+        assert_eq!(
+            z,
+            data().into_iter().map(|x| (x, x * 10)).collect::<Vec<_>>()
+        );
         let zi = a.zip_with_index().unwrap().collect().unwrap();
         assert_eq!(zi, data().into_iter().zip(0u64..).collect::<Vec<_>>());
         let ids: Vec<u64> = a.zip_with_unique_id().values().collect().unwrap();
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
         let n = a.num_partitions() as u64;
-        for (k, part) in a.zip_with_unique_id().glom().collect().unwrap().into_iter().enumerate() {
+        for (k, part) in a
+            .zip_with_unique_id()
+            .glom()
+            .collect()
+            .unwrap()
+            .into_iter()
+            .enumerate()
+        {
             for (i, (_, id)) in part.into_iter().enumerate() {
                 assert_eq!(id, i as u64 * n + k as u64);
             }
         }
     }
     let a = ctx.parallelize(vec![1, 2, 3], 2);
-    assert!(matches!(a.zip(&ctx.parallelize(vec![1, 2, 3], 3)), Err(spate::Error::ZipMismatch(_))));
-    let uneven = a.zip(&ctx.parallelize(vec![1, 2, 3, 4], 2)).unwrap().collect();
-    assert!(matches!(uneven.unwrap_err().root_cause(), spate::Error::ZipMismatch(_)));
+    assert!(matches!(
+        a.zip(&ctx.parallelize(vec![1, 2, 3], 3)),
+        Err(spate::Error::ZipMismatch(_))
+    ));
+    let uneven = a
+        .zip(&ctx.parallelize(vec![1, 2, 3, 4], 2))
+        .unwrap()
+        .collect();
+    assert!(matches!(
+        uneven.unwrap_err().root_cause(),
+        spate::Error::ZipMismatch(_)
+    ));
 }
 
 #[test]
@@ -159,7 +260,10 @@ fn sample_is_reproducible_and_respects_fraction() {
     assert_eq!(a, r.sample(false, 0.25, 7).unwrap().collect().unwrap());
     assert_ne!(a, r.sample(false, 0.25, 8).unwrap().collect().unwrap());
     assert!((4_500..5_500).contains(&a.len()), "{}", a.len());
-    assert!(a.windows(2).all(|w| w[0] < w[1]), "without replacement keeps order and no duplicates");
+    assert!(
+        a.windows(2).all(|w| w[0] < w[1]),
+        "without replacement keeps order and no duplicates"
+    );
     let b = r.sample(true, 2.0, 7).unwrap().collect().unwrap();
     assert!((38_000..42_000).contains(&b.len()), "{}", b.len());
     assert_eq!(r.sample(false, 0.0, 1).unwrap().count().unwrap(), 0);
@@ -174,9 +278,14 @@ fn cartesian_matches_nested_loops() {
     let a = vec![1, 2, 3];
     let b = vec!['x', 'y'];
     for (pa, pb) in [(1, 1), (2, 2), (3, 1), (4, 3)] {
-        let c = ctx.parallelize(a.clone(), pa).cartesian(&ctx.parallelize(b.clone(), pb));
+        let c = ctx
+            .parallelize(a.clone(), pa)
+            .cartesian(&ctx.parallelize(b.clone(), pb));
         assert_eq!(c.num_partitions(), pa * pb);
-        let expected: Vec<(i32, char)> = a.iter().flat_map(|&x| b.iter().map(move |&y| (x, y))).collect();
+        let expected: Vec<(i32, char)> = a
+            .iter()
+            .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+            .collect();
         assert_eq!(sorted(c.collect().unwrap()), sorted(expected));
     }
 }
@@ -191,6 +300,10 @@ fn take_computes_only_what_it_needs() {
         x
     });
     assert_eq!(r.take(1).unwrap(), vec![0]);
-    assert_eq!(seen.value(), 1, "take(1) must compute one element, not a partition");
+    assert_eq!(
+        seen.value(),
+        1,
+        "take(1) must compute one element, not a partition"
+    );
     assert_eq!(r.first().unwrap(), 0);
 }

@@ -83,12 +83,18 @@ impl<T, F: Fn(&T, &T) -> Ordering + Copy> Smallest<T, F> {
             return;
         }
         if self.heap.len() < self.n {
-            self.heap.push(Ranked { value, cmp: self.cmp });
+            self.heap.push(Ranked {
+                value,
+                cmp: self.cmp,
+            });
         } else if let Some(top) = self.heap.peek()
             && (self.cmp)(&value, &top.value) == Ordering::Less
         {
             self.heap.pop();
-            self.heap.push(Ranked { value, cmp: self.cmp });
+            self.heap.push(Ranked {
+                value,
+                cmp: self.cmp,
+            });
         }
     }
 
@@ -109,27 +115,33 @@ pub(crate) fn range_bounds<K: Key + Ord>(keys: &Rdd<K>, partitions: usize) -> Re
     let sample_size = (20 * partitions).min(1_000_000);
     let per_partition = (3 * sample_size).div_ceil(keys.num_partitions());
     let all: Vec<usize> = (0..keys.num_partitions()).collect();
-    let sketches = run_job(keys.context(), keys, &all, "sort_by_key sample", |tc, it| {
-        // Reservoir sampling, seeded by partition: the bounds are reproducible.
-        let mut rng = partition_rng(0x5EED, tc.partition());
-        let mut reservoir: Vec<K> = Vec::with_capacity(per_partition);
-        let mut seen = 0u64;
-        for_each_batch(it, |b| {
-            for k in b.drain(..) {
-                seen += 1;
-                if reservoir.len() < per_partition {
-                    reservoir.push(k);
-                } else {
-                    let j = rng.random_range(0..seen);
-                    if (j as usize) < per_partition {
-                        reservoir[j as usize] = k;
+    let sketches = run_job(
+        keys.context(),
+        keys,
+        &all,
+        "sort_by_key sample",
+        |tc, it| {
+            // Reservoir sampling, seeded by partition: the bounds are reproducible.
+            let mut rng = partition_rng(0x5EED, tc.partition());
+            let mut reservoir: Vec<K> = Vec::with_capacity(per_partition);
+            let mut seen = 0u64;
+            for_each_batch(it, |b| {
+                for k in b.drain(..) {
+                    seen += 1;
+                    if reservoir.len() < per_partition {
+                        reservoir.push(k);
+                    } else {
+                        let j = rng.random_range(0..seen);
+                        if (j as usize) < per_partition {
+                            reservoir[j as usize] = k;
+                        }
                     }
                 }
-            }
-            Ok(())
-        })?;
-        Ok((seen, reservoir))
-    })?;
+                Ok(())
+            })?;
+            Ok((seen, reservoir))
+        },
+    )?;
     let mut candidates: Vec<(K, f64)> = Vec::new();
     for (seen, sample) in sketches {
         if sample.is_empty() {
@@ -176,7 +188,13 @@ impl<T: Data> Rdd<T> {
         action: &'static str,
         f: impl Fn(BatchIter<T>) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
-        run_job(self.context(), self, &self.all_partitions(), action, |_, it| f(it))
+        run_job(
+            self.context(),
+            self,
+            &self.all_partitions(),
+            action,
+            |_, it| f(it),
+        )
     }
 
     /// All elements, in partition order.
@@ -192,7 +210,10 @@ impl<T: Data> Rdd<T> {
 
     /// The first element; an error on an empty dataset.
     pub fn first(&self) -> Result<T> {
-        self.take(1)?.into_iter().next().ok_or(Error::EmptyDataset("first"))
+        self.take(1)?
+            .into_iter()
+            .next()
+            .ok_or(Error::EmptyDataset("first"))
     }
 
     /// The first `n` elements in partition order. Scans one partition first,
@@ -219,7 +240,9 @@ impl<T: Data> Rdd<T> {
             }
             let parts: Vec<usize> = (scanned..(scanned + tries).min(total)).collect();
             let left = n - out.len();
-            let got = run_job(self.context(), self, &parts, "take", |_, it| take_from(it, left))?;
+            let got = run_job(self.context(), self, &parts, "take", |_, it| {
+                take_from(it, left)
+            })?;
             for mut part in got {
                 let room = n - out.len();
                 part.truncate(room);
@@ -236,7 +259,11 @@ impl<T: Data> Rdd<T> {
     }
 
     /// The `n` smallest elements by `cmp`, in ascending order.
-    pub fn take_ordered_by(&self, n: usize, cmp: impl Fn(&T, &T) -> Ordering + Sync + Copy) -> Result<Vec<T>> {
+    pub fn take_ordered_by(
+        &self,
+        n: usize,
+        cmp: impl Fn(&T, &T) -> Ordering + Sync + Copy,
+    ) -> Result<Vec<T>> {
         let parts = self.run_partitions("take_ordered", |it| {
             let mut best = Smallest::new(n, cmp);
             for_each_batch(it, |b| {
@@ -289,7 +316,11 @@ impl<T: Data> Rdd<T> {
             })?;
             Ok(acc)
         })?;
-        parts.into_iter().flatten().reduce(&f).ok_or(Error::EmptyDataset("reduce"))
+        parts
+            .into_iter()
+            .flatten()
+            .reduce(&f)
+            .ok_or(Error::EmptyDataset("reduce"))
     }
 
     /// Folds each partition starting from `zero`, then folds the partition
@@ -344,7 +375,9 @@ impl<T: Data> Rdd<T> {
         depth: usize,
     ) -> Result<U> {
         if depth < 1 {
-            return Err(Error::InvalidArgument(format!("tree_aggregate depth {depth} < 1")));
+            return Err(Error::InvalidArgument(format!(
+                "tree_aggregate depth {depth} < 1"
+            )));
         }
         if self.num_partitions() == 0 {
             return Ok(zero);
@@ -399,7 +432,9 @@ impl<T: Data> Rdd<T> {
     where
         T: Key,
     {
-        self.map(|x| (x, 1u64)).reduce_by_key(|a, b| a + b).collect_as_map()
+        self.map(|x| (x, 1u64))
+            .reduce_by_key(|a, b| a + b)
+            .collect_as_map()
     }
 
     /// The smallest element; an error on an empty dataset.
@@ -407,7 +442,8 @@ impl<T: Data> Rdd<T> {
     where
         T: Ord,
     {
-        self.reduce(std::cmp::min).map_err(|_| Error::EmptyDataset("min"))
+        self.reduce(std::cmp::min)
+            .map_err(|_| Error::EmptyDataset("min"))
     }
 
     /// The largest element; an error on an empty dataset.
@@ -415,7 +451,8 @@ impl<T: Data> Rdd<T> {
     where
         T: Ord,
     {
-        self.reduce(std::cmp::max).map_err(|_| Error::EmptyDataset("max"))
+        self.reduce(std::cmp::max)
+            .map_err(|_| Error::EmptyDataset("max"))
     }
 
     /// Writes the elements as lines of text, one `part-NNNNN` file per
@@ -440,21 +477,27 @@ impl<T: Data> Rdd<T> {
         }
         let temp = dir.join("_temporary");
         std::fs::create_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
-        run_job(self.context(), self, &self.all_partitions(), "save_as_text_file", |tc, it| {
-            let id = tc.id;
-            let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
-            let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            for_each_batch(it, |b| {
-                for x in b.drain(..) {
-                    writeln!(w, "{x}").map_err(|e| Error::io(&tmp, e))?;
-                }
-                Ok(())
-            })?;
-            w.flush().map_err(|e| Error::io(&tmp, e))?;
-            let dest = dir.join(format!("part-{:05}", id.partition));
-            std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))
-        })?;
+        run_job(
+            self.context(),
+            self,
+            &self.all_partitions(),
+            "save_as_text_file",
+            |tc, it| {
+                let id = tc.id;
+                let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
+                let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+                for_each_batch(it, |b| {
+                    for x in b.drain(..) {
+                        writeln!(w, "{x}").map_err(|e| Error::io(&tmp, e))?;
+                    }
+                    Ok(())
+                })?;
+                w.flush().map_err(|e| Error::io(&tmp, e))?;
+                let dest = dir.join(format!("part-{:05}", id.partition));
+                std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))
+            },
+        )?;
         std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
         let success = dir.join("_SUCCESS");
         std::fs::write(&success, b"").map_err(|e| Error::io(&success, e))
@@ -477,7 +520,9 @@ impl<T: Data> Rdd<T> {
         T: super::Numeric,
     {
         if buckets == 0 {
-            return Err(Error::InvalidArgument("histogram needs at least one bucket".into()));
+            return Err(Error::InvalidArgument(
+                "histogram needs at least one bucket".into(),
+            ));
         }
         let stats = self.stats()?;
         if stats.count() == 0 {
@@ -485,13 +530,21 @@ impl<T: Data> Rdd<T> {
         }
         let (lo, hi) = (stats.min(), stats.max());
         if !lo.is_finite() || !hi.is_finite() {
-            return Err(Error::InvalidArgument("histogram of NaN or infinite values".into()));
+            return Err(Error::InvalidArgument(
+                "histogram of NaN or infinite values".into(),
+            ));
         }
         let boundaries: Vec<f64> = if lo == hi {
             vec![lo, hi]
         } else {
             (0..=buckets)
-                .map(|i| if i == buckets { hi } else { lo + (hi - lo) * i as f64 / buckets as f64 })
+                .map(|i| {
+                    if i == buckets {
+                        hi
+                    } else {
+                        lo + (hi - lo) * i as f64 / buckets as f64
+                    }
+                })
                 .collect()
         };
         let counts = self.histogram_with(&boundaries)?;
@@ -504,7 +557,11 @@ impl<T: Data> Rdd<T> {
     where
         T: super::Numeric,
     {
-        if boundaries.len() < 2 || boundaries.windows(2).any(|w| !(w[0] < w[1] || (w[0] == w[1] && boundaries.len() == 2))) {
+        if boundaries.len() < 2
+            || boundaries
+                .windows(2)
+                .any(|w| !(w[0] < w[1] || (w[0] == w[1] && boundaries.len() == 2)))
+        {
             return Err(Error::InvalidArgument(
                 "histogram boundaries must be at least two, sorted and distinct".into(),
             ));
@@ -519,7 +576,11 @@ impl<T: Data> Rdd<T> {
                     if v < b[0] || v > b[last] || v.is_nan() {
                         continue;
                     }
-                    let i = if v == b[last] { last - 1 } else { b.partition_point(|e| *e <= v) - 1 };
+                    let i = if v == b[last] {
+                        last - 1
+                    } else {
+                        b.partition_point(|e| *e <= v) - 1
+                    };
                     counts[i] += 1;
                 }
                 Ok(())

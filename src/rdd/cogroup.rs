@@ -21,7 +21,12 @@ impl<K: Key, V: Value> Side<K, V> {
         if rdd.partitioner() == Some(partitioner) {
             Side::Narrow(rdd.clone())
         } else {
-            Side::Shuffled(ShuffleDependency::new(rdd.clone(), partitioner.clone(), None, false))
+            Side::Shuffled(ShuffleDependency::new(
+                rdd.clone(),
+                partitioner.clone(),
+                None,
+                false,
+            ))
         }
     }
 

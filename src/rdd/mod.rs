@@ -27,16 +27,16 @@ mod zip;
 pub use actions::Histogram;
 pub use numeric::{Numeric, StatCounter};
 pub use pair::Partitioning;
-pub(crate) use union::union_all;
 pub(crate) use source::{ParallelCollection, RangeSource, TextSource, WholeTextSource};
+pub(crate) use union::union_all;
 
+use crate::Data;
 use crate::context::Context;
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
 use crate::shuffle::ShuffleDep;
 use crate::storage::StorageLevel;
-use crate::Data;
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -60,7 +60,10 @@ pub(crate) trait Batches<T> {
 pub(crate) type BatchIter<T> = Box<dyn Batches<T>>;
 
 /// Drains a partition, calling `f` on each batch.
-pub(crate) fn for_each_batch<T>(mut it: BatchIter<T>, mut f: impl FnMut(&mut Vec<T>) -> Result<()>) -> Result<()> {
+pub(crate) fn for_each_batch<T>(
+    mut it: BatchIter<T>,
+    mut f: impl FnMut(&mut Vec<T>) -> Result<()>,
+) -> Result<()> {
     let mut buf = Vec::with_capacity(BATCH);
     loop {
         let more = it.next_batch(&mut buf, BATCH)?;
@@ -388,12 +391,21 @@ fn debug_lines(rdd: &dyn AnyRdd, depth: usize, first: bool, out: &mut String) {
     } else {
         format!("{indent} | ")
     };
-    let name = b.name.lock().clone().map(|n| format!(" '{n}'")).unwrap_or_default();
+    let name = b
+        .name
+        .lock()
+        .clone()
+        .map(|n| format!(" '{n}'"))
+        .unwrap_or_default();
     let cached = match *b.storage.lock() {
         Some(level) => format!(" [{level:?}]"),
         None => String::new(),
     };
-    let _ = writeln!(out, "{prefix}({}) {}[{}]{name}{cached}", b.num_partitions, b.op_name, b.id);
+    let _ = writeln!(
+        out,
+        "{prefix}({}) {}[{}]{name}{cached}",
+        b.num_partitions, b.op_name, b.id
+    );
     for dep in &b.deps {
         match dep {
             Dependency::Narrow(parent) => debug_lines(parent.as_ref(), depth.max(1), false, out),

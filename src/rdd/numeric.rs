@@ -23,7 +23,9 @@ macro_rules! int_numeric {
         }
     )*};
 }
-int_numeric!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+int_numeric!(
+    i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize
+);
 
 macro_rules! float_numeric {
     ($($t:ty),*) => {$(
@@ -66,8 +68,8 @@ impl StatCounter {
         self.n += 1;
         self.mu += delta / self.n as f64;
         self.m2 += delta * (x - self.mu);
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
+        self.min = nan_min(self.min, x);
+        self.max = nan_max(self.max, x);
     }
 
     /// Merges another counter into this one.
@@ -90,8 +92,8 @@ impl StatCounter {
         };
         self.m2 += other.m2 + delta * delta * self.n as f64 * other.n as f64 / n as f64;
         self.n = n;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
+        self.min = nan_min(self.min, other.min);
+        self.max = nan_max(self.max, other.max);
     }
 
     /// Number of values.
@@ -108,11 +110,19 @@ impl StatCounter {
     }
     /// Population variance (NaN when empty).
     pub fn variance(&self) -> f64 {
-        if self.n == 0 { f64::NAN } else { self.m2 / self.n as f64 }
+        if self.n == 0 {
+            f64::NAN
+        } else {
+            self.m2 / self.n as f64
+        }
     }
     /// Sample variance (NaN with fewer than two values).
     pub fn sample_variance(&self) -> f64 {
-        if self.n <= 1 { f64::NAN } else { self.m2 / (self.n - 1) as f64 }
+        if self.n <= 1 {
+            f64::NAN
+        } else {
+            self.m2 / (self.n - 1) as f64
+        }
     }
     /// Population standard deviation.
     pub fn stdev(&self) -> f64 {
@@ -122,13 +132,30 @@ impl StatCounter {
     pub fn sample_stdev(&self) -> f64 {
         self.sample_variance().sqrt()
     }
-    /// Smallest value (+inf when empty).
+    /// Smallest value (+inf when empty, NaN if any value is NaN).
     pub fn min(&self) -> f64 {
         self.min
     }
-    /// Largest value (-inf when empty).
+    /// Largest value (-inf when empty, NaN if any value is NaN).
     pub fn max(&self) -> f64 {
         self.max
+    }
+}
+
+/// Minimum that propagates NaN, like Scala's `math.min` (`f64::min` ignores it).
+fn nan_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
     }
 }
 

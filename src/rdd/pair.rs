@@ -6,9 +6,9 @@ use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, drain_all, for_each_ba
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
+use crate::rdd::Dependency;
 use crate::scheduler::TaskContext;
 use crate::shuffle::{self, Aggregate, Combiner, NoAggregate, ShuffleDependency};
-use crate::rdd::Dependency;
 use hashbrown::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,7 +79,9 @@ fn default_partitioner(inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner 
         .filter(|p| p.num_partitions() > 0)
         .max_by_key(|p| p.num_partitions());
     match best {
-        Some(p) if (max_parts as f64).log10() - (p.num_partitions() as f64).log10() < 1.0 => p.clone(),
+        Some(p) if (max_parts as f64).log10() - (p.num_partitions() as f64).log10() < 1.0 => {
+            p.clone()
+        }
         _ => Partitioner::hash(max_parts),
     }
 }
@@ -107,12 +109,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// The keys.
     pub fn keys(&self) -> Rdd<K> {
-        self.pipe("keys", false, |input, out| out.extend(input.drain(..).map(|(k, _)| k)))
+        self.pipe("keys", false, |input, out| {
+            out.extend(input.drain(..).map(|(k, _)| k))
+        })
     }
 
     /// The values.
     pub fn values(&self) -> Rdd<V> {
-        self.pipe("values", false, |input, out| out.extend(input.drain(..).map(|(_, v)| v)))
+        self.pipe("values", false, |input, out| {
+            out.extend(input.drain(..).map(|(_, v)| v))
+        })
     }
 
     /// Redistributes the pairs by `partitioner`; a no-op when the dataset is
@@ -140,7 +146,12 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         partitioner: Partitioner,
         sorter: Option<Sorter<K, V>>,
     ) -> Rdd<(K, V)> {
-        let dep = ShuffleDependency::<K, V, V, NoAggregate>::new(self.clone(), partitioner.clone(), None, false);
+        let dep = ShuffleDependency::<K, V, V, NoAggregate>::new(
+            self.clone(),
+            partitioner.clone(),
+            None,
+            false,
+        );
         let spec = NewRdd {
             op_name,
             num_partitions: partitioner.num_partitions(),
@@ -213,8 +224,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
             };
             return Rdd::from_op(self.context(), spec(vec![self.narrow_dep()]), op);
         }
-        let dep = ShuffleDependency::new(self.clone(), partitioner.clone(), Some(agg.clone()), map_side_combine);
-        let op = CombinedShuffleOp { dep: dep.clone(), agg };
+        let dep = ShuffleDependency::new(
+            self.clone(),
+            partitioner.clone(),
+            Some(agg.clone()),
+            map_side_combine,
+        );
+        let op = CombinedShuffleOp {
+            dep: dep.clone(),
+            agg,
+        };
         Rdd::from_op(self.context(), spec(vec![Dependency::Shuffle(dep)]), op)
     }
 
@@ -223,10 +242,10 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let mut r = ctx.parallelize(vec![("a", 1), ("b", 1), ("a", 1)], 2)
+    /// let mut r = ctx.parallelize(vec![('a', 1), ('b', 1), ('a', 1)], 2)
     ///     .reduce_by_key(|x, y| x + y).collect().unwrap();
     /// r.sort();
-    /// assert_eq!(r, [("a", 2), ("b", 1)]);
+    /// assert_eq!(r, [('a', 2), ('b', 1)]);
     /// ```
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
         self.reduce_by_key_with(Partitioning::Default, f)
@@ -250,7 +269,11 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Like `reduce_by_key`, starting each key's fold from `zero` in every
     /// partition (so the zero may be applied several times, as in Spark).
-    pub fn fold_by_key(&self, zero: V, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
+    pub fn fold_by_key(
+        &self,
+        zero: V,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> Rdd<(K, V)> {
         self.fold_by_key_with(Partitioning::Default, zero, f)
     }
 
@@ -375,27 +398,32 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let a = ctx.parallelize(vec![(1, "x"), (2, "y")], 2);
+    /// let a = ctx.parallelize(vec![(1, 'x'), (2, 'y')], 2);
     /// let b = ctx.parallelize(vec![(1, 10), (1, 11), (3, 30)], 2);
     /// let mut j = a.join(&b).collect().unwrap();
     /// j.sort();
-    /// assert_eq!(j, [(1, ("x", 10)), (1, ("x", 11))]);
+    /// assert_eq!(j, [(1, ('x', 10)), (1, ('x', 11))]);
     /// ```
     pub fn join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
         self.join_with(other, Partitioning::Default)
     }
 
     /// [`join`](Rdd::join) into the given partitioning.
-    pub fn join_with<W: Value>(&self, other: &Rdd<(K, W)>, partitioning: impl Into<Partitioning>) -> Rdd<(K, (V, W))> {
-        self.cogroup_with(other, partitioning).pipe("join", true, |input, out| {
-            for (k, (vs, ws)) in input.drain(..) {
-                for v in &vs {
-                    for w in &ws {
-                        out.push((k.clone(), (v.clone(), w.clone())));
+    pub fn join_with<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: impl Into<Partitioning>,
+    ) -> Rdd<(K, (V, W))> {
+        self.cogroup_with(other, partitioning)
+            .pipe("join", true, |input, out| {
+                for (k, (vs, ws)) in input.drain(..) {
+                    for v in &vs {
+                        for w in &ws {
+                            out.push((k.clone(), (v.clone(), w.clone())));
+                        }
                     }
                 }
-            }
-        })
+            })
     }
 
     /// Left outer join: every pair of `self`, with `None` where `other` has
@@ -454,7 +482,10 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Full outer join: every key of either side, with `None` for a side
     /// that has no value.
-    pub fn full_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, Option<W>))> {
+    pub fn full_outer_join<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+    ) -> Rdd<(K, (Option<V>, Option<W>))> {
         self.full_outer_join_with(other, Partitioning::Default)
     }
 
@@ -468,8 +499,12 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
             .pipe("full_outer_join", true, |input, out| {
                 for (k, (vs, ws)) in input.drain(..) {
                     match (vs.is_empty(), ws.is_empty()) {
-                        (true, _) => out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w))))),
-                        (_, true) => out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None)))),
+                        (true, _) => {
+                            out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w)))))
+                        }
+                        (_, true) => {
+                            out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None))))
+                        }
                         _ => {
                             for v in &vs {
                                 for w in &ws {
@@ -506,7 +541,9 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// The number of pairs per key, on the driver.
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
-        self.map_values(|_| 1u64).reduce_by_key(|a, b| a + b).collect_as_map()
+        self.map_values(|_| 1u64)
+            .reduce_by_key(|a, b| a + b)
+            .collect_as_map()
     }
 
     /// All pairs as a map on the driver; for a repeated key, one of its
@@ -574,7 +611,9 @@ struct CombinedShuffleOp<K, V, C, A> {
     agg: Arc<A>,
 }
 
-impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for CombinedShuffleOp<K, V, C, A> {
+impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
+    for CombinedShuffleOp<K, V, C, A>
+{
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
         let agg = &self.agg;
         let mut map = shuffle::new_combine_map::<K, C>();
@@ -631,7 +670,11 @@ struct LocalCombineOp<K, V, A> {
 impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for LocalCombineOp<K, V, A> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
         let mut map = shuffle::new_combine_map::<K, C>();
-        combine_values(self.parent.iterator(split, tc)?, self.agg.as_ref(), &mut map)?;
+        combine_values(
+            self.parent.iterator(split, tc)?,
+            self.agg.as_ref(),
+            &mut map,
+        )?;
         Ok(Box::new(IterBatches(map.into_iter())))
     }
 }

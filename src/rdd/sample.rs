@@ -11,7 +11,9 @@ use rand_distr::{Distribution, Poisson};
 /// A generator for one partition: the same seed and partition always give
 /// the same stream, so a recomputed partition samples the same elements.
 pub(crate) fn partition_rng(seed: u64, split: usize) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed ^ stable_hash(&(split as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    ChaCha8Rng::seed_from_u64(
+        seed ^ stable_hash(&(split as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    )
 }
 
 impl<T: Data> Rdd<T> {
@@ -30,10 +32,14 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(s.collect().unwrap(), data.sample(false, 0.1, 42).unwrap().collect().unwrap());
     /// ```
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Result<Rdd<T>> {
-        if !(fraction >= 0.0) || (!with_replacement && fraction > 1.0) {
+        if fraction.is_nan() || fraction < 0.0 || (!with_replacement && fraction > 1.0) {
             return Err(Error::InvalidArgument(format!(
                 "sample fraction {fraction} is outside {}",
-                if with_replacement { "[0, inf)" } else { "[0, 1]" }
+                if with_replacement {
+                    "[0, inf)"
+                } else {
+                    "[0, 1]"
+                }
             )));
         }
         if with_replacement {

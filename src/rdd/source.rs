@@ -38,7 +38,11 @@ impl<T: Data> ParallelCollection<T> {
             let (a, b) = slice_bounds(n, parts, i);
             slices.push(Arc::new(rest.by_ref().take(b - a).collect()));
         }
-        Rdd::from_op(ctx, source("parallelize", parts), ParallelCollection { slices })
+        Rdd::from_op(
+            ctx,
+            source("parallelize", parts),
+            ParallelCollection { slices },
+        )
     }
 }
 
@@ -110,8 +114,12 @@ pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     } else if path.exists() {
         vec![path.to_path_buf()]
     } else if text.contains(['*', '?', '[']) {
-        let matches = glob::glob(&text).map_err(|e| Error::InvalidArgument(format!("bad glob {text}: {e}")))?;
-        matches.filter_map(|m| m.ok()).filter(|p| p.is_file()).collect()
+        let matches = glob::glob(&text)
+            .map_err(|e| Error::InvalidArgument(format!("bad glob {text}: {e}")))?;
+        matches
+            .filter_map(|m| m.ok())
+            .filter(|p| p.is_file())
+            .collect()
     } else {
         return Err(Error::io(
             path,
@@ -159,10 +167,18 @@ impl TextSource {
                 });
                 start += split;
             }
-            splits.push(FileSplit { path, start, end: len });
+            splits.push(FileSplit {
+                path,
+                start,
+                end: len,
+            });
         }
         let n = splits.len();
-        Ok(Rdd::from_op(ctx, source("text_file", n), TextSource { splits }))
+        Ok(Rdd::from_op(
+            ctx,
+            source("text_file", n),
+            TextSource { splits },
+        ))
     }
 }
 
@@ -197,7 +213,8 @@ impl LineReader {
         // Start one byte early: if that byte is a newline, a line starts
         // exactly at `start`; otherwise the first partial line is skipped.
         let seek_to = split.start.saturating_sub(1);
-        file.seek(SeekFrom::Start(seek_to)).map_err(|e| Error::io(path.as_path(), e))?;
+        file.seek(SeekFrom::Start(seek_to))
+            .map_err(|e| Error::io(path.as_path(), e))?;
         let mut r = LineReader {
             path,
             file,
@@ -303,7 +320,11 @@ pub(crate) struct WholeTextSource {
 }
 
 impl WholeTextSource {
-    pub(crate) fn rdd(ctx: &Context, path: &Path, min_partitions: usize) -> Result<Rdd<(String, String)>> {
+    pub(crate) fn rdd(
+        ctx: &Context,
+        path: &Path,
+        min_partitions: usize,
+    ) -> Result<Rdd<(String, String)>> {
         let files = list_files(path)?;
         let parts = min_partitions.min(files.len());
         let mut groups = Vec::with_capacity(parts);

@@ -21,7 +21,11 @@ impl<T: Data> Rdd<T> {
             op_name,
             num_partitions: self.num_partitions(),
             deps: vec![self.narrow_dep()],
-            partitioner: if keeps_partitioner { self.partitioner().cloned() } else { None },
+            partitioner: if keeps_partitioner {
+                self.partitioner().cloned()
+            } else {
+                None
+            },
         };
         let op = PipeOp {
             parent: self.clone(),
@@ -39,7 +43,9 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(lens.collect().unwrap(), [1, 3]);
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Rdd<U> {
-        self.pipe("map", false, move |input, out| out.extend(input.drain(..).map(&f)))
+        self.pipe("map", false, move |input, out| {
+            out.extend(input.drain(..).map(&f))
+        })
     }
 
     /// Keeps the elements for which `f` is true (the partitioner is kept).
@@ -50,7 +56,9 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(even.collect().unwrap(), [0, 2, 4, 6, 8]);
     /// ```
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Rdd<T> {
-        self.pipe("filter", true, move |input, out| out.extend(input.drain(..).filter(|x| f(x))))
+        self.pipe("filter", true, move |input, out| {
+            out.extend(input.drain(..).filter(|x| f(x)))
+        })
     }
 
     /// Replaces every element by the elements of the iterable `f` returns.
@@ -61,7 +69,10 @@ impl<T: Data> Rdd<T> {
     ///     .flat_map(|line| line.split(' ').map(String::from).collect::<Vec<_>>());
     /// assert_eq!(words.collect().unwrap(), ["a", "b", "c"]);
     /// ```
-    pub fn flat_map<U: Data, I: IntoIterator<Item = U>>(&self, f: impl Fn(T) -> I + Send + Sync + 'static) -> Rdd<U> {
+    pub fn flat_map<U: Data, I: IntoIterator<Item = U>>(
+        &self,
+        f: impl Fn(T) -> I + Send + Sync + 'static,
+    ) -> Rdd<U> {
         self.pipe("flat_map", false, move |input, out| {
             for x in input.drain(..) {
                 out.extend(f(x));
@@ -76,7 +87,10 @@ impl<T: Data> Rdd<T> {
     /// let sums = ctx.range(1, 7, 1, 2).map_partitions(|it| std::iter::once(it.sum::<i64>()));
     /// assert_eq!(sums.collect().unwrap(), [6, 15]);
     /// ```
-    pub fn map_partitions<U: Data, I>(&self, f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static) -> Rdd<U>
+    pub fn map_partitions<U: Data, I>(
+        &self,
+        f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static,
+    ) -> Rdd<U>
     where
         I: IntoIterator<Item = U>,
         I::IntoIter: 'static,
@@ -117,7 +131,11 @@ impl<T: Data> Rdd<T> {
             op_name,
             num_partitions: self.num_partitions(),
             deps: vec![self.narrow_dep()],
-            partitioner: if keeps_partitioner { self.partitioner().cloned() } else { None },
+            partitioner: if keeps_partitioner {
+                self.partitioner().cloned()
+            } else {
+                None
+            },
         };
         let op = MapPartitionsOp {
             parent: self.clone(),
@@ -129,7 +147,9 @@ impl<T: Data> Rdd<T> {
 
     /// One vector per partition holding its elements.
     pub fn glom(&self) -> Rdd<Vec<T>> {
-        self.map_partitions_op("glom", false, |_, it| std::iter::once(it.collect::<Vec<T>>()))
+        self.map_partitions_op("glom", false, |_, it| {
+            std::iter::once(it.collect::<Vec<T>>())
+        })
     }
 
     /// Pairs every element with the key `f` computes: `(f(&x), x)`.
@@ -162,8 +182,10 @@ impl<T: Data> Rdd<T> {
     {
         let n = num_partitions.max(1);
         let dealt = self.map_partitions_op("repartition", false, move |index, it| {
-            let start = (stable_hash(&(index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % n as u64) as usize;
-            it.enumerate().map(move |(i, x)| (((start + i) % n) as u64, x))
+            let start = (stable_hash(&(index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                % n as u64) as usize;
+            it.enumerate()
+                .map(move |(i, x)| (((start + i) % n) as u64, x))
         });
         dealt.partition_by(Partitioner::hash(n)).values()
     }
@@ -213,7 +235,8 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let s = ctx.parallelize(vec!["ccc", "a", "bb"], 2).sort_by(|s| s.len(), true, None).unwrap();
+    /// let words = vec!["ccc".to_string(), "a".to_string(), "bb".to_string()];
+    /// let s = ctx.parallelize(words, 2).sort_by(|s| s.len(), true, None).unwrap();
     /// assert_eq!(s.collect().unwrap(), ["a", "bb", "ccc"]);
     /// ```
     pub fn sort_by<K: Key + Ord>(
@@ -225,7 +248,10 @@ impl<T: Data> Rdd<T> {
     where
         T: crate::Value,
     {
-        Ok(self.key_by(f).sort_by_key(ascending, num_partitions)?.values())
+        Ok(self
+            .key_by(f)
+            .sort_by_key(ascending, num_partitions)?
+            .values())
     }
 
     /// The elements of `self` that are not in `other` (duplicates in `self`

@@ -111,17 +111,23 @@ impl<T: Data> Rdd<T> {
         let mut starts = vec![0u64; n];
         if n > 1 {
             let parts: Vec<usize> = (0..n - 1).collect();
-            let counts = crate::scheduler::run_job(self.context(), self, &parts, "zip_with_index", |_, it| {
-                super::actions::count_partition(it)
-            })?;
+            let counts = crate::scheduler::run_job(
+                self.context(),
+                self,
+                &parts,
+                "zip_with_index",
+                |_, it| super::actions::count_partition(it),
+            )?;
             for i in 1..n {
                 starts[i] = starts[i - 1] + counts[i - 1];
             }
         }
-        Ok(self.map_partitions_op("zip_with_index", false, move |split, it| {
-            let start = starts[split];
-            it.enumerate().map(move |(i, x)| (x, start + i as u64))
-        }))
+        Ok(
+            self.map_partitions_op("zip_with_index", false, move |split, it| {
+                let start = starts[split];
+                it.enumerate().map(move |(i, x)| (x, start + i as u64))
+            }),
+        )
     }
 
     /// Pairs each element with a unique id: the i-th element of partition k
@@ -129,7 +135,8 @@ impl<T: Data> Rdd<T> {
     pub fn zip_with_unique_id(&self) -> Rdd<(T, u64)> {
         let n = self.num_partitions() as u64;
         self.map_partitions_op("zip_with_unique_id", false, move |split, it| {
-            it.enumerate().map(move |(i, x)| (x, i as u64 * n + split as u64))
+            it.enumerate()
+                .map(move |(i, x)| (x, i as u64 * n + split as u64))
         })
     }
 }

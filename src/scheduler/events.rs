@@ -183,7 +183,15 @@ impl EventLog {
 
     /// Number of failed task attempts.
     pub fn failed_tasks(&self) -> usize {
-        self.count(|e| matches!(e, Event::TaskEnd { failure: Some(_), .. }))
+        self.count(|e| {
+            matches!(
+                e,
+                Event::TaskEnd {
+                    failure: Some(_),
+                    ..
+                }
+            )
+        })
     }
 
     /// The sum of the metrics of all successful task attempts.
@@ -191,7 +199,9 @@ impl EventLog {
         let mut t = TaskMetrics::default();
         for e in self.events.lock().iter() {
             if let Event::TaskEnd {
-                failure: None, metrics: m, ..
+                failure: None,
+                metrics: m,
+                ..
             } = e
             {
                 t.shuffle_records_read += m.shuffle_records_read;

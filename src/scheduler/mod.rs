@@ -19,16 +19,16 @@
 mod events;
 mod task;
 
-pub use events::{Event, EventLog, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use events::ListenerBus;
+pub use events::{Event, EventLog, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use task::{MetricsCell, TaskContext};
 
+use crate::Data;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::rdd::{AnyRdd, BatchIter, Batches, Dependency, Rdd};
 use crate::shared::TaskUpdates;
 use crate::shuffle::{ShuffleDep, ShuffleId};
-use crate::Data;
 use parking_lot::Mutex;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -86,25 +86,38 @@ impl JobRun<'_> {
         partitions: &[usize],
         func: &(impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync),
     ) -> Result<Vec<R>> {
-        let stage = self.ctx.scheduler().next_stage.fetch_add(1, Ordering::Relaxed);
+        let stage = self
+            .ctx
+            .scheduler()
+            .next_stage
+            .fetch_add(1, Ordering::Relaxed);
         let mut results: Vec<Option<R>> = partitions.iter().map(|_| None).collect();
         let mut attempt = 0;
         loop {
             self.ensure_parents(&rdd.as_any_rdd())?;
-            let todo: Vec<usize> = (0..partitions.len()).filter(|&i| results[i].is_none()).collect();
+            let todo: Vec<usize> = (0..partitions.len())
+                .filter(|&i| results[i].is_none())
+                .collect();
             if todo.is_empty() {
                 break;
             }
             let splits: Vec<usize> = todo.iter().map(|&i| partitions[i]).collect();
             let kind = StageKind::Result;
-            let outcomes = self.run_stage(stage, attempt, kind, rdd.id(), &splits, &|tc: &TaskContext| {
-                let it = rdd.iterator(tc.partition(), tc)?;
-                let counted = Box::new(Counted {
-                    inner: it,
-                    metrics: tc.metrics.clone(),
-                });
-                func(tc, counted)
-            });
+            let outcomes = self.run_stage(
+                stage,
+                attempt,
+                kind,
+                rdd.id(),
+                &splits,
+                &|tc: &TaskContext| {
+                    let it = rdd.iterator(tc.partition(), tc)?;
+                    let counted = Box::new(Counted {
+                        inner: it,
+                        metrics: tc.metrics.clone(),
+                    });
+                    func(tc, counted)
+                },
+            );
             let mut lost = None;
             for (i, outcome) in todo.into_iter().zip(outcomes) {
                 match outcome {
@@ -123,7 +136,10 @@ impl JobRun<'_> {
                 }
             }
         }
-        Ok(results.into_iter().map(|r| r.expect("every partition has a result")).collect())
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every partition has a result"))
+            .collect())
     }
 
     /// A fetch failure forgets the lost map output and asks for another
@@ -156,7 +172,12 @@ impl JobRun<'_> {
             .shuffle_stages
             .lock()
             .entry(shuffle)
-            .or_insert_with(|| self.ctx.scheduler().next_stage.fetch_add(1, Ordering::Relaxed));
+            .or_insert_with(|| {
+                self.ctx
+                    .scheduler()
+                    .next_stage
+                    .fetch_add(1, Ordering::Relaxed)
+            });
         let mut attempt = 0;
         loop {
             self.ensure_parents(&dep.parent())?;
@@ -173,9 +194,14 @@ impl JobRun<'_> {
             }
             let kind = StageKind::ShuffleMap { shuffle };
             let rdd_id = dep.parent().base().id;
-            let outcomes = self.run_stage(stage, attempt, kind, rdd_id, &missing, &|tc: &TaskContext| {
-                dep.run_map_task(tc)
-            });
+            let outcomes = self.run_stage(
+                stage,
+                attempt,
+                kind,
+                rdd_id,
+                &missing,
+                &|tc: &TaskContext| dep.run_map_task(tc),
+            );
             let mut lost = None;
             for (map, outcome) in missing.into_iter().zip(outcomes) {
                 match outcome {
@@ -308,7 +334,9 @@ fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn Shuf
         if !seen.insert(base.id) {
             continue;
         }
-        if base.storage.lock().is_some() && ctx.blocks().cached_partitions(base.id) == base.num_partitions {
+        if base.storage.lock().is_some()
+            && ctx.blocks().cached_partitions(base.id) == base.num_partitions
+        {
             continue;
         }
         for dep in &base.deps {

@@ -13,9 +13,15 @@ use std::sync::Arc;
 pub(crate) enum Block {
     Empty,
     /// Typed records, `Arc<Vec<X>>` behind `Any`.
-    Memory { data: Arc<dyn Any + Send + Sync>, records: u64 },
+    Memory {
+        data: Arc<dyn Any + Send + Sync>,
+        records: u64,
+    },
     /// Checksummed frames at `offset..offset + len` of the map's file.
-    Disk { offset: u64, len: u64 },
+    Disk {
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// Everything one map task produced: a block per reduce partition.

@@ -15,7 +15,9 @@ mod manager;
 pub(crate) mod reader;
 mod writer;
 
-pub(crate) use aggregate::{Aggregate, CombineMap, Combiner, NoAggregate, new_map as new_combine_map};
+pub(crate) use aggregate::{
+    Aggregate, CombineMap, Combiner, NoAggregate, new_map as new_combine_map,
+};
 pub(crate) use manager::{MapOutput, ShuffleManager};
 
 use crate::context::Context;

@@ -28,8 +28,15 @@ pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext
 
 enum Current<X> {
     None,
-    Memory { data: Arc<Vec<X>>, pos: usize },
-    Disk { map: usize, bytes: Vec<u8>, pos: usize },
+    Memory {
+        data: Arc<Vec<X>>,
+        pos: usize,
+    },
+    Disk {
+        map: usize,
+        bytes: Vec<u8>,
+        pos: usize,
+    },
 }
 
 struct ShuffleReader<X> {
@@ -80,7 +87,8 @@ impl<X: Value> ShuffleReader<X> {
                 }
                 Some(Block::Disk { offset, len, .. }) => {
                     let bytes = self.read_disk(map, &output, *offset, *len)?;
-                    self.metrics.update(|m| m.shuffle_bytes_read += bytes.len() as u64);
+                    self.metrics
+                        .update(|m| m.shuffle_bytes_read += bytes.len() as u64);
                     self.current = Current::Disk { map, bytes, pos: 0 };
                     return Ok(true);
                 }

@@ -1,0 +1,238 @@
+//! Actions against Vec references, with Spark's rules for zeros and empty data.
+
+mod common;
+use common::{PARTITIONS, ctx, sorted};
+use spate::{Error, Partitioner};
+use std::collections::HashMap;
+
+fn data() -> Vec<i64> {
+    (0..97).map(|i| (i * 53) % 41 - 20).collect()
+}
+
+#[test]
+fn collect_count_first_take_match() {
+    let ctx = ctx();
+    for p in PARTITIONS {
+        let r = ctx.parallelize(data(), p);
+        assert_eq!(r.collect().unwrap(), data());
+        assert_eq!(r.count().unwrap(), 97);
+        assert_eq!(r.first().unwrap(), data()[0]);
+        for n in [0, 1, 5, 96, 97, 200] {
+            assert_eq!(
+                r.take(n).unwrap(),
+                data().into_iter().take(n).collect::<Vec<_>>(),
+                "take {n} p={p}"
+            );
+        }
+        assert!(!r.is_empty().unwrap());
+        // Sparse filter: take must keep scanning partitions.
+        assert_eq!(r.filter(|x| *x == 20).take(1).unwrap(), vec![20]);
+    }
+}
+
+#[test]
+fn ordering_actions_match_sorting() {
+    let ctx = ctx();
+    let mut asc = data();
+    asc.sort();
+    for p in PARTITIONS {
+        let r = ctx.parallelize(data(), p);
+        assert_eq!(r.take_ordered(10).unwrap(), asc[..10].to_vec());
+        assert_eq!(
+            r.top(10).unwrap(),
+            asc.iter().rev().take(10).copied().collect::<Vec<_>>()
+        );
+        assert_eq!(r.take_ordered(1000).unwrap(), asc);
+        assert_eq!(r.take_ordered(0).unwrap(), Vec::<i64>::new());
+        assert_eq!(r.min().unwrap(), asc[0]);
+        assert_eq!(r.max().unwrap(), *asc.last().unwrap());
+    }
+}
+
+#[test]
+fn reduce_fold_aggregate_follow_sparks_zero_rule() {
+    let ctx = ctx();
+    for p in PARTITIONS {
+        let r = ctx.parallelize(data(), p);
+        let sum: i64 = data().iter().sum();
+        assert_eq!(r.reduce(|a, b| a + b).unwrap(), sum);
+        // The zero is applied once per partition and once on the driver.
+        assert_eq!(r.fold(1, |a, b| a + b).unwrap(), sum + p as i64 + 1);
+        assert_eq!(
+            r.aggregate(
+                (0i64, 0u32),
+                |(s, n), x| (s + x, n + 1),
+                |a, b| (a.0 + b.0, a.1 + b.1)
+            )
+            .unwrap(),
+            (sum, 97)
+        );
+        for depth in [1, 2, 3] {
+            assert_eq!(
+                r.tree_aggregate(0i64, |a, x| a + x, |a, b| a + b, depth)
+                    .unwrap(),
+                sum
+            );
+        }
+    }
+    assert!(
+        ctx.range(0, 10, 1, 2)
+            .tree_aggregate(0i64, |a, x| a + x, |a, b| a + b, 0)
+            .is_err()
+    );
+}
+
+#[test]
+fn empty_datasets_follow_sparks_rules() {
+    let ctx = ctx();
+    for r in [ctx.empty::<i64>(), ctx.parallelize(Vec::<i64>::new(), 3)] {
+        assert_eq!(r.count().unwrap(), 0);
+        assert_eq!(r.sum().unwrap(), 0);
+        assert_eq!(r.mean().unwrap(), 0.0);
+        assert!(r.variance().unwrap().is_nan());
+        assert!(r.sample_variance().unwrap().is_nan());
+        assert!(r.is_empty().unwrap());
+        assert_eq!(r.take(3).unwrap(), Vec::<i64>::new());
+        assert!(matches!(
+            r.reduce(|a, b| a + b),
+            Err(Error::EmptyDataset("reduce"))
+        ));
+        assert!(matches!(r.first(), Err(Error::EmptyDataset("first"))));
+        assert!(matches!(r.min(), Err(Error::EmptyDataset("min"))));
+        assert!(matches!(r.max(), Err(Error::EmptyDataset("max"))));
+        assert_eq!(
+            r.fold(5, |a, b| a + b).unwrap(),
+            5 * (r.num_partitions() as i64 + 1)
+        );
+        assert!(r.histogram(3).is_err());
+    }
+}
+
+#[test]
+fn numeric_actions_match_direct_formulas() {
+    let ctx = ctx();
+    let xs: Vec<f64> = (0..1000)
+        .map(|i| ((i * 7919) % 997) as f64 / 10.0)
+        .collect();
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    let svar = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    for p in PARTITIONS {
+        let r = ctx.parallelize(xs.clone(), p);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.abs().max(1.0);
+        assert!(close(r.sum().unwrap(), xs.iter().sum()));
+        assert!(close(r.mean().unwrap(), mean));
+        assert!(close(r.variance().unwrap(), var));
+        assert!(close(r.sample_variance().unwrap(), svar));
+        assert!(close(r.stdev().unwrap(), var.sqrt()));
+        let s = r.stats().unwrap();
+        assert_eq!(s.count(), 1000);
+        assert_eq!(s.min(), xs.iter().cloned().fold(f64::INFINITY, f64::min));
+        assert_eq!(
+            s.max(),
+            xs.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        );
+    }
+    assert_eq!(ctx.parallelize(vec![1u8, 2, 3], 2).sum().unwrap(), 6);
+}
+
+#[test]
+fn histogram_counts_match_a_loop() {
+    let ctx = ctx();
+    let xs: Vec<f64> = (0..=100).map(|i| i as f64).collect();
+    let h = ctx.parallelize(xs.clone(), 3).histogram(4).unwrap();
+    assert_eq!(h.boundaries, vec![0.0, 25.0, 50.0, 75.0, 100.0]);
+    assert_eq!(h.counts, vec![25, 25, 25, 26], "the last bucket is closed");
+    let custom = ctx
+        .parallelize(xs, 4)
+        .histogram_with(&[10.0, 20.0, 50.0])
+        .unwrap();
+    assert_eq!(custom, vec![10, 31]);
+    let same = ctx.parallelize(vec![3.0; 5], 2).histogram(10).unwrap();
+    assert_eq!((same.boundaries, same.counts), (vec![3.0, 3.0], vec![5]));
+    assert!(
+        ctx.parallelize(vec![1.0, f64::NAN], 1)
+            .histogram(2)
+            .is_err()
+    );
+}
+
+#[test]
+fn counting_and_lookup_actions() {
+    let ctx = ctx();
+    let words = ["a", "b", "a", "c", "a", "b"];
+    let mut expected: HashMap<String, u64> = HashMap::new();
+    words
+        .iter()
+        .for_each(|w| *expected.entry(w.to_string()).or_default() += 1);
+    for p in PARTITIONS {
+        let r = ctx.parallelize(words.iter().map(|w| w.to_string()).collect(), p);
+        assert_eq!(r.count_by_value().unwrap(), expected);
+        let pairs = r.map(|w| (w, 1));
+        assert_eq!(pairs.count_by_key().unwrap(), expected);
+        let m = pairs.reduce_by_key(|a, b| a + b).collect_as_map().unwrap();
+        assert_eq!(m["a"], 3);
+        assert_eq!(sorted(pairs.lookup(&"b".to_string()).unwrap()), vec![1, 1]);
+        assert_eq!(pairs.lookup(&"zzz".to_string()).unwrap(), Vec::<i32>::new());
+    }
+}
+
+#[test]
+fn lookup_with_a_partitioner_touches_one_partition() {
+    let (ctx, log) = common::logged_ctx();
+    let r = ctx
+        .parallelize((0..100u32).map(|i| (i, i * 2)).collect(), 4)
+        .partition_by(Partitioner::hash(8));
+    r.count().unwrap();
+    log.clear();
+    assert_eq!(r.lookup(&13).unwrap(), vec![26]);
+    assert_eq!(log.tasks_run(), 1, "only the owning partition is computed");
+}
+
+#[test]
+fn foreach_runs_on_every_element() {
+    let ctx = ctx();
+    let acc = ctx.sum_accumulator::<i64>("sum");
+    let a = acc.clone();
+    ctx.parallelize(data(), 5)
+        .foreach(move |x| a.add(x))
+        .unwrap();
+    assert_eq!(acc.value(), data().iter().sum::<i64>());
+    let parts = ctx.sum_accumulator::<u32>("partitions");
+    let p = parts.clone();
+    ctx.parallelize(data(), 5)
+        .foreach_partition(move |it| {
+            p.add(1);
+            it.for_each(drop)
+        })
+        .unwrap();
+    assert_eq!(parts.value(), 5);
+}
+
+#[test]
+fn save_as_text_file_writes_one_part_per_partition_atomically() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    ctx.parallelize((0..10).collect::<Vec<i32>>(), 3)
+        .save_as_text_file(&out)
+        .unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["_SUCCESS", "part-00000", "part-00001", "part-00002"]
+    );
+    let text: String = (0..3)
+        .map(|i| std::fs::read_to_string(out.join(format!("part-{i:05}"))).unwrap())
+        .collect();
+    assert_eq!(text, (0..10).map(|i| format!("{i}\n")).collect::<String>());
+    assert!(matches!(
+        ctx.parallelize(vec![1], 1).save_as_text_file(&out),
+        Err(Error::OutputExists(_))
+    ));
+}

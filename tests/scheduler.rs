@@ -1,0 +1,374 @@
+//! Stages, shuffle reuse, caching, retries, errors and events.
+
+mod common;
+use common::{ctx, logged_ctx, sorted};
+use spate::{Error, Event, StageKind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn submitted(events: &[Event]) -> Vec<StageKind> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageSubmitted { kind, .. } => Some(*kind),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn map_reduce_by_key_map_join_runs_three_map_stages_and_a_result_stage() {
+    let (ctx, log) = logged_ctx();
+    let words = ctx
+        .parallelize(vec!["a", "b", "a", "c"], 2)
+        .map(|w| (w.to_string(), 1));
+    let counts = words.reduce_by_key(|a, b| a + b).map(|(w, c)| (w, c * 10));
+    let names = ctx.parallelize(vec![("a".to_string(), 'A'), ("c".to_string(), 'C')], 3);
+    let joined = counts.join(&names);
+    assert_eq!(
+        sorted(joined.collect().unwrap()),
+        vec![("a".into(), (20, 'A')), ("c".into(), (10, 'C'))]
+    );
+    let kinds = submitted(&log.events());
+    // reduce_by_key's map stage, then the join's two map stages (counts is
+    // not partitioned after `map`, names never was), then the result.
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| matches!(k, StageKind::ShuffleMap { .. }))
+            .count(),
+        3
+    );
+    assert_eq!(kinds.last(), Some(&StageKind::Result));
+    assert_eq!(kinds.len(), 4);
+    let debug = joined.to_debug_string();
+    assert_eq!(debug.matches("+-").count(), 3, "{debug}");
+}
+
+#[test]
+fn a_second_action_reuses_shuffle_output() {
+    let (ctx, log) = logged_ctx();
+    let counts = ctx
+        .range(0, 1000, 1, 4)
+        .map(|x| (x % 10, 1))
+        .reduce_by_key(|a, b| a + b);
+    assert_eq!(counts.count().unwrap(), 10);
+    assert_eq!(log.map_tasks_run(), 4);
+    log.clear();
+    assert_eq!(counts.values().sum().unwrap(), 1000);
+    assert_eq!(log.map_tasks_run(), 0, "the map stage's outputs are reused");
+    assert!(
+        log.events()
+            .iter()
+            .any(|e| matches!(e, Event::StageSkipped { .. }))
+    );
+}
+
+#[test]
+fn cached_partitions_are_computed_once() {
+    let ctx = ctx();
+    let computed = ctx.sum_accumulator::<u64>("computed");
+    let c = computed.clone();
+    let r = ctx
+        .range(0, 100, 1, 4)
+        .map(move |x| {
+            c.add(1);
+            x * 2
+        })
+        .cache();
+    assert_eq!(r.sum().unwrap(), 9900);
+    assert_eq!(r.count().unwrap(), 100);
+    assert_eq!(r.collect().unwrap().len(), 100);
+    assert_eq!(
+        computed.value(),
+        100,
+        "each element computed once across three jobs"
+    );
+    let r = r.unpersist();
+    r.count().unwrap();
+    assert_eq!(
+        computed.value(),
+        200,
+        "after unpersist the data is recomputed"
+    );
+}
+
+#[test]
+fn a_cached_shuffled_dataset_hides_its_map_stage() {
+    let (ctx, log) = logged_ctx();
+    let r = ctx
+        .range(0, 100, 1, 4)
+        .map(|x| (x % 3, x))
+        .group_by_key()
+        .cache();
+    r.count().unwrap();
+    log.clear();
+    r.map_values(|v| v.len()).collect().unwrap();
+    assert!(
+        !log.events().iter().any(|e| matches!(
+            e,
+            Event::StageSkipped { .. }
+                | Event::StageSubmitted {
+                    kind: StageKind::ShuffleMap { .. },
+                    ..
+                }
+        )),
+        "a fully cached dataset needs no parent stage"
+    );
+}
+
+#[test]
+fn a_task_that_panics_once_is_retried_and_counts_its_accumulator_once() {
+    let (ctx, log) = logged_ctx();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let acc = ctx.sum_accumulator::<u64>("seen");
+    let (a, t) = (acc.clone(), attempts.clone());
+    let r = ctx.parallelize((0..10).collect::<Vec<u64>>(), 2);
+    r.foreach_partition(move |it| {
+        for x in it {
+            a.add(x);
+            if x == 7 && t.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("first attempt fails");
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        acc.value(),
+        45,
+        "updates of the failed attempt are discarded"
+    );
+    assert_eq!(log.failed_tasks(), 1);
+    assert_eq!(log.tasks_run(), 3);
+}
+
+#[test]
+fn a_task_that_always_panics_fails_the_job_with_a_clear_error_and_the_context_stays_usable() {
+    let (ctx, log) = logged_ctx();
+    let r = ctx
+        .range(0, 10, 1, 2)
+        .map(|x| if x == 7 { panic!("bad record {x}") } else { x });
+    let err = r.collect().unwrap_err();
+    match &err {
+        Error::TaskFailed {
+            partition,
+            attempts,
+            cause,
+            ..
+        } => {
+            assert_eq!(*partition, 1);
+            assert_eq!(*attempts, 4);
+            assert!(cause.to_string().contains("bad record 7"), "{cause}");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("partition 1") && text.contains("stage") && text.contains("bad record 7"),
+        "{text}"
+    );
+    assert_eq!(log.failed_tasks(), 4);
+    assert_eq!(
+        ctx.range(0, 10, 1, 2).sum().unwrap(),
+        45,
+        "the context still runs jobs"
+    );
+}
+
+#[test]
+fn max_task_failures_is_honoured() {
+    let ctx = spate::Context::builder()
+        .parallelism(2)
+        .max_task_failures(1)
+        .build()
+        .unwrap();
+    let err = ctx
+        .range(0, 4, 1, 1)
+        .map(|_| -> i64 { panic!("always") })
+        .count()
+        .unwrap_err();
+    assert!(matches!(err, Error::TaskFailed { attempts: 1, .. }));
+}
+
+#[test]
+fn a_failure_in_a_map_stage_names_that_stage() {
+    let (ctx, log) = logged_ctx();
+    let r = ctx
+        .range(0, 10, 1, 2)
+        .map(|x| {
+            if x == 3 {
+                panic!("map side")
+            } else {
+                (x % 2, x)
+            }
+        })
+        .reduce_by_key(|a, b| a + b);
+    let err = r.collect().unwrap_err();
+    let map_stage = log.events().iter().find_map(|e| match e {
+        Event::StageSubmitted {
+            stage,
+            kind: StageKind::ShuffleMap { .. },
+            ..
+        } => Some(*stage),
+        _ => None,
+    });
+    assert!(
+        matches!(err, Error::TaskFailed { stage, partition: 0, .. } if Some(stage) == map_stage)
+    );
+}
+
+#[test]
+fn events_carry_metrics() {
+    let (ctx, log) = logged_ctx();
+    ctx.range(0, 1000, 1, 4)
+        .map(|x| (x % 10, 1))
+        .reduce_by_key(|a, b| a + b)
+        .collect()
+        .unwrap();
+    let m = log.total_metrics();
+    assert_eq!(
+        m.shuffle_records_written, 40,
+        "map-side combine: 10 keys per map task"
+    );
+    assert_eq!(m.shuffle_records_read, 40);
+    assert_eq!(m.records_out, 10);
+    let jobs = log
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::JobEnd {
+                    succeeded: true,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(jobs, 1);
+}
+
+#[test]
+fn ids_are_assigned_in_creation_order() {
+    let run = || {
+        let ctx = ctx();
+        let a = ctx.range(0, 10, 1, 2);
+        let b = a.map(|x| x + 1);
+        let c = b.map(|x| (x, x)).reduce_by_key(|a, b| a + b);
+        (a.id(), b.id(), c.id())
+    };
+    assert_eq!(run(), run());
+    let (a, b, c) = run();
+    assert!(a < b && b < c);
+}
+
+#[test]
+fn shuffle_blocks_go_to_disk_when_the_budget_is_exhausted() {
+    let (ctx, log) = {
+        let ctx = spate::Context::builder()
+            .parallelism(2)
+            .memory_limit(0)
+            .build()
+            .unwrap();
+        let log = Arc::new(spate::EventLog::default());
+        ctx.add_listener(log.clone());
+        (ctx, log)
+    };
+    let r = ctx
+        .range(0, 10_000, 1, 4)
+        .map(|x| (x % 100, x))
+        .group_by_key();
+    let got: std::collections::BTreeMap<i64, usize> = r
+        .map_values(|v| v.len())
+        .collect()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(got.len(), 100);
+    assert!(got.values().all(|&n| n == 100));
+    let m = log.total_metrics();
+    assert!(m.shuffle_bytes_written > 0 && m.shuffle_bytes_read == m.shuffle_bytes_written);
+    assert_eq!(m.shuffle_blocks_in_memory, 0);
+    let files = std::fs::read_dir(ctx.scratch_dir()).unwrap().count();
+    assert_eq!(files, 4, "one shuffle file per map task");
+    drop(r);
+    assert_eq!(
+        std::fs::read_dir(ctx.scratch_dir()).unwrap().count(),
+        0,
+        "files go with their dataset"
+    );
+}
+
+#[test]
+fn corrupt_shuffle_files_are_detected_and_recomputed() {
+    let ctx = spate::Context::builder()
+        .parallelism(2)
+        .memory_limit(0)
+        .build()
+        .unwrap();
+    let log = Arc::new(spate::EventLog::default());
+    ctx.add_listener(log.clone());
+    let r = ctx
+        .range(0, 1000, 1, 3)
+        .map(|x| (x % 7, x))
+        .reduce_by_key(|a, b| a + b);
+    let expected = sorted(r.collect().unwrap());
+    for entry in std::fs::read_dir(ctx.scratch_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        std::fs::write(&path, bytes).unwrap();
+    }
+    log.clear();
+    assert_eq!(
+        sorted(r.collect().unwrap()),
+        expected,
+        "corruption is detected, never read"
+    );
+    assert!(log.map_tasks_run() >= 1, "lost map outputs are recomputed");
+}
+
+#[test]
+fn broadcast_values_reach_tasks() {
+    let ctx = ctx();
+    let table = ctx.broadcast(std::collections::HashMap::from([(1, "one"), (2, "two")]));
+    let r = ctx
+        .parallelize(vec![1, 2, 3], 2)
+        .map(move |k| table.get(&k).copied().unwrap_or("?"));
+    assert_eq!(r.collect().unwrap(), ["one", "two", "?"]);
+}
+
+#[test]
+fn custom_accumulators_merge_with_their_function() {
+    let ctx = ctx();
+    let longest = ctx.accumulator("longest", String::new(), |a: &mut String, b: String| {
+        if b.len() > a.len() {
+            *a = b
+        }
+    });
+    let l = longest.clone();
+    ctx.parallelize(vec!["ab", "abcd", "abc"], 3)
+        .foreach(move |w| l.add(w.to_string()))
+        .unwrap();
+    assert_eq!(longest.value(), "abcd");
+    longest.reset();
+    assert_eq!(longest.value(), "");
+}
+
+#[test]
+fn contexts_are_independent() {
+    let a = ctx();
+    let b = ctx();
+    assert_ne!(a.scratch_dir(), b.scratch_dir());
+    let ra = a.range(0, 10, 1, 2);
+    let rb = b.range(0, 20, 1, 2);
+    assert_eq!((ra.count().unwrap(), rb.count().unwrap()), (10, 20));
+    let dir = a.scratch_dir().to_path_buf();
+    drop(ra);
+    drop(a);
+    assert!(
+        !dir.exists(),
+        "the default scratch directory is removed with the context"
+    );
+}

@@ -1,0 +1,124 @@
+//! Reading text files: splits, line endings, errors.
+
+mod common;
+use common::ctx;
+use spate::Error;
+use std::io::Write;
+
+fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+    p
+}
+
+/// Lines as `str::lines` sees them (it also strips a trailing `\r`).
+fn reference_lines(text: &str) -> Vec<String> {
+    text.lines().map(String::from).collect()
+}
+
+#[test]
+fn every_line_is_read_exactly_once_whatever_the_split_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..500 {
+        let len = (i * 7919) % 97;
+        text.push_str(&"x".repeat(len));
+        text.push_str(&format!("{i}"));
+        text.push_str(if i % 5 == 0 { "\r\n" } else { "\n" });
+        if i % 50 == 0 {
+            text.push('\n'); // an empty line
+        }
+    }
+    text.push_str("last line without newline");
+    let path = write(dir.path(), "data.txt", text.as_bytes());
+    let ctx = ctx();
+    for min_partitions in [1, 2, 3, 10, 64, 1000, 40_000] {
+        let r = ctx.text_file(&path, min_partitions).unwrap();
+        assert!(r.num_partitions() >= min_partitions.min(text.len()));
+        assert_eq!(
+            r.collect().unwrap(),
+            reference_lines(&text),
+            "min_partitions={min_partitions}"
+        );
+    }
+}
+
+#[test]
+fn directories_and_globs_read_all_matching_files_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "b.txt", b"b1\nb2\n");
+    write(dir.path(), "a.txt", b"a1\n");
+    write(dir.path(), "c.log", b"c1\n");
+    write(dir.path(), "_SUCCESS", b"");
+    write(dir.path(), ".hidden", b"h\n");
+    let ctx = ctx();
+    assert_eq!(
+        ctx.text_file(dir.path(), 2).unwrap().collect().unwrap(),
+        ["a1", "b1", "b2", "c1"]
+    );
+    let glob = dir.path().join("*.txt");
+    assert_eq!(
+        ctx.text_file(&glob, 2).unwrap().collect().unwrap(),
+        ["a1", "b1", "b2"]
+    );
+    let whole = ctx.whole_text_files(&glob, 5).unwrap().collect().unwrap();
+    assert_eq!(whole.len(), 2);
+    assert!(whole[0].0.ends_with("a.txt") && whole[0].1 == "a1\n");
+    assert!(matches!(
+        ctx.text_file(dir.path().join("*.csv"), 1),
+        Err(Error::NoInput(_))
+    ));
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let ctx = ctx();
+    let err = ctx.text_file("/no/such/file.txt", 1).unwrap_err();
+    assert!(
+        matches!(&err, Error::Io { path, .. } if path.ends_with("file.txt")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("/no/such/file.txt"));
+}
+
+#[test]
+fn invalid_utf8_is_an_error_naming_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "bad.txt", b"good\nalso good\nbad \xff here\n");
+    let ctx = ctx();
+    let err = ctx.text_file(&path, 1).unwrap().count().unwrap_err();
+    match err.root_cause() {
+        Error::InvalidUtf8 { path: p, offset } => {
+            assert_eq!(p, &path);
+            assert_eq!(*offset, 19);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        ctx.range(0, 3, 1, 1).count().unwrap(),
+        3,
+        "context still usable"
+    );
+}
+
+#[test]
+fn a_file_deleted_before_the_job_fails_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "gone.txt", b"a\nb\n");
+    let ctx = ctx();
+    let r = ctx.text_file(&path, 1).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let err = r.collect().unwrap_err();
+    assert!(
+        matches!(err.root_cause(), Error::Io { path: p, .. } if p == &path),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_files_give_no_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "empty.txt", b"");
+    let ctx = ctx();
+    assert_eq!(ctx.text_file(&path, 3).unwrap().count().unwrap(), 0);
+}
