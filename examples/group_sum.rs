@@ -19,12 +19,19 @@ struct Args {
     /// Output directory (must not exist).
     #[arg(long)]
     output: PathBuf,
+    /// Print each stage's duration and shuffle volume on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::new()?;
+    let log = std::sync::Arc::new(spate::EventLog::default());
+    if args.verbose {
+        ctx.add_listener(log.clone());
+    }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let bad = malformed.clone();
     ctx.text_file(&args.input, ctx.default_parallelism())?

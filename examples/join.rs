@@ -22,12 +22,19 @@ struct Args {
     /// Output directory (must not exist).
     #[arg(long)]
     output: PathBuf,
+    /// Print each stage's duration and shuffle volume on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::new()?;
+    let log = std::sync::Arc::new(spate::EventLog::default());
+    if args.verbose {
+        ctx.add_listener(log.clone());
+    }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let n = ctx.default_parallelism();
 
@@ -63,6 +70,7 @@ fn main() -> Result<(), spate::Error> {
     if malformed.value() > 0 {
         eprintln!("skipped {} malformed lines", malformed.value());
     }
+    eprint!("{}", log.stage_report());
     eprintln!("JOBTIME spate-join {:.3}", started.elapsed().as_secs_f64());
     Ok(())
 }

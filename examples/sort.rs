@@ -19,6 +19,9 @@ struct Args {
     /// Output directory (must not exist).
     #[arg(long)]
     output: PathBuf,
+    /// Print each stage's duration and shuffle volume on stderr.
+    #[arg(long)]
+    verbose: bool,
     /// Output partitions (default: as many as input partitions).
     #[arg(long)]
     partitions: Option<usize>,
@@ -28,6 +31,10 @@ fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::new()?;
+    let log = std::sync::Arc::new(spate::EventLog::default());
+    if args.verbose {
+        ctx.add_listener(log.clone());
+    }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let bad = malformed.clone();
     let pairs = ctx
@@ -46,6 +53,7 @@ fn main() -> Result<(), spate::Error> {
     if malformed.value() > 0 {
         eprintln!("skipped {} lines without a tab", malformed.value());
     }
+    eprint!("{}", log.stage_report());
     eprintln!("JOBTIME spate-sort {:.3}", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -28,6 +28,9 @@ struct Args {
     /// Worker threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Print each stage's duration and shuffle volume on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 const SAMPLE: &str = include_str!("data/sample.txt");
@@ -40,6 +43,10 @@ fn main() -> Result<(), spate::Error> {
         builder = builder.parallelism(t);
     }
     let ctx = builder.build()?;
+    let log = std::sync::Arc::new(spate::EventLog::default());
+    if args.verbose {
+        ctx.add_listener(log.clone());
+    }
     let partitions = args.partitions.unwrap_or(ctx.default_parallelism());
 
     let lines: Rdd<String> = if args.inputs.is_empty() {
@@ -76,6 +83,7 @@ fn main() -> Result<(), spate::Error> {
         println!("{count:>10}  {word}");
     }
     println!("total words: {total}, distinct: {distinct}");
+    eprint!("{}", log.stage_report());
     eprintln!(
         "JOBTIME spate-wordcount {:.3}",
         started.elapsed().as_secs_f64()

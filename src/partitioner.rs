@@ -168,13 +168,27 @@ pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
     h.finish()
 }
 
-/// FxHash (fixed, seedless) for mixing, plus a record of whether the input
+/// FxHash with a fixed seed for mixing, plus a record of whether the input
 /// was exactly one integer, whose value is then the hash.
-#[derive(Default)]
+///
+/// The seed matters: the hash maps that combine and join records inside a
+/// partition use plain FxHash; if partitioning used the same function, all
+/// keys of one partition would share hash residues and crowd into a few
+/// buckets of those maps.
 struct StableHasher {
     fx: rustc_hash::FxHasher,
     writes: u32,
     int: Option<u64>,
+}
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        StableHasher {
+            fx: rustc_hash::FxHasher::with_seed(0x5EED_CAFE),
+            writes: 0,
+            int: None,
+        }
+    }
 }
 
 impl StableHasher {

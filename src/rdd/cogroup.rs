@@ -1,4 +1,5 @@
-//! Grouping two keyed datasets together by key: the base of every join.
+//! Grouping two keyed datasets together by key, and the `Side` that brings
+//! each input of a two-input keyed operation into the output partitioning.
 
 use super::{BatchIter, Compute, Dependency, IterBatches, NewRdd, Rdd, for_each_batch};
 use crate::data::{Key, Value};
@@ -8,8 +9,8 @@ use crate::scheduler::TaskContext;
 use crate::shuffle::{self, NoAggregate, ShuffleDependency};
 use std::sync::Arc;
 
-/// How one side of a cogroup reaches the output partitioning.
-enum Side<K, V> {
+/// How one input of a cogroup or join reaches the output partitioning.
+pub(crate) enum Side<K, V> {
     /// Already partitioned by the output partitioner: read in place.
     Narrow(Rdd<(K, V)>),
     /// Shuffled into it.
@@ -17,7 +18,7 @@ enum Side<K, V> {
 }
 
 impl<K: Key, V: Value> Side<K, V> {
-    fn new(rdd: &Rdd<(K, V)>, partitioner: &Partitioner) -> Self {
+    pub(crate) fn new(rdd: &Rdd<(K, V)>, partitioner: &Partitioner) -> Self {
         if rdd.partitioner() == Some(partitioner) {
             Side::Narrow(rdd.clone())
         } else {
@@ -30,14 +31,14 @@ impl<K: Key, V: Value> Side<K, V> {
         }
     }
 
-    fn dependency(&self) -> Dependency {
+    pub(crate) fn dependency(&self) -> Dependency {
         match self {
             Side::Narrow(rdd) => rdd.narrow_dep(),
             Side::Shuffled(dep) => Dependency::Shuffle(dep.clone()),
         }
     }
 
-    fn read(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, V)>> {
+    pub(crate) fn read(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, V)>> {
         match self {
             Side::Narrow(rdd) => rdd.iterator(split, tc),
             Side::Shuffled(dep) => Ok(shuffle::reader::read::<(K, V)>(dep.id(), split, tc)),

@@ -15,6 +15,7 @@ mod actions;
 mod cartesian;
 mod coalesce;
 mod cogroup;
+mod join;
 mod narrow;
 mod numeric;
 mod pair;

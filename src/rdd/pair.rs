@@ -2,6 +2,7 @@
 //! Spark's `PairRDDFunctions`.
 
 use super::cogroup::CoGroupOp;
+use super::join::{FullOuter, HashJoinOp, Inner, StreamOuter, StreamOuterFlipped};
 use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, drain_all, for_each_batch};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
@@ -387,11 +388,19 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         other: &Rdd<(K, W)>,
         partitioning: impl Into<Partitioning>,
     ) -> Rdd<(K, (Vec<V>, Vec<W>))> {
-        let partitioner = partitioning.into().resolve(&[
+        let p = self.two_way_partitioner(other, partitioning.into());
+        CoGroupOp::rdd(self, other, p)
+    }
+
+    fn two_way_partitioner<W: Value>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitioning: Partitioning,
+    ) -> Partitioner {
+        partitioning.resolve(&[
             (self.partitioner(), self.num_partitions()),
             (other.partitioner(), other.num_partitions()),
-        ]);
-        CoGroupOp::rdd(self, other, partitioner)
+        ])
     }
 
     /// Inner join: `(k, (v, w))` for every pair of values with equal keys.
@@ -408,22 +417,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         self.join_with(other, Partitioning::Default)
     }
 
-    /// [`join`](Rdd::join) into the given partitioning.
+    /// [`join`](Rdd::join) into the given partitioning. Each output
+    /// partition loads `other`'s partition into a hash table and streams
+    /// `self`'s partition through it, so put the smaller dataset second.
     pub fn join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
         partitioning: impl Into<Partitioning>,
     ) -> Rdd<(K, (V, W))> {
-        self.cogroup_with(other, partitioning)
-            .pipe("join", true, |input, out| {
-                for (k, (vs, ws)) in input.drain(..) {
-                    for v in &vs {
-                        for w in &ws {
-                            out.push((k.clone(), (v.clone(), w.clone())));
-                        }
-                    }
-                }
-            })
+        let p = self.two_way_partitioner(other, partitioning.into());
+        HashJoinOp::<K, V, W, Inner>::rdd("join", self, other, p)
     }
 
     /// Left outer join: every pair of `self`, with `None` where `other` has
@@ -432,25 +435,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         self.left_outer_join_with(other, Partitioning::Default)
     }
 
-    /// [`left_outer_join`](Rdd::left_outer_join) into the given partitioning.
+    /// [`left_outer_join`](Rdd::left_outer_join) into the given partitioning
+    /// (a hash join that loads `other`'s partitions).
     pub fn left_outer_join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
         partitioning: impl Into<Partitioning>,
     ) -> Rdd<(K, (V, Option<W>))> {
-        self.cogroup_with(other, partitioning)
-            .pipe("left_outer_join", true, |input, out| {
-                for (k, (vs, ws)) in input.drain(..) {
-                    for v in &vs {
-                        if ws.is_empty() {
-                            out.push((k.clone(), (v.clone(), None)));
-                        }
-                        for w in &ws {
-                            out.push((k.clone(), (v.clone(), Some(w.clone()))));
-                        }
-                    }
-                }
-            })
+        let p = self.two_way_partitioner(other, partitioning.into());
+        HashJoinOp::<K, V, W, StreamOuter>::rdd("left_outer_join", self, other, p)
     }
 
     /// Right outer join: every pair of `other`, with `None` where `self` has
@@ -459,25 +452,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         self.right_outer_join_with(other, Partitioning::Default)
     }
 
-    /// [`right_outer_join`](Rdd::right_outer_join) into the given partitioning.
+    /// [`right_outer_join`](Rdd::right_outer_join) into the given partitioning
+    /// (a hash join that loads `self`'s partitions).
     pub fn right_outer_join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
         partitioning: impl Into<Partitioning>,
     ) -> Rdd<(K, (Option<V>, W))> {
-        self.cogroup_with(other, partitioning)
-            .pipe("right_outer_join", true, |input, out| {
-                for (k, (vs, ws)) in input.drain(..) {
-                    for w in &ws {
-                        if vs.is_empty() {
-                            out.push((k.clone(), (None, w.clone())));
-                        }
-                        for v in &vs {
-                            out.push((k.clone(), (Some(v.clone()), w.clone())));
-                        }
-                    }
-                }
-            })
+        let p = self.two_way_partitioner(other, partitioning.into());
+        HashJoinOp::<K, W, V, StreamOuterFlipped>::rdd("right_outer_join", other, self, p)
     }
 
     /// Full outer join: every key of either side, with `None` for a side
@@ -489,32 +472,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         self.full_outer_join_with(other, Partitioning::Default)
     }
 
-    /// [`full_outer_join`](Rdd::full_outer_join) into the given partitioning.
+    /// [`full_outer_join`](Rdd::full_outer_join) into the given partitioning
+    /// (a hash join that loads `other`'s partitions).
     pub fn full_outer_join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
         partitioning: impl Into<Partitioning>,
     ) -> Rdd<(K, (Option<V>, Option<W>))> {
-        self.cogroup_with(other, partitioning)
-            .pipe("full_outer_join", true, |input, out| {
-                for (k, (vs, ws)) in input.drain(..) {
-                    match (vs.is_empty(), ws.is_empty()) {
-                        (true, _) => {
-                            out.extend(ws.into_iter().map(|w| (k.clone(), (None, Some(w)))))
-                        }
-                        (_, true) => {
-                            out.extend(vs.into_iter().map(|v| (k.clone(), (Some(v), None))))
-                        }
-                        _ => {
-                            for v in &vs {
-                                for w in &ws {
-                                    out.push((k.clone(), (Some(v.clone()), Some(w.clone()))));
-                                }
-                            }
-                        }
-                    }
-                }
-            })
+        let p = self.two_way_partitioner(other, partitioning.into());
+        HashJoinOp::<K, V, W, FullOuter>::rdd("full_outer_join", self, other, p)
     }
 
     /// The pairs of `self` whose key is not in `other`, hashed into as many

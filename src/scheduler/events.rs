@@ -215,6 +215,51 @@ impl EventLog {
         t
     }
 
+    /// One line per completed stage: job, stage, kind, tasks, wall time and
+    /// shuffle volume, in completion order.
+    pub fn stage_report(&self) -> String {
+        use std::fmt::Write as _;
+        let events = self.events.lock();
+        let mut out = String::new();
+        for e in events.iter() {
+            let Event::StageCompleted {
+                job,
+                stage,
+                duration,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            let (mut tasks, mut written, mut read, mut kind) = (0, 0, 0, "result");
+            for t in events.iter() {
+                if let Event::TaskEnd {
+                    task,
+                    kind: k,
+                    failure: None,
+                    metrics,
+                    ..
+                } = t
+                    && task.job == *job
+                    && task.stage == *stage
+                {
+                    tasks += 1;
+                    written += metrics.shuffle_records_written;
+                    read += metrics.shuffle_records_read;
+                    if matches!(k, StageKind::ShuffleMap { .. }) {
+                        kind = "shuffle map";
+                    }
+                }
+            }
+            let _ = writeln!(
+                out,
+                "job {job} stage {stage} ({kind}): {tasks} tasks, {:.3} s, shuffle records written {written}, read {read}",
+                duration.as_secs_f64()
+            );
+        }
+        out
+    }
+
     fn count(&self, f: impl Fn(&Event) -> bool) -> usize {
         self.events.lock().iter().filter(|e| f(e)).count()
     }

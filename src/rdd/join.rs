@@ -1,0 +1,172 @@
+//! Hash joins: one input (the build side) is loaded into a hash table per
+//! partition, the other (the stream side) is pulled through it batch by
+//! batch, so output streams without grouping the stream side's values.
+
+use super::cogroup::Side;
+use super::{BatchIter, Batches, Compute, NewRdd, Rdd, for_each_batch};
+use crate::data::{Data, Key, Value};
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::scheduler::TaskContext;
+use crate::shuffle::{self, CombineMap};
+use std::marker::PhantomData;
+
+/// What a join emits for matched and unmatched records. `S` is the stream
+/// side's value type, `B` the build side's.
+pub(crate) trait JoinKind<K, S, B>: Send + Sync + 'static {
+    type Out: Data;
+    /// Whether build-side keys that no stream record matched are emitted.
+    const EMIT_UNMATCHED_BUILD: bool;
+    fn matched(k: &K, s: &S, b: &B, out: &mut Vec<Self::Out>);
+    fn stream_only(k: K, s: S, out: &mut Vec<Self::Out>);
+    fn build_only(k: K, b: B, out: &mut Vec<Self::Out>);
+}
+
+/// Inner join: `(k, (s, b))`.
+pub(crate) struct Inner;
+/// Left outer join with the stream side on the left: `(k, (s, Option<b>))`.
+pub(crate) struct StreamOuter;
+/// Right outer join with the stream side on the right: `(k, (Option<b>, s))`.
+pub(crate) struct StreamOuterFlipped;
+/// Full outer join: `(k, (Option<s>, Option<b>))`.
+pub(crate) struct FullOuter;
+
+impl<K: Key, S: Value, B: Value> JoinKind<K, S, B> for Inner {
+    type Out = (K, (S, B));
+    const EMIT_UNMATCHED_BUILD: bool = false;
+    #[inline]
+    fn matched(k: &K, s: &S, b: &B, out: &mut Vec<Self::Out>) {
+        out.push((k.clone(), (s.clone(), b.clone())));
+    }
+    fn stream_only(_: K, _: S, _: &mut Vec<Self::Out>) {}
+    fn build_only(_: K, _: B, _: &mut Vec<Self::Out>) {}
+}
+
+impl<K: Key, S: Value, B: Value> JoinKind<K, S, B> for StreamOuter {
+    type Out = (K, (S, Option<B>));
+    const EMIT_UNMATCHED_BUILD: bool = false;
+    #[inline]
+    fn matched(k: &K, s: &S, b: &B, out: &mut Vec<Self::Out>) {
+        out.push((k.clone(), (s.clone(), Some(b.clone()))));
+    }
+    fn stream_only(k: K, s: S, out: &mut Vec<Self::Out>) {
+        out.push((k, (s, None)));
+    }
+    fn build_only(_: K, _: B, _: &mut Vec<Self::Out>) {}
+}
+
+impl<K: Key, S: Value, B: Value> JoinKind<K, S, B> for StreamOuterFlipped {
+    type Out = (K, (Option<B>, S));
+    const EMIT_UNMATCHED_BUILD: bool = false;
+    #[inline]
+    fn matched(k: &K, s: &S, b: &B, out: &mut Vec<Self::Out>) {
+        out.push((k.clone(), (Some(b.clone()), s.clone())));
+    }
+    fn stream_only(k: K, s: S, out: &mut Vec<Self::Out>) {
+        out.push((k, (None, s)));
+    }
+    fn build_only(_: K, _: B, _: &mut Vec<Self::Out>) {}
+}
+
+impl<K: Key, S: Value, B: Value> JoinKind<K, S, B> for FullOuter {
+    type Out = (K, (Option<S>, Option<B>));
+    const EMIT_UNMATCHED_BUILD: bool = true;
+    #[inline]
+    fn matched(k: &K, s: &S, b: &B, out: &mut Vec<Self::Out>) {
+        out.push((k.clone(), (Some(s.clone()), Some(b.clone()))));
+    }
+    fn stream_only(k: K, s: S, out: &mut Vec<Self::Out>) {
+        out.push((k, (Some(s), None)));
+    }
+    fn build_only(k: K, b: B, out: &mut Vec<Self::Out>) {
+        out.push((k, (None, Some(b))));
+    }
+}
+
+pub(crate) struct HashJoinOp<K, S, B, J> {
+    stream: Side<K, S>,
+    build: Side<K, B>,
+    _kind: PhantomData<fn() -> J>,
+}
+
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> HashJoinOp<K, S, B, J> {
+    /// Joins `stream` with `build` into `partitioner`'s partitions. The
+    /// dependencies are listed stream side first.
+    pub(crate) fn rdd(
+        op_name: &'static str,
+        stream: &Rdd<(K, S)>,
+        build: &Rdd<(K, B)>,
+        partitioner: Partitioner,
+    ) -> Rdd<J::Out> {
+        let op = HashJoinOp::<K, S, B, J> {
+            stream: Side::new(stream, &partitioner),
+            build: Side::new(build, &partitioner),
+            _kind: PhantomData,
+        };
+        let spec = NewRdd {
+            op_name,
+            num_partitions: partitioner.num_partitions(),
+            deps: vec![op.stream.dependency(), op.build.dependency()],
+            partitioner: Some(partitioner),
+        };
+        Rdd::from_op(stream.context(), spec, op)
+    }
+}
+
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Compute<J::Out> for HashJoinOp<K, S, B, J> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<J::Out>> {
+        let mut table = shuffle::new_combine_map::<K, (Vec<B>, bool)>();
+        for_each_batch(self.build.read(split, tc)?, |batch| {
+            for (k, b) in batch.drain(..) {
+                table.entry(k).or_default().0.push(b);
+            }
+            Ok(())
+        })?;
+        Ok(Box::new(Probe::<K, S, B, J> {
+            stream: Some(self.stream.read(split, tc)?),
+            table,
+            buf: Vec::new(),
+            _kind: PhantomData,
+        }))
+    }
+}
+
+struct Probe<K, S, B, J> {
+    stream: Option<BatchIter<(K, S)>>,
+    table: CombineMap<K, (Vec<B>, bool)>,
+    buf: Vec<(K, S)>,
+    _kind: PhantomData<fn() -> J>,
+}
+
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for Probe<K, S, B, J> {
+    fn next_batch(&mut self, out: &mut Vec<J::Out>, hint: usize) -> Result<bool> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(false);
+        };
+        let more = stream.next_batch(&mut self.buf, hint)?;
+        for (k, s) in self.buf.drain(..) {
+            match self.table.get_mut(&k) {
+                Some((bs, matched)) => {
+                    *matched = true;
+                    for b in bs.iter() {
+                        J::matched(&k, &s, b, out);
+                    }
+                }
+                None => J::stream_only(k, s, out),
+            }
+        }
+        if more {
+            return Ok(true);
+        }
+        self.stream = None;
+        if J::EMIT_UNMATCHED_BUILD {
+            for (k, (bs, matched)) in self.table.drain() {
+                if !matched {
+                    bs.into_iter()
+                        .for_each(|b| J::build_only(k.clone(), b, out));
+                }
+            }
+        }
+        Ok(false)
+    }
+}
