@@ -6,9 +6,12 @@
 //! Writes `key<TAB>sum` lines. Lines without a tab or with a value that is
 //! not an integer are skipped and counted (the count is printed).
 
+mod workloads;
+
 use clap::Parser;
-use spate::{Context, Str};
+use spate::{Context, EventLog};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -28,31 +31,17 @@ fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::new()?;
-    let log = std::sync::Arc::new(spate::EventLog::default());
+    let log = Arc::new(EventLog::default());
     if args.verbose {
         ctx.add_listener(log.clone());
     }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
-    let bad = malformed.clone();
-    ctx.text_file(&args.input, ctx.default_parallelism())?
-        .flat_map(move |line| {
-            let parsed = line
-                .split_once('\t')
-                .and_then(|(k, v)| Some((Str::from(k), v.parse::<i64>().ok()?)));
-            if parsed.is_none() {
-                bad.add(1);
-            }
-            parsed
-        })
-        .reduce_by_key(|a, b| a + b)
-        .map(|(k, sum)| format!("{k}\t{sum}"))
-        .save_as_text_file(&args.output)?;
+    let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
+    workloads::group_sums(&lines, &malformed).save_as_text_file(&args.output)?;
     if malformed.value() > 0 {
         eprintln!("skipped {} malformed lines", malformed.value());
     }
-    eprintln!(
-        "JOBTIME spate-groupby {:.3}",
-        started.elapsed().as_secs_f64()
-    );
+    eprint!("{}", log.stage_report());
+    eprintln!("JOBTIME spate-groupby {:.3}", started.elapsed().as_secs_f64());
     Ok(())
 }

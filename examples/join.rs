@@ -7,9 +7,12 @@
 //! lines; writes `oid<TAB>cid<TAB>amount<TAB>name` lines. Malformed lines
 //! are skipped and counted (the count is printed).
 
+mod workloads;
+
 use clap::Parser;
-use spate::{Context, Str};
+use spate::{Context, EventLog};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -31,42 +34,15 @@ fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::new()?;
-    let log = std::sync::Arc::new(spate::EventLog::default());
+    let log = Arc::new(EventLog::default());
     if args.verbose {
         ctx.add_listener(log.clone());
     }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let n = ctx.default_parallelism();
-
-    let bad = malformed.clone();
-    let orders = ctx.text_file(&args.orders, n)?.flat_map(move |line| {
-        let mut f = line.split('\t');
-        let parsed = match (f.next(), f.next(), f.next(), f.next()) {
-            (Some(oid), Some(cid), Some(amount), None) => {
-                Some((Str::from(cid), (Str::from(oid), Str::from(amount))))
-            }
-            _ => None,
-        };
-        if parsed.is_none() {
-            bad.add(1);
-        }
-        parsed
-    });
-    let bad = malformed.clone();
-    let customers = ctx.text_file(&args.customers, n)?.flat_map(move |line| {
-        let parsed = line
-            .split_once('\t')
-            .map(|(cid, name)| (Str::from(cid), Str::from(name)));
-        if parsed.is_none() {
-            bad.add(1);
-        }
-        parsed
-    });
-
-    orders
-        .join(&customers)
-        .map(|(cid, ((oid, amount), name))| format!("{oid}\t{cid}\t{amount}\t{name}"))
-        .save_as_text_file(&args.output)?;
+    let orders = ctx.text_file(&args.orders, n)?;
+    let customers = ctx.text_file(&args.customers, n)?;
+    workloads::joined_orders(&orders, &customers, &malformed).save_as_text_file(&args.output)?;
     if malformed.value() > 0 {
         eprintln!("skipped {} malformed lines", malformed.value());
     }

@@ -6,9 +6,12 @@
 //! The part files, read in name order, are globally sorted. Lines without a
 //! tab are skipped and counted (the count is printed), never silently dropped.
 
+mod workloads;
+
 use clap::Parser;
-use spate::{Context, Str};
+use spate::{Context, EventLog};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -19,37 +22,25 @@ struct Args {
     /// Output directory (must not exist).
     #[arg(long)]
     output: PathBuf,
-    /// Print each stage's duration and shuffle volume on stderr.
-    #[arg(long)]
-    verbose: bool,
     /// Output partitions (default: as many as input partitions).
     #[arg(long)]
     partitions: Option<usize>,
+    /// Print each stage's duration and shuffle volume on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::new()?;
-    let log = std::sync::Arc::new(spate::EventLog::default());
+    let log = Arc::new(EventLog::default());
     if args.verbose {
         ctx.add_listener(log.clone());
     }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
-    let bad = malformed.clone();
-    let pairs = ctx
-        .text_file(&args.input, ctx.default_parallelism())?
-        .flat_map(move |line| match line.split_once('\t') {
-            Some((k, v)) => Some((Str::from(k), Str::from(v))),
-            None => {
-                bad.add(1);
-                None
-            }
-        });
-    pairs
-        .sort_by_key(true, args.partitions)?
-        .map(|(k, v)| format!("{k}\t{v}"))
-        .save_as_text_file(&args.output)?;
+    let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
+    workloads::sorted_lines(&lines, args.partitions, &malformed)?.save_as_text_file(&args.output)?;
     if malformed.value() > 0 {
         eprintln!("skipped {} lines without a tab", malformed.value());
     }

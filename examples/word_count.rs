@@ -6,8 +6,10 @@
 //! With no INPUT it counts a built-in sample text. Words are the runs of
 //! non-whitespace (ASCII whitespace) in each line.
 
+mod workloads;
+
 use clap::Parser;
-use spate::{Context, Rdd, Str};
+use spate::{Context, Rdd};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -60,15 +62,7 @@ fn main() -> Result<(), spate::Error> {
         ctx.union(&files)
     };
 
-    let counts = lines
-        .flat_map(|line| {
-            line.split_ascii_whitespace()
-                .map(Str::from)
-                .collect::<Vec<_>>()
-        })
-        .map(|word| (word, 1u64))
-        .reduce_by_key(|a, b| a + b)
-        .cache();
+    let counts = workloads::word_counts(&lines).cache();
 
     let top = counts.take_ordered_by(args.top, |a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)))?;
     let total = counts.values().sum()?;

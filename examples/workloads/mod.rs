@@ -1,0 +1,80 @@
+//! The benchmark workloads as a user writes them, shared by the examples
+//! and `benches/engine.rs` so that both measure the same programs.
+//!
+//! Malformed input lines are skipped and counted in the `malformed`
+//! accumulator, never dropped silently.
+#![allow(dead_code)]
+
+use spate::{Accumulator, Rdd, Str};
+
+/// Word counts: lines split on ASCII whitespace.
+pub fn word_counts(lines: &Rdd<String>) -> Rdd<(Str, u64)> {
+    lines
+        .flat_map(|line| line.split_ascii_whitespace().map(Str::from).collect::<Vec<_>>())
+        .map(|word| (word, 1u64))
+        .reduce_by_key(|a, b| a + b)
+}
+
+/// `key<TAB>value` lines as pairs.
+pub fn parse_pairs(lines: &Rdd<String>, malformed: &Accumulator<u64>) -> Rdd<(Str, Str)> {
+    let bad = malformed.clone();
+    lines.flat_map(move |line| match line.split_once('\t') {
+        Some((k, v)) => Some((Str::from(k), Str::from(v))),
+        None => {
+            bad.add(1);
+            None
+        }
+    })
+}
+
+/// `key<TAB>value` lines sorted by key, as `key<TAB>value` lines.
+pub fn sorted_lines(lines: &Rdd<String>, partitions: Option<usize>, malformed: &Accumulator<u64>) -> spate::Result<Rdd<String>> {
+    Ok(parse_pairs(lines, malformed)
+        .sort_by_key(true, partitions)?
+        .map(|(k, v)| format!("{k}\t{v}")))
+}
+
+/// Integer values summed per key, as `key<TAB>sum` lines.
+pub fn group_sums(lines: &Rdd<String>, malformed: &Accumulator<u64>) -> Rdd<String> {
+    let bad = malformed.clone();
+    lines
+        .flat_map(move |line| {
+            let parsed = line
+                .split_once('\t')
+                .and_then(|(k, v)| Some((Str::from(k), v.parse::<i64>().ok()?)));
+            if parsed.is_none() {
+                bad.add(1);
+            }
+            parsed
+        })
+        .reduce_by_key(|a, b| a + b)
+        .map(|(k, sum)| format!("{k}\t{sum}"))
+}
+
+/// `oid<TAB>cid<TAB>amount` orders joined with `cid<TAB>name` customers,
+/// as `oid<TAB>cid<TAB>amount<TAB>name` lines.
+pub fn joined_orders(orders: &Rdd<String>, customers: &Rdd<String>, malformed: &Accumulator<u64>) -> Rdd<String> {
+    let bad = malformed.clone();
+    let orders = orders.flat_map(move |line| {
+        let mut f = line.split('\t');
+        let parsed = match (f.next(), f.next(), f.next(), f.next()) {
+            (Some(oid), Some(cid), Some(amount), None) => Some((Str::from(cid), (Str::from(oid), Str::from(amount)))),
+            _ => None,
+        };
+        if parsed.is_none() {
+            bad.add(1);
+        }
+        parsed
+    });
+    let bad = malformed.clone();
+    let customers = customers.flat_map(move |line| {
+        let parsed = line.split_once('\t').map(|(cid, name)| (Str::from(cid), Str::from(name)));
+        if parsed.is_none() {
+            bad.add(1);
+        }
+        parsed
+    });
+    orders
+        .join(&customers)
+        .map(|(cid, ((oid, amount), name))| format!("{oid}\t{cid}\t{amount}\t{name}"))
+}
