@@ -45,8 +45,20 @@ const WORKLOADS: &[Workload] = &[
     Workload {
         name: "join",
         check: "join",
-        baseline: |d| [vec!["join".into()], s(&[&d.join("join/orders.tsv"), &d.join("join/customers.tsv")])].concat(),
-        spate: |d| [vec!["join".into()], s(&[&d.join("join/orders.tsv"), &d.join("join/customers.tsv")])].concat(),
+        baseline: |d| {
+            [
+                vec!["join".into()],
+                s(&[&d.join("join/orders.tsv"), &d.join("join/customers.tsv")]),
+            ]
+            .concat()
+        },
+        spate: |d| {
+            [
+                vec!["join".into()],
+                s(&[&d.join("join/orders.tsv"), &d.join("join/customers.tsv")]),
+            ]
+            .concat()
+        },
     },
     Workload {
         name: "sort",
@@ -72,12 +84,23 @@ fn timed(program: &Path, args: &[String]) -> Run {
     } else {
         Command::new(program)
     };
-    cmd.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    cmd.args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     let started = Instant::now();
-    let status = cmd.status().unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
     let wall = started.elapsed().as_secs_f64();
-    assert!(status.success(), "{} {:?} failed: {status}", program.display(), args);
-    let rss_kib = std::fs::read_to_string(&stats).ok().and_then(|t| t.trim().parse().ok());
+    assert!(
+        status.success(),
+        "{} {:?} failed: {status}",
+        program.display(),
+        args
+    );
+    let rss_kib = std::fs::read_to_string(&stats)
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
     Run { wall, rss_kib }
 }
 
@@ -88,7 +111,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let env_path = |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
+    let env_path =
+        |var: &str, default: PathBuf| std::env::var_os(var).map(PathBuf::from).unwrap_or(default);
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = env_path("DATA", Path::new(&home).join(".cache/spate-bench/data"));
     let baseline = env_path(
@@ -104,7 +128,12 @@ fn main() {
         match a.as_str() {
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(3).max(1),
             "--bench" => {}
-            name => selected.push(WORKLOADS.iter().find(|w| w.name == name).map_or("", |w| w.name)),
+            name => selected.push(
+                WORKLOADS
+                    .iter()
+                    .find(|w| w.name == name)
+                    .map_or("", |w| w.name),
+            ),
         }
     }
     if !baseline.exists() || !data.join("pairs_10m.tsv").exists() {
@@ -125,8 +154,13 @@ fn main() {
     let examples = manifest.join("target/release/examples");
     let out_root = tempfile::tempdir().expect("temp dir");
 
-    println!("workload  baseline_s  spate_s  ratio  baseline_rss_mib  spate_rss_mib  rss_ratio  check");
-    for w in WORKLOADS.iter().filter(|w| selected.is_empty() || selected.contains(&w.name)) {
+    println!(
+        "workload  baseline_s  spate_s  ratio  baseline_rss_mib  spate_rss_mib  rss_ratio  check"
+    );
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| selected.is_empty() || selected.contains(&w.name))
+    {
         let (mut base_t, mut spate_t, mut base_rss, mut spate_rss) = (Vec::new(), Vec::new(), 0, 0);
         let mut check = String::from("not run");
         for i in 0..runs {
@@ -146,7 +180,11 @@ fn main() {
             if i == 0 {
                 let ok = Command::new("bash")
                     .arg(shared.join("bench/check.sh"))
-                    .args([w.check, &spate_out.display().to_string(), &base_out.display().to_string()])
+                    .args([
+                        w.check,
+                        &spate_out.display().to_string(),
+                        &base_out.display().to_string(),
+                    ])
                     .stdout(std::process::Stdio::null())
                     .status()
                     .map(|s| s.success());

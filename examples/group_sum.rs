@@ -42,6 +42,9 @@ fn main() -> Result<(), spate::Error> {
         eprintln!("skipped {} malformed lines", malformed.value());
     }
     eprint!("{}", log.stage_report());
-    eprintln!("JOBTIME spate-groupby {:.3}", started.elapsed().as_secs_f64());
+    eprintln!(
+        "JOBTIME spate-groupby {:.3}",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

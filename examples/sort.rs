@@ -40,7 +40,8 @@ fn main() -> Result<(), spate::Error> {
     }
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
-    workloads::sorted_lines(&lines, args.partitions, &malformed)?.save_as_text_file(&args.output)?;
+    workloads::sorted_lines(&lines, args.partitions, &malformed)?
+        .save_as_text_file(&args.output)?;
     if malformed.value() > 0 {
         eprintln!("skipped {} lines without a tab", malformed.value());
     }

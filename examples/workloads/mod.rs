@@ -10,7 +10,11 @@ use spate::{Accumulator, Rdd, Str};
 /// Word counts: lines split on ASCII whitespace.
 pub fn word_counts(lines: &Rdd<String>) -> Rdd<(Str, u64)> {
     lines
-        .flat_map(|line| line.split_ascii_whitespace().map(Str::from).collect::<Vec<_>>())
+        .flat_map(|line| {
+            line.split_ascii_whitespace()
+                .map(Str::from)
+                .collect::<Vec<_>>()
+        })
         .map(|word| (word, 1u64))
         .reduce_by_key(|a, b| a + b)
 }
@@ -28,7 +32,11 @@ pub fn parse_pairs(lines: &Rdd<String>, malformed: &Accumulator<u64>) -> Rdd<(St
 }
 
 /// `key<TAB>value` lines sorted by key, as `key<TAB>value` lines.
-pub fn sorted_lines(lines: &Rdd<String>, partitions: Option<usize>, malformed: &Accumulator<u64>) -> spate::Result<Rdd<String>> {
+pub fn sorted_lines(
+    lines: &Rdd<String>,
+    partitions: Option<usize>,
+    malformed: &Accumulator<u64>,
+) -> spate::Result<Rdd<String>> {
     Ok(parse_pairs(lines, malformed)
         .sort_by_key(true, partitions)?
         .map(|(k, v)| format!("{k}\t{v}")))
@@ -53,12 +61,18 @@ pub fn group_sums(lines: &Rdd<String>, malformed: &Accumulator<u64>) -> Rdd<Stri
 
 /// `oid<TAB>cid<TAB>amount` orders joined with `cid<TAB>name` customers,
 /// as `oid<TAB>cid<TAB>amount<TAB>name` lines.
-pub fn joined_orders(orders: &Rdd<String>, customers: &Rdd<String>, malformed: &Accumulator<u64>) -> Rdd<String> {
+pub fn joined_orders(
+    orders: &Rdd<String>,
+    customers: &Rdd<String>,
+    malformed: &Accumulator<u64>,
+) -> Rdd<String> {
     let bad = malformed.clone();
     let orders = orders.flat_map(move |line| {
         let mut f = line.split('\t');
         let parsed = match (f.next(), f.next(), f.next(), f.next()) {
-            (Some(oid), Some(cid), Some(amount), None) => Some((Str::from(cid), (Str::from(oid), Str::from(amount)))),
+            (Some(oid), Some(cid), Some(amount), None) => {
+                Some((Str::from(cid), (Str::from(oid), Str::from(amount))))
+            }
             _ => None,
         };
         if parsed.is_none() {
@@ -68,7 +82,9 @@ pub fn joined_orders(orders: &Rdd<String>, customers: &Rdd<String>, malformed: &
     });
     let bad = malformed.clone();
     let customers = customers.flat_map(move |line| {
-        let parsed = line.split_once('\t').map(|(cid, name)| (Str::from(cid), Str::from(name)));
+        let parsed = line
+            .split_once('\t')
+            .map(|(cid, name)| (Str::from(cid), Str::from(name)));
         if parsed.is_none() {
             bad.add(1);
         }

@@ -144,17 +144,19 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for Probe
             return Ok(false);
         };
         let more = stream.next_batch(&mut self.buf, hint)?;
-        for (k, s) in self.buf.drain(..) {
-            match self.table.get_mut(&k) {
+        // Probe with keys where they lie in the batch (see `combine_batch`).
+        for (k, s) in self.buf.iter() {
+            match self.table.get_mut(k) {
                 Some((bs, matched)) => {
                     *matched = true;
                     for b in bs.iter() {
-                        J::matched(&k, &s, b, out);
+                        J::matched(k, s, b, out);
                     }
                 }
-                None => J::stream_only(k, s, out),
+                None => J::stream_only(k.clone(), s.clone(), out),
             }
         }
+        self.buf.clear();
         if more {
             return Ok(true);
         }

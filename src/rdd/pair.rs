@@ -10,7 +10,6 @@ use crate::partitioner::Partitioner;
 use crate::rdd::Dependency;
 use crate::scheduler::TaskContext;
 use crate::shuffle::{self, Aggregate, Combiner, NoAggregate, ShuffleDependency};
-use hashbrown::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -586,16 +585,12 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
         if self.dep.map_side_combine {
             let input = shuffle::reader::read::<(K, C)>(self.dep.id(), split, tc);
             for_each_batch(input, |batch| {
-                for (k, c) in batch.drain(..) {
-                    match map.entry(k) {
-                        Entry::Occupied(e) => {
-                            e.replace_entry_with(|_, old| Some(agg.merge_combiners(old, c)));
-                        }
-                        Entry::Vacant(e) => {
-                            e.insert(c);
-                        }
-                    }
-                }
+                shuffle::combine_batch(
+                    &mut map,
+                    batch,
+                    |c| c,
+                    |old, c| agg.merge_combiners(old, c),
+                );
                 Ok(())
             })?;
         } else {
@@ -612,16 +607,7 @@ fn combine_values<K: Key, V, C, A: Aggregate<V, C>>(
     map: &mut shuffle::CombineMap<K, C>,
 ) -> Result<()> {
     for_each_batch(input, |batch| {
-        for (k, v) in batch.drain(..) {
-            match map.entry(k) {
-                Entry::Occupied(e) => {
-                    e.replace_entry_with(|_, c| Some(agg.merge_value(c, v)));
-                }
-                Entry::Vacant(e) => {
-                    e.insert(agg.create(v));
-                }
-            }
-        }
+        shuffle::combine_batch(map, batch, |v| agg.create(v), |c, v| agg.merge_value(c, v));
         Ok(())
     })
 }

