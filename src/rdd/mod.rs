@@ -47,8 +47,10 @@ use std::sync::Arc;
 /// Dataset id, assigned per context in creation order.
 pub type RddId = u64;
 
-/// Records per batch when a consumer wants a whole partition.
-pub(crate) const BATCH: usize = 1024;
+/// Records per batch when a consumer wants a whole partition. Small enough
+/// that a batch expanded by `flat_map` (ten words a line, say) stays in cache
+/// next to the hash maps that consume it; 1024 measured a few percent slower.
+pub(crate) const BATCH: usize = 256;
 
 /// A partition being computed, pulled a batch at a time.
 pub(crate) trait Batches<T> {
