@@ -372,3 +372,26 @@ fn contexts_are_independent() {
         "the default scratch directory is removed with the context"
     );
 }
+
+#[test]
+fn debug_string_shows_lineage_and_stage_boundaries() {
+    let ctx = ctx();
+    let counts = ctx
+        .parallelize(vec!["a b", "b"], 2)
+        .flat_map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
+        .map(|w| (w, 1))
+        .reduce_by_key(|a, b| a + b)
+        .cache();
+    let s = counts.to_debug_string();
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines.len(), 4, "{s}");
+    assert!(
+        lines[0].starts_with("(2) reduce_by_key[") && lines[0].ends_with("[MemoryOnly]"),
+        "{s}"
+    );
+    assert!(lines[1].starts_with(" +-(2) map["), "{s}");
+    assert!(
+        lines[2].contains("flat_map[") && lines[3].contains("parallelize["),
+        "{s}"
+    );
+}

@@ -227,7 +227,19 @@ impl<T: Data> Rdd<T> {
     where
         T: crate::Value,
     {
-        self.key_by(f).group_by_key()
+        self.group_by_with(Partitioning::Default, f)
+    }
+
+    /// [`group_by`](Rdd::group_by) into the given partitioning.
+    pub fn group_by_with<K: Key>(
+        &self,
+        partitioning: impl Into<Partitioning>,
+        f: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> Rdd<(K, Vec<T>)>
+    where
+        T: crate::Value,
+    {
+        self.key_by(f).group_by_key_with(partitioning)
     }
 
     /// Sorts by the key `f` computes, with a range partitioner built from a
