@@ -203,6 +203,55 @@ pub(crate) struct RddBase {
     pub(crate) name: Mutex<Option<String>>,
 }
 
+thread_local! {
+    /// Dependencies waiting to be dropped on this thread; `Some` while a
+    /// drop loop runs further up the stack.
+    static DROPPING: std::cell::RefCell<Option<Vec<Dependency>>> = const { std::cell::RefCell::new(None) };
+}
+
+impl<T> Drop for Node<T> {
+    /// Drops a lineage iteratively: a chain of 10,000 narrow transformations
+    /// would otherwise drop recursively and overflow the stack. The operator
+    /// (which holds typed parent handles) is dropped first while the
+    /// dependency list still keeps the parents alive; the parents are then
+    /// queued and released one by one by the outermost drop on this thread.
+    fn drop(&mut self) {
+        drop(std::mem::replace(&mut self.op, Box::new(Dropped)));
+        let deps = std::mem::take(&mut self.base.deps);
+        if deps.is_empty() {
+            return;
+        }
+        let outermost = DROPPING.with(|q| {
+            let mut q = q.borrow_mut();
+            match q.as_mut() {
+                Some(queue) => {
+                    queue.extend(deps);
+                    None
+                }
+                None => {
+                    *q = Some(Vec::new());
+                    Some(deps)
+                }
+            }
+        });
+        let Some(first) = outermost else { return };
+        drop(first);
+        while let Some(dep) = DROPPING.with(|q| q.borrow_mut().as_mut().and_then(Vec::pop)) {
+            drop(dep);
+        }
+        DROPPING.with(|q| *q.borrow_mut() = None);
+    }
+}
+
+/// The operator of a dataset being dropped.
+struct Dropped;
+
+impl<T> Compute<T> for Dropped {
+    fn compute(&self, _: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+        unreachable!("a dataset is computed after it was dropped")
+    }
+}
+
 /// A dataset seen without its element type.
 pub(crate) trait AnyRdd: Send + Sync {
     fn base(&self) -> &RddBase;
@@ -379,40 +428,52 @@ impl<T: Data> Rdd<T> {
     /// ```
     pub fn to_debug_string(&self) -> String {
         let mut out = String::new();
-        debug_lines(self.node.as_ref(), 0, true, &mut out);
+        debug_lines(self.node.as_ref(), &mut out);
         out
     }
 }
 
-fn debug_lines(rdd: &dyn AnyRdd, depth: usize, first: bool, out: &mut String) {
-    let b = rdd.base();
-    let indent = "   ".repeat(depth.saturating_sub(1));
-    let prefix = if depth == 0 {
-        String::new()
-    } else if first {
-        format!("{indent} +-")
-    } else {
-        format!("{indent} | ")
-    };
-    let name = b
-        .name
-        .lock()
-        .clone()
-        .map(|n| format!(" '{n}'"))
-        .unwrap_or_default();
-    let cached = match *b.storage.lock() {
-        Some(level) => format!(" [{level:?}]"),
-        None => String::new(),
-    };
-    let _ = writeln!(
-        out,
-        "{prefix}({}) {}[{}]{name}{cached}",
-        b.num_partitions, b.op_name, b.id
-    );
-    for dep in &b.deps {
-        match dep {
-            Dependency::Narrow(parent) => debug_lines(parent.as_ref(), depth.max(1), false, out),
-            Dependency::Shuffle(s) => debug_lines(s.parent().as_ref(), depth + 1, true, out),
+fn debug_lines(root: &dyn AnyRdd, out: &mut String) {
+    // (dataset, depth, first line after a stage boundary), walked with an
+    // explicit stack so deep lineages cannot overflow.
+    let mut stack: Vec<(Arc<dyn AnyRdd>, usize, bool)> = Vec::new();
+    let mut visit = |rdd: &dyn AnyRdd,
+                     depth: usize,
+                     first: bool,
+                     stack: &mut Vec<(Arc<dyn AnyRdd>, usize, bool)>| {
+        let b = rdd.base();
+        let indent = "   ".repeat(depth.saturating_sub(1));
+        let prefix = if depth == 0 {
+            String::new()
+        } else if first {
+            format!("{indent} +-")
+        } else {
+            format!("{indent} | ")
+        };
+        let name = b
+            .name
+            .lock()
+            .clone()
+            .map(|n| format!(" '{n}'"))
+            .unwrap_or_default();
+        let cached = match *b.storage.lock() {
+            Some(level) => format!(" [{level:?}]"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{prefix}({}) {}[{}]{name}{cached}",
+            b.num_partitions, b.op_name, b.id
+        );
+        for dep in b.deps.iter().rev() {
+            match dep {
+                Dependency::Narrow(parent) => stack.push((parent.clone(), depth.max(1), false)),
+                Dependency::Shuffle(s) => stack.push((s.parent(), depth + 1, true)),
+            }
         }
+    };
+    visit(root, 0, true, &mut stack);
+    while let Some((rdd, depth, first)) = stack.pop() {
+        visit(rdd.as_ref(), depth, first, &mut stack);
     }
 }
