@@ -4,6 +4,7 @@
 
 use crate::data::Data;
 use crate::error::{Error, Result};
+use crate::fault::{FaultInjector, FaultPlan};
 use crate::memory::{self, MemoryBudget};
 use crate::rdd::{ParallelCollection, RangeSource, Rdd, TextSource, WholeTextSource};
 use crate::scheduler::{Event, Listener, ListenerBus, Scheduler};
@@ -42,6 +43,7 @@ struct Inner {
     shuffles: ShuffleManager,
     blocks: BlockManager,
     listeners: ListenerBus,
+    faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
 }
 
 enum Scratch {
@@ -128,6 +130,7 @@ impl ContextBuilder {
                 shuffles: ShuffleManager::default(),
                 blocks: BlockManager::default(),
                 listeners: ListenerBus::default(),
+                faults: parking_lot::RwLock::new(None),
             }),
         })
     }
@@ -170,6 +173,21 @@ impl Context {
     /// Registers a listener for scheduler events.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         self.inner.listeners.add(listener);
+    }
+
+    /// Injects the faults of `plan` into the jobs that run from now on
+    /// (replacing any earlier plan). See [`FaultPlan`].
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        *self.inner.faults.write() = Some(Arc::new(FaultInjector::new(plan)));
+    }
+
+    /// Stops injecting faults.
+    pub fn clear_fault_plan(&self) {
+        *self.inner.faults.write() = None;
+    }
+
+    pub(crate) fn faults(&self) -> Option<Arc<FaultInjector>> {
+        self.inner.faults.read().clone()
     }
 
     /// Distributes a local collection over `num_partitions` partitions with

@@ -73,6 +73,9 @@ pub enum Error {
     /// An argument is out of its domain (a negative fraction, zero partitions, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A fault injected by the context's [`FaultPlan`](crate::FaultPlan).
+    #[error("{0}")]
+    InjectedFault(String),
     /// The task was not run because another task of its job failed first.
     #[error("job {0} was cancelled after another task failed")]
     Cancelled(u64),

@@ -405,12 +405,28 @@ impl<T: Data> Rdd<T> {
         if self.storage_level().is_none() {
             return self.node.op.compute(split, tc);
         }
-        let blocks = self.context().blocks();
+        let ctx = self.context();
+        let blocks = ctx.blocks();
         if let Some(data) = blocks.get::<T>(self.id(), split) {
-            return Ok(Box::new(SharedBatches::new(data)));
+            let dropped = ctx.faults().is_some_and(|f| f.drop_block(self.id(), split));
+            if !dropped {
+                return Ok(Box::new(SharedBatches::new(data)));
+            }
+            blocks.remove(self.id(), split);
+            tc.metrics.update(|m| m.faults_injected += 1);
+            ctx.post(crate::Event::FaultInjected {
+                job: tc.id.job,
+                description: format!("dropped cached partition {split} of dataset {}", self.id()),
+            });
         }
         let data = Arc::new(drain_all(self.node.op.compute(split, tc)?)?);
-        blocks.put(self.id(), split, data.clone());
+        if blocks.put(self.id(), split, data.clone()) {
+            tc.metrics.update(|m| m.cached_partitions_recomputed += 1);
+            ctx.post(crate::Event::PartitionRecomputed {
+                rdd: self.id(),
+                partition: split,
+            });
+        }
         Ok(Box::new(SharedBatches::new(data)))
     }
 

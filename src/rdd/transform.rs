@@ -219,7 +219,9 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let mut g = ctx.range(0, 6, 1, 2).group_by(|x| x % 2).collect().unwrap();
+    /// let mut g = ctx.range(0, 6, 1, 2).group_by(|x| x % 2)
+    ///     .map_values(|mut v| { v.sort(); v }) // order within a group is unspecified
+    ///     .collect().unwrap();
     /// g.sort();
     /// assert_eq!(g, [(0, vec![0, 2, 4]), (1, vec![1, 3, 5])]);
     /// ```

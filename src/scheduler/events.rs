@@ -46,6 +46,39 @@ pub struct TaskMetrics {
     pub shuffle_blocks_in_memory: u64,
     /// Records the task's pipeline produced (rows of its final dataset).
     pub records_out: u64,
+    /// Cached partitions this attempt had to recompute.
+    pub cached_partitions_recomputed: u64,
+    /// Injected faults that fired inside this attempt (dropped cache blocks).
+    pub faults_injected: u64,
+}
+
+/// What one job ran and redid, reported with [`Event::JobEnd`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobMetrics {
+    /// Task attempts started.
+    pub tasks_run: u64,
+    /// Task attempts that failed (and were retried, or failed the job).
+    pub tasks_failed: u64,
+    /// Stage attempts submitted (a stage re-submitted after lost map
+    /// outputs counts again).
+    pub stage_attempts: u64,
+    /// Map tasks run again because their output was lost.
+    pub map_outputs_recomputed: u64,
+    /// Cached partitions recomputed from lineage because their block was gone.
+    pub cached_partitions_recomputed: u64,
+    /// Faults of the fault plan that fired.
+    pub faults_injected: u64,
+}
+
+impl JobMetrics {
+    pub(crate) fn add(&mut self, o: &JobMetrics) {
+        self.tasks_run += o.tasks_run;
+        self.tasks_failed += o.tasks_failed;
+        self.stage_attempts += o.stage_attempts;
+        self.map_outputs_recomputed += o.map_outputs_recomputed;
+        self.cached_partitions_recomputed += o.cached_partitions_recomputed;
+        self.faults_injected += o.faults_injected;
+    }
 }
 
 /// A scheduler event, delivered to every [`Listener`] of the context.
@@ -67,6 +100,35 @@ pub enum Event {
         succeeded: bool,
         /// Wall time.
         duration: Duration,
+        /// What the job ran and redid.
+        metrics: JobMetrics,
+    },
+    /// A fault of the context's [`FaultPlan`](crate::FaultPlan) fired.
+    FaultInjected {
+        /// Job id.
+        job: u64,
+        /// What was done.
+        description: String,
+    },
+    /// A reduce task could not read a map output; the scheduler forgets it
+    /// and re-runs that map task.
+    MapOutputLost {
+        /// Job id.
+        job: u64,
+        /// Shuffle id.
+        shuffle: u64,
+        /// The lost map partition.
+        map: usize,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// A cached partition that had been computed before was missing and
+    /// was recomputed from lineage.
+    PartitionRecomputed {
+        /// Dataset id.
+        rdd: u64,
+        /// Partition.
+        partition: usize,
     },
     /// A stage starts running `tasks` tasks.
     StageSubmitted {
@@ -194,6 +256,17 @@ impl EventLog {
         })
     }
 
+    /// The sum of the job metrics of all jobs so far.
+    pub fn job_metrics(&self) -> JobMetrics {
+        let mut total = JobMetrics::default();
+        for e in self.events.lock().iter() {
+            if let Event::JobEnd { metrics, .. } = e {
+                total.add(metrics);
+            }
+        }
+        total
+    }
+
     /// The sum of the metrics of all successful task attempts.
     pub fn total_metrics(&self) -> TaskMetrics {
         let mut t = TaskMetrics::default();
@@ -210,6 +283,8 @@ impl EventLog {
                 t.shuffle_bytes_read += m.shuffle_bytes_read;
                 t.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
                 t.records_out += m.records_out;
+                t.cached_partitions_recomputed += m.cached_partitions_recomputed;
+                t.faults_injected += m.faults_injected;
             }
         }
         t

@@ -20,7 +20,7 @@ mod events;
 mod task;
 
 pub(crate) use events::ListenerBus;
-pub use events::{Event, EventLog, Listener, StageKind, TaskId, TaskMetrics};
+pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use task::{MetricsCell, TaskContext};
 
 use crate::Data;
@@ -65,11 +65,18 @@ pub(crate) fn run_job<T: Data, R: Send>(
     let job = sched.next_job.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     ctx.post(Event::JobStart { job, action });
-    let result = JobRun { ctx, job }.run(rdd, partitions, &func);
+    let run = JobRun {
+        ctx,
+        job,
+        metrics: Mutex::new(JobMetrics::default()),
+        stage_attempts: Mutex::new(HashMap::new()),
+    };
+    let result = run.run(rdd, partitions, &func);
     ctx.post(Event::JobEnd {
         job,
         succeeded: result.is_ok(),
         duration: started.elapsed(),
+        metrics: *run.metrics.lock(),
     });
     result
 }
@@ -77,6 +84,9 @@ pub(crate) fn run_job<T: Data, R: Send>(
 struct JobRun<'a> {
     ctx: &'a Context,
     job: u64,
+    metrics: Mutex<JobMetrics>,
+    /// Submissions of each stage in this job, for attempt numbers.
+    stage_attempts: Mutex<HashMap<u64, u32>>,
 }
 
 impl JobRun<'_> {
@@ -122,7 +132,7 @@ impl JobRun<'_> {
             for (i, outcome) in todo.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(r) => results[i] = Some(r),
-                    Err(e) => lost = Some(self.classify(stage, attempt, e)?),
+                    Err(e) => keep_cause(&mut lost, self.classify(stage, attempt, e)?),
                 }
             }
             if let Some(e) = lost {
@@ -146,8 +156,21 @@ impl JobRun<'_> {
     /// stage attempt (`Ok`); any other failure aborts the job (`Err`).
     fn classify(&self, _stage: u64, _attempt: u32, e: Error) -> Result<Error> {
         match e {
-            Error::ShuffleFetch { shuffle, map, .. } => {
-                self.ctx.shuffles().remove_map(shuffle, map);
+            Error::ShuffleFetch {
+                shuffle,
+                map,
+                ref reason,
+                ..
+            } => {
+                if self.ctx.shuffles().remove_map(shuffle, map) {
+                    self.metrics.lock().map_outputs_recomputed += 1;
+                    self.ctx.post(Event::MapOutputLost {
+                        job: self.job,
+                        shuffle,
+                        map,
+                        reason: reason.clone(),
+                    });
+                }
                 Ok(e)
             }
             Error::Cancelled(_) => Ok(e),
@@ -205,8 +228,11 @@ impl JobRun<'_> {
             let mut lost = None;
             for (map, outcome) in missing.into_iter().zip(outcomes) {
                 match outcome {
-                    Ok(output) => self.ctx.shuffles().put(shuffle, map, output),
-                    Err(e) => lost = Some(self.classify(stage, attempt, e)?),
+                    Ok(output) => {
+                        self.ctx.shuffles().put(shuffle, map, output);
+                        self.inject_output_loss(shuffle, map);
+                    }
+                    Err(e) => keep_cause(&mut lost, self.classify(stage, attempt, e)?),
                 }
             }
             if let Some(e) = lost {
@@ -224,17 +250,41 @@ impl JobRun<'_> {
         }
     }
 
+    /// Applies the fault plan to a freshly registered map output.
+    fn inject_output_loss(&self, shuffle: u64, map: usize) {
+        let Some(how) = self
+            .ctx
+            .faults()
+            .and_then(|f| f.map_output_loss(shuffle, map))
+        else {
+            return;
+        };
+        self.ctx.shuffles().damage(shuffle, map, how);
+        self.metrics.lock().faults_injected += 1;
+        self.ctx.post(Event::FaultInjected {
+            job: self.job,
+            description: format!("{how:?} output of map {map} of shuffle {shuffle}"),
+        });
+    }
+
     /// Runs one task per partition in parallel; returns each one's outcome.
     fn run_stage<R: Send>(
         &self,
         stage: u64,
-        attempt: u32,
+        _attempt: u32,
         kind: StageKind,
         rdd: u64,
         partitions: &[usize],
         task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
     ) -> Vec<Result<R>> {
         let started = Instant::now();
+        let attempt = {
+            let mut attempts = self.stage_attempts.lock();
+            let n = attempts.entry(stage).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        self.metrics.lock().stage_attempts += 1;
         self.ctx.post(Event::StageSubmitted {
             job: self.job,
             stage,
@@ -285,10 +335,32 @@ impl JobRun<'_> {
             let tc = TaskContext::new(self.ctx.clone(), id);
             let started = Instant::now();
             let updates = TaskUpdates::begin();
-            let outcome = match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
-                Ok(r) => r,
-                Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+            let injected = self
+                .ctx
+                .faults()
+                .and_then(|f| f.task_fault(self.job, stage, partition));
+            let outcome = match injected {
+                Some(reason) => {
+                    self.metrics.lock().faults_injected += 1;
+                    self.ctx.post(Event::FaultInjected {
+                        job: self.job,
+                        description: reason.clone(),
+                    });
+                    Err(Error::InjectedFault(reason))
+                }
+                None => match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
+                    Ok(r) => r,
+                    Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+                },
             };
+            {
+                let m = tc.metrics.get();
+                let mut jm = self.metrics.lock();
+                jm.tasks_run += 1;
+                jm.tasks_failed += u64::from(outcome.is_err());
+                jm.cached_partitions_recomputed += m.cached_partitions_recomputed;
+                jm.faults_injected += m.faults_injected;
+            }
             let failure = outcome.as_ref().err().map(|e| e.to_string());
             match outcome {
                 Ok(_) => updates.commit(),
@@ -303,11 +375,10 @@ impl JobRun<'_> {
             });
             match outcome {
                 Ok(r) => return Ok(r),
-                // Retrying cannot help: the input is gone. The stage handles it.
-                Err(e @ Error::ShuffleFetch { .. }) => {
-                    abort.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
+                // Retrying cannot help: the input is gone. The stage handles
+                // it; the other tasks go on, so one stage attempt finds every
+                // lost output its tasks need.
+                Err(e @ Error::ShuffleFetch { .. }) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }
@@ -351,6 +422,14 @@ fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn Shuf
         }
     }
     out
+}
+
+/// Remembers why a stage attempt failed, preferring a real cause over a
+/// cancellation.
+fn keep_cause(lost: &mut Option<Error>, e: Error) {
+    if lost.is_none() || !matches!(e, Error::Cancelled(_)) {
+        *lost = Some(e);
+    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

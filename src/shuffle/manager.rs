@@ -2,6 +2,7 @@
 //! jobs: shuffle outputs are reused until their dataset is dropped.
 
 use super::ShuffleId;
+use crate::fault::ShuffleLoss;
 use crate::memory::MemoryBudget;
 use parking_lot::Mutex;
 use std::any::Any;
@@ -32,6 +33,8 @@ pub(crate) struct MapOutput {
     /// Memory reserved from the budget for the in-memory blocks.
     pub(crate) reserved: usize,
     pub(crate) budget: Arc<MemoryBudget>,
+    /// Set by fault injection: in-memory blocks then read as lost.
+    pub(crate) damaged: Mutex<Option<ShuffleLoss>>,
 }
 
 impl Drop for MapOutput {
@@ -80,6 +83,37 @@ impl ShuffleManager {
 
     pub(crate) fn num_maps(&self, shuffle: ShuffleId) -> usize {
         self.shuffles.lock().get(&shuffle).map_or(0, |m| m.len())
+    }
+
+    /// Damages a registered map output (fault injection): a file is deleted
+    /// or gets a flipped byte; in-memory blocks are marked lost or corrupt.
+    pub(crate) fn damage(&self, shuffle: ShuffleId, map: usize, how: ShuffleLoss) {
+        let Some(output) = self.get(shuffle, map) else {
+            return;
+        };
+        if output
+            .blocks
+            .iter()
+            .any(|b| matches!(b, Block::Memory { .. }))
+        {
+            *output.damaged.lock() = Some(how);
+        }
+        if let Some(file) = &output.file {
+            match how {
+                ShuffleLoss::Delete => {
+                    let _ = std::fs::remove_file(file);
+                }
+                ShuffleLoss::Corrupt => {
+                    if let Ok(mut bytes) = std::fs::read(file) {
+                        let middle = bytes.len() / 2;
+                        if let Some(b) = bytes.get_mut(middle) {
+                            *b ^= 0xA5;
+                        }
+                        let _ = std::fs::write(file, bytes);
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets one map output (it is lost or corrupt), so the scheduler

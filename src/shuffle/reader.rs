@@ -12,15 +12,14 @@ use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// The records of reduce partition `reduce` of `shuffle`, map by map, in map
-/// order. `X` is the record type the map side wrote.
+/// The records of reduce partition `reduce` of `shuffle`, map by map. `X` is the record type the map side wrote.
 pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext) -> BatchIter<X> {
     Box::new(ShuffleReader::<X> {
         ctx_shuffles: tc.ctx.clone(),
         shuffle,
         reduce,
         num_maps: tc.ctx.shuffles().num_maps(shuffle),
-        next_map: 0,
+        read: 0,
         current: Current::None,
         metrics: tc.metrics.clone(),
     })
@@ -44,7 +43,9 @@ struct ShuffleReader<X> {
     shuffle: ShuffleId,
     reduce: usize,
     num_maps: usize,
-    next_map: usize,
+    /// Maps read so far; reduce partition r reads maps r, r+1, ... (mod the
+    /// map count), so concurrent reducers discover different lost outputs.
+    read: usize,
     current: Current<X>,
     metrics: Rc<MetricsCell>,
 }
@@ -62,11 +63,11 @@ impl<X: Value> ShuffleReader<X> {
     /// Opens the next map's block; returns false when all maps are read.
     fn open_next(&mut self) -> Result<bool> {
         loop {
-            if self.next_map >= self.num_maps {
+            if self.read >= self.num_maps {
                 return Ok(false);
             }
-            let map = self.next_map;
-            self.next_map += 1;
+            let map = (self.reduce + self.read) % self.num_maps;
+            self.read += 1;
             let output = self
                 .ctx_shuffles
                 .shuffles()
@@ -75,6 +76,15 @@ impl<X: Value> ShuffleReader<X> {
             match output.blocks.get(self.reduce) {
                 None => return Err(self.fetch_error(map, "map output has no such reduce block")),
                 Some(Block::Empty) => continue,
+                Some(Block::Memory { .. }) if output.damaged.lock().is_some() => {
+                    let reason = match *output.damaged.lock() {
+                        Some(crate::fault::ShuffleLoss::Corrupt) => {
+                            "in-memory block is corrupt (injected)"
+                        }
+                        _ => "in-memory block is missing (injected)",
+                    };
+                    return Err(self.fetch_error(map, reason));
+                }
                 Some(Block::Memory { data, records }) => {
                     let data = data
                         .clone()

@@ -35,6 +35,7 @@ impl<'a> MapWriter<'a> {
             file: None,
             reserved: 0,
             budget,
+            damaged: parking_lot::Mutex::new(None),
         };
         let mut disk: Vec<u8> = Vec::new();
         let mut scratch = Vec::new();

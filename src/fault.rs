@@ -1,0 +1,241 @@
+//! Fault injection: a public, documented way to make tasks fail, cached
+//! blocks vanish and shuffle outputs go missing or corrupt, so users can
+//! write chaos tests for their own pipelines.
+//!
+//! Every fault fires at most once per target (a task attempt, a cached
+//! block, a map output), so recovery always makes progress, and every
+//! fault that fires is reported as an [`Event::FaultInjected`](crate::Event).
+//! Probabilistic faults are decided by a hash of the seed and the target's
+//! ids, so the same plan, program and data inject the same faults.
+
+use crate::partitioner::stable_hash;
+use crate::rdd::RddId;
+use parking_lot::Mutex;
+use std::collections::HashSet;
+
+/// What happens to a lost map output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShuffleLoss {
+    /// The output disappears: its file is deleted, or its in-memory blocks
+    /// are dropped.
+    Delete,
+    /// The output's bytes are damaged: a file gets a flipped byte (caught by
+    /// the frame checksums), in-memory blocks are marked corrupt.
+    Corrupt,
+}
+
+/// A plan of faults for a [`Context`](crate::Context), set with
+/// [`Context::set_fault_plan`](crate::Context::set_fault_plan).
+///
+/// Stage and shuffle ids come from the scheduler's events (see
+/// [`EventLog`](crate::EventLog)); ids are assigned in creation order, so a
+/// program gets the same ids on every run.
+///
+/// ```
+/// use spate::{Context, FaultPlan};
+/// let ctx = Context::builder().parallelism(2).max_task_failures(8).build().unwrap();
+/// ctx.set_fault_plan(FaultPlan::new().fail_tasks_with_probability(0.3, 7));
+/// let sum = ctx.range(0, 1000, 1, 8).map(|x| (x % 10, x)).reduce_by_key(|a, b| a + b).values().sum().unwrap();
+/// assert_eq!(sum, 499_500); // the same answer as a clean run
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct FaultPlan {
+    fail_attempts: Vec<(u64, usize, u32)>,
+    fail_probability: Option<(f64, u64)>,
+    drop_blocks: Vec<(RddId, usize)>,
+    drop_probability: Option<(f64, u64)>,
+    lose_outputs: Vec<(u64, usize, ShuffleLoss)>,
+    lose_always: Vec<(u64, usize, ShuffleLoss)>,
+    lose_probability: Option<(f64, u64, ShuffleLoss)>,
+}
+
+impl FaultPlan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fails the `attempt`-th start (0 = first) of the task for `partition`
+    /// of stage `stage` within a job. Starts are counted across retries and
+    /// across re-runs of the stage after lost shuffle output, so
+    /// `fail_attempt(s, p, 1)` can target the re-run of a map task.
+    pub fn fail_attempt(mut self, stage: u64, partition: usize, attempt: u32) -> Self {
+        self.fail_attempts.push((stage, partition, attempt));
+        self
+    }
+
+    /// Fails each task attempt with probability `p`, decided from `seed`
+    /// and the attempt's id.
+    pub fn fail_tasks_with_probability(mut self, p: f64, seed: u64) -> Self {
+        self.fail_probability = Some((p, seed));
+        self
+    }
+
+    /// Drops cached partition `partition` of dataset `rdd` the next time it
+    /// is read, so it is recomputed from lineage.
+    pub fn drop_cached_block(mut self, rdd: RddId, partition: usize) -> Self {
+        self.drop_blocks.push((rdd, partition));
+        self
+    }
+
+    /// Drops each cached block, with probability `p`, when it is first read.
+    pub fn drop_cached_blocks_with_probability(mut self, p: f64, seed: u64) -> Self {
+        self.drop_probability = Some((p, seed));
+        self
+    }
+
+    /// Loses the output of map task `map` of shuffle `shuffle` right after
+    /// it is written.
+    pub fn lose_map_output(mut self, shuffle: u64, map: usize, how: ShuffleLoss) -> Self {
+        self.lose_outputs.push((shuffle, map, how));
+        self
+    }
+
+    /// Loses the output of map task `map` of shuffle `shuffle` every time it
+    /// is written (a permanently bad disk): the job fails once the stage has
+    /// used up its attempts.
+    pub fn lose_map_output_every_time(
+        mut self,
+        shuffle: u64,
+        map: usize,
+        how: ShuffleLoss,
+    ) -> Self {
+        self.lose_always.push((shuffle, map, how));
+        self
+    }
+
+    /// Loses each map output, with probability `p`, right after it is
+    /// first written.
+    pub fn lose_map_outputs_with_probability(
+        mut self,
+        p: f64,
+        seed: u64,
+        how: ShuffleLoss,
+    ) -> Self {
+        self.lose_probability = Some((p, seed, how));
+        self
+    }
+}
+
+/// Draws a deterministic number in [0, 1) from a seed and ids.
+fn chance(seed: u64, ids: &(impl std::hash::Hash + ?Sized)) -> f64 {
+    let h = stable_hash(&(seed, stable_hash(ids)));
+    // Mix once more: stable_hash of small tuples is not uniform in its top bits.
+    let mixed = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (h >> 29);
+    (mixed >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Target {
+    Attempt(u64, u64, usize, u32),
+    Block(RddId, usize),
+    Output(u64, usize),
+}
+
+/// A plan in force, remembering which faults have fired.
+pub(crate) struct FaultInjector {
+    plan: FaultPlan,
+    fired: Mutex<HashSet<Target>>,
+    /// Starts of each (job, stage, partition) so far.
+    starts: Mutex<std::collections::HashMap<(u64, u64, usize), u32>>,
+}
+
+impl FaultInjector {
+    pub(crate) fn new(plan: FaultPlan) -> Self {
+        FaultInjector {
+            plan,
+            fired: Mutex::new(HashSet::new()),
+            starts: Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn fire(&self, target: Target) -> bool {
+        self.fired.lock().insert(target)
+    }
+
+    /// Whether this start of a task should fail; returns the reason.
+    pub(crate) fn task_fault(&self, job: u64, stage: u64, partition: usize) -> Option<String> {
+        let attempt = {
+            let mut starts = self.starts.lock();
+            let n = starts.entry((job, stage, partition)).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let listed = self
+            .plan
+            .fail_attempts
+            .contains(&(stage, partition, attempt));
+        let drawn = self
+            .plan
+            .fail_probability
+            .is_some_and(|(p, seed)| chance(seed, &(job, stage, partition, attempt)) < p);
+        if (listed || drawn) && self.fire(Target::Attempt(job, stage, partition, attempt)) {
+            return Some(format!(
+                "injected failure of stage {stage} partition {partition} (start {attempt} in job {job})"
+            ));
+        }
+        None
+    }
+
+    /// Whether a cached block should be dropped before this read.
+    pub(crate) fn drop_block(&self, rdd: RddId, partition: usize) -> bool {
+        let listed = self.plan.drop_blocks.contains(&(rdd, partition));
+        let drawn = self
+            .plan
+            .drop_probability
+            .is_some_and(|(p, seed)| chance(seed, &(rdd, partition)) < p);
+        (listed || drawn) && self.fire(Target::Block(rdd, partition))
+    }
+
+    /// How a freshly written map output should be lost, if at all.
+    pub(crate) fn map_output_loss(&self, shuffle: u64, map: usize) -> Option<ShuffleLoss> {
+        let listed = self
+            .plan
+            .lose_outputs
+            .iter()
+            .find(|(s, m, _)| *s == shuffle && *m == map)
+            .map(|l| l.2);
+        let drawn = self
+            .plan
+            .lose_probability
+            .and_then(|(p, seed, how)| (chance(seed, &(shuffle, map)) < p).then_some(how));
+        if let Some(always) = self
+            .plan
+            .lose_always
+            .iter()
+            .find(|(s, m, _)| *s == shuffle && *m == map)
+        {
+            return Some(always.2);
+        }
+        let how = listed.or(drawn)?;
+        self.fire(Target::Output(shuffle, map)).then_some(how)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probabilities_are_roughly_honoured_and_deterministic() {
+        let hits = (0..10_000u64).filter(|i| chance(42, i) < 0.2).count();
+        assert!((1_800..2_200).contains(&hits), "{hits}");
+        assert_eq!(chance(1, &(2, 3)), chance(1, &(2, 3)));
+        assert_ne!(chance(1, &(2, 3)), chance(2, &(2, 3)));
+    }
+
+    #[test]
+    fn each_fault_fires_once() {
+        let inj = FaultInjector::new(
+            FaultPlan::new()
+                .fail_attempt(1, 2, 0)
+                .drop_cached_block(5, 0),
+        );
+        assert!(inj.task_fault(0, 1, 2).is_some(), "first start fails");
+        assert!(inj.task_fault(0, 1, 2).is_none(), "the retry runs");
+        assert!(inj.task_fault(1, 1, 2).is_some(), "counted per job");
+        assert!(inj.drop_block(5, 0));
+        assert!(!inj.drop_block(5, 0));
+    }
+}
