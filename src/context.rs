@@ -44,6 +44,7 @@ struct Inner {
     blocks: BlockManager,
     listeners: ListenerBus,
     faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
+    checkpoint_dir: parking_lot::RwLock<Option<PathBuf>>,
 }
 
 enum Scratch {
@@ -131,6 +132,7 @@ impl ContextBuilder {
                 blocks: BlockManager::default(),
                 listeners: ListenerBus::default(),
                 faults: parking_lot::RwLock::new(None),
+                checkpoint_dir: parking_lot::RwLock::new(None),
             }),
         })
     }
@@ -173,6 +175,20 @@ impl Context {
     /// Registers a listener for scheduler events.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         self.inner.listeners.add(listener);
+    }
+
+    /// Sets the directory under which [`Rdd::checkpoint`] writes; created if
+    /// needed.
+    pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        *self.inner.checkpoint_dir.write() = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// The checkpoint directory, if set.
+    pub fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.inner.checkpoint_dir.read().clone()
     }
 
     /// Injects the faults of `plan` into the jobs that run from now on

@@ -76,6 +76,25 @@ pub enum Error {
     /// A fault injected by the context's [`FaultPlan`](crate::FaultPlan).
     #[error("{0}")]
     InjectedFault(String),
+    /// A checkpoint directory or file is damaged, incomplete or foreign.
+    #[error("checkpoint {path}: {reason}")]
+    CorruptCheckpoint {
+        /// The file that is wrong.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A block of a local checkpoint is gone; it cannot be recomputed
+    /// because the lineage was truncated.
+    #[error(
+        "partition {partition} of locally checkpointed dataset {rdd} was lost and cannot be recomputed"
+    )]
+    LostLocalCheckpoint {
+        /// Dataset id.
+        rdd: u64,
+        /// Partition.
+        partition: usize,
+    },
     /// The task was not run because another task of its job failed first.
     #[error("job {0} was cancelled after another task failed")]
     Cancelled(u64),

@@ -13,6 +13,7 @@
 
 mod actions;
 mod cartesian;
+pub(crate) mod checkpoint;
 mod coalesce;
 mod cogroup;
 mod join;
@@ -38,7 +39,7 @@ use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
 use crate::shuffle::ShuffleDep;
 use crate::storage::StorageLevel;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
@@ -197,10 +198,18 @@ pub(crate) struct RddBase {
     pub(crate) ctx: Context,
     pub(crate) op_name: &'static str,
     pub(crate) num_partitions: usize,
-    pub(crate) deps: Vec<Dependency>,
+    /// Emptied when the lineage is truncated by a checkpoint.
+    pub(crate) deps: RwLock<Vec<Dependency>>,
     pub(crate) partitioner: Option<Partitioner>,
     pub(crate) storage: Mutex<Option<StorageLevel>>,
     pub(crate) name: Mutex<Option<String>>,
+    /// Set by `checkpoint()`/`local_checkpoint()`: writes the data and
+    /// truncates the lineage after the next job that computes this dataset.
+    pub(crate) pending_checkpoint: Mutex<Option<checkpoint::PendingCheckpoint>>,
+    /// Where the checkpoint was written, once it has been.
+    pub(crate) checkpoint_path: Mutex<Option<std::path::PathBuf>>,
+    /// Whether the lineage was truncated by a checkpoint.
+    pub(crate) checkpointed: std::sync::atomic::AtomicBool,
 }
 
 thread_local! {
@@ -216,8 +225,8 @@ impl<T> Drop for Node<T> {
     /// dependency list still keeps the parents alive; the parents are then
     /// queued and released one by one by the outermost drop on this thread.
     fn drop(&mut self) {
-        drop(std::mem::replace(&mut self.op, Box::new(Dropped)));
-        let deps = std::mem::take(&mut self.base.deps);
+        drop(std::mem::replace(self.op.get_mut(), Arc::new(Dropped)));
+        let deps = std::mem::take(self.base.deps.get_mut());
         if deps.is_empty() {
             return;
         }
@@ -259,7 +268,8 @@ pub(crate) trait AnyRdd: Send + Sync {
 
 pub(crate) struct Node<T> {
     base: RddBase,
-    op: Box<dyn Compute<T>>,
+    /// Replaced by a checkpoint reader when the lineage is truncated.
+    op: RwLock<Arc<dyn Compute<T>>>,
 }
 
 impl<T: Data> AnyRdd for Node<T> {
@@ -323,12 +333,15 @@ impl<T: Data> Rdd<T> {
                     ctx: ctx.clone(),
                     op_name: spec.op_name,
                     num_partitions: spec.num_partitions,
-                    deps: spec.deps,
+                    deps: RwLock::new(spec.deps),
                     partitioner: spec.partitioner,
                     storage: Mutex::new(None),
                     name: Mutex::new(None),
+                    pending_checkpoint: Mutex::new(None),
+                    checkpoint_path: Mutex::new(None),
+                    checkpointed: std::sync::atomic::AtomicBool::new(false),
                 },
-                op: Box::new(op),
+                op: RwLock::new(Arc::new(op)),
             }),
         }
     }
@@ -400,10 +413,27 @@ impl<T: Data> Rdd<T> {
         *self.node.base.storage.lock()
     }
 
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+        let op = self.node.op.read().clone();
+        op.compute(split, tc)
+    }
+
+    /// Replaces the operator and drops the dependencies: the lineage now
+    /// starts here.
+    pub(crate) fn truncate_lineage(&self, op: impl Compute<T>) {
+        *self.node.op.write() = Arc::new(op);
+        let deps = std::mem::take(&mut *self.node.base.deps.write());
+        drop(deps);
+        self.node
+            .base
+            .checkpointed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Computes (or reads from the cache) partition `split`.
     pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
         if self.storage_level().is_none() {
-            return self.node.op.compute(split, tc);
+            return self.compute(split, tc);
         }
         let ctx = self.context();
         let blocks = ctx.blocks();
@@ -419,7 +449,7 @@ impl<T: Data> Rdd<T> {
                 description: format!("dropped cached partition {split} of dataset {}", self.id()),
             });
         }
-        let data = Arc::new(drain_all(self.node.op.compute(split, tc)?)?);
+        let data = Arc::new(drain_all(self.compute(split, tc)?)?);
         if blocks.put(self.id(), split, data.clone()) {
             tc.metrics.update(|m| m.cached_partitions_recomputed += 1);
             ctx.post(crate::Event::PartitionRecomputed {
@@ -481,7 +511,7 @@ fn debug_lines(root: &dyn AnyRdd, out: &mut String) {
             "{prefix}({}) {}[{}]{name}{cached}",
             b.num_partitions, b.op_name, b.id
         );
-        for dep in b.deps.iter().rev() {
+        for dep in b.deps.read().iter().rev() {
             match dep {
                 Dependency::Narrow(parent) => stack.push((parent.clone(), depth.max(1), false)),
                 Dependency::Shuffle(s) => stack.push((s.parent(), depth + 1, true)),

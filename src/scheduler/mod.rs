@@ -60,6 +60,20 @@ pub(crate) fn run_job<T: Data, R: Send>(
     action: &'static str,
     func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    let result = run_one_job(ctx, rdd, partitions, action, func)?;
+    // As in Spark, checkpoints marked in the lineage are written after the
+    // job that computed them, by jobs of their own.
+    crate::rdd::checkpoint::run_pending(&rdd.as_any_rdd())?;
+    Ok(result)
+}
+
+fn run_one_job<T: Data, R: Send>(
+    ctx: &Context,
+    rdd: &Rdd<T>,
+    partitions: &[usize],
+    action: &'static str,
+    func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
     let sched = ctx.scheduler();
     let _one_job = sched.job_lock.lock();
     let job = sched.next_job.fetch_add(1, Ordering::Relaxed);
@@ -410,7 +424,7 @@ fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn Shuf
         {
             continue;
         }
-        for dep in &base.deps {
+        for dep in base.deps.read().iter() {
             match dep {
                 Dependency::Narrow(parent) => stack.push(parent.clone()),
                 Dependency::Shuffle(s) => {

@@ -1,0 +1,273 @@
+//! Checkpoints: writing a dataset's partitions to reliable storage (or
+//! keeping them in memory, for local checkpoints) and truncating its
+//! lineage, so long lineages and iterative jobs stay cheap to recover.
+//!
+//! Layout of a checkpoint directory (`<checkpoint dir>/rdd-<id>/`):
+//! `_metadata` (one frame: format version, element type name, partition
+//! count) and `part-NNNNN` (the partition's records as checksummed frames).
+
+use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, for_each_batch};
+use crate::codec;
+use crate::context::Context;
+use crate::data::Value;
+use crate::error::{Error, Result};
+use crate::scheduler::TaskContext;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+
+/// Writes a dataset's checkpoint and truncates its lineage; set by
+/// `checkpoint()`, run after the next job over the dataset.
+pub(crate) type PendingCheckpoint = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+
+const FORMAT_VERSION: u32 = 1;
+const FRAME_RECORDS: usize = 4096;
+
+#[derive(Serialize, Deserialize)]
+struct Metadata {
+    version: u32,
+    type_name: String,
+    num_partitions: usize,
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::CorruptCheckpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl<T: Value> Rdd<T> {
+    /// Marks the dataset for checkpointing: after the next job that computes
+    /// it, its partitions are written (bincode + lz4 frames with checksums)
+    /// under the context's checkpoint directory and its lineage is truncated,
+    /// so later jobs and recoveries read the files instead of recomputing
+    /// the parents. Cache the dataset too, or the checkpoint recomputes it.
+    ///
+    /// An error if no checkpoint directory is set.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// ctx.set_checkpoint_dir(dir.path()).unwrap();
+    /// let r = ctx.range(0, 10, 1, 2).map(|x| x * 2).cache();
+    /// r.checkpoint().unwrap();
+    /// assert_eq!(r.sum().unwrap(), 90);
+    /// assert!(r.is_checkpointed());
+    /// assert!(r.to_debug_string().lines().count() == 1); // lineage truncated
+    /// ```
+    pub fn checkpoint(&self) -> Result<()> {
+        let root = self.context().checkpoint_dir().ok_or_else(|| {
+            Error::InvalidArgument("checkpoint() needs Context::set_checkpoint_dir first".into())
+        })?;
+        let dir = root.join(format!("rdd-{}", self.id()));
+        let weak: Weak<super::Node<T>> = Arc::downgrade(&self.node);
+        let pending: PendingCheckpoint = Arc::new(move || {
+            let Some(node) = weak.upgrade() else {
+                return Ok(());
+            };
+            let rdd = Rdd { node };
+            write_checkpoint(&rdd, &dir)?;
+            let n = rdd.num_partitions();
+            rdd.truncate_lineage(CheckpointOp::<T> {
+                dir: dir.clone(),
+                num_partitions: n,
+                _t: std::marker::PhantomData,
+            });
+            *rdd.node.base.checkpoint_path.lock() = Some(dir.clone());
+            Ok(())
+        });
+        *self.node.base.pending_checkpoint.lock() = Some(pending);
+        Ok(())
+    }
+
+    /// Keeps the partitions in memory and truncates the lineage after the
+    /// next job (Spark's `localCheckpoint`): fast, but a lost block can no
+    /// longer be recomputed, and reading it is then an error.
+    pub fn local_checkpoint(&self) -> Rdd<T> {
+        let this = self.clone().cache();
+        let weak: Weak<super::Node<T>> = Arc::downgrade(&this.node);
+        let pending: PendingCheckpoint = Arc::new(move || {
+            let Some(node) = weak.upgrade() else {
+                return Ok(());
+            };
+            let rdd = Rdd { node };
+            // Every partition must be in the cache before the lineage goes.
+            rdd.run_partitions("local_checkpoint", |it| for_each_batch(it, |_| Ok(())))?;
+            rdd.truncate_lineage(LocalCheckpointOp { rdd: rdd.id() });
+            Ok(())
+        });
+        *this.node.base.pending_checkpoint.lock() = Some(pending);
+        this
+    }
+
+    /// Whether the lineage has been truncated by a checkpoint.
+    pub fn is_checkpointed(&self) -> bool {
+        self.node
+            .base
+            .checkpointed
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The directory a reliable checkpoint was written to, for
+    /// [`Context::checkpoint_file`].
+    pub fn checkpoint_path(&self) -> Option<PathBuf> {
+        self.node.base.checkpoint_path.lock().clone()
+    }
+}
+
+fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let all: Vec<usize> = (0..rdd.num_partitions()).collect();
+    // Each task writes its own part file: temp file, then rename.
+    crate::scheduler::run_job(rdd.context(), rdd, &all, "checkpoint", |tc, it| {
+        let bytes = drain_frames(it)?;
+        let (split, attempt) = (tc.id.partition, tc.id.attempt);
+        let tmp = dir.join(format!(".part-{split:05}-{attempt}.tmp"));
+        let path = dir.join(format!("part-{split:05}"));
+        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    })?;
+    let meta = Metadata {
+        version: FORMAT_VERSION,
+        type_name: std::any::type_name::<T>().to_string(),
+        num_partitions: rdd.num_partitions(),
+    };
+    let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
+    codec::write_frame(&meta, &mut scratch, &mut bytes)?;
+    let path = dir.join("_metadata");
+    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+}
+
+/// Encodes a partition as checksummed frames.
+fn drain_frames<T: Value>(it: BatchIter<T>) -> Result<Vec<u8>> {
+    let (mut scratch, mut out, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+    for_each_batch(it, |b| {
+        pending.append(b);
+        if pending.len() >= FRAME_RECORDS {
+            codec::write_frame(&pending, &mut scratch, &mut out)?;
+            pending.clear();
+        }
+        Ok(())
+    })?;
+    if !pending.is_empty() {
+        codec::write_frame(&pending, &mut scratch, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Reads partitions back from a checkpoint directory.
+struct CheckpointOp<T> {
+    dir: PathBuf,
+    num_partitions: usize,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Value> Compute<T> for CheckpointOp<T> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+        debug_assert!(split < self.num_partitions);
+        let path = self.dir.join(format!("part-{split:05}"));
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let mut records = Vec::new();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let (mut frame, used): (Vec<T>, usize) = codec::read_frame(&bytes[pos..])
+                .map_err(|reason| corrupt(&path, format!("at byte {pos}: {reason}")))?;
+            records.append(&mut frame);
+            pos += used;
+        }
+        Ok(Box::new(IterBatches(records.into_iter())))
+    }
+}
+
+/// Reads partitions of a local checkpoint from the cache; a lost block
+/// cannot be recomputed.
+struct LocalCheckpointOp {
+    rdd: u64,
+}
+
+impl<T: Value> Compute<T> for LocalCheckpointOp {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+        Err(Error::LostLocalCheckpoint {
+            rdd: self.rdd,
+            partition: split,
+        })
+    }
+}
+
+impl Context {
+    /// Reads a dataset checkpointed by [`Rdd::checkpoint`] (possibly by
+    /// another process) from its directory ([`Rdd::checkpoint_path`]). The
+    /// element type must be the one that was written; a foreign, corrupt or
+    /// incomplete directory is an error, never a panic.
+    pub fn checkpoint_file<T: Value>(&self, dir: impl AsRef<Path>) -> Result<Rdd<T>> {
+        let dir = dir.as_ref();
+        let meta_path = dir.join("_metadata");
+        let bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let (meta, _): (Metadata, usize) =
+            codec::read_frame(&bytes).map_err(|r| corrupt(&meta_path, r))?;
+        if meta.version != FORMAT_VERSION {
+            return Err(corrupt(
+                &meta_path,
+                format!("format version {} is not {FORMAT_VERSION}", meta.version),
+            ));
+        }
+        let want = std::any::type_name::<T>();
+        if meta.type_name != want {
+            return Err(corrupt(
+                &meta_path,
+                format!("holds {}, not {want}", meta.type_name),
+            ));
+        }
+        for i in 0..meta.num_partitions {
+            let part = dir.join(format!("part-{i:05}"));
+            if !part.is_file() {
+                return Err(corrupt(&part, "partition file is missing"));
+            }
+        }
+        let spec = NewRdd {
+            op_name: "checkpoint_file",
+            num_partitions: meta.num_partitions,
+            deps: Vec::new(),
+            partitioner: None,
+        };
+        let op = CheckpointOp::<T> {
+            dir: dir.to_path_buf(),
+            num_partitions: meta.num_partitions,
+            _t: std::marker::PhantomData,
+        };
+        let rdd = Rdd::from_op(self, spec, op);
+        *rdd.node.base.checkpoint_path.lock() = Some(dir.to_path_buf());
+        rdd.node
+            .base
+            .checkpointed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(rdd)
+    }
+}
+
+/// Runs the pending checkpoints in the lineage of `root`: a marked dataset
+/// is checkpointed (and its ancestors not visited), as Spark does after a
+/// job.
+pub(crate) fn run_pending(root: &Arc<dyn super::AnyRdd>) -> Result<()> {
+    let mut stack = vec![root.clone()];
+    let mut seen = std::collections::HashSet::new();
+    let mut todo: Vec<PendingCheckpoint> = Vec::new();
+    while let Some(r) = stack.pop() {
+        let base = r.base();
+        if !seen.insert(base.id) {
+            continue;
+        }
+        if let Some(p) = base.pending_checkpoint.lock().take() {
+            todo.push(p);
+            continue;
+        }
+        for dep in base.deps.read().iter() {
+            match dep {
+                super::Dependency::Narrow(p) => stack.push(p.clone()),
+                super::Dependency::Shuffle(s) => stack.push(s.parent()),
+            }
+        }
+    }
+    todo.iter().try_for_each(|p| p())
+}

@@ -1,0 +1,142 @@
+//! Checkpoints: round trips, truncation, corruption, long iterative jobs.
+
+mod common;
+use common::{ctx, sorted};
+use spate::{Context, Error, FaultPlan};
+
+#[test]
+fn a_checkpoint_round_trips_through_a_new_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = {
+        let ctx = ctx();
+        ctx.set_checkpoint_dir(dir.path()).unwrap();
+        let r = ctx
+            .parallelize(
+                (0..1000u32).map(|i| (format!("k{}", i % 17), i)).collect(),
+                5,
+            )
+            .reduce_by_key(|a, b| a + b)
+            .cache();
+        r.checkpoint().unwrap();
+        assert!(!r.is_checkpointed(), "written by the next job, not now");
+        let before = sorted(r.collect().unwrap());
+        assert!(r.is_checkpointed());
+        assert_eq!(r.to_debug_string().lines().count(), 1, "lineage truncated");
+        assert_eq!(sorted(r.collect().unwrap()), before);
+        (r.checkpoint_path().unwrap(), before)
+    };
+    let fresh = Context::builder().parallelism(3).build().unwrap();
+    let back = fresh.checkpoint_file::<(String, u32)>(&written.0).unwrap();
+    assert_eq!(back.num_partitions(), 5);
+    assert_eq!(sorted(back.collect().unwrap()), written.1);
+    let wrong = fresh.checkpoint_file::<(String, u64)>(&written.0);
+    assert!(
+        matches!(wrong, Err(Error::CorruptCheckpoint { .. })),
+        "type is checked"
+    );
+}
+
+#[test]
+fn a_corrupt_checkpoint_is_an_error_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    ctx.set_checkpoint_dir(dir.path()).unwrap();
+    let r = ctx.range(0, 10_000, 1, 2);
+    r.checkpoint().unwrap();
+    r.count().unwrap();
+    let path = r.checkpoint_path().unwrap();
+    let part = path.join("part-00001");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&part, bytes).unwrap();
+    let err = ctx
+        .checkpoint_file::<i64>(&path)
+        .unwrap()
+        .count()
+        .unwrap_err();
+    assert!(
+        matches!(err.root_cause(), Error::CorruptCheckpoint { reason, .. } if reason.contains("checksum")),
+        "{err}"
+    );
+    std::fs::write(path.join("_metadata"), b"not a checkpoint").unwrap();
+    assert!(matches!(
+        ctx.checkpoint_file::<i64>(&path),
+        Err(Error::CorruptCheckpoint { .. })
+    ));
+    assert!(matches!(
+        ctx.checkpoint_file::<i64>(dir.path().join("nothing")),
+        Err(Error::Io { .. })
+    ));
+    assert!(ctx.range(0, 1, 1, 1).checkpoint().is_ok());
+    assert!(
+        spate::Context::new()
+            .unwrap()
+            .range(0, 1, 1, 1)
+            .checkpoint()
+            .is_err(),
+        "no checkpoint dir"
+    );
+}
+
+#[test]
+fn a_local_checkpoint_truncates_lineage_and_a_lost_block_is_a_clear_error() {
+    let ctx = ctx();
+    let computed = ctx.sum_accumulator::<u64>("computed");
+    let c = computed.clone();
+    let r = ctx
+        .range(0, 100, 1, 4)
+        .map(move |x| {
+            c.add(1);
+            x
+        })
+        .local_checkpoint();
+    assert_eq!(r.sum().unwrap(), 4950);
+    assert!(r.is_checkpointed());
+    assert_eq!(r.count().unwrap(), 100);
+    assert_eq!(
+        computed.value(),
+        100,
+        "computed once, then read from memory"
+    );
+    ctx.set_fault_plan(FaultPlan::new().drop_cached_block(r.id(), 1));
+    let err = r.count().unwrap_err();
+    assert!(
+        matches!(
+            err.root_cause(),
+            Error::LostLocalCheckpoint { partition: 1, .. }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_iterative_job_of_1000_steps_checkpointing_every_50_keeps_lineage_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    ctx.set_checkpoint_dir(dir.path()).unwrap();
+    let mut ranks = ctx.parallelize((0..20u64).map(|k| (k, 1.0f64)).collect(), 2);
+    let mut longest = 0;
+    for i in 1..=1000 {
+        ranks = ranks
+            .map_values(|r| r * 0.5 + 0.5)
+            .reduce_by_key(|a, b| a + b);
+        if i % 50 == 0 {
+            ranks = ranks.cache();
+            ranks.checkpoint().unwrap();
+            ranks.count().unwrap();
+            assert!(ranks.is_checkpointed());
+        }
+        longest = longest.max(ranks.to_debug_string().lines().count());
+    }
+    assert!(
+        longest <= 2 * 50 + 1,
+        "lineage never grows past one checkpoint interval: {longest}"
+    );
+    let got = ranks.collect().unwrap();
+    assert_eq!(got.len(), 20);
+    assert!(
+        got.iter().all(|(_, r)| (r - 1.0).abs() < 1e-9),
+        "fixed point of r/2 + 1/2 is 1"
+    );
+}
