@@ -134,3 +134,67 @@ proptest! {
         prop_assert_eq!(got, lines);
     }
 }
+
+/// The pipelines the chaos property runs; each returns a canonical (sorted)
+/// result so runs can be compared.
+fn pipeline(ctx: &Context, which: u8, data: &[(u8, i32)], parts: usize) -> Vec<(u8, i64)> {
+    let r = ctx
+        .parallelize(data.to_vec(), parts)
+        .map_values(|v| v as i64);
+    let out = match which % 5 {
+        0 => r.reduce_by_key(|a, b| a + b).collect(),
+        1 => r
+            .group_by_key()
+            .map_values(|v| v.iter().sum::<i64>() * 1000 + v.len() as i64)
+            .collect(),
+        2 => {
+            let other = r
+                .map_values(|v| v % 7)
+                .reduce_by_key_with(3, |a, b| a.max(b));
+            r.join(&other).map_values(|(a, b)| a * 10 + b).collect()
+        }
+        3 => r
+            .sort_by_key(true, Some(3))
+            .map(|p| p.map(|(k, v)| (k, v)))
+            .and_then(|s| s.collect()),
+        _ => {
+            let cached = r.repartition(4).cache();
+            cached
+                .count()
+                .and_then(|_| cached.reduce_by_key(|a, b| a + b).collect())
+        }
+    };
+    sorted(out.expect("the pipeline recovers from every injected fault"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_pipelines_under_random_faults_match_the_clean_run(
+        which in 0u8..5,
+        data in pairs(),
+        parts in 1usize..8,
+        fail in 0.0f64..0.3,
+        lose in 0.0f64..0.5,
+        drop in 0.0f64..0.5,
+        seed in any::<u64>(),
+        disk in any::<bool>(),
+    ) {
+        let clean = pipeline(&contexts()[0], which, &data, parts);
+        let faulty_ctx = Context::builder()
+            .parallelism(2)
+            .max_task_failures(12)
+            .memory_limit(if disk { 0 } else { usize::MAX })
+            .build()
+            .unwrap();
+        let how = if seed % 2 == 0 { spate::ShuffleLoss::Delete } else { spate::ShuffleLoss::Corrupt };
+        faulty_ctx.set_fault_plan(
+            spate::FaultPlan::new()
+                .fail_tasks_with_probability(fail, seed)
+                .lose_map_outputs_with_probability(lose, seed, how)
+                .drop_cached_blocks_with_probability(drop, seed),
+        );
+        prop_assert_eq!(pipeline(&faulty_ctx, which, &data, parts), clean);
+    }
+}
