@@ -50,7 +50,7 @@ pub enum Error {
     #[error("user code panicked: {0}")]
     Panicked(String),
     /// A shuffle block could not be read: it is missing or fails its checksum.
-    #[error("shuffle {shuffle} map {map} reduce {reduce}: {reason}")]
+    #[error("shuffle {shuffle} map {map} reduce {reduce}: {reason}{}", if other_maps.is_empty() { String::new() } else { format!(" (maps {other_maps:?} are unreadable too)") })]
     ShuffleFetch {
         /// Shuffle id.
         shuffle: u64,
@@ -60,6 +60,9 @@ pub enum Error {
         reduce: usize,
         /// What is wrong with the block.
         reason: String,
+        /// Further map partitions of the same shuffle whose blocks this
+        /// reduce task could not read either.
+        other_maps: Vec<usize>,
     },
     /// Data could not be encoded or decoded.
     #[error("codec error: {0}")]

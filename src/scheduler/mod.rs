@@ -174,16 +174,19 @@ impl JobRun<'_> {
                 shuffle,
                 map,
                 ref reason,
+                ref other_maps,
                 ..
             } => {
-                if self.ctx.shuffles().remove_map(shuffle, map) {
-                    self.metrics.lock().map_outputs_recomputed += 1;
-                    self.ctx.post(Event::MapOutputLost {
-                        job: self.job,
-                        shuffle,
-                        map,
-                        reason: reason.clone(),
-                    });
+                for m in std::iter::once(map).chain(other_maps.iter().copied()) {
+                    if self.ctx.shuffles().remove_map(shuffle, m) {
+                        self.metrics.lock().map_outputs_recomputed += 1;
+                        self.ctx.post(Event::MapOutputLost {
+                            job: self.job,
+                            shuffle,
+                            map: m,
+                            reason: reason.clone(),
+                        });
+                    }
                 }
                 Ok(e)
             }

@@ -50,9 +50,16 @@ impl Drop for MapOutput {
 #[derive(Default)]
 pub(crate) struct ShuffleManager {
     shuffles: Mutex<HashMap<ShuffleId, Vec<Option<Arc<MapOutput>>>>>,
+    files: std::sync::atomic::AtomicU64,
 }
 
 impl ShuffleManager {
+    /// A fresh number for a shuffle file name.
+    pub(crate) fn next_file_id(&self) -> u64 {
+        self.files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn register(&self, shuffle: ShuffleId, num_maps: usize) {
         self.shuffles.lock().insert(shuffle, vec![None; num_maps]);
     }

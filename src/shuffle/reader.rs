@@ -21,6 +21,7 @@ pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext
         num_maps: tc.ctx.shuffles().num_maps(shuffle),
         read: 0,
         current: Current::None,
+        lost: Vec::new(),
         metrics: tc.metrics.clone(),
     })
 }
@@ -47,87 +48,95 @@ struct ShuffleReader<X> {
     /// map count), so concurrent reducers discover different lost outputs.
     read: usize,
     current: Current<X>,
+    /// Maps whose blocks could not be read, with the reason.
+    lost: Vec<(usize, String)>,
     metrics: Rc<MetricsCell>,
 }
 
 impl<X: Value> ShuffleReader<X> {
-    fn fetch_error(&self, map: usize, reason: impl Into<String>) -> Error {
+    /// Opens map `map`'s block: `None` when it is empty, `Err(reason)` when
+    /// it cannot be read.
+    fn open(&self, map: usize) -> std::result::Result<Option<Current<X>>, String> {
+        let output = self
+            .ctx_shuffles
+            .shuffles()
+            .get(self.shuffle, map)
+            .ok_or_else(|| "map output is missing".to_string())?;
+        match output.blocks.get(self.reduce) {
+            None => Err("map output has no such reduce block".into()),
+            Some(Block::Empty) => Ok(None),
+            Some(Block::Memory { .. }) if output.damaged.lock().is_some() => {
+                Err(match *output.damaged.lock() {
+                    Some(crate::fault::ShuffleLoss::Corrupt) => {
+                        "in-memory block is corrupt (injected)".into()
+                    }
+                    _ => "in-memory block is missing (injected)".into(),
+                })
+            }
+            Some(Block::Memory { data, records }) => {
+                let data = data
+                    .clone()
+                    .downcast::<Vec<X>>()
+                    .map_err(|_| "block holds another record type".to_string())?;
+                let records = *records;
+                self.metrics.update(|m| m.shuffle_records_read += records);
+                Ok(Some(Current::Memory { data, pos: 0 }))
+            }
+            Some(Block::Disk { offset, len }) => {
+                let bytes = read_disk(&output, *offset, *len)?;
+                self.metrics
+                    .update(|m| m.shuffle_bytes_read += bytes.len() as u64);
+                Ok(Some(Current::Disk { map, bytes, pos: 0 }))
+            }
+        }
+    }
+
+    /// The fetch failure naming every unreadable map output.
+    fn lost_error(&mut self) -> Error {
+        let mut lost = std::mem::take(&mut self.lost).into_iter();
+        let (map, reason) = lost.next().expect("called only when something was lost");
         Error::ShuffleFetch {
             shuffle: self.shuffle,
             map,
             reduce: self.reduce,
-            reason: reason.into(),
+            reason,
+            other_maps: lost.map(|(m, _)| m).collect(),
         }
-    }
-
-    /// Opens the next map's block; returns false when all maps are read.
-    fn open_next(&mut self) -> Result<bool> {
-        loop {
-            if self.read >= self.num_maps {
-                return Ok(false);
-            }
-            let map = (self.reduce + self.read) % self.num_maps;
-            self.read += 1;
-            let output = self
-                .ctx_shuffles
-                .shuffles()
-                .get(self.shuffle, map)
-                .ok_or_else(|| self.fetch_error(map, "map output is missing"))?;
-            match output.blocks.get(self.reduce) {
-                None => return Err(self.fetch_error(map, "map output has no such reduce block")),
-                Some(Block::Empty) => continue,
-                Some(Block::Memory { .. }) if output.damaged.lock().is_some() => {
-                    let reason = match *output.damaged.lock() {
-                        Some(crate::fault::ShuffleLoss::Corrupt) => {
-                            "in-memory block is corrupt (injected)"
-                        }
-                        _ => "in-memory block is missing (injected)",
-                    };
-                    return Err(self.fetch_error(map, reason));
-                }
-                Some(Block::Memory { data, records }) => {
-                    let data = data
-                        .clone()
-                        .downcast::<Vec<X>>()
-                        .map_err(|_| self.fetch_error(map, "block holds another record type"))?;
-                    let records = *records;
-                    self.metrics.update(|m| m.shuffle_records_read += records);
-                    self.current = Current::Memory { data, pos: 0 };
-                    return Ok(true);
-                }
-                Some(Block::Disk { offset, len, .. }) => {
-                    let bytes = self.read_disk(map, &output, *offset, *len)?;
-                    self.metrics
-                        .update(|m| m.shuffle_bytes_read += bytes.len() as u64);
-                    self.current = Current::Disk { map, bytes, pos: 0 };
-                    return Ok(true);
-                }
-            }
-        }
-    }
-
-    fn read_disk(&self, map: usize, output: &MapOutput, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let path = output
-            .file
-            .as_ref()
-            .ok_or_else(|| self.fetch_error(map, "disk block without a file"))?;
-        let mut f = std::fs::File::open(path)
-            .map_err(|e| self.fetch_error(map, format!("cannot open {}: {e}", path.display())))?;
-        let mut bytes = vec![0u8; len as usize];
-        f.seek(SeekFrom::Start(offset))
-            .and_then(|_| f.read_exact(&mut bytes))
-            .map_err(|e| self.fetch_error(map, format!("cannot read {}: {e}", path.display())))?;
-        Ok(bytes)
     }
 }
 
+fn read_disk(output: &MapOutput, offset: u64, len: u64) -> std::result::Result<Vec<u8>, String> {
+    let path = output.file.as_ref().ok_or("disk block without a file")?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut bytes = vec![0u8; len as usize];
+    f.seek(SeekFrom::Start(offset))
+        .and_then(|_| f.read_exact(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
 impl<X: Value> Batches<X> for ShuffleReader<X> {
+    /// Reads on past an unreadable block, so that one failed attempt
+    /// reports every lost map output this reducer needs; the task fails at
+    /// the end of the partition.
     fn next_batch(&mut self, out: &mut Vec<X>, hint: usize) -> Result<bool> {
         loop {
             match &mut self.current {
                 Current::None => {
-                    if !self.open_next()? {
-                        return Ok(false);
+                    if self.read >= self.num_maps {
+                        return if self.lost.is_empty() {
+                            Ok(false)
+                        } else {
+                            Err(self.lost_error())
+                        };
+                    }
+                    let map = (self.reduce + self.read) % self.num_maps;
+                    self.read += 1;
+                    match self.open(map) {
+                        Ok(Some(current)) => self.current = current,
+                        Ok(None) => {}
+                        Err(reason) => self.lost.push((map, reason)),
                     }
                 }
                 Current::Memory { data, pos } => {
@@ -144,7 +153,6 @@ impl<X: Value> Batches<X> for ShuffleReader<X> {
                         self.current = Current::None;
                         continue;
                     }
-                    let map = *map;
                     match codec::read_frame::<Vec<X>>(&bytes[*pos..]) {
                         Ok((mut records, used)) => {
                             *pos += used;
@@ -153,7 +161,11 @@ impl<X: Value> Batches<X> for ShuffleReader<X> {
                             out.append(&mut records);
                             return Ok(true);
                         }
-                        Err(reason) => return Err(self.fetch_error(map, reason)),
+                        Err(reason) => {
+                            let map = *map;
+                            self.current = Current::None;
+                            self.lost.push((map, reason));
+                        }
                     }
                 }
             }

@@ -80,11 +80,14 @@ impl<'a> MapWriter<'a> {
         Ok(out)
     }
 
+    /// A file name no other map output of this context uses: a re-run of a
+    /// lost map task must not overwrite (or be deleted with) the old file.
     fn file_path(&self) -> PathBuf {
         let id = self.tc.id;
+        let unique = self.ctx.shuffles().next_file_id();
         self.ctx.scratch_dir().join(format!(
-            "shuffle_{}_{}_{}_{}.data",
-            self.shuffle, id.partition, id.stage, id.attempt
+            "shuffle_{}_{}_job{}_attempt{}_{unique}.data",
+            self.shuffle, id.partition, id.job, id.attempt
         ))
     }
 }
