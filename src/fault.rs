@@ -66,7 +66,9 @@ impl FaultPlan {
     }
 
     /// Fails each task attempt with probability `p`, decided from `seed`
-    /// and the attempt's id.
+    /// and the attempt's id. Injected task failures strike as the attempt
+    /// ends: its work is done and then thrown away (with its accumulator
+    /// updates and outputs), the costliest moment for a crash.
     pub fn fail_tasks_with_probability(mut self, p: f64, seed: u64) -> Self {
         self.fail_probability = Some((p, seed));
         self

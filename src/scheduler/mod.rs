@@ -356,6 +356,12 @@ impl JobRun<'_> {
                 .ctx
                 .faults()
                 .and_then(|f| f.task_fault(self.job, stage, partition));
+            let ran = match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
+                Ok(r) => r,
+                Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+            };
+            // An injected failure strikes when the attempt ends, so its
+            // whole work is lost, the costliest place for a crash.
             let outcome = match injected {
                 Some(reason) => {
                     self.metrics.lock().faults_injected += 1;
@@ -365,10 +371,7 @@ impl JobRun<'_> {
                     });
                     Err(Error::InjectedFault(reason))
                 }
-                None => match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
-                    Ok(r) => r,
-                    Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
-                },
+                None => ran,
             };
             {
                 let m = tc.metrics.get();
