@@ -140,3 +140,37 @@ fn an_iterative_job_of_1000_steps_checkpointing_every_50_keeps_lineage_short() {
         "fixed point of r/2 + 1/2 is 1"
     );
 }
+
+/// Set in the child process: the directory to write a checkpoint into.
+const CHILD_ENV: &str = "SPATE_TEST_CHECKPOINT_CHILD_DIR";
+
+#[test]
+fn a_checkpoint_written_by_another_process_reads_back() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        // The child: write a checkpoint and print where it went.
+        let ctx = ctx();
+        ctx.set_checkpoint_dir(&dir).unwrap();
+        let r = ctx.parallelize((0..500u64).map(|i| (i % 9, i * 3)).collect(), 4).reduce_by_key(|a, b| a + b);
+        r.checkpoint().unwrap();
+        r.count().unwrap();
+        println!("CHECKPOINT_PATH={}", r.checkpoint_path().unwrap().display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_checkpoint_written_by_another_process_reads_back", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, dir.path())
+        .output()
+        .unwrap();
+    assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let path = stdout
+        .lines()
+        .find_map(|l| l.split("CHECKPOINT_PATH=").nth(1))
+        .expect("the child prints the checkpoint path");
+    let ctx = ctx();
+    let back = ctx.checkpoint_file::<(u64, u64)>(path).unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    (0..500u64).for_each(|i| *expected.entry(i % 9).or_insert(0) += i * 3);
+    assert_eq!(sorted(back.collect().unwrap()), expected.into_iter().collect::<Vec<_>>());
+}
