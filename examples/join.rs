@@ -10,9 +10,7 @@
 mod workloads;
 
 use clap::Parser;
-use spate::{Context, EventLog};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -33,20 +31,12 @@ struct Args {
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
-    let ctx = Context::new()?;
-    let log = Arc::new(EventLog::default());
-    if args.verbose {
-        ctx.add_listener(log.clone());
-    }
+    let (ctx, log) = workloads::context(args.verbose)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let n = ctx.default_parallelism();
     let orders = ctx.text_file(&args.orders, n)?;
     let customers = ctx.text_file(&args.customers, n)?;
     workloads::joined_orders(&orders, &customers, &malformed).save_as_text_file(&args.output)?;
-    if malformed.value() > 0 {
-        eprintln!("skipped {} malformed lines", malformed.value());
-    }
-    eprint!("{}", log.stage_report());
-    eprintln!("JOBTIME spate-join {:.3}", started.elapsed().as_secs_f64());
+    workloads::finish("join", &malformed, &log, started);
     Ok(())
 }

@@ -9,9 +9,7 @@
 mod workloads;
 
 use clap::Parser;
-use spate::{Context, EventLog};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -33,19 +31,11 @@ struct Args {
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
-    let ctx = Context::new()?;
-    let log = Arc::new(EventLog::default());
-    if args.verbose {
-        ctx.add_listener(log.clone());
-    }
+    let (ctx, log) = workloads::context(args.verbose)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::sorted_lines(&lines, args.partitions, &malformed)?
         .save_as_text_file(&args.output)?;
-    if malformed.value() > 0 {
-        eprintln!("skipped {} lines without a tab", malformed.value());
-    }
-    eprint!("{}", log.stage_report());
-    eprintln!("JOBTIME spate-sort {:.3}", started.elapsed().as_secs_f64());
+    workloads::finish("sort", &malformed, &log, started);
     Ok(())
 }

@@ -150,7 +150,9 @@ fn a_checkpoint_written_by_another_process_reads_back() {
         // The child: write a checkpoint and print where it went.
         let ctx = ctx();
         ctx.set_checkpoint_dir(&dir).unwrap();
-        let r = ctx.parallelize((0..500u64).map(|i| (i % 9, i * 3)).collect(), 4).reduce_by_key(|a, b| a + b);
+        let r = ctx
+            .parallelize((0..500u64).map(|i| (i % 9, i * 3)).collect(), 4)
+            .reduce_by_key(|a, b| a + b);
         r.checkpoint().unwrap();
         r.count().unwrap();
         println!("CHECKPOINT_PATH={}", r.checkpoint_path().unwrap().display());
@@ -158,11 +160,20 @@ fn a_checkpoint_written_by_another_process_reads_back() {
     }
     let dir = tempfile::tempdir().unwrap();
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_checkpoint_written_by_another_process_reads_back", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "a_checkpoint_written_by_another_process_reads_back",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .output()
         .unwrap();
-    assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
     let stdout = String::from_utf8_lossy(&child.stdout);
     let path = stdout
         .lines()
@@ -172,5 +183,8 @@ fn a_checkpoint_written_by_another_process_reads_back() {
     let back = ctx.checkpoint_file::<(u64, u64)>(path).unwrap();
     let mut expected = std::collections::BTreeMap::new();
     (0..500u64).for_each(|i| *expected.entry(i % 9).or_insert(0) += i * 3);
-    assert_eq!(sorted(back.collect().unwrap()), expected.into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        sorted(back.collect().unwrap()),
+        expected.into_iter().collect::<Vec<_>>()
+    );
 }

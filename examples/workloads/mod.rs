@@ -5,7 +5,36 @@
 //! accumulator, never dropped silently.
 #![allow(dead_code)]
 
-use spate::{Accumulator, Rdd, Str};
+use spate::{Accumulator, Context, EventLog, Rdd, Str};
+use std::sync::Arc;
+
+/// A default context and an event log that records its jobs when
+/// `verbose` (for `--verbose` stage reports).
+pub fn context(verbose: bool) -> spate::Result<(Context, Arc<EventLog>)> {
+    let ctx = Context::new()?;
+    let log = Arc::new(EventLog::default());
+    if verbose {
+        ctx.add_listener(log.clone());
+    }
+    Ok((ctx, log))
+}
+
+/// Reports skipped lines, the stage report and the job time on stderr.
+pub fn finish(
+    name: &str,
+    malformed: &Accumulator<u64>,
+    log: &EventLog,
+    started: std::time::Instant,
+) {
+    if malformed.value() > 0 {
+        eprintln!("skipped {} malformed lines", malformed.value());
+    }
+    eprint!("{}", log.stage_report());
+    eprintln!(
+        "JOBTIME spate-{name} {:.3}",
+        started.elapsed().as_secs_f64()
+    );
+}
 
 /// Word counts: lines split on ASCII whitespace.
 pub fn word_counts(lines: &Rdd<String>) -> Rdd<(Str, u64)> {

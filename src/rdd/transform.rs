@@ -10,14 +10,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 impl<T: Data> Rdd<T> {
-    /// A one-to-one child whose batches are transformed by `f`.
-    pub(crate) fn pipe<U: Data>(
-        &self,
-        op_name: &'static str,
-        keeps_partitioner: bool,
-        f: impl Fn(&mut Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
-    ) -> Rdd<U> {
-        let spec = NewRdd {
+    /// The shape of a child that maps partition i to partition i.
+    fn one_to_one(&self, op_name: &'static str, keeps_partitioner: bool) -> NewRdd {
+        NewRdd {
             op_name,
             num_partitions: self.num_partitions(),
             deps: vec![self.narrow_dep()],
@@ -26,7 +21,17 @@ impl<T: Data> Rdd<T> {
             } else {
                 None
             },
-        };
+        }
+    }
+
+    /// A one-to-one child whose batches are transformed by `f`.
+    pub(crate) fn pipe<U: Data>(
+        &self,
+        op_name: &'static str,
+        keeps_partitioner: bool,
+        f: impl Fn(&mut Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
+    ) -> Rdd<U> {
+        let spec = self.one_to_one(op_name, keeps_partitioner);
         let op = PipeOp {
             parent: self.clone(),
             f: Arc::new(f),
@@ -127,16 +132,7 @@ impl<T: Data> Rdd<T> {
         I: IntoIterator<Item = U>,
         I::IntoIter: 'static,
     {
-        let spec = NewRdd {
-            op_name,
-            num_partitions: self.num_partitions(),
-            deps: vec![self.narrow_dep()],
-            partitioner: if keeps_partitioner {
-                self.partitioner().cloned()
-            } else {
-                None
-            },
-        };
+        let spec = self.one_to_one(op_name, keeps_partitioner);
         let op = MapPartitionsOp {
             parent: self.clone(),
             f: Arc::new(f),

@@ -150,14 +150,7 @@ impl JobRun<'_> {
                 }
             }
             if let Some(e) = lost {
-                attempt += 1;
-                if attempt >= MAX_STAGE_ATTEMPTS {
-                    return Err(Error::StageFailed {
-                        stage,
-                        attempts: attempt,
-                        cause: Box::new(e),
-                    });
-                }
+                next_attempt(stage, &mut attempt, e)?;
             }
         }
         Ok(results
@@ -252,17 +245,9 @@ impl JobRun<'_> {
                     Err(e) => keep_cause(&mut lost, self.classify(stage, attempt, e)?),
                 }
             }
-            if let Some(e) = lost {
-                attempt += 1;
-                if attempt >= MAX_STAGE_ATTEMPTS {
-                    return Err(Error::StageFailed {
-                        stage,
-                        attempts: attempt,
-                        cause: Box::new(e),
-                    });
-                }
-            } else {
-                return Ok(());
+            match lost {
+                Some(e) => next_attempt(stage, &mut attempt, e)?,
+                None => return Ok(()),
             }
         }
     }
@@ -442,6 +427,19 @@ fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn Shuf
         }
     }
     out
+}
+
+/// Counts a failed stage attempt; gives up after `MAX_STAGE_ATTEMPTS`.
+fn next_attempt(stage: u64, attempt: &mut u32, cause: Error) -> Result<()> {
+    *attempt += 1;
+    if *attempt >= MAX_STAGE_ATTEMPTS {
+        return Err(Error::StageFailed {
+            stage,
+            attempts: *attempt,
+            cause: Box::new(cause),
+        });
+    }
+    Ok(())
 }
 
 /// Remembers why a stage attempt failed, preferring a real cause over a
