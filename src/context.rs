@@ -10,7 +10,7 @@ use crate::rdd::{ParallelCollection, RangeSource, Rdd, TextSource, WholeTextSour
 use crate::scheduler::{Event, Listener, ListenerBus, Scheduler};
 use crate::shared::{Accumulator, Broadcast};
 use crate::shuffle::ShuffleManager;
-use crate::storage::BlockManager;
+use crate::storage::{BlockManager, RddStorageInfo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +50,15 @@ struct Inner {
 enum Scratch {
     Temp(tempfile::TempDir),
     Given(PathBuf),
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Temp(t) => t.path(),
+            Scratch::Given(p) => p,
+        }
+    }
 }
 
 /// Configures a [`Context`]; see [`Context::builder`].
@@ -115,21 +124,23 @@ impl ContextBuilder {
             .stack_size(64 << 20)
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot start the task pool: {e}")))?;
+        let memory = Arc::new(MemoryBudget::new(
+            self.memory_limit.unwrap_or_else(memory::default_limit),
+        ));
+        let blocks = BlockManager::new(memory.clone(), scratch.path());
         Ok(Context {
             inner: Arc::new(Inner {
                 pool,
                 parallelism,
                 scratch,
                 max_task_failures: self.max_task_failures.unwrap_or(4),
-                memory: Arc::new(MemoryBudget::new(
-                    self.memory_limit.unwrap_or_else(memory::default_limit),
-                )),
+                memory,
                 next_rdd: AtomicU64::new(0),
                 next_shuffle: AtomicU64::new(0),
                 next_shared: AtomicU64::new(0),
                 scheduler: Scheduler::default(),
                 shuffles: ShuffleManager::default(),
-                blocks: BlockManager::default(),
+                blocks,
                 listeners: ListenerBus::default(),
                 faults: parking_lot::RwLock::new(None),
                 checkpoint_dir: parking_lot::RwLock::new(None),
@@ -161,10 +172,13 @@ impl Context {
 
     /// Where shuffle files are written.
     pub fn scratch_dir(&self) -> &Path {
-        match &self.inner.scratch {
-            Scratch::Temp(t) => t.path(),
-            Scratch::Given(p) => p,
-        }
+        self.inner.scratch.path()
+    }
+
+    /// The persisted datasets: level, partitions cached in memory and on
+    /// disk, and their sizes (Spark's `getRDDStorageInfo`).
+    pub fn storage_info(&self) -> Vec<RddStorageInfo> {
+        self.inner.blocks.info()
     }
 
     /// The memory budget in bytes, and how much of it is in use.

@@ -49,4 +49,4 @@ pub use partitioner::{Partitioner, stable_hash};
 pub use rdd::{Histogram, Numeric, PartitionIter, Partitioning, Rdd, RddId, StatCounter};
 pub use scheduler::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub use shared::{Accumulator, Broadcast};
-pub use storage::StorageLevel;
+pub use storage::{RddStorageInfo, StorageLevel};

@@ -225,6 +225,10 @@ impl<T> Drop for Node<T> {
     /// dependency list still keeps the parents alive; the parents are then
     /// queued and released one by one by the outermost drop on this thread.
     fn drop(&mut self) {
+        if self.base.storage.get_mut().is_some() {
+            // Nothing can read this dataset's cached blocks any more.
+            self.base.ctx.blocks().remove_rdd(self.base.id);
+        }
         drop(std::mem::replace(self.op.get_mut(), Arc::new(Dropped)));
         let deps = std::mem::take(self.base.deps.get_mut());
         if deps.is_empty() {
@@ -301,6 +305,23 @@ impl<T: Data> Clone for Rdd<T> {
         Rdd {
             node: self.node.clone(),
         }
+    }
+}
+
+impl<T: crate::Value> Rdd<T> {
+    /// Marks the dataset to be stored at `level` when next computed; see
+    /// [`StorageLevel`] for what each level does and how blocks are evicted.
+    ///
+    /// ```
+    /// use spate::StorageLevel;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 1000, 1, 4).persist(StorageLevel::MemoryOnlySer);
+    /// assert_eq!(r.count().unwrap(), 1000);
+    /// let info = &ctx.storage_info()[0];
+    /// assert_eq!((info.level, info.memory_partitions), (StorageLevel::MemoryOnlySer, 4));
+    /// ```
+    pub fn persist(self, level: StorageLevel) -> Self {
+        self.persist_with(level, Some(crate::storage::BlockCodec::of::<T>()))
     }
 }
 
@@ -392,12 +413,17 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(data.count().unwrap(), 1000); // read from the cache
     /// ```
     pub fn cache(self) -> Self {
-        self.persist(StorageLevel::MemoryOnly)
+        self.persist_with(StorageLevel::MemoryOnly, None)
     }
 
-    /// Marks the dataset to be stored at `level` when next computed.
-    pub fn persist(self, level: StorageLevel) -> Self {
+    pub(crate) fn persist_with(
+        self,
+        level: StorageLevel,
+        codec: Option<crate::storage::BlockCodec>,
+    ) -> Self {
         *self.node.base.storage.lock() = Some(level);
+        let blocks = self.context().blocks();
+        blocks.register(self.id(), level, self.num_partitions(), codec);
         self
     }
 
@@ -437,7 +463,7 @@ impl<T: Data> Rdd<T> {
         }
         let ctx = self.context();
         let blocks = ctx.blocks();
-        if let Some(data) = blocks.get::<T>(self.id(), split) {
+        if let Some(data) = blocks.get::<T>(self.id(), split)? {
             let dropped = ctx.faults().is_some_and(|f| f.drop_block(self.id(), split));
             if !dropped {
                 return Ok(Box::new(SharedBatches::new(data)));
@@ -450,7 +476,7 @@ impl<T: Data> Rdd<T> {
             });
         }
         let data = Arc::new(drain_all(self.compute(split, tc)?)?);
-        if blocks.put(self.id(), split, data.clone()) {
+        if blocks.put(self.id(), split, data.clone())? {
             tc.metrics.update(|m| m.cached_partitions_recomputed += 1);
             ctx.post(crate::Event::PartitionRecomputed {
                 rdd: self.id(),

@@ -1,0 +1,185 @@
+//! Storage levels, LRU eviction under the memory budget, storage info.
+
+mod common;
+use common::sorted;
+use spate::{Context, Event, EventLog, StorageLevel};
+use std::sync::Arc;
+
+fn data() -> Vec<(String, u64)> {
+    (0..2000u64)
+        .map(|i| (format!("key-{i:05}-padding-to-be-long"), i))
+        .collect()
+}
+
+#[test]
+fn every_storage_level_round_trips() {
+    for level in [
+        StorageLevel::MemoryOnly,
+        StorageLevel::MemoryOnlySer,
+        StorageLevel::MemoryAndDisk,
+        StorageLevel::DiskOnly,
+    ] {
+        let ctx = common::ctx();
+        let computed = ctx.sum_accumulator::<u64>("computed");
+        let c = computed.clone();
+        let r = ctx
+            .parallelize(data(), 4)
+            .map(move |x| {
+                c.add(1);
+                x
+            })
+            .persist(level);
+        assert_eq!(r.collect().unwrap(), data(), "{level:?}");
+        assert_eq!(r.collect().unwrap(), data(), "{level:?} read back");
+        assert_eq!(computed.value(), 2000, "{level:?}: computed once");
+        let info = ctx.storage_info();
+        assert_eq!(info.len(), 1);
+        let i = &info[0];
+        assert_eq!(
+            (i.level, i.partitions, i.fraction_cached()),
+            (level, 4, 1.0)
+        );
+        match level {
+            StorageLevel::DiskOnly => {
+                assert!(i.disk_partitions == 4 && i.disk_bytes > 0 && i.memory_bytes == 0)
+            }
+            _ => assert!(i.memory_partitions == 4 && i.memory_bytes > 0),
+        }
+        let r = r.unpersist();
+        assert!(ctx.storage_info().is_empty());
+        assert_eq!(ctx.memory_usage().0, 0, "unpersist releases the memory");
+        drop(r);
+    }
+}
+
+#[test]
+fn serialized_blocks_are_smaller_than_typed_ones() {
+    let ctx = common::ctx();
+    let a = ctx.parallelize(data(), 2).persist(StorageLevel::MemoryOnly);
+    let b = ctx
+        .parallelize(data(), 2)
+        .persist(StorageLevel::MemoryOnlySer);
+    a.count().unwrap();
+    b.count().unwrap();
+    let info = ctx.storage_info();
+    assert!(info[1].memory_bytes < info[0].memory_bytes, "{info:?}");
+}
+
+fn small_ctx(limit: usize) -> (Context, Arc<EventLog>) {
+    let ctx = Context::builder()
+        .parallelism(2)
+        .memory_limit(limit)
+        .build()
+        .unwrap();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    (ctx, log)
+}
+
+#[test]
+fn least_recently_used_blocks_are_evicted_and_recomputed_from_lineage() {
+    // Room for about one dataset's blocks.
+    let probe = common::ctx();
+    let p = probe
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly);
+    p.count().unwrap();
+    let one = probe.storage_info()[0].memory_bytes;
+    let (ctx, log) = small_ctx(one + one / 2);
+    let computed = ctx.sum_accumulator::<u64>("computed A");
+    let c = computed.clone();
+    let a = ctx
+        .parallelize(data(), 4)
+        .map(move |x| {
+            c.add(1);
+            x
+        })
+        .persist(StorageLevel::MemoryOnly);
+    let b = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
+    a.count().unwrap();
+    assert_eq!(ctx.storage_info()[0].memory_partitions, 4);
+    b.count().unwrap();
+    let info = ctx.storage_info();
+    assert_eq!(info[1].memory_partitions, 4, "the newer dataset is cached");
+    let evicted = 4 - info[0].memory_partitions;
+    assert!(
+        evicted >= 1,
+        "the older dataset lost blocks to it: {info:?}"
+    );
+    log.clear();
+    assert_eq!(sorted(a.collect().unwrap()), sorted(data()));
+    let recomputed = log
+        .events()
+        .iter()
+        .filter(|e| matches!(e, Event::PartitionRecomputed { .. }))
+        .count();
+    assert_eq!(
+        recomputed, evicted,
+        "exactly the evicted partitions are recomputed"
+    );
+    assert_eq!(computed.value(), 2000 + 500 * evicted as u64);
+    assert!(ctx.memory_usage().0 <= ctx.memory_usage().1);
+}
+
+#[test]
+fn memory_and_disk_blocks_move_to_disk_instead_of_being_dropped() {
+    let probe = common::ctx();
+    let p = probe
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly);
+    p.count().unwrap();
+    let one = probe.storage_info()[0].memory_bytes;
+    let (ctx, _log) = small_ctx(one + one / 2);
+    let computed = ctx.sum_accumulator::<u64>("computed A");
+    let c = computed.clone();
+    let a = ctx
+        .parallelize(data(), 4)
+        .map(move |x| {
+            c.add(1);
+            x
+        })
+        .persist(StorageLevel::MemoryAndDisk);
+    let b = ctx
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryAndDisk);
+    a.count().unwrap();
+    b.count().unwrap();
+    let info = ctx.storage_info();
+    assert!(info[0].disk_partitions >= 1, "{info:?}");
+    assert_eq!(info[0].fraction_cached(), 1.0);
+    assert_eq!(sorted(a.collect().unwrap()), sorted(data()));
+    assert_eq!(
+        computed.value(),
+        2000,
+        "nothing recomputed: evicted blocks were read from disk"
+    );
+}
+
+#[test]
+fn a_block_too_big_for_memory_only_is_not_cached_but_the_job_succeeds() {
+    let (ctx, _log) = small_ctx(0);
+    let r = ctx.parallelize(data(), 3).persist(StorageLevel::MemoryOnly);
+    assert_eq!(r.count().unwrap(), 2000);
+    assert_eq!(ctx.storage_info()[0].memory_partitions, 0);
+    let d = ctx
+        .parallelize(data(), 3)
+        .persist(StorageLevel::MemoryAndDisk);
+    assert_eq!(d.count().unwrap(), 2000);
+    assert_eq!(
+        ctx.storage_info()[1].disk_partitions,
+        3,
+        "memory-and-disk falls back to disk"
+    );
+}
+
+#[test]
+fn dropping_a_persisted_dataset_frees_its_blocks() {
+    let ctx = common::ctx();
+    let r = ctx.parallelize(data(), 4).persist(StorageLevel::DiskOnly);
+    r.count().unwrap();
+    let files = || std::fs::read_dir(ctx.scratch_dir()).unwrap().count();
+    assert_eq!(files(), 4);
+    drop(r);
+    assert_eq!(files(), 0);
+    assert!(ctx.storage_info().is_empty());
+}
