@@ -28,7 +28,7 @@ struct Args {
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
-    let (ctx, log) = workloads::context(args.verbose)?;
+    let (ctx, log) = workloads::context(args.verbose, None)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::group_sums(&lines, &malformed).save_as_text_file(&args.output)?;

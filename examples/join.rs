@@ -31,7 +31,7 @@ struct Args {
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
-    let (ctx, log) = workloads::context(args.verbose)?;
+    let (ctx, log) = workloads::context(args.verbose, None)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let n = ctx.default_parallelism();
     let orders = ctx.text_file(&args.orders, n)?;

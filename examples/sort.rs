@@ -1,7 +1,7 @@
 //! Sorts `key<TAB>value` lines by key (byte order) with `sort_by_key`.
 //!
 //! ```text
-//! cargo run --release --example sort -- INPUT --output DIR [--partitions N]
+//! cargo run --release --example sort -- INPUT --output DIR [--partitions N] [--memory SIZE]
 //! ```
 //! The part files, read in name order, are globally sorted. Lines without a
 //! tab are skipped and counted (the count is printed), never silently dropped.
@@ -26,12 +26,15 @@ struct Args {
     /// Print each stage's duration and shuffle volume on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Memory budget for shuffle and cached blocks, e.g. 256MB.
+    #[arg(long, value_parser = workloads::parse_size)]
+    memory: Option<usize>,
 }
 
 fn main() -> Result<(), spate::Error> {
     let args = Args::parse();
     let started = Instant::now();
-    let (ctx, log) = workloads::context(args.verbose)?;
+    let (ctx, log) = workloads::context(args.verbose, args.memory)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::sorted_lines(&lines, args.partitions, &malformed)?

@@ -1,7 +1,7 @@
 //! Counts words: `text_file` → `flat_map` → `map` → `reduce_by_key`.
 //!
 //! ```text
-//! cargo run --release --example word_count -- [INPUT...] [--output DIR] [--partitions N] [--top K]
+//! cargo run --release --example word_count -- [INPUT...] [--output DIR] [--partitions N] [--top K] [--memory SIZE]
 //! ```
 //! With no INPUT it counts a built-in sample text. Words are the runs of
 //! non-whitespace (ASCII whitespace) in each line.
@@ -33,6 +33,9 @@ struct Args {
     /// Print each stage's duration and shuffle volume on stderr.
     #[arg(long)]
     verbose: bool,
+    /// Memory budget for shuffle and cached blocks, e.g. 64MB.
+    #[arg(long, value_parser = workloads::parse_size)]
+    memory: Option<usize>,
 }
 
 const SAMPLE: &str = include_str!("data/sample.txt");
@@ -43,6 +46,9 @@ fn main() -> Result<(), spate::Error> {
     let mut builder = Context::builder();
     if let Some(t) = args.threads {
         builder = builder.parallelism(t);
+    }
+    if let Some(bytes) = args.memory {
+        builder = builder.memory_limit(bytes);
     }
     let ctx = builder.build()?;
     let log = std::sync::Arc::new(spate::EventLog::default());

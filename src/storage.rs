@@ -272,6 +272,13 @@ impl BlockManager {
         Ok(!st.stored_once.insert((rdd, split)))
     }
 
+    /// Reserves `bytes` of execution memory (shuffle blocks), evicting
+    /// cached blocks if needed, as Spark's unified memory manager lets
+    /// execution borrow from storage.
+    pub(crate) fn reserve_for_execution(&self, bytes: usize) -> Result<bool> {
+        self.reserve(RddId::MAX, bytes)
+    }
+
     /// Reserves `bytes` of memory, evicting LRU blocks of other datasets.
     fn reserve(&self, rdd: RddId, bytes: usize) -> Result<bool> {
         loop {

@@ -183,3 +183,27 @@ fn dropping_a_persisted_dataset_frees_its_blocks() {
     assert_eq!(files(), 0);
     assert!(ctx.storage_info().is_empty());
 }
+
+#[test]
+fn shuffle_blocks_may_evict_cached_blocks() {
+    let probe = common::ctx();
+    let p = probe
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly);
+    p.count().unwrap();
+    let one = probe.storage_info()[0].memory_bytes;
+    let (ctx, log) = small_ctx(one + one / 4);
+    let cached = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
+    cached.count().unwrap();
+    assert_eq!(ctx.storage_info()[0].memory_partitions, 4);
+    let grouped = ctx
+        .parallelize(data(), 4)
+        .map(|(k, v)| (v % 100, k))
+        .group_by_key();
+    assert_eq!(grouped.count().unwrap(), 100);
+    assert!(
+        ctx.storage_info()[0].memory_partitions < 4,
+        "execution took memory from storage"
+    );
+    assert!(log.total_metrics().shuffle_blocks_in_memory > 0);
+}

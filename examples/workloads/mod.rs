@@ -8,10 +8,14 @@
 use spate::{Accumulator, Context, EventLog, Rdd, Str};
 use std::sync::Arc;
 
-/// A default context and an event log that records its jobs when
-/// `verbose` (for `--verbose` stage reports).
-pub fn context(verbose: bool) -> spate::Result<(Context, Arc<EventLog>)> {
-    let ctx = Context::new()?;
+/// A context (with a memory budget when given) and an event log that
+/// records its jobs when `verbose` (for `--verbose` stage reports).
+pub fn context(verbose: bool, memory: Option<usize>) -> spate::Result<(Context, Arc<EventLog>)> {
+    let mut builder = Context::builder();
+    if let Some(bytes) = memory {
+        builder = builder.memory_limit(bytes);
+    }
+    let ctx = builder.build()?;
     let log = Arc::new(EventLog::default());
     if verbose {
         ctx.add_listener(log.clone());
@@ -122,4 +126,24 @@ pub fn joined_orders(
     orders
         .join(&customers)
         .map(|(cid, ((oid, amount), name))| format!("{oid}\t{cid}\t{amount}\t{name}"))
+}
+
+/// Parses a byte size such as `256MB`, `64MiB`, `1GB` or `4096` (binary
+/// units: MB and MiB both mean 2^20 bytes).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 256MB"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
+    };
+    n.checked_mul(1usize << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }

@@ -48,7 +48,7 @@ impl<'a> MapWriter<'a> {
                 continue;
             }
             let size = estimate_size(&bucket);
-            if out.budget.try_reserve(size) {
+            if self.ctx.blocks().reserve_for_execution(size)? {
                 out.reserved += size;
                 in_memory += 1;
                 out.blocks.push(Block::Memory {
