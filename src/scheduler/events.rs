@@ -46,6 +46,10 @@ pub struct TaskMetrics {
     pub shuffle_blocks_in_memory: u64,
     /// Records the task's pipeline produced (rows of its final dataset).
     pub records_out: u64,
+    /// Times map-side buffers were spilled to disk.
+    pub spills: u64,
+    /// Bytes written by those spills.
+    pub spilled_bytes: u64,
     /// Cached partitions this attempt had to recompute.
     pub cached_partitions_recomputed: u64,
     /// Injected faults that fired inside this attempt (dropped cache blocks).
@@ -284,6 +288,8 @@ impl EventLog {
                 t.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
                 t.records_out += m.records_out;
                 t.cached_partitions_recomputed += m.cached_partitions_recomputed;
+                t.spills += m.spills;
+                t.spilled_bytes += m.spilled_bytes;
                 t.faults_injected += m.faults_injected;
             }
         }

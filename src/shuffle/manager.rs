@@ -18,18 +18,27 @@ pub(crate) enum Block {
         data: Arc<dyn Any + Send + Sync>,
         records: u64,
     },
-    /// Checksummed frames at `offset..offset + len` of the map's file.
+    /// Checksummed frames in one or more segments of the map's files
+    /// (several when the map task spilled).
     Disk {
-        offset: u64,
-        len: u64,
+        segments: Vec<Segment>,
     },
+}
+
+/// A byte range of one of a map output's files.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Segment {
+    /// Index into `MapOutput::files`.
+    pub(crate) file: usize,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
 }
 
 /// Everything one map task produced: a block per reduce partition.
 pub(crate) struct MapOutput {
     pub(crate) blocks: Vec<Block>,
-    /// The file holding the disk blocks, if any.
-    pub(crate) file: Option<PathBuf>,
+    /// The files holding the disk blocks (spills, then the final file).
+    pub(crate) files: Vec<PathBuf>,
     /// Memory reserved from the budget for the in-memory blocks.
     pub(crate) reserved: usize,
     pub(crate) budget: Arc<MemoryBudget>,
@@ -40,7 +49,7 @@ pub(crate) struct MapOutput {
 impl Drop for MapOutput {
     fn drop(&mut self) {
         self.budget.release(self.reserved);
-        if let Some(file) = &self.file {
+        for file in &self.files {
             let _ = std::fs::remove_file(file);
         }
     }
@@ -105,7 +114,7 @@ impl ShuffleManager {
         {
             *output.damaged.lock() = Some(how);
         }
-        if let Some(file) = &output.file {
+        for file in &output.files {
             match how {
                 ShuffleLoss::Delete => {
                     let _ = std::fs::remove_file(file);

@@ -103,10 +103,11 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> ShuffleDep for ShuffleDepen
         let by_key = self.partitioner.for_keys::<K>()?;
         let reduces = self.num_reduces();
         let input = self.parent.iterator(tc.partition(), tc)?;
-        let writer = writer::MapWriter::new(&self.ctx, self.id, tc);
         match (&self.aggregator, self.map_side_combine) {
             (Some(agg), true) => {
+                let mut writer = writer::MapWriter::<(K, C)>::new(&self.ctx, self.id, tc, reduces);
                 let mut combined = aggregate::new_map::<K, C>();
+                let mut entry_bytes = None;
                 for_each_batch(input, |batch| {
                     combine_batch(
                         &mut combined,
@@ -114,24 +115,42 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> ShuffleDep for ShuffleDepen
                         |v| agg.create(v),
                         |c, v| agg.merge_value(c, v),
                     );
-                    Ok(())
-                })?;
-                let mut buckets: Vec<Vec<(K, C)>> = (0..reduces).map(|_| Vec::new()).collect();
-                for (k, c) in combined {
-                    buckets[by_key.partition(&k)].push((k, c));
-                }
-                writer.finish(buckets)
-            }
-            _ => {
-                let mut buckets: Vec<Vec<(K, V)>> = (0..reduces).map(|_| Vec::new()).collect();
-                for_each_batch(input, |batch| {
-                    for (k, v) in batch.drain(..) {
-                        buckets[by_key.partition(&k)].push((k, v));
+                    // A combine map that outgrows the task's share is flushed
+                    // as partial combiners; the reduce side merges them.
+                    let each = *entry_bytes.get_or_insert_with(|| combined_entry_bytes(&combined));
+                    if writer.over_limit(combined.len(), each) {
+                        for (k, c) in combined.drain() {
+                            writer.push(by_key.partition(&k), (k, c))?;
+                        }
+                        writer.spill()?;
                     }
                     Ok(())
                 })?;
-                writer.finish(buckets)
+                for (k, c) in combined {
+                    writer.push(by_key.partition(&k), (k, c))?;
+                }
+                writer.finish()
+            }
+            _ => {
+                let mut writer = writer::MapWriter::<(K, V)>::new(&self.ctx, self.id, tc, reduces);
+                for_each_batch(input, |batch| {
+                    for (k, v) in batch.drain(..) {
+                        writer.push(by_key.partition(&k), (k, v))?;
+                    }
+                    Ok(())
+                })?;
+                writer.finish()
             }
         }
     }
+}
+
+/// Estimated bytes per entry of a combine map, sampled from a few entries.
+fn combined_entry_bytes<K: Value, C: Value>(map: &aggregate::CombineMap<K, C>) -> usize {
+    let sample: Vec<(&K, &C)> = map.iter().take(16).collect();
+    if sample.is_empty() {
+        return size_of::<(K, C)>() + 8;
+    }
+    // Inline size of the entry plus its sampled heap data, plus control bytes.
+    (crate::memory::estimate_size(&sample) / sample.len()).max(1) + size_of::<(K, C)>() + 1
 }

@@ -2,7 +2,7 @@
 //! output, verifying on-disk frames as they are decoded.
 
 use super::ShuffleId;
-use super::manager::{Block, MapOutput};
+use super::manager::{Block, MapOutput, Segment};
 use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -82,8 +82,13 @@ impl<X: Value> ShuffleReader<X> {
                 self.metrics.update(|m| m.shuffle_records_read += records);
                 Ok(Some(Current::Memory { data, pos: 0 }))
             }
-            Some(Block::Disk { offset, len }) => {
-                let bytes = read_disk(&output, *offset, *len)?;
+            Some(Block::Disk { segments }) => {
+                // Frames are self-delimiting: segments read back to back
+                // decode as one stream.
+                let mut bytes = Vec::new();
+                for s in segments {
+                    bytes.extend(read_disk(&output, *s)?);
+                }
                 self.metrics
                     .update(|m| m.shuffle_bytes_read += bytes.len() as u64);
                 Ok(Some(Current::Disk { map, bytes, pos: 0 }))
@@ -105,8 +110,12 @@ impl<X: Value> ShuffleReader<X> {
     }
 }
 
-fn read_disk(output: &MapOutput, offset: u64, len: u64) -> std::result::Result<Vec<u8>, String> {
-    let path = output.file.as_ref().ok_or("disk block without a file")?;
+fn read_disk(output: &MapOutput, segment: Segment) -> std::result::Result<Vec<u8>, String> {
+    let Segment { file, offset, len } = segment;
+    let path = output
+        .files
+        .get(file)
+        .ok_or("disk block without its file")?;
     let mut f =
         std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let mut bytes = vec![0u8; len as usize];

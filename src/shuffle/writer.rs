@@ -1,7 +1,9 @@
-//! The map side: turning buckets into in-memory or on-disk blocks.
+//! The map side: bucketing records by reduce partition, spilling buckets to
+//! disk when they outgrow the task's share of the memory budget, and
+//! turning the result into in-memory or on-disk blocks.
 
 use super::ShuffleId;
-use super::manager::{Block, MapOutput};
+use super::manager::{Block, MapOutput, Segment};
 use crate::codec;
 use crate::context::Context;
 use crate::data::Value;
@@ -15,38 +17,154 @@ use std::sync::Arc;
 /// Records per on-disk frame: the unit of decoding on the reduce side.
 const FRAME_RECORDS: usize = 4096;
 
-pub(crate) struct MapWriter<'a> {
+/// How often (in records) the writer checks its memory use.
+const CHECK_EVERY: usize = 1024;
+
+pub(crate) struct MapWriter<'a, X> {
     ctx: &'a Context,
     shuffle: ShuffleId,
     tc: &'a TaskContext,
+    buckets: Vec<Vec<X>>,
+    buffered: usize,
+    /// Estimated bytes per buffered record, sampled at the first check.
+    record_bytes: Option<usize>,
+    /// Bytes this task may buffer before spilling: its share of the budget.
+    limit: usize,
+    files: Vec<PathBuf>,
+    /// Spilled segments of each bucket, in spill order.
+    segments: Vec<Vec<Segment>>,
+    spilled_bytes: u64,
+    spilled_records: u64,
+    spills: u64,
 }
 
-impl<'a> MapWriter<'a> {
-    pub(crate) fn new(ctx: &'a Context, shuffle: ShuffleId, tc: &'a TaskContext) -> Self {
-        MapWriter { ctx, shuffle, tc }
+impl<'a, X: Value> MapWriter<'a, X> {
+    pub(crate) fn new(
+        ctx: &'a Context,
+        shuffle: ShuffleId,
+        tc: &'a TaskContext,
+        reduces: usize,
+    ) -> Self {
+        let limit = ctx.memory().limit() / ctx.default_parallelism().max(1);
+        MapWriter {
+            ctx,
+            shuffle,
+            tc,
+            buckets: (0..reduces).map(|_| Vec::new()).collect(),
+            buffered: 0,
+            record_bytes: None,
+            limit,
+            files: Vec::new(),
+            segments: vec![Vec::new(); reduces],
+            spilled_bytes: 0,
+            spilled_records: 0,
+            spills: 0,
+        }
     }
 
-    /// Stores one bucket per reduce partition: in memory while the budget
-    /// has room, else encoded into this attempt's shuffle file.
-    pub(crate) fn finish<X: Value>(self, buckets: Vec<Vec<X>>) -> Result<MapOutput> {
+    /// Buffers one record for reduce partition `bucket`, spilling when the
+    /// buffers pass the task's share of the memory budget.
+    #[inline]
+    pub(crate) fn push(&mut self, bucket: usize, record: X) -> Result<()> {
+        self.buckets[bucket].push(record);
+        self.buffered += 1;
+        if self.buffered % CHECK_EVERY == 0 && self.buffered_bytes() > self.limit {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Whether `records` more records of the given size would pass the
+    /// task's share: for callers that hold records elsewhere (combine maps).
+    pub(crate) fn over_limit(&mut self, records: usize, bytes_each: usize) -> bool {
+        records.saturating_mul(bytes_each) + self.buffered_bytes() > self.limit
+    }
+
+    fn buffered_bytes(&mut self) -> usize {
+        if self.record_bytes.is_none() {
+            let sample: Vec<&X> = self
+                .buckets
+                .iter()
+                .flat_map(|b| b.iter().take(4))
+                .take(64)
+                .collect();
+            if !sample.is_empty() {
+                let total =
+                    estimate_size(&sample) + sample.len() * (size_of::<X>() - size_of::<&X>());
+                self.record_bytes = Some((total / sample.len()).max(1));
+            }
+        }
+        self.buffered * self.record_bytes.unwrap_or(size_of::<X>().max(1))
+    }
+
+    /// Writes every buffered bucket to a new spill file.
+    pub(crate) fn spill(&mut self) -> Result<()> {
+        if self.buffered == 0 {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        let mut scratch = Vec::new();
+        let file = self.files.len();
+        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+            if bucket.is_empty() {
+                continue;
+            }
+            let offset = bytes.len() as u64;
+            for chunk in bucket.chunks(FRAME_RECORDS) {
+                codec::write_frame(&chunk, &mut scratch, &mut bytes)?;
+            }
+            self.segments[b].push(Segment {
+                file,
+                offset,
+                len: bytes.len() as u64 - offset,
+            });
+            self.spilled_records += bucket.len() as u64;
+            bucket.clear();
+            bucket.shrink_to_fit();
+        }
+        let path = self.file_path();
+        write_file(&path, &bytes)?;
+        self.files.push(path);
+        self.spilled_bytes += bytes.len() as u64;
+        self.spills += 1;
+        self.buffered = 0;
+        Ok(())
+    }
+
+    /// Turns the buckets into blocks: in memory while the budget has room
+    /// (if nothing was spilled), else on disk.
+    pub(crate) fn finish(mut self) -> Result<MapOutput> {
         let budget = self.ctx.memory().clone();
+        let written: u64 =
+            self.buckets.iter().map(|b| b.len() as u64).sum::<u64>() + self.spilled_records;
+        if !self.files.is_empty() {
+            // Once anything is on disk, all of it goes there: one kind of
+            // block per bucket.
+            self.spill()?;
+        }
         let mut out = MapOutput {
-            blocks: Vec::with_capacity(buckets.len()),
-            file: None,
+            blocks: Vec::with_capacity(self.buckets.len()),
+            files: std::mem::take(&mut self.files),
             reserved: 0,
             budget,
             damaged: parking_lot::Mutex::new(None),
         };
         let mut disk: Vec<u8> = Vec::new();
         let mut scratch = Vec::new();
-        let (mut written, mut in_memory) = (0u64, 0u64);
-        for bucket in buckets {
-            let records = bucket.len() as u64;
-            written += records;
+        let mut in_memory = 0u64;
+        let final_file = out.files.len();
+        let buckets = std::mem::take(&mut self.buckets);
+        for (b, bucket) in buckets.into_iter().enumerate() {
+            let mut segments = std::mem::take(&mut self.segments[b]);
             if bucket.is_empty() {
-                out.blocks.push(Block::Empty);
+                out.blocks.push(if segments.is_empty() {
+                    Block::Empty
+                } else {
+                    Block::Disk { segments }
+                });
                 continue;
             }
+            let records = bucket.len() as u64;
             let size = estimate_size(&bucket);
             if self.ctx.blocks().reserve_for_execution(size)? {
                 out.reserved += size;
@@ -60,22 +178,27 @@ impl<'a> MapWriter<'a> {
                 for chunk in bucket.chunks(FRAME_RECORDS) {
                     codec::write_frame(&chunk, &mut scratch, &mut disk)?;
                 }
-                out.blocks.push(Block::Disk {
+                segments.push(Segment {
+                    file: final_file,
                     offset,
                     len: disk.len() as u64 - offset,
                 });
+                out.blocks.push(Block::Disk { segments });
             }
         }
         if !disk.is_empty() {
             let path = self.file_path();
             write_file(&path, &disk)?;
-            out.file = Some(path);
+            out.files.push(path);
         }
-        let bytes = disk.len() as u64;
+        let bytes = disk.len() as u64 + self.spilled_bytes;
+        let (spills, spilled) = (self.spills, self.spilled_bytes);
         self.tc.metrics.update(|m| {
             m.shuffle_records_written += written;
             m.shuffle_bytes_written += bytes;
             m.shuffle_blocks_in_memory += in_memory;
+            m.spills += spills;
+            m.spilled_bytes += spilled;
         });
         Ok(out)
     }

@@ -1,0 +1,125 @@
+//! Every shuffle operation under a 64 KiB memory budget (many spills)
+//! against the same operation with an unbounded budget.
+
+mod common;
+use common::sorted;
+use spate::{Context, EventLog, Partitioner};
+use std::sync::Arc;
+
+fn pairs() -> Vec<(u32, String)> {
+    (0..20_000u32)
+        .map(|i| ((i * 7919) % 1_500, format!("value-{i}")))
+        .collect()
+}
+
+fn run_all(ctx: &Context) -> Vec<Vec<String>> {
+    let r = ctx.parallelize(pairs(), 6);
+    let other = ctx.parallelize((0..3_000u32).map(|k| (k, k as u64)).collect(), 3);
+    let show = |v: Vec<String>| sorted(v);
+    vec![
+        show(
+            r.map_values(|v| v.len() as u64)
+                .reduce_by_key(|a, b| a + b)
+                .map(|p| format!("{p:?}"))
+                .collect()
+                .unwrap(),
+        ),
+        show(
+            r.group_by_key()
+                .map_values(|v| sorted(v).join(","))
+                .map(|p| format!("{p:?}"))
+                .collect()
+                .unwrap(),
+        ),
+        show(
+            r.combine_by_key(|v| v.len(), |c, v| c + v.len(), |a, b| a + b)
+                .map(|p| format!("{p:?}"))
+                .collect()
+                .unwrap(),
+        ),
+        show(r.join(&other).map(|p| format!("{p:?}")).collect().unwrap()),
+        show(
+            r.left_outer_join(&other)
+                .map(|p| format!("{p:?}"))
+                .collect()
+                .unwrap(),
+        ),
+        show(
+            r.cogroup(&other)
+                .map_values(|(a, b)| (sorted(a), b))
+                .map(|p| format!("{p:?}"))
+                .collect()
+                .unwrap(),
+        ),
+        r.sort_by_key(true, Some(4))
+            .unwrap()
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+            .unwrap(),
+        show(r.values().distinct().collect().unwrap()),
+        show(r.values().repartition(5).collect().unwrap()),
+        show(
+            r.partition_by(Partitioner::hash(7))
+                .map(|p| format!("{p:?}"))
+                .collect()
+                .unwrap(),
+        ),
+        show(
+            r.keys()
+                .map(|k| k.to_string())
+                .subtract(&other.keys().map(|k| (k * 2).to_string()))
+                .collect()
+                .unwrap(),
+        ),
+        show(
+            r.keys()
+                .map(|k| k.to_string())
+                .intersection(&other.keys().map(|k| (k * 3).to_string()))
+                .collect()
+                .unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn every_shuffle_operation_spills_under_a_tiny_budget_and_matches_the_unbounded_run() {
+    let unbounded = run_all(&Context::builder().parallelism(2).build().unwrap());
+    let tiny = Context::builder()
+        .parallelism(2)
+        .memory_limit(64 << 10)
+        .build()
+        .unwrap();
+    let log = Arc::new(EventLog::default());
+    tiny.add_listener(log.clone());
+    let bounded = run_all(&tiny);
+    for (i, (a, b)) in unbounded.iter().zip(&bounded).enumerate() {
+        assert_eq!(a, b, "operation {i}");
+    }
+    let m = log.total_metrics();
+    assert!(
+        m.spills >= 12,
+        "every operation spilled at least once: {m:?}"
+    );
+    assert!(m.spilled_bytes > 0, "{m:?}");
+}
+
+#[test]
+fn a_map_side_combine_map_is_flushed_when_it_outgrows_the_budget() {
+    let ctx = Context::builder()
+        .parallelism(1)
+        .memory_limit(32 << 10)
+        .build()
+        .unwrap();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    // 50,000 distinct keys in one partition: far more than 32 KiB of combiners.
+    let counts = ctx
+        .range(0, 100_000, 1, 1)
+        .map(|x| (x % 50_000, 1u32))
+        .reduce_by_key(|a, b| a + b);
+    let got = counts.collect().unwrap();
+    assert_eq!(got.len(), 50_000);
+    assert!(got.iter().all(|(_, n)| *n == 2));
+    assert!(log.total_metrics().spills >= 2);
+}
