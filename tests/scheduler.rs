@@ -290,7 +290,10 @@ fn shuffle_blocks_go_to_disk_when_the_budget_is_exhausted() {
     assert!(m.shuffle_bytes_written > 0 && m.shuffle_bytes_read == m.shuffle_bytes_written);
     assert_eq!(m.shuffle_blocks_in_memory, 0);
     let files = std::fs::read_dir(ctx.scratch_dir()).unwrap().count();
-    assert!(files >= 4, "at least one shuffle file per map task (more when they spill): {files}");
+    assert!(
+        files >= 4,
+        "at least one shuffle file per map task (more when they spill): {files}"
+    );
     assert!(m.spills > 0, "a zero budget makes map tasks spill");
     drop(r);
     assert_eq!(

@@ -123,3 +123,47 @@ fn a_map_side_combine_map_is_flushed_when_it_outgrows_the_budget() {
     assert!(got.iter().all(|(_, n)| *n == 2));
     assert!(log.total_metrics().spills >= 2);
 }
+
+#[test]
+fn sort_by_key_of_data_many_times_the_budget_merges_spilled_runs() {
+    let ctx = Context::builder()
+        .parallelism(2)
+        .memory_limit(64 << 10)
+        .build()
+        .unwrap();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    let data: Vec<(u64, String)> = (0..60_000u64)
+        .map(|i| ((i * 2_654_435_761) % 100_003, format!("v{i}")))
+        .collect();
+    for ascending in [true, false] {
+        let sorted_rdd = ctx
+            .parallelize(data.clone(), 5)
+            .sort_by_key(ascending, Some(3))
+            .unwrap();
+        let got = sorted_rdd.collect().unwrap();
+        let mut keys: Vec<u64> = data.iter().map(|p| p.0).collect();
+        keys.sort();
+        if !ascending {
+            keys.reverse();
+        }
+        assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), keys);
+        assert_eq!(sorted(got), sorted(data.clone()));
+    }
+    assert!(
+        log.total_metrics().spills >= 10,
+        "{:?}",
+        log.total_metrics()
+    );
+    let runs_left = std::fs::read_dir(ctx.scratch_dir())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("sort-run-")
+        })
+        .count();
+    assert_eq!(runs_left, 0, "sorted runs are deleted once merged");
+}

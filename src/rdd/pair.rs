@@ -3,12 +3,13 @@
 
 use super::cogroup::CoGroupOp;
 use super::join::{FullOuter, HashJoinOp, Inner, StreamOuter, StreamOuterFlipped};
-use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, drain_all, for_each_batch};
+use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, for_each_batch};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::rdd::Dependency;
 use crate::scheduler::TaskContext;
+use crate::shuffle::external_sort::SortOrder;
 use crate::shuffle::{self, Aggregate, Combiner, NoAggregate, ShuffleDependency};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -363,14 +364,23 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         let n = num_partitions.unwrap_or(self.num_partitions()).max(1);
         let bounds = super::actions::range_bounds(&self.keys(), n)?;
         let partitioner = Partitioner::range(bounds, ascending);
-        let sorter: Sorter<K, V> = Arc::new(move |v: &mut Vec<(K, V)>| {
-            // Ties may come in any order, as in Spark: an unstable sort is faster.
-            if ascending {
-                v.sort_unstable_by(|a, b| a.0.cmp(&b.0))
-            } else {
-                v.sort_unstable_by(|a, b| b.0.cmp(&a.0))
-            }
-        });
+        let sorter: Sorter<K, V> = SortOrder {
+            sort: Arc::new(move |v: &mut Vec<(K, V)>| {
+                // Ties may come in any order, as in Spark: an unstable sort is faster.
+                if ascending {
+                    v.sort_unstable_by(|a, b| a.0.cmp(&b.0))
+                } else {
+                    v.sort_unstable_by(|a, b| b.0.cmp(&a.0))
+                }
+            }),
+            cmp: Arc::new(move |a: &(K, V), b: &(K, V)| {
+                if ascending {
+                    a.0.cmp(&b.0)
+                } else {
+                    b.0.cmp(&a.0)
+                }
+            }),
+        };
         Ok(self.shuffle_plain("sort_by_key", partitioner, Some(sorter)))
     }
 
@@ -548,7 +558,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 }
 
 /// Orders one reduce partition of a sorting shuffle.
-pub(crate) type Sorter<K, V> = Arc<dyn Fn(&mut Vec<(K, V)>) + Send + Sync>;
+pub(crate) type Sorter<K, V> = SortOrder<(K, V)>;
 
 /// The reduce side of a shuffle that only moves records.
 struct PlainShuffledOp<K, V> {
@@ -561,11 +571,7 @@ impl<K: Key, V: Value> Compute<(K, V)> for PlainShuffledOp<K, V> {
         let records = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
         match &self.sorter {
             None => Ok(records),
-            Some(sort) => {
-                let mut all = drain_all(records)?;
-                sort(&mut all);
-                Ok(Box::new(IterBatches(all.into_iter())))
-            }
+            Some(order) => shuffle::external_sort::sort(records, order, tc),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! corrupt block is a [`Error::ShuffleFetch`](crate::Error::ShuffleFetch).
 
 mod aggregate;
+pub(crate) mod external_sort;
 mod manager;
 pub(crate) mod reader;
 mod writer;

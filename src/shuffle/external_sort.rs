@@ -1,0 +1,198 @@
+//! Sorting a reduce partition that may not fit in memory: sorted runs are
+//! spilled to the scratch directory once the buffer passes the task's share
+//! of the memory budget, then merged k ways while the output is pulled.
+
+use crate::codec::{self, FRAME_HEADER};
+use crate::data::Value;
+use crate::error::{Error, Result};
+use crate::memory::estimate_size;
+use crate::rdd::{BatchIter, Batches, IterBatches, for_each_batch};
+use crate::scheduler::TaskContext;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::io::{BufReader, Read, Write};
+use std::sync::Arc;
+
+/// Orders records: the whole-buffer sort (fast, closure inlined) and the
+/// pairwise comparison the merge needs.
+pub(crate) struct SortOrder<X> {
+    pub(crate) sort: Arc<dyn Fn(&mut Vec<X>) + Send + Sync>,
+    pub(crate) cmp: Arc<dyn Fn(&X, &X) -> Ordering + Send + Sync>,
+}
+
+impl<X> Clone for SortOrder<X> {
+    fn clone(&self) -> Self {
+        SortOrder {
+            sort: self.sort.clone(),
+            cmp: self.cmp.clone(),
+        }
+    }
+}
+
+const RUN_FRAME: usize = 4096;
+
+/// Sorts `input` within the task's share of the memory budget.
+pub(crate) fn sort<X: Value>(
+    input: BatchIter<X>,
+    order: &SortOrder<X>,
+    tc: &TaskContext,
+) -> Result<BatchIter<X>> {
+    let limit = tc.ctx.memory().limit() / tc.ctx.default_parallelism().max(1);
+    let mut buf: Vec<X> = Vec::new();
+    let mut record_bytes: Option<usize> = None;
+    let mut runs: Vec<Run<X>> = Vec::new();
+    for_each_batch(input, |batch| {
+        buf.append(batch);
+        let each = *record_bytes.get_or_insert_with(|| {
+            (estimate_size(&buf[..buf.len().min(64)]) / buf.len().clamp(1, 64)).max(1)
+        });
+        if buf.len() * each > limit {
+            (order.sort)(&mut buf);
+            runs.push(Run::write(&buf, tc)?);
+            buf.clear();
+        }
+        Ok(())
+    })?;
+    (order.sort)(&mut buf);
+    if runs.is_empty() {
+        return Ok(Box::new(IterBatches(buf.into_iter())));
+    }
+    let spilled: u64 = runs.iter().map(|r| r.bytes).sum();
+    let n = runs.len() as u64;
+    tc.metrics.update(|m| {
+        m.spills += n;
+        m.spilled_bytes += spilled;
+    });
+    let mut sources: Vec<Source<X>> = runs.into_iter().map(Source::Run).collect();
+    sources.push(Source::Memory(buf.into_iter()));
+    let mut merge = Merge {
+        heap: BinaryHeap::new(),
+        sources,
+        cmp: order.cmp.clone(),
+    };
+    for i in 0..merge.sources.len() {
+        merge.refill(i)?;
+    }
+    Ok(Box::new(merge))
+}
+
+/// A sorted run on disk, deleted when dropped.
+struct Run<X> {
+    file: BufReader<std::fs::File>,
+    _path: tempfile::TempPath,
+    bytes: u64,
+    pending: std::vec::IntoIter<X>,
+}
+
+impl<X: Value> Run<X> {
+    fn write(sorted: &[X], tc: &TaskContext) -> Result<Self> {
+        let dir = tc.ctx.scratch_dir();
+        let tmp = tempfile::Builder::new()
+            .prefix("sort-run-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
+        for chunk in sorted.chunks(RUN_FRAME) {
+            codec::write_frame(&chunk, &mut scratch, &mut bytes)?;
+        }
+        let (mut file, path) = tmp.into_parts();
+        file.write_all(&bytes).map_err(|e| Error::io(&*path, e))?;
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&*path, e))?;
+        Ok(Run {
+            file: BufReader::with_capacity(1 << 16, file),
+            bytes: bytes.len() as u64,
+            _path: path,
+            pending: Vec::new().into_iter(),
+        })
+    }
+
+    fn next(&mut self) -> Result<Option<X>> {
+        loop {
+            if let Some(x) = self.pending.next() {
+                return Ok(Some(x));
+            }
+            let mut header = [0u8; FRAME_HEADER];
+            match self.file.read_exact(&mut header) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(Error::io(&*self._path, e)),
+            }
+            let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let mut frame = header.to_vec();
+            frame.resize(FRAME_HEADER + len, 0);
+            self.file
+                .read_exact(&mut frame[FRAME_HEADER..])
+                .map_err(|e| Error::io(&*self._path, e))?;
+            let (records, _): (Vec<X>, usize) = codec::read_frame(&frame).map_err(|reason| {
+                Error::Codec(format!("sort run {}: {reason}", self._path.display()))
+            })?;
+            self.pending = records.into_iter();
+        }
+    }
+}
+
+enum Source<X> {
+    Run(Run<X>),
+    Memory(std::vec::IntoIter<X>),
+}
+
+struct Head<X> {
+    value: X,
+    source: usize,
+    cmp: Arc<dyn Fn(&X, &X) -> Ordering + Send + Sync>,
+}
+
+impl<X> PartialEq for Head<X> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl<X> Eq for Head<X> {}
+impl<X> PartialOrd for Head<X> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<X> Ord for Head<X> {
+    /// Reversed, so the max-heap yields the smallest record first; ties by
+    /// source keep the merge deterministic.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.cmp)(&other.value, &self.value).then(other.source.cmp(&self.source))
+    }
+}
+
+struct Merge<X> {
+    heap: BinaryHeap<Head<X>>,
+    sources: Vec<Source<X>>,
+    cmp: Arc<dyn Fn(&X, &X) -> Ordering + Send + Sync>,
+}
+
+impl<X: Value> Merge<X> {
+    fn refill(&mut self, source: usize) -> Result<()> {
+        let next = match &mut self.sources[source] {
+            Source::Run(r) => r.next()?,
+            Source::Memory(it) => it.next(),
+        };
+        if let Some(value) = next {
+            self.heap.push(Head {
+                value,
+                source,
+                cmp: self.cmp.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<X: Value> Batches<X> for Merge<X> {
+    fn next_batch(&mut self, out: &mut Vec<X>, hint: usize) -> Result<bool> {
+        for _ in 0..hint.max(1) {
+            let Some(head) = self.heap.pop() else {
+                return Ok(false);
+            };
+            out.push(head.value);
+            self.refill(head.source)?;
+        }
+        Ok(!self.heap.is_empty())
+    }
+}
