@@ -167,3 +167,34 @@ fn sort_by_key_of_data_many_times_the_budget_merges_spilled_runs() {
         .count();
     assert_eq!(runs_left, 0, "sorted runs are deleted once merged");
 }
+
+#[test]
+fn a_failed_map_task_leaves_no_spill_files_behind() {
+    let ctx = Context::builder()
+        .parallelism(2)
+        .memory_limit(0)
+        .max_task_failures(2)
+        .build()
+        .unwrap();
+    let r = ctx
+        .range(0, 20_000, 1, 2)
+        .map(|x| {
+            if x == 19_999 {
+                panic!("late failure")
+            } else {
+                (x % 100, x)
+            }
+        })
+        .group_by_key();
+    assert!(r.count().is_err());
+    let left: Vec<_> = std::fs::read_dir(ctx.scratch_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    // Only the successful map task (partition 0) keeps its output files.
+    assert!(
+        left.iter()
+            .all(|f| f.to_string_lossy().starts_with("shuffle_0_0_")),
+        "{left:?}"
+    );
+}

@@ -132,7 +132,9 @@ impl<'a, X: Value> MapWriter<'a, X> {
     }
 
     /// Turns the buckets into blocks: in memory while the budget has room
-    /// (if nothing was spilled), else on disk.
+    /// (if nothing was spilled), else on disk. The output owns the files
+    /// from here on; a writer dropped before `finish` (a failed attempt)
+    /// deletes its spill files.
     pub(crate) fn finish(mut self) -> Result<MapOutput> {
         let budget = self.ctx.memory().clone();
         let written: u64 =
@@ -212,6 +214,15 @@ impl<'a, X: Value> MapWriter<'a, X> {
             "shuffle_{}_{}_job{}_attempt{}_{unique}.data",
             self.shuffle, id.partition, id.job, id.attempt
         ))
+    }
+}
+
+impl<X> Drop for MapWriter<'_, X> {
+    fn drop(&mut self) {
+        // Non-empty only when the attempt failed before `finish`.
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 
