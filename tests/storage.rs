@@ -65,6 +65,33 @@ fn serialized_blocks_are_smaller_than_typed_ones() {
     assert!(info[1].memory_bytes < info[0].memory_bytes, "{info:?}");
 }
 
+/// The memory one `data()` dataset takes when cached as typed values.
+fn one_dataset_bytes() -> usize {
+    let probe = common::ctx();
+    let p = probe
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly);
+    p.count().unwrap();
+    probe.storage_info()[0].memory_bytes
+}
+
+/// A persisted `data()` dataset that counts how often its elements are computed.
+fn counted(
+    ctx: &Context,
+    level: StorageLevel,
+) -> (spate::Rdd<(String, u64)>, spate::Accumulator<u64>) {
+    let computed = ctx.sum_accumulator::<u64>("computed");
+    let c = computed.clone();
+    let rdd = ctx
+        .parallelize(data(), 4)
+        .map(move |x| {
+            c.add(1);
+            x
+        })
+        .persist(level);
+    (rdd, computed)
+}
+
 fn small_ctx(limit: usize) -> (Context, Arc<EventLog>) {
     let ctx = Context::builder()
         .parallelism(2)
@@ -79,22 +106,9 @@ fn small_ctx(limit: usize) -> (Context, Arc<EventLog>) {
 #[test]
 fn least_recently_used_blocks_are_evicted_and_recomputed_from_lineage() {
     // Room for about one dataset's blocks.
-    let probe = common::ctx();
-    let p = probe
-        .parallelize(data(), 4)
-        .persist(StorageLevel::MemoryOnly);
-    p.count().unwrap();
-    let one = probe.storage_info()[0].memory_bytes;
+    let one = one_dataset_bytes();
     let (ctx, log) = small_ctx(one + one / 2);
-    let computed = ctx.sum_accumulator::<u64>("computed A");
-    let c = computed.clone();
-    let a = ctx
-        .parallelize(data(), 4)
-        .map(move |x| {
-            c.add(1);
-            x
-        })
-        .persist(StorageLevel::MemoryOnly);
+    let (a, computed) = counted(&ctx, StorageLevel::MemoryOnly);
     let b = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
     a.count().unwrap();
     assert_eq!(ctx.storage_info()[0].memory_partitions, 4);
@@ -123,22 +137,9 @@ fn least_recently_used_blocks_are_evicted_and_recomputed_from_lineage() {
 
 #[test]
 fn memory_and_disk_blocks_move_to_disk_instead_of_being_dropped() {
-    let probe = common::ctx();
-    let p = probe
-        .parallelize(data(), 4)
-        .persist(StorageLevel::MemoryOnly);
-    p.count().unwrap();
-    let one = probe.storage_info()[0].memory_bytes;
+    let one = one_dataset_bytes();
     let (ctx, _log) = small_ctx(one + one / 2);
-    let computed = ctx.sum_accumulator::<u64>("computed A");
-    let c = computed.clone();
-    let a = ctx
-        .parallelize(data(), 4)
-        .map(move |x| {
-            c.add(1);
-            x
-        })
-        .persist(StorageLevel::MemoryAndDisk);
+    let (a, computed) = counted(&ctx, StorageLevel::MemoryAndDisk);
     let b = ctx
         .parallelize(data(), 4)
         .persist(StorageLevel::MemoryAndDisk);
@@ -186,12 +187,7 @@ fn dropping_a_persisted_dataset_frees_its_blocks() {
 
 #[test]
 fn shuffle_blocks_may_evict_cached_blocks() {
-    let probe = common::ctx();
-    let p = probe
-        .parallelize(data(), 4)
-        .persist(StorageLevel::MemoryOnly);
-    p.count().unwrap();
-    let one = probe.storage_info()[0].memory_bytes;
+    let one = one_dataset_bytes();
     let (ctx, log) = small_ctx(one + one / 4);
     let cached = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
     cached.count().unwrap();
