@@ -198,3 +198,49 @@ fn a_failed_map_task_leaves_no_spill_files_behind() {
         "{left:?}"
     );
 }
+
+#[test]
+fn reduce_side_aggregation_spills_hash_ordered_runs_and_merges_equal_keys() {
+    let ctx = Context::builder()
+        .parallelism(2)
+        .memory_limit(64 << 10)
+        .build()
+        .unwrap();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    // Many distinct keys per reduce partition, each seen in several map tasks.
+    let data: Vec<(String, u64)> = (0..80_000u64)
+        .map(|i| (format!("key{}", i % 20_000), i))
+        .collect();
+    let mut expected = std::collections::BTreeMap::new();
+    for (k, v) in &data {
+        *expected.entry(k.clone()).or_insert(0) += v;
+    }
+    let sums = ctx
+        .parallelize(data.clone(), 8)
+        .reduce_by_key_with(2, |a, b| a + b);
+    let got: std::collections::BTreeMap<String, u64> =
+        sums.collect().unwrap().into_iter().collect();
+    assert_eq!(got, expected);
+    let groups = ctx
+        .parallelize(data, 8)
+        .group_by_key_with(2)
+        .map_values(|v| v.len());
+    let got = groups.collect().unwrap();
+    assert_eq!(got.len(), 20_000);
+    assert!(got.iter().all(|(_, n)| *n == 4));
+    let result_spills: u64 = log
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            spate::Event::TaskEnd {
+                kind: spate::StageKind::Result,
+                failure: None,
+                metrics,
+                ..
+            } => Some(metrics.spills),
+            _ => None,
+        })
+        .sum();
+    assert!(result_spills >= 4, "reduce tasks spilled: {result_spills}");
+}

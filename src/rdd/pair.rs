@@ -3,12 +3,13 @@
 
 use super::cogroup::CoGroupOp;
 use super::join::{FullOuter, HashJoinOp, Inner, StreamOuter, StreamOuterFlipped};
-use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, for_each_batch};
+use super::{BatchIter, Compute, NewRdd, Rdd, for_each_batch};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::rdd::Dependency;
 use crate::scheduler::TaskContext;
+use crate::shuffle::external_agg::SpillingMap;
 use crate::shuffle::external_sort::SortOrder;
 use crate::shuffle::{self, Aggregate, Combiner, NoAggregate, ShuffleDependency};
 use std::collections::HashMap;
@@ -587,35 +588,28 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
     for CombinedShuffleOp<K, V, C, A>
 {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
-        let agg = &self.agg;
-        let mut map = shuffle::new_combine_map::<K, C>();
+        let agg = self.agg.clone();
+        let mut map = SpillingMap::<K, C>::new(tc);
         if self.dep.map_side_combine {
             let input = shuffle::reader::read::<(K, C)>(self.dep.id(), split, tc);
             for_each_batch(input, |batch| {
-                shuffle::combine_batch(
-                    &mut map,
-                    batch,
-                    |c| c,
-                    |old, c| agg.merge_combiners(old, c),
-                );
-                Ok(())
+                map.insert_batch(batch, |c| c, |old, c| agg.merge_combiners(old, c))
             })?;
         } else {
             let input = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
             combine_values(input, agg.as_ref(), &mut map)?;
         }
-        Ok(Box::new(IterBatches(map.into_iter())))
+        map.finish(move |a, b| agg.merge_combiners(a, b))
     }
 }
 
-fn combine_values<K: Key, V, C, A: Aggregate<V, C>>(
+fn combine_values<K: Key, V, C: Value, A: Aggregate<V, C>>(
     input: BatchIter<(K, V)>,
     agg: &A,
-    map: &mut shuffle::CombineMap<K, C>,
+    map: &mut SpillingMap<'_, K, C>,
 ) -> Result<()> {
     for_each_batch(input, |batch| {
-        shuffle::combine_batch(map, batch, |v| agg.create(v), |c, v| agg.merge_value(c, v));
-        Ok(())
+        map.insert_batch(batch, |v| agg.create(v), |c, v| agg.merge_value(c, v))
     })
 }
 
@@ -628,12 +622,13 @@ struct LocalCombineOp<K, V, A> {
 
 impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for LocalCombineOp<K, V, A> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
-        let mut map = shuffle::new_combine_map::<K, C>();
+        let mut map = SpillingMap::<K, C>::new(tc);
         combine_values(
             self.parent.iterator(split, tc)?,
             self.agg.as_ref(),
             &mut map,
         )?;
-        Ok(Box::new(IterBatches(map.into_iter())))
+        let agg = self.agg.clone();
+        map.finish(move |a, b| agg.merge_combiners(a, b))
     }
 }

@@ -76,16 +76,16 @@ pub(crate) fn sort<X: Value>(
     Ok(Box::new(merge))
 }
 
-/// A sorted run on disk, deleted when dropped.
-struct Run<X> {
+/// A run of records on disk, read back in order; deleted when dropped.
+pub(crate) struct Run<X> {
     file: BufReader<std::fs::File>,
     _path: tempfile::TempPath,
-    bytes: u64,
+    pub(crate) bytes: u64,
     pending: std::vec::IntoIter<X>,
 }
 
 impl<X: Value> Run<X> {
-    fn write(sorted: &[X], tc: &TaskContext) -> Result<Self> {
+    pub(crate) fn write(sorted: &[X], tc: &TaskContext) -> Result<Self> {
         let dir = tc.ctx.scratch_dir();
         let tmp = tempfile::Builder::new()
             .prefix("sort-run-")
@@ -106,7 +106,7 @@ impl<X: Value> Run<X> {
         })
     }
 
-    fn next(&mut self) -> Result<Option<X>> {
+    pub(crate) fn next(&mut self) -> Result<Option<X>> {
         loop {
             if let Some(x) = self.pending.next() {
                 return Ok(Some(x));

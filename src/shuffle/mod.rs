@@ -11,6 +11,7 @@
 //! corrupt block is a [`Error::ShuffleFetch`](crate::Error::ShuffleFetch).
 
 mod aggregate;
+pub(crate) mod external_agg;
 pub(crate) mod external_sort;
 mod manager;
 pub(crate) mod reader;
@@ -147,7 +148,7 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> ShuffleDep for ShuffleDepen
 }
 
 /// Estimated bytes per entry of a combine map, sampled from a few entries.
-fn combined_entry_bytes<K: Value, C: Value>(map: &aggregate::CombineMap<K, C>) -> usize {
+pub(crate) fn combined_entry_bytes<K: Value, C: Value>(map: &aggregate::CombineMap<K, C>) -> usize {
     let sample: Vec<(&K, &C)> = map.iter().take(16).collect();
     if sample.is_empty() {
         return size_of::<(K, C)>() + 8;
