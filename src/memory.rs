@@ -53,6 +53,16 @@ impl MemoryBudget {
     pub(crate) fn limit(&self) -> usize {
         self.limit
     }
+
+    /// The most memory reserved at once since the last reset.
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new peak measurement from the current use.
+    pub(crate) fn reset_peak(&self) {
+        self.peak.store(self.used(), Ordering::Relaxed);
+    }
 }
 
 /// Estimates the in-memory size of `items`: the inline size of each element

@@ -243,4 +243,13 @@ fn reduce_side_aggregation_spills_hash_ordered_runs_and_merges_equal_keys() {
         })
         .sum();
     assert!(result_spills >= 4, "reduce tasks spilled: {result_spills}");
+    let job = log.job_metrics();
+    assert!(
+        job.spills >= result_spills && job.spilled_bytes > 0,
+        "{job:?}"
+    );
+    assert!(
+        job.peak_memory > 0 && job.peak_memory <= 64 << 10,
+        "peak within the budget: {job:?}"
+    );
 }

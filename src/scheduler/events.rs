@@ -72,6 +72,14 @@ pub struct JobMetrics {
     pub cached_partitions_recomputed: u64,
     /// Faults of the fault plan that fired.
     pub faults_injected: u64,
+    /// Times task buffers (map buckets, combine maps, sort and aggregation
+    /// buffers) were spilled to disk.
+    pub spills: u64,
+    /// Bytes those spills wrote.
+    pub spilled_bytes: u64,
+    /// The most memory the context's budget had reserved at once during
+    /// the job (cached plus in-memory shuffle blocks).
+    pub peak_memory: u64,
 }
 
 impl JobMetrics {
@@ -82,6 +90,9 @@ impl JobMetrics {
         self.map_outputs_recomputed += o.map_outputs_recomputed;
         self.cached_partitions_recomputed += o.cached_partitions_recomputed;
         self.faults_injected += o.faults_injected;
+        self.spills += o.spills;
+        self.spilled_bytes += o.spilled_bytes;
+        self.peak_memory = self.peak_memory.max(o.peak_memory);
     }
 }
 

@@ -85,12 +85,15 @@ fn run_one_job<T: Data, R: Send>(
         metrics: Mutex::new(JobMetrics::default()),
         stage_attempts: Mutex::new(HashMap::new()),
     };
+    ctx.memory().reset_peak();
     let result = run.run(rdd, partitions, &func);
+    let mut metrics = *run.metrics.lock();
+    metrics.peak_memory = ctx.memory().peak() as u64;
     ctx.post(Event::JobEnd {
         job,
         succeeded: result.is_ok(),
         duration: started.elapsed(),
-        metrics: *run.metrics.lock(),
+        metrics,
     });
     result
 }
@@ -365,6 +368,8 @@ impl JobRun<'_> {
                 jm.tasks_failed += u64::from(outcome.is_err());
                 jm.cached_partitions_recomputed += m.cached_partitions_recomputed;
                 jm.faults_injected += m.faults_injected;
+                jm.spills += m.spills;
+                jm.spilled_bytes += m.spilled_bytes;
             }
             let failure = outcome.as_ref().err().map(|e| e.to_string());
             match outcome {
