@@ -203,3 +203,19 @@ fn shuffle_blocks_may_evict_cached_blocks() {
     );
     assert!(log.total_metrics().shuffle_blocks_in_memory > 0);
 }
+
+#[test]
+fn job_metrics_report_the_peak_memory_of_cached_blocks() {
+    let ctx = common::ctx();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    let r = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
+    r.count().unwrap();
+    let cached = ctx.storage_info()[0].memory_bytes as u64;
+    assert!(cached > 0);
+    assert!(
+        log.job_metrics().peak_memory >= cached,
+        "{:?}",
+        log.job_metrics()
+    );
+}
