@@ -111,6 +111,7 @@ impl BlockCodec {
     }
 }
 
+#[derive(Clone)]
 enum Stored {
     Objects(AnyBlock),
     Bytes(Arc<Vec<u8>>),
@@ -191,14 +192,7 @@ impl BlockManager {
                 return Ok(None);
             };
             entry.last_used = clock;
-            let stored = match &entry.stored {
-                Stored::Objects(o) => Stored::Objects(o.clone()),
-                Stored::Bytes(b) => Stored::Bytes(b.clone()),
-                Stored::Disk { path, len } => Stored::Disk {
-                    path: path.clone(),
-                    len: *len,
-                },
-            };
+            let stored = entry.stored.clone();
             (stored, codec)
         };
         let block = match stored {

@@ -2,17 +2,9 @@
 //! which work was redone.
 
 mod common;
-use common::sorted;
+use common::{logged, sorted};
 use spate::{Context, Error, Event, EventLog, FaultPlan, ShuffleLoss, StageKind};
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-fn logged(builder: spate::ContextBuilder) -> (Context, Arc<EventLog>) {
-    let ctx = builder.parallelism(2).build().unwrap();
-    let log = Arc::new(EventLog::default());
-    ctx.add_listener(log.clone());
-    (ctx, log)
-}
 
 /// Map task starts per (shuffle, partition).
 fn map_starts(log: &EventLog) -> BTreeMap<(u64, usize), usize> {

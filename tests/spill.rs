@@ -85,13 +85,7 @@ fn run_all(ctx: &Context) -> Vec<Vec<String>> {
 #[test]
 fn every_shuffle_operation_spills_under_a_tiny_budget_and_matches_the_unbounded_run() {
     let unbounded = run_all(&Context::builder().parallelism(2).build().unwrap());
-    let tiny = Context::builder()
-        .parallelism(2)
-        .memory_limit(64 << 10)
-        .build()
-        .unwrap();
-    let log = Arc::new(EventLog::default());
-    tiny.add_listener(log.clone());
+    let (tiny, log) = common::logged(Context::builder().memory_limit(64 << 10));
     let bounded = run_all(&tiny);
     for (i, (a, b)) in unbounded.iter().zip(&bounded).enumerate() {
         assert_eq!(a, b, "operation {i}");
@@ -126,13 +120,7 @@ fn a_map_side_combine_map_is_flushed_when_it_outgrows_the_budget() {
 
 #[test]
 fn sort_by_key_of_data_many_times_the_budget_merges_spilled_runs() {
-    let ctx = Context::builder()
-        .parallelism(2)
-        .memory_limit(64 << 10)
-        .build()
-        .unwrap();
-    let log = Arc::new(EventLog::default());
-    ctx.add_listener(log.clone());
+    let (ctx, log) = common::logged(Context::builder().memory_limit(64 << 10));
     let data: Vec<(u64, String)> = (0..60_000u64)
         .map(|i| ((i * 2_654_435_761) % 100_003, format!("v{i}")))
         .collect();
@@ -201,13 +189,7 @@ fn a_failed_map_task_leaves_no_spill_files_behind() {
 
 #[test]
 fn reduce_side_aggregation_spills_hash_ordered_runs_and_merges_equal_keys() {
-    let ctx = Context::builder()
-        .parallelism(2)
-        .memory_limit(64 << 10)
-        .build()
-        .unwrap();
-    let log = Arc::new(EventLog::default());
-    ctx.add_listener(log.clone());
+    let (ctx, log) = common::logged(Context::builder().memory_limit(64 << 10));
     // Many distinct keys per reduce partition, each seen in several map tasks.
     let data: Vec<(String, u64)> = (0..80_000u64)
         .map(|i| (format!("key{}", i % 20_000), i))

@@ -93,14 +93,7 @@ fn counted(
 }
 
 fn small_ctx(limit: usize) -> (Context, Arc<EventLog>) {
-    let ctx = Context::builder()
-        .parallelism(2)
-        .memory_limit(limit)
-        .build()
-        .unwrap();
-    let log = Arc::new(EventLog::default());
-    ctx.add_listener(log.clone());
-    (ctx, log)
+    common::logged(Context::builder().memory_limit(limit))
 }
 
 #[test]

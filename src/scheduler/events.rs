@@ -82,6 +82,21 @@ pub struct JobMetrics {
     pub peak_memory: u64,
 }
 
+impl TaskMetrics {
+    pub(crate) fn add(&mut self, m: &TaskMetrics) {
+        self.shuffle_records_read += m.shuffle_records_read;
+        self.shuffle_records_written += m.shuffle_records_written;
+        self.shuffle_bytes_written += m.shuffle_bytes_written;
+        self.shuffle_bytes_read += m.shuffle_bytes_read;
+        self.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
+        self.records_out += m.records_out;
+        self.spills += m.spills;
+        self.spilled_bytes += m.spilled_bytes;
+        self.cached_partitions_recomputed += m.cached_partitions_recomputed;
+        self.faults_injected += m.faults_injected;
+    }
+}
+
 impl JobMetrics {
     pub(crate) fn add(&mut self, o: &JobMetrics) {
         self.tasks_run += o.tasks_run;
@@ -292,16 +307,7 @@ impl EventLog {
                 ..
             } = e
             {
-                t.shuffle_records_read += m.shuffle_records_read;
-                t.shuffle_records_written += m.shuffle_records_written;
-                t.shuffle_bytes_written += m.shuffle_bytes_written;
-                t.shuffle_bytes_read += m.shuffle_bytes_read;
-                t.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
-                t.records_out += m.records_out;
-                t.cached_partitions_recomputed += m.cached_partitions_recomputed;
-                t.spills += m.spills;
-                t.spilled_bytes += m.spilled_bytes;
-                t.faults_injected += m.faults_injected;
+                t.add(m);
             }
         }
         t

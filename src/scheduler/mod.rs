@@ -130,26 +130,19 @@ impl JobRun<'_> {
             }
             let splits: Vec<usize> = todo.iter().map(|&i| partitions[i]).collect();
             let kind = StageKind::Result;
-            let outcomes = self.run_stage(
-                stage,
-                attempt,
-                kind,
-                rdd.id(),
-                &splits,
-                &|tc: &TaskContext| {
-                    let it = rdd.iterator(tc.partition(), tc)?;
-                    let counted = Box::new(Counted {
-                        inner: it,
-                        metrics: tc.metrics.clone(),
-                    });
-                    func(tc, counted)
-                },
-            );
+            let outcomes = self.run_stage(stage, kind, rdd.id(), &splits, &|tc: &TaskContext| {
+                let it = rdd.iterator(tc.partition(), tc)?;
+                let counted = Box::new(Counted {
+                    inner: it,
+                    metrics: tc.metrics.clone(),
+                });
+                func(tc, counted)
+            });
             let mut lost = None;
             for (i, outcome) in todo.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(r) => results[i] = Some(r),
-                    Err(e) => keep_cause(&mut lost, self.classify(stage, attempt, e)?),
+                    Err(e) => keep_cause(&mut lost, self.classify(e)?),
                 }
             }
             if let Some(e) = lost {
@@ -164,7 +157,7 @@ impl JobRun<'_> {
 
     /// A fetch failure forgets the lost map output and asks for another
     /// stage attempt (`Ok`); any other failure aborts the job (`Err`).
-    fn classify(&self, _stage: u64, _attempt: u32, e: Error) -> Result<Error> {
+    fn classify(&self, e: Error) -> Result<Error> {
         match e {
             Error::ShuffleFetch {
                 shuffle,
@@ -230,14 +223,9 @@ impl JobRun<'_> {
             }
             let kind = StageKind::ShuffleMap { shuffle };
             let rdd_id = dep.parent().base().id;
-            let outcomes = self.run_stage(
-                stage,
-                attempt,
-                kind,
-                rdd_id,
-                &missing,
-                &|tc: &TaskContext| dep.run_map_task(tc),
-            );
+            let outcomes = self.run_stage(stage, kind, rdd_id, &missing, &|tc: &TaskContext| {
+                dep.run_map_task(tc)
+            });
             let mut lost = None;
             for (map, outcome) in missing.into_iter().zip(outcomes) {
                 match outcome {
@@ -245,7 +233,7 @@ impl JobRun<'_> {
                         self.ctx.shuffles().put(shuffle, map, output);
                         self.inject_output_loss(shuffle, map);
                     }
-                    Err(e) => keep_cause(&mut lost, self.classify(stage, attempt, e)?),
+                    Err(e) => keep_cause(&mut lost, self.classify(e)?),
                 }
             }
             match lost {
@@ -276,7 +264,6 @@ impl JobRun<'_> {
     fn run_stage<R: Send>(
         &self,
         stage: u64,
-        _attempt: u32,
         kind: StageKind,
         rdd: u64,
         partitions: &[usize],

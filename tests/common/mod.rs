@@ -11,7 +11,12 @@ pub fn ctx() -> Context {
 
 /// A context with an event log attached.
 pub fn logged_ctx() -> (Context, Arc<EventLog>) {
-    let ctx = ctx();
+    logged(Context::builder())
+}
+
+/// A two-thread context from `builder`, with an event log attached.
+pub fn logged(builder: spate::ContextBuilder) -> (Context, Arc<EventLog>) {
+    let ctx = builder.parallelism(2).build().expect("context");
     let log = Arc::new(EventLog::default());
     ctx.add_listener(log.clone());
     (ctx, log)
