@@ -187,6 +187,146 @@ fn a_failed_map_task_leaves_no_spill_files_behind() {
     );
 }
 
+/// Spills counted by the result tasks (the reduce side) of all jobs so far.
+fn result_task_spills(log: &EventLog) -> u64 {
+    log.events()
+        .iter()
+        .filter_map(|e| match e {
+            spate::Event::TaskEnd {
+                kind: spate::StageKind::Result,
+                failure: None,
+                metrics,
+                ..
+            } => Some(metrics.spills),
+            _ => None,
+        })
+        .sum()
+}
+
+#[test]
+fn a_hot_key_with_values_many_times_the_budget_is_grouped_across_spilled_runs() {
+    let (ctx, log) = common::logged(Context::builder().memory_limit(64 << 10));
+    // Key 0 holds 150,000 values (several MiB); a few cold keys beside it.
+    let data: Vec<(u32, String)> = (0..160_000u32)
+        .map(|i| (if i % 16 == 0 { 1 + i % 7 } else { 0 }, format!("v{i}")))
+        .collect();
+    let mut expected: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    for (k, v) in &data {
+        expected.entry(*k).or_default().push(v.clone());
+    }
+    expected.values_mut().for_each(|v| v.sort());
+    let got: std::collections::BTreeMap<u32, Vec<String>> = ctx
+        .parallelize(data, 8)
+        .group_by_key_with(2)
+        .map_values(sorted)
+        .collect()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+    // The hot key's partition spilled many runs rather than hold them all.
+    let spills = result_task_spills(&log);
+    assert!(spills >= 10, "reduce tasks spilled: {spills}");
+}
+
+#[test]
+fn cogroup_under_a_tiny_budget_matches_a_map_reference_with_a_hot_key_on_both_sides() {
+    let (ctx, log) = common::logged(Context::builder().memory_limit(64 << 10));
+    let left: Vec<(u32, u64)> = (0..60_000u64)
+        .map(|i| ((i % 3 * (i % 500)) as u32, i))
+        .collect();
+    let right: Vec<(u32, String)> = (0..40_000u32)
+        .map(|i| (if i % 2 == 0 { 0 } else { i % 900 }, format!("r{i}")))
+        .collect();
+    let mut expected: std::collections::BTreeMap<u32, (Vec<u64>, Vec<String>)> = Default::default();
+    for (k, v) in &left {
+        expected.entry(*k).or_default().0.push(*v);
+    }
+    for (k, w) in &right {
+        expected.entry(*k).or_default().1.push(w.clone());
+    }
+    expected.values_mut().for_each(|(a, b)| {
+        a.sort();
+        b.sort();
+    });
+    let got: std::collections::BTreeMap<u32, (Vec<u64>, Vec<String>)> = ctx
+        .parallelize(left, 5)
+        .cogroup_with(&ctx.parallelize(right, 3), 3)
+        .map_values(|(a, b)| (sorted(a), sorted(b)))
+        .collect()
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(got, expected);
+    assert!(result_task_spills(&log) >= 6);
+}
+
+/// Inner, left outer, right outer and full outer join results.
+type JoinResults = (
+    Vec<(u32, (u32, u32))>,
+    Vec<(u32, (u32, Option<u32>))>,
+    Vec<(u32, (Option<u32>, u32))>,
+    Vec<(u32, (Option<u32>, Option<u32>))>,
+);
+
+/// Every join flavour by nested loops, each sorted.
+fn reference_joins(left: &[(u32, u32)], right: &[(u32, u32)]) -> JoinResults {
+    let (mut inner, mut lo, mut ro, mut fo) = (vec![], vec![], vec![], vec![]);
+    for &(k, v) in left {
+        let ws: Vec<u32> = right.iter().filter(|r| r.0 == k).map(|r| r.1).collect();
+        if ws.is_empty() {
+            lo.push((k, (v, None)));
+            fo.push((k, (Some(v), None)));
+        }
+        for w in ws {
+            inner.push((k, (v, w)));
+            lo.push((k, (v, Some(w))));
+            ro.push((k, (Some(v), w)));
+            fo.push((k, (Some(v), Some(w))));
+        }
+    }
+    for &(k, w) in right {
+        if !left.iter().any(|l| l.0 == k) {
+            ro.push((k, (None, w)));
+            fo.push((k, (None, Some(w))));
+        }
+    }
+    (sorted(inner), sorted(lo), sorted(ro), sorted(fo))
+}
+
+#[test]
+fn joins_whose_build_side_spills_merge_by_hash_and_match_nested_loops() {
+    let (ctx, log) = common::logged(Context::builder().memory_limit(32 << 10));
+    // Keys 0..400 on the left, 200..700 on the right: matched keys, and
+    // unmatched keys on each side; key 300 is hot on both sides.
+    let left: Vec<(u32, u32)> = (0..3_000u32)
+        .map(|i| (if i % 5 == 0 { 300 } else { i % 400 }, i))
+        .collect();
+    let right: Vec<(u32, u32)> = (0..6_000u32)
+        .map(|i| (if i % 7 == 0 { 300 } else { 200 + i % 500 }, i))
+        .collect();
+    let (inner, lo, ro, fo) = reference_joins(&left, &right);
+    let (l, r) = (ctx.parallelize(left, 4), ctx.parallelize(right, 3));
+    assert_eq!(sorted(l.join_with(&r, 3).collect().unwrap()), inner);
+    let spills_after_inner = result_task_spills(&log);
+    assert!(
+        spills_after_inner >= 3,
+        "the build side spilled: {spills_after_inner}"
+    );
+    assert_eq!(sorted(l.left_outer_join_with(&r, 3).collect().unwrap()), lo);
+    assert_eq!(
+        sorted(l.right_outer_join_with(&r, 3).collect().unwrap()),
+        ro
+    );
+    assert_eq!(sorted(l.full_outer_join_with(&r, 3).collect().unwrap()), fo);
+    assert_eq!(
+        sorted(l.full_outer_join_with(&r, 1).collect().unwrap()),
+        fo,
+        "one partition"
+    );
+}
+
 #[test]
 fn reduce_side_aggregation_spills_hash_ordered_runs_and_merges_equal_keys() {
     let (ctx, log) = common::logged(Context::builder().memory_limit(64 << 10));
@@ -211,19 +351,7 @@ fn reduce_side_aggregation_spills_hash_ordered_runs_and_merges_equal_keys() {
     let got = groups.collect().unwrap();
     assert_eq!(got.len(), 20_000);
     assert!(got.iter().all(|(_, n)| *n == 4));
-    let result_spills: u64 = log
-        .events()
-        .iter()
-        .filter_map(|e| match e {
-            spate::Event::TaskEnd {
-                kind: spate::StageKind::Result,
-                failure: None,
-                metrics,
-                ..
-            } => Some(metrics.spills),
-            _ => None,
-        })
-        .sum();
+    let result_spills = result_task_spills(&log);
     assert!(result_spills >= 4, "reduce tasks spilled: {result_spills}");
     let job = log.job_metrics();
     assert!(

@@ -1,11 +1,12 @@
 //! Grouping two keyed datasets together by key, and the `Side` that brings
 //! each input of a two-input keyed operation into the output partitioning.
 
-use super::{BatchIter, Compute, Dependency, IterBatches, NewRdd, Rdd, for_each_batch};
+use super::{BatchIter, Compute, Dependency, NewRdd, Rdd, for_each_batch};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
+use crate::shuffle::external_agg::{Growth, SpillingMap};
 use crate::shuffle::{self, NoAggregate, ShuffleDependency};
 use std::sync::Arc;
 
@@ -73,19 +74,32 @@ impl<K: Key, V: Value, W: Value> CoGroupOp<K, V, W> {
 
 impl<K: Key, V: Value, W: Value> Compute<(K, (Vec<V>, Vec<W>))> for CoGroupOp<K, V, W> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, (Vec<V>, Vec<W>))>> {
-        let mut groups = shuffle::new_combine_map::<K, (Vec<V>, Vec<W>)>();
+        let mut groups = SpillingMap::<K, (Vec<V>, Vec<W>)>::new(tc, Growth::PerRecord);
         for_each_batch(self.left.read(split, tc)?, |batch| {
-            for (k, v) in batch.drain(..) {
-                groups.entry(k).or_default().0.push(v);
-            }
-            Ok(())
+            groups.insert_batch(
+                batch,
+                |v| (vec![v], Vec::new()),
+                |(mut vs, ws), v| {
+                    vs.push(v);
+                    (vs, ws)
+                },
+            )
         })?;
+        groups.new_input();
         for_each_batch(self.right.read(split, tc)?, |batch| {
-            for (k, w) in batch.drain(..) {
-                groups.entry(k).or_default().1.push(w);
-            }
-            Ok(())
+            groups.insert_batch(
+                batch,
+                |w| (Vec::new(), vec![w]),
+                |(vs, mut ws), w| {
+                    ws.push(w);
+                    (vs, ws)
+                },
+            )
         })?;
-        Ok(Box::new(IterBatches(groups.into_iter())))
+        groups.finish(|(mut v1, mut w1), (mut v2, mut w2)| {
+            v1.append(&mut v2);
+            w1.append(&mut w2);
+            (v1, w1)
+        })
     }
 }

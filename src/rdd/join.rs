@@ -1,6 +1,8 @@
 //! Hash joins: one input (the build side) is loaded into a hash table per
 //! partition, the other (the stream side) is pulled through it batch by
 //! batch, so output streams without grouping the stream side's values.
+//! A build side larger than the task's memory share spills; then the stream
+//! side is sorted by key hash as well and the two are merged.
 
 use super::cogroup::Side;
 use super::{BatchIter, Batches, Compute, NewRdd, Rdd, for_each_batch};
@@ -8,8 +10,12 @@ use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
-use crate::shuffle::{self, CombineMap};
+use crate::shuffle::CombineMap;
+use crate::shuffle::external_agg::{Growth, SpillingMap, hash_of};
+use crate::shuffle::external_sort::{self, SortOrder};
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// What a join emits for matched and unmatched records. `S` is the stream
 /// side's value type, `B` the build side's.
@@ -115,19 +121,138 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> HashJoinOp<K, S, B, J> {
 
 impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Compute<J::Out> for HashJoinOp<K, S, B, J> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<J::Out>> {
-        let mut table = shuffle::new_combine_map::<K, (Vec<B>, bool)>();
+        let mut build = SpillingMap::<K, (Vec<B>, bool)>::new(tc, Growth::PerRecord);
         for_each_batch(self.build.read(split, tc)?, |batch| {
-            for (k, b) in batch.drain(..) {
-                table.entry(k).or_default().0.push(b);
-            }
-            Ok(())
+            build.insert_batch(
+                batch,
+                |b| (vec![b], false),
+                |(mut bs, m), b| {
+                    bs.push(b);
+                    (bs, m)
+                },
+            )
         })?;
-        Ok(Box::new(Probe::<K, S, B, J> {
-            stream: Some(self.stream.read(split, tc)?),
-            table,
-            buf: Vec::new(),
-            _kind: PhantomData,
-        }))
+        let stream = self.stream.read(split, tc)?;
+        match build.into_memory() {
+            Ok(table) => Ok(Box::new(Probe::<K, S, B, J> {
+                stream: Some(stream),
+                table,
+                buf: Vec::new(),
+                _kind: PhantomData,
+            })),
+            // The build side did not fit: sort the stream side by key hash
+            // too and merge the two (a sort-merge join on the hash).
+            Err(spilled) => {
+                let build = spilled.finish(|(mut a, _), (mut b, _)| {
+                    a.append(&mut b);
+                    (a, false)
+                })?;
+                let by_hash = SortOrder::<(K, S)> {
+                    sort: Arc::new(|v| v.sort_by_cached_key(|(k, _)| hash_of(k))),
+                    cmp: Arc::new(|a, b| hash_of(&a.0).cmp(&hash_of(&b.0))),
+                };
+                let stream = external_sort::sort(stream, &by_hash, tc)?;
+                Ok(Box::new(MergeJoin::<K, S, B, J> {
+                    stream: Some(stream),
+                    build: Some(build),
+                    ahead: VecDeque::new(),
+                    group: Vec::new(),
+                    group_hash: None,
+                    buf: Vec::new(),
+                    _kind: PhantomData,
+                }))
+            }
+        }
+    }
+}
+
+/// Joins a stream side and a build side that both arrive in ascending key
+/// hash order: the build entries of one hash at a time are held.
+struct MergeJoin<K, S, B, J> {
+    stream: Option<BatchIter<(K, S)>>,
+    build: Option<BatchIter<(K, (Vec<B>, bool))>>,
+    /// Build entries read but not yet grouped.
+    ahead: VecDeque<(K, (Vec<B>, bool))>,
+    /// The build entries whose hash is `group_hash`.
+    group: Vec<(K, (Vec<B>, bool))>,
+    group_hash: Option<u64>,
+    buf: Vec<(K, S)>,
+    _kind: PhantomData<fn() -> J>,
+}
+
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> MergeJoin<K, S, B, J> {
+    /// Emits what the current group owes (unmatched build values for a full
+    /// outer join) and loads the group of the next hash; `false` when the
+    /// build side is exhausted.
+    fn next_group(&mut self, out: &mut Vec<J::Out>) -> Result<bool> {
+        for (k, (bs, matched)) in self.group.drain(..) {
+            if J::EMIT_UNMATCHED_BUILD && !matched {
+                bs.into_iter()
+                    .for_each(|b| J::build_only(k.clone(), b, out));
+            }
+        }
+        self.group_hash = None;
+        loop {
+            if self.ahead.is_empty() {
+                let Some(build) = &mut self.build else { break };
+                let mut batch = Vec::new();
+                let more = build.next_batch(&mut batch, super::BATCH)?;
+                self.ahead.extend(batch);
+                if !more {
+                    self.build = None;
+                }
+                continue;
+            }
+            let h = hash_of(&self.ahead[0].0);
+            match self.group_hash {
+                None => self.group_hash = Some(h),
+                Some(g) if g != h => break,
+                Some(_) => {}
+            }
+            let entry = self.ahead.pop_front().expect("checked non-empty");
+            self.group.push(entry);
+        }
+        Ok(self.group_hash.is_some())
+    }
+}
+
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for MergeJoin<K, S, B, J> {
+    fn next_batch(&mut self, out: &mut Vec<J::Out>, hint: usize) -> Result<bool> {
+        let Some(stream) = &mut self.stream else {
+            return Ok(false);
+        };
+        let more = stream.next_batch(&mut self.buf, hint)?;
+        let records = std::mem::take(&mut self.buf);
+        for (k, s) in records.iter() {
+            let h = hash_of(k);
+            while self.group_hash.is_none_or(|g| g < h) {
+                if !self.next_group(out)? {
+                    break;
+                }
+            }
+            let found = match self.group_hash {
+                Some(g) if g == h => self.group.iter_mut().find(|(gk, _)| gk == k),
+                _ => None,
+            };
+            match found {
+                Some((_, (bs, matched))) => {
+                    *matched = true;
+                    for b in bs.iter() {
+                        J::matched(k, s, b, out);
+                    }
+                }
+                None => J::stream_only(k.clone(), s.clone(), out),
+            }
+        }
+        self.buf = records;
+        self.buf.clear();
+        if more {
+            return Ok(true);
+        }
+        self.stream = None;
+        // The rest of the build side matched nothing.
+        while self.next_group(out)? {}
+        Ok(false)
     }
 }
 

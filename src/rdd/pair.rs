@@ -11,7 +11,7 @@ use crate::rdd::Dependency;
 use crate::scheduler::TaskContext;
 use crate::shuffle::external_agg::SpillingMap;
 use crate::shuffle::external_sort::SortOrder;
-use crate::shuffle::{self, Aggregate, Combiner, NoAggregate, ShuffleDependency};
+use crate::shuffle::{self, Aggregate, Combiner, GroupValues, NoAggregate, ShuffleDependency};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -329,24 +329,17 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Groups each key's values into one vector. Does not combine on the
     /// map side (it would not shrink the data), as in Spark. The order of
     /// values within a group is unspecified.
+    ///
+    /// Under a memory budget the reduce side spills runs of partial groups
+    /// and merges them one key at a time, so a hot key's values may be many
+    /// times the budget; only the one group being emitted must fit in memory.
     pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
         self.group_by_key_with(Partitioning::Default)
     }
 
     /// [`group_by_key`](Rdd::group_by_key) into the given partitioning.
     pub fn group_by_key_with(&self, partitioning: impl Into<Partitioning>) -> Rdd<(K, Vec<V>)> {
-        let agg = Combiner {
-            create: |v| vec![v],
-            merge_value: |mut c: Vec<V>, v| {
-                c.push(v);
-                c
-            },
-            merge_combiners: |mut a: Vec<V>, mut b: Vec<V>| {
-                a.append(&mut b);
-                a
-            },
-        };
-        self.aggregate_into("group_by_key", partitioning.into(), agg, false)
+        self.aggregate_into("group_by_key", partitioning.into(), GroupValues, false)
     }
 
     /// Sorts by key: samples the keys (running a job now, as Spark does) to
@@ -589,7 +582,7 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
 {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
         let agg = self.agg.clone();
-        let mut map = SpillingMap::<K, C>::new(tc);
+        let mut map = SpillingMap::<K, C>::new(tc, self.agg.growth());
         if self.dep.map_side_combine {
             let input = shuffle::reader::read::<(K, C)>(self.dep.id(), split, tc);
             for_each_batch(input, |batch| {
@@ -603,7 +596,7 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
     }
 }
 
-fn combine_values<K: Key, V, C: Value, A: Aggregate<V, C>>(
+fn combine_values<K: Key, V: Value, C: Value, A: Aggregate<V, C>>(
     input: BatchIter<(K, V)>,
     agg: &A,
     map: &mut SpillingMap<'_, K, C>,
@@ -622,7 +615,7 @@ struct LocalCombineOp<K, V, A> {
 
 impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for LocalCombineOp<K, V, A> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
-        let mut map = SpillingMap::<K, C>::new(tc);
+        let mut map = SpillingMap::<K, C>::new(tc, self.agg.growth());
         combine_values(
             self.parent.iterator(split, tc)?,
             self.agg.as_ref(),

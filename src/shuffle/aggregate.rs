@@ -1,5 +1,6 @@
 //! How values are combined per key: Spark's `Aggregator`.
 
+use super::external_agg::Growth;
 use hashbrown::HashMap;
 use hashbrown::hash_map::EntryRef;
 use rustc_hash::FxBuildHasher;
@@ -15,6 +16,37 @@ pub(crate) trait Aggregate<V, C>: Send + Sync + 'static {
     fn create(&self, v: V) -> C;
     fn merge_value(&self, c: C, v: V) -> C;
     fn merge_combiners(&self, a: C, b: C) -> C;
+    /// How a combiner grows as values merge in; decides how a reduce-side
+    /// map estimates its size before spilling.
+    fn growth(&self) -> Growth {
+        Growth::PerKey
+    }
+}
+
+/// Collects every value of a key (group_by_key): a combiner as big as its
+/// values, sized per record.
+pub(crate) struct GroupValues;
+
+impl<V: 'static> Aggregate<V, Vec<V>> for GroupValues {
+    #[inline]
+    fn create(&self, v: V) -> Vec<V> {
+        vec![v]
+    }
+    #[inline]
+    fn merge_value(&self, mut c: Vec<V>, v: V) -> Vec<V> {
+        c.push(v);
+        c
+    }
+    fn merge_combiners(&self, mut a: Vec<V>, mut b: Vec<V>) -> Vec<V> {
+        if a.len() < b.len() {
+            std::mem::swap(&mut a, &mut b);
+        }
+        a.append(&mut b);
+        a
+    }
+    fn growth(&self) -> Growth {
+        Growth::PerRecord
+    }
 }
 
 pub(crate) struct Combiner<F1, F2, F3> {

@@ -2,7 +2,10 @@
 //! passes the task's share of the budget, its entries are written, ordered
 //! by key hash, as a run on disk; at the end the runs and the map are merged
 //! by hash, and entries with equal keys are combined (Spark's
-//! `ExternalAppendOnlyMap`).
+//! `ExternalAppendOnlyMap`). Grouping operations (group_by_key, cogroup, a
+//! join's build side) use it too: their combiners hold every value, so the
+//! map is sized by the records put in, and a hot key's values are spilled
+//! across runs and only brought together when its group is emitted.
 
 use super::aggregate::{CombineMap, combine_batch, new_map};
 use super::external_sort::Run;
@@ -14,52 +17,104 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
+/// How a combiner's size grows, which decides how the map's size is
+/// estimated.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Growth {
+    /// A combiner stays about the same size as values merge in (sums,
+    /// counts, maxima): the map's size is its entry count times a sampled
+    /// entry size.
+    PerKey,
+    /// A combiner keeps every value (grouping): the map's size is the
+    /// number of records put in times a sampled record size, so one hot key
+    /// cannot hide its growth from a sample taken when it was small.
+    PerRecord,
+}
+
 /// A combine map that spills hash-ordered runs.
 pub(crate) struct SpillingMap<'a, K, C> {
     map: CombineMap<K, C>,
     runs: Vec<Run<(K, C)>>,
     limit: usize,
-    entry_bytes: Option<usize>,
+    growth: Growth,
+    /// Sampled bytes per entry (`PerKey`) or per record put in (`PerRecord`).
+    unit_bytes: Option<usize>,
+    /// Estimated bytes of the records put in since the last spill
+    /// (`PerRecord`).
+    held_bytes: usize,
     tc: &'a TaskContext,
 }
 
 impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
-    pub(crate) fn new(tc: &'a TaskContext) -> Self {
+    pub(crate) fn new(tc: &'a TaskContext, growth: Growth) -> Self {
         SpillingMap {
             map: new_map(),
             runs: Vec::new(),
             limit: tc.ctx.memory().limit() / tc.ctx.default_parallelism().max(1),
-            entry_bytes: None,
+            growth,
+            unit_bytes: None,
+            held_bytes: 0,
             tc,
         }
     }
 
     /// Folds a batch in (see `combine_batch`), spilling if the map grew
     /// past the task's share.
-    pub(crate) fn insert_batch<V>(
+    pub(crate) fn insert_batch<V: Value>(
         &mut self,
         batch: &mut Vec<(K, V)>,
         create: impl Fn(V) -> C,
         merge: impl Fn(C, V) -> C,
     ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.growth == Growth::PerRecord {
+            let each = *self.unit_bytes.get_or_insert_with(|| {
+                let sample = &batch[..batch.len().min(64)];
+                (crate::memory::estimate_size(sample) / sample.len()).max(1) + 16
+            });
+            self.held_bytes = self.held_bytes.saturating_add(batch.len() * each);
+        }
         combine_batch(&mut self.map, batch, create, merge);
-        let each = match self.entry_bytes {
-            Some(b) => b,
-            None if self.map.is_empty() => return Ok(()),
-            None => *self
-                .entry_bytes
-                .insert(super::combined_entry_bytes(&self.map)),
-        };
-        if self.map.len().saturating_mul(each) > self.limit {
+        if self.estimated_bytes() > self.limit {
             self.spill()?;
         }
         Ok(())
     }
 
+    fn estimated_bytes(&mut self) -> usize {
+        match self.growth {
+            Growth::PerRecord => self.held_bytes,
+            Growth::PerKey => {
+                let each = *self
+                    .unit_bytes
+                    .get_or_insert_with(|| super::combined_entry_bytes(&self.map));
+                self.map.len().saturating_mul(each)
+            }
+        }
+    }
+
+    /// Starts an input whose records differ in size from the previous
+    /// one's (cogroup's second side): the next batch is sampled afresh.
+    pub(crate) fn new_input(&mut self) {
+        if self.growth == Growth::PerRecord {
+            self.unit_bytes = None;
+        }
+    }
+
+    /// The map itself when nothing was spilled, else `self` back.
+    pub(crate) fn into_memory(self) -> std::result::Result<CombineMap<K, C>, Self> {
+        if self.runs.is_empty() {
+            Ok(self.map)
+        } else {
+            Err(self)
+        }
+    }
+
     fn spill(&mut self) -> Result<()> {
-        let hasher = *self.map.hasher();
         let mut entries: Vec<(K, C)> = self.map.drain().collect();
-        entries.sort_unstable_by_key(|(k, _)| hasher.hash_one(k));
+        entries.sort_unstable_by_key(|(k, _)| hash_of(k));
         let run = Run::write(&entries, self.tc)?;
         let bytes = run.bytes;
         self.tc.metrics.update(|m| {
@@ -67,22 +122,23 @@ impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
             m.spilled_bytes += bytes;
         });
         self.runs.push(run);
+        self.held_bytes = 0;
         Ok(())
     }
 
     /// All combined entries; merges spilled runs with `merge` when there are
-    /// any. Order unspecified.
+    /// any. Order unspecified, except that after a spill (see
+    /// [`into_memory`](Self::into_memory)) entries come in ascending
+    /// [`hash_of`] order.
     pub(crate) fn finish(self, merge: impl Fn(C, C) -> C + 'static) -> Result<BatchIter<(K, C)>> {
         if self.runs.is_empty() {
             return Ok(Box::new(IterBatches(self.map.into_iter())));
         }
-        let hasher = *self.map.hasher();
         let mut rest: Vec<(K, C)> = self.map.into_iter().collect();
-        rest.sort_unstable_by_key(|(k, _)| hasher.hash_one(k));
+        rest.sort_unstable_by_key(|(k, _)| hash_of(k));
         let mut sources: Vec<Source<K, C>> = self.runs.into_iter().map(Source::Run).collect();
         sources.push(Source::Memory(rest.into_iter()));
         let mut m = HashMerge {
-            hasher,
             heads: (0..sources.len()).map(|_| None).collect(),
             heap: BinaryHeap::new(),
             sources,
@@ -95,13 +151,17 @@ impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
     }
 }
 
+/// The hash that orders a spilled map's runs and merged output.
+pub(crate) fn hash_of<K: std::hash::Hash>(k: &K) -> u64 {
+    rustc_hash::FxBuildHasher.hash_one(k)
+}
+
 enum Source<K, C> {
     Run(Run<(K, C)>),
     Memory(std::vec::IntoIter<(K, C)>),
 }
 
 struct HashMerge<K, C, M> {
-    hasher: rustc_hash::FxBuildHasher,
     /// The next entry of each source, with its hash.
     heads: Vec<Option<(u64, K, C)>>,
     /// (hash, source) of every present head, smallest first.
@@ -117,7 +177,7 @@ impl<K: Key, C: Value, M: Fn(C, C) -> C> HashMerge<K, C, M> {
             Source::Memory(it) => it.next(),
         };
         self.heads[i] = next.map(|(k, c)| {
-            let h = self.hasher.hash_one(&k);
+            let h = hash_of(&k);
             self.heap.push(Reverse((h, i)));
             (h, k, c)
         });

@@ -18,7 +18,7 @@ pub(crate) mod reader;
 mod writer;
 
 pub(crate) use aggregate::{
-    Aggregate, CombineMap, Combiner, NoAggregate, combine_batch, new_map as new_combine_map,
+    Aggregate, CombineMap, Combiner, GroupValues, NoAggregate, combine_batch,
 };
 pub(crate) use manager::{MapOutput, ShuffleManager};
 
