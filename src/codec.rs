@@ -59,6 +59,62 @@ pub(crate) fn write_frame<T: Serialize>(
     Ok(())
 }
 
+/// Streams frames into a file through a small buffer, so a spill never
+/// holds its whole encoded output in memory.
+pub(crate) struct FrameFile {
+    out: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    written: u64,
+    scratch: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+impl FrameFile {
+    /// Creates (truncates) the file at `path`.
+    pub(crate) fn create(path: &std::path::Path) -> Result<FrameFile> {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(Self::from_file(file, path))
+    }
+
+    /// Writes into an already open file.
+    pub(crate) fn from_file(file: std::fs::File, path: &std::path::Path) -> FrameFile {
+        FrameFile {
+            out: std::io::BufWriter::with_capacity(1 << 16, file),
+            path: path.to_path_buf(),
+            written: 0,
+            scratch: Vec::new(),
+            frame: Vec::new(),
+        }
+    }
+
+    /// Appends one frame of `records`.
+    pub(crate) fn write<T: Serialize>(&mut self, records: &T) -> Result<()> {
+        use std::io::Write;
+        self.frame.clear();
+        write_frame(records, &mut self.scratch, &mut self.frame)?;
+        self.out
+            .write_all(&self.frame)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.written += self.frame.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far: the offset of the next frame.
+    pub(crate) fn position(&self) -> u64 {
+        self.written
+    }
+
+    /// Flushes and closes the file; returns the bytes written.
+    pub(crate) fn finish(self) -> Result<u64> {
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        drop(file);
+        Ok(self.written)
+    }
+}
+
 /// Reads the frame at the start of `bytes`; returns the decoded records and
 /// the number of bytes consumed. A short, corrupt or foreign frame is an
 /// error, never a panic.

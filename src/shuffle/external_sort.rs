@@ -10,7 +10,7 @@ use crate::rdd::{BatchIter, Batches, IterBatches, for_each_batch};
 use crate::scheduler::TaskContext;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 /// Orders records: the whole-buffer sort (fast, closure inlined) and the
@@ -42,10 +42,20 @@ pub(crate) fn sort<X: Value>(
     let mut record_bytes: Option<usize> = None;
     let mut runs: Vec<Run<X>> = Vec::new();
     for_each_batch(input, |batch| {
+        if record_bytes.is_none() && !batch.is_empty() {
+            let sample = &batch[..batch.len().min(64)];
+            record_bytes = Some((estimate_size(sample) / sample.len()).max(1));
+        }
+        let each = record_bytes.unwrap_or(1);
+        let needed = buf.len() + batch.len();
+        if needed > buf.capacity() {
+            // Grow by doubling, but never past what the share holds: a
+            // doubling vector could overshoot it by up to its whole size.
+            let most = limit / each + batch.len();
+            let target = (buf.capacity() * 2).min(most).max(needed);
+            buf.reserve_exact(target - buf.len());
+        }
         buf.append(batch);
-        let each = *record_bytes.get_or_insert_with(|| {
-            (estimate_size(&buf[..buf.len().min(64)]) / buf.len().clamp(1, 64)).max(1)
-        });
         if buf.len() * each > limit {
             (order.sort)(&mut buf);
             runs.push(Run::write(&buf, tc)?);
@@ -91,16 +101,16 @@ impl<X: Value> Run<X> {
             .prefix("sort-run-")
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e))?;
-        let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
+        let (file, path) = tmp.into_parts();
+        let mut out = codec::FrameFile::from_file(file, &path);
         for chunk in sorted.chunks(RUN_FRAME) {
-            codec::write_frame(&chunk, &mut scratch, &mut bytes)?;
+            out.write(&chunk)?;
         }
-        let (mut file, path) = tmp.into_parts();
-        file.write_all(&bytes).map_err(|e| Error::io(&*path, e))?;
+        let bytes = out.finish()?;
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&*path, e))?;
         Ok(Run {
             file: BufReader::with_capacity(1 << 16, file),
-            bytes: bytes.len() as u64,
+            bytes,
             _path: path,
             pending: Vec::new().into_iter(),
         })

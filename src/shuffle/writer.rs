@@ -7,10 +7,9 @@ use super::manager::{Block, MapOutput, Segment};
 use crate::codec;
 use crate::context::Context;
 use crate::data::Value;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::memory::estimate_size;
 use crate::scheduler::TaskContext;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -102,30 +101,29 @@ impl<'a, X: Value> MapWriter<'a, X> {
         if self.buffered == 0 {
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        let mut scratch = Vec::new();
         let file = self.files.len();
+        let path = self.file_path();
+        // Registered first, so a failed write is still deleted on drop.
+        self.files.push(path.clone());
+        let mut out = codec::FrameFile::create(&path)?;
         for (b, bucket) in self.buckets.iter_mut().enumerate() {
             if bucket.is_empty() {
                 continue;
             }
-            let offset = bytes.len() as u64;
+            let offset = out.position();
             for chunk in bucket.chunks(FRAME_RECORDS) {
-                codec::write_frame(&chunk, &mut scratch, &mut bytes)?;
+                out.write(&chunk)?;
             }
             self.segments[b].push(Segment {
                 file,
                 offset,
-                len: bytes.len() as u64 - offset,
+                len: out.position() - offset,
             });
             self.spilled_records += bucket.len() as u64;
             bucket.clear();
             bucket.shrink_to_fit();
         }
-        let path = self.file_path();
-        write_file(&path, &bytes)?;
-        self.files.push(path);
-        self.spilled_bytes += bytes.len() as u64;
+        self.spilled_bytes += out.finish()?;
         self.spills += 1;
         self.buffered = 0;
         Ok(())
@@ -151,8 +149,7 @@ impl<'a, X: Value> MapWriter<'a, X> {
             budget,
             damaged: parking_lot::Mutex::new(None),
         };
-        let mut disk: Vec<u8> = Vec::new();
-        let mut scratch = Vec::new();
+        let mut disk: Option<codec::FrameFile> = None;
         let mut in_memory = 0u64;
         let final_file = out.files.len();
         let buckets = std::mem::take(&mut self.buckets);
@@ -176,24 +173,31 @@ impl<'a, X: Value> MapWriter<'a, X> {
                     records,
                 });
             } else {
-                let offset = disk.len() as u64;
+                let file = match &mut disk {
+                    Some(f) => f,
+                    None => {
+                        let path = self.file_path();
+                        out.files.push(path.clone());
+                        disk.insert(codec::FrameFile::create(&path)?)
+                    }
+                };
+                let offset = file.position();
                 for chunk in bucket.chunks(FRAME_RECORDS) {
-                    codec::write_frame(&chunk, &mut scratch, &mut disk)?;
+                    file.write(&chunk)?;
                 }
                 segments.push(Segment {
                     file: final_file,
                     offset,
-                    len: disk.len() as u64 - offset,
+                    len: file.position() - offset,
                 });
                 out.blocks.push(Block::Disk { segments });
             }
         }
-        if !disk.is_empty() {
-            let path = self.file_path();
-            write_file(&path, &disk)?;
-            out.files.push(path);
-        }
-        let bytes = disk.len() as u64 + self.spilled_bytes;
+        let final_bytes = match disk {
+            Some(f) => f.finish()?,
+            None => 0,
+        };
+        let bytes = final_bytes + self.spilled_bytes;
         let (spills, spilled) = (self.spills, self.spilled_bytes);
         self.tc.metrics.update(|m| {
             m.shuffle_records_written += written;
@@ -224,10 +228,4 @@ impl<X> Drop for MapWriter<'_, X> {
             let _ = std::fs::remove_file(file);
         }
     }
-}
-
-fn write_file(path: &PathBuf, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    Ok(())
 }
