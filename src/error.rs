@@ -114,6 +114,18 @@ pub enum Error {
     /// Two zipped datasets disagree in shape.
     #[error("cannot zip: {0}")]
     ZipMismatch(String),
+    /// A streaming batch failed; the streaming context stopped.
+    #[error("streaming batch at {time_ms} ms failed: {cause}")]
+    BatchFailed {
+        /// The batch time, in milliseconds.
+        time_ms: u64,
+        /// What failed.
+        cause: Box<Error>,
+    },
+    /// A streaming context was used in a state that does not allow it
+    /// (started twice, a stream defined after start, ...).
+    #[error("streaming context: {0}")]
+    StreamingState(String),
 }
 
 /// `Result` with Spate's [`Error`].
@@ -131,7 +143,9 @@ impl Error {
     /// The innermost cause: for an aborted task, the last attempt's error.
     pub fn root_cause(&self) -> &Error {
         match self {
-            Error::TaskFailed { cause, .. } => cause.root_cause(),
+            Error::TaskFailed { cause, .. } | Error::BatchFailed { cause, .. } => {
+                cause.root_cause()
+            }
             e => e,
         }
     }

@@ -40,6 +40,7 @@ mod scheduler;
 mod shared;
 mod shuffle;
 mod storage;
+pub mod streaming;
 
 pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Str, Value};

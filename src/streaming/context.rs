@@ -1,0 +1,368 @@
+//! `StreamingContext`: owns the stream graph and the thread that fires a
+//! batch at every interval, generates its datasets and runs its output
+//! jobs, one batch at a time in time order.
+
+use super::dstream::AnyStream;
+use super::graph::Graph;
+use super::metrics::{BatchInfo, StreamingEvent, StreamingListener, StreamingSummary};
+use super::time::{Clock, ManualClock, Time, check_duration, millis};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The entry point of streaming (Spark's `StreamingContext`): define input
+/// streams and their transformations and outputs, then [`start`].
+///
+/// ```
+/// use spate::streaming::{ManualClock, StreamQueue, StreamingContext};
+/// use std::sync::{Arc, Mutex};
+/// use std::time::Duration;
+///
+/// let ctx = spate::Context::new().unwrap();
+/// let clock = ManualClock::new();
+/// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone()).unwrap();
+/// let queue = StreamQueue::new();
+/// queue.push(ctx.parallelize(vec!["a b", "b"], 2));
+/// let counts = Arc::new(Mutex::new(Vec::new()));
+/// let sink = counts.clone();
+/// ssc.queue_stream(&queue, true)
+///     .flat_map(|line| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
+///     .map(|w| (w, 1))
+///     .reduce_by_key(|a, b| a + b)
+///     .foreach_rdd(move |rdd, _time| {
+///         let mut batch = rdd.collect()?;
+///         batch.sort();
+///         sink.lock().unwrap().push(batch);
+///         Ok(())
+///     });
+/// ssc.start().unwrap();
+/// clock.advance(Duration::from_millis(100));
+/// ssc.wait_for_batch(spate::streaming::Time::from_millis(100)).unwrap();
+/// ssc.stop(false).unwrap();
+/// assert_eq!(counts.lock().unwrap()[0], [("a".to_string(), 1), ("b".to_string(), 2)]);
+/// ```
+///
+/// [`start`]: StreamingContext::start
+pub struct StreamingContext {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Life {
+    Initialized,
+    Active,
+    Stopped,
+}
+
+struct Progress {
+    life: Life,
+    /// The latest batch that finished.
+    last_done: Option<Time>,
+    /// Why the batches stopped, until `await_termination` reports it.
+    error: Option<Error>,
+    /// The generator thread has exited.
+    terminated: bool,
+}
+
+struct Inner {
+    graph: Arc<Graph>,
+    clock: Clock,
+    progress: Mutex<Progress>,
+    changed: Condvar,
+    stop_requested: AtomicBool,
+    graceful: AtomicBool,
+    generator: Mutex<Option<JoinHandle<()>>>,
+    listeners: RwLock<Vec<Arc<dyn StreamingListener>>>,
+    batches: Mutex<Vec<BatchInfo>>,
+}
+
+impl StreamingContext {
+    /// A streaming context on the system clock, firing a batch every
+    /// `batch_interval` (whole milliseconds, at least 1 ms).
+    pub fn new(ctx: &Context, batch_interval: Duration) -> Result<StreamingContext> {
+        Self::with_clock(ctx, batch_interval, Clock::system())
+    }
+
+    /// A streaming context whose batches fire when `clock` is advanced:
+    /// deterministic tests.
+    pub fn with_manual_clock(
+        ctx: &Context,
+        batch_interval: Duration,
+        clock: ManualClock,
+    ) -> Result<StreamingContext> {
+        Self::with_clock(ctx, batch_interval, Clock::Manual(clock))
+    }
+
+    fn with_clock(ctx: &Context, batch_interval: Duration, clock: Clock) -> Result<Self> {
+        let interval = check_duration("batch interval", batch_interval)?;
+        Ok(StreamingContext {
+            inner: Arc::new(Inner {
+                graph: Arc::new(Graph::new(ctx.clone(), interval)),
+                clock,
+                progress: Mutex::new(Progress {
+                    life: Life::Initialized,
+                    last_done: None,
+                    error: None,
+                    terminated: false,
+                }),
+                changed: Condvar::new(),
+                stop_requested: AtomicBool::new(false),
+                graceful: AtomicBool::new(false),
+                generator: Mutex::new(None),
+                listeners: RwLock::new(Vec::new()),
+                batches: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The engine context batches run on.
+    pub fn context(&self) -> &Context {
+        &self.inner.graph.ctx
+    }
+
+    /// The batch interval.
+    pub fn batch_interval(&self) -> Duration {
+        self.inner.graph.batch
+    }
+
+    pub(crate) fn graph(&self) -> &Arc<Graph> {
+        &self.inner.graph
+    }
+
+    /// Registers a listener for batch events.
+    pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
+        self.inner.listeners.write().push(listener);
+    }
+
+    /// Starts the inputs and the batches. The first batch is at
+    /// `zero + interval`, where zero is the clock's time rounded down to
+    /// the interval (a manual clock's current time).
+    pub fn start(&self) -> Result<()> {
+        let inner = &self.inner;
+        {
+            let mut p = inner.progress.lock();
+            if p.life != Life::Initialized {
+                return Err(Error::StreamingState(format!(
+                    "start on a context that is {:?}",
+                    p.life
+                )));
+            }
+            if inner.graph.outputs.lock().is_empty() {
+                return Err(Error::StreamingState(
+                    "no output operations registered, so nothing would run".into(),
+                ));
+            }
+            p.life = Life::Active;
+        }
+        let interval = inner.graph.batch;
+        let now = inner.clock.now();
+        let zero = match inner.clock {
+            Clock::Manual(_) => now,
+            Clock::System(_) => {
+                Time::from_millis(now.millis() / millis(interval) * millis(interval))
+            }
+        };
+        inner.graph.set_zero_time(zero);
+        for op in inner.graph.outputs.lock().iter() {
+            op.stream.remember(interval);
+        }
+        for input in inner.graph.inputs.lock().iter() {
+            if let Err(e) = input.start() {
+                self.inner.progress.lock().life = Life::Stopped;
+                return Err(e);
+            }
+        }
+        inner.post(&StreamingEvent::Started { zero, interval });
+        let run = inner.clone();
+        let handle = std::thread::Builder::new()
+            .name("spate-batches".into())
+            .spawn(move || run.generate_batches(zero))
+            .map_err(|e| Error::io("spawning the batch thread", e))?;
+        *inner.generator.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Blocks until the context stops; the error that stopped it, if any
+    /// (reported once).
+    pub fn await_termination(&self) -> Result<()> {
+        let mut p = self.inner.progress.lock();
+        while !p.terminated && p.life != Life::Stopped {
+            self.inner.changed.wait(&mut p);
+        }
+        p.error.take().map_or(Ok(()), Err)
+    }
+
+    /// [`await_termination`](Self::await_termination) for at most
+    /// `timeout`: `Ok(true)` if the context stopped.
+    pub fn await_termination_or_timeout(&self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let mut p = self.inner.progress.lock();
+        while !p.terminated && p.life != Life::Stopped {
+            if self.inner.changed.wait_until(&mut p, deadline).timed_out() {
+                break;
+            }
+        }
+        if let Some(e) = p.error.take() {
+            return Err(e);
+        }
+        Ok(p.terminated || p.life == Life::Stopped)
+    }
+
+    /// Blocks until the batch at `time` (and every earlier one) finished;
+    /// an error if the batches stopped first. For tests on a manual clock:
+    /// advance the clock, then wait for the batch.
+    pub fn wait_for_batch(&self, time: Time) -> Result<()> {
+        let mut p = self.inner.progress.lock();
+        loop {
+            if p.last_done.is_some_and(|t| t >= time) {
+                return Ok(());
+            }
+            if let Some(e) = p.error.take() {
+                return Err(e);
+            }
+            if p.terminated || p.life == Life::Stopped {
+                return Err(Error::StreamingState(format!(
+                    "stopped before the batch at {time}"
+                )));
+            }
+            self.inner.changed.wait(&mut p);
+        }
+    }
+
+    /// Stops the batches and the inputs. With `graceful`, the data already
+    /// received is processed first: batches keep running (without waiting
+    /// for the clock) until no input has anything pending. The engine
+    /// context stays usable.
+    pub fn stop(&self, graceful: bool) -> Result<()> {
+        let inner = &self.inner;
+        {
+            let mut p = inner.progress.lock();
+            match p.life {
+                Life::Stopped => return Ok(()),
+                Life::Initialized => {
+                    p.life = Life::Stopped;
+                    drop(p);
+                    inner.changed.notify_all();
+                    return Ok(());
+                }
+                Life::Active => {}
+            }
+        }
+        for input in inner.graph.inputs.lock().iter() {
+            input.stop();
+        }
+        inner.graceful.store(graceful, Ordering::SeqCst);
+        inner.stop_requested.store(true, Ordering::SeqCst);
+        inner.clock.wake();
+        if let Some(h) = inner.generator.lock().take() {
+            let _ = h.join();
+        }
+        let summary = self.summary();
+        {
+            let mut p = inner.progress.lock();
+            p.life = Life::Stopped;
+        }
+        inner.changed.notify_all();
+        inner.post(&StreamingEvent::Stopped(summary));
+        Ok(())
+    }
+
+    /// Every finished batch so far.
+    pub fn batches(&self) -> Vec<BatchInfo> {
+        self.inner.batches.lock().clone()
+    }
+
+    /// Totals over the finished batches.
+    pub fn summary(&self) -> StreamingSummary {
+        StreamingSummary::of(&self.inner.batches.lock())
+    }
+}
+
+impl Drop for StreamingContext {
+    fn drop(&mut self) {
+        let _ = self.stop(false);
+        // Outputs hold streams, which hold the graph: break the cycle.
+        self.inner.graph.outputs.lock().clear();
+        self.inner.graph.inputs.lock().clear();
+    }
+}
+
+impl Inner {
+    fn post(&self, event: &StreamingEvent) {
+        for l in self.listeners.read().iter() {
+            l.on_event(event);
+        }
+    }
+
+    fn generate_batches(&self, zero: Time) {
+        let interval = self.graph.batch;
+        let mut next = zero + interval;
+        let result = loop {
+            if self.stop_requested.load(Ordering::SeqCst) {
+                let pending = self.graph.inputs.lock().iter().any(|i| i.has_pending());
+                if !self.graceful.load(Ordering::SeqCst) || !pending {
+                    break Ok(());
+                }
+                // Draining: run the next batch now.
+            } else if !self
+                .clock
+                .wait_until(next, || self.stop_requested.load(Ordering::SeqCst))
+            {
+                continue;
+            }
+            if let Err(e) = self.run_batch(next) {
+                break Err(e);
+            }
+            next = next + interval;
+        };
+        let mut p = self.progress.lock();
+        p.terminated = true;
+        if let Err(e) = result {
+            p.error = Some(e);
+        }
+        drop(p);
+        self.changed.notify_all();
+    }
+
+    fn run_batch(&self, time: Time) -> Result<()> {
+        let scheduling_delay = self.clock.now() - time;
+        self.post(&StreamingEvent::BatchStarted { time });
+        let started = Instant::now();
+        let outputs: Vec<_> = self.graph.outputs.lock().clone();
+        for op in &outputs {
+            (op.run)(time).map_err(|cause| Error::BatchFailed {
+                time_ms: time.millis(),
+                cause: Box::new(cause),
+            })?;
+        }
+        let processing_time = started.elapsed();
+        let state = self.graph.state_sizes(time);
+        // Forget what no later batch reads.
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Arc<dyn AnyStream>> = outputs.iter().map(|o| o.stream.clone()).collect();
+        while let Some(s) = stack.pop() {
+            if seen.insert(s.base().id) {
+                s.forget_old(time);
+                stack.extend(s.base().parents.iter().cloned());
+            }
+        }
+        let info = BatchInfo {
+            time,
+            input_records: self.graph.take_input_count(time),
+            scheduling_delay,
+            processing_time,
+            total_delay: scheduling_delay + processing_time,
+            state,
+        };
+        self.batches.lock().push(info.clone());
+        self.post(&StreamingEvent::BatchCompleted(info));
+        self.progress.lock().last_done = Some(time);
+        self.changed.notify_all();
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! Inputs that hand a batch the datasets queued for it: `queue_stream`.
+//! Receiver-based sources live in `source`.
+
+use super::context::StreamingContext;
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::graph::Input;
+use super::time::Time;
+use crate::data::Data;
+use crate::error::Result;
+use crate::rdd::Rdd;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Datasets waiting to become batches of a
+/// [`queue_stream`](StreamingContext::queue_stream). Clones share the queue.
+pub struct StreamQueue<T> {
+    rdds: Arc<Mutex<VecDeque<Rdd<T>>>>,
+}
+
+impl<T> Clone for StreamQueue<T> {
+    fn clone(&self) -> Self {
+        StreamQueue {
+            rdds: self.rdds.clone(),
+        }
+    }
+}
+
+impl<T: Data> Default for StreamQueue<T> {
+    fn default() -> Self {
+        StreamQueue {
+            rdds: Arc::default(),
+        }
+    }
+}
+
+impl<T: Data> StreamQueue<T> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a dataset.
+    pub fn push(&self, rdd: Rdd<T>) {
+        self.rdds.lock().push_back(rdd);
+    }
+
+    /// Datasets not yet taken by a batch.
+    pub fn len(&self) -> usize {
+        self.rdds.lock().len()
+    }
+
+    /// Whether every dataset was taken.
+    pub fn is_empty(&self) -> bool {
+        self.rdds.lock().is_empty()
+    }
+}
+
+struct QueueInput<T> {
+    queue: StreamQueue<T>,
+    one_at_a_time: bool,
+    ctx: crate::Context,
+}
+
+impl<T: Data> StreamOp<T> for QueueInput<T> {
+    fn compute(&self, _: &DStream<T>, _time: Time) -> Result<Option<Rdd<T>>> {
+        let mut q = self.queue.rdds.lock();
+        let taken: Vec<Rdd<T>> = if self.one_at_a_time {
+            q.pop_front().into_iter().collect()
+        } else {
+            q.drain(..).collect()
+        };
+        Ok(Some(match taken.len() {
+            0 => self.ctx.empty(),
+            1 => taken.into_iter().next().expect("one dataset"),
+            _ => self.ctx.union(&taken),
+        }))
+    }
+}
+
+impl<T: Data> Input for StreamQueue<T> {
+    fn has_pending(&self) -> bool {
+        !self.is_empty()
+    }
+}
+
+impl StreamingContext {
+    /// A stream whose batches are the queue's datasets: one per batch with
+    /// `one_at_a_time`, else everything queued (as one union) per batch;
+    /// an empty dataset when the queue is empty. For tests and demos; not
+    /// recoverable after a crash, since the datasets live in the driver.
+    pub fn queue_stream<T: Data>(&self, queue: &StreamQueue<T>, one_at_a_time: bool) -> DStream<T> {
+        let graph = self.graph();
+        graph.add_input(Arc::new(queue.clone()));
+        let spec = NewStream {
+            name: "queue_stream",
+            slide: graph.batch,
+            parents: Vec::new(),
+            reads_back: Duration::ZERO,
+            persist: false,
+        };
+        DStream::from_op(
+            graph,
+            spec,
+            QueueInput {
+                queue: queue.clone(),
+                one_at_a_time,
+                ctx: self.context().clone(),
+            },
+        )
+    }
+}

@@ -1,0 +1,156 @@
+//! What a streaming context reports about each batch, to listeners and in
+//! a summary at stop.
+
+use super::time::Time;
+use parking_lot::Mutex;
+use std::time::Duration;
+
+/// The size of one stateful stream's state after a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StateSize {
+    /// Id of the stateful stream.
+    pub stream: usize,
+    /// Keys held.
+    pub keys: u64,
+    /// Estimated bytes held.
+    pub bytes: u64,
+}
+
+/// One finished batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchInfo {
+    /// The batch time.
+    pub time: Time,
+    /// Records the inputs brought to this batch.
+    pub input_records: u64,
+    /// From the batch time to the start of its processing (on the
+    /// context's clock).
+    pub scheduling_delay: Duration,
+    /// From the start to the end of its processing (wall time).
+    pub processing_time: Duration,
+    /// Scheduling delay plus processing time.
+    pub total_delay: Duration,
+    /// State held by each stateful stream after the batch.
+    pub state: Vec<StateSize>,
+}
+
+/// Events a streaming context posts to its listeners.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum StreamingEvent {
+    /// The context started; the first batch is at `zero + interval`.
+    Started {
+        /// The zero time.
+        zero: Time,
+        /// The batch interval.
+        interval: Duration,
+    },
+    /// A batch starts processing.
+    BatchStarted {
+        /// The batch time.
+        time: Time,
+    },
+    /// A batch finished.
+    BatchCompleted(BatchInfo),
+    /// An input reported a problem it recovered from or skipped (a lost
+    /// connection, a line that is not UTF-8).
+    InputWarning {
+        /// The input's stream id.
+        stream: usize,
+        /// What happened.
+        message: String,
+    },
+    /// The context stopped.
+    Stopped(StreamingSummary),
+}
+
+/// Receives streaming events, on the thread that runs the batches.
+pub trait StreamingListener: Send + Sync {
+    /// Called once per event.
+    fn on_event(&self, event: &StreamingEvent);
+}
+
+/// A listener that keeps every event (tests, post-mortems).
+#[derive(Default)]
+pub struct StreamingLog {
+    events: Mutex<Vec<StreamingEvent>>,
+}
+
+impl StreamingLog {
+    /// Every event so far.
+    pub fn events(&self) -> Vec<StreamingEvent> {
+        self.events.lock().clone()
+    }
+
+    /// The completed batches so far, in order.
+    pub fn batches(&self) -> Vec<BatchInfo> {
+        self.events
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                StreamingEvent::BatchCompleted(b) => Some(b.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl StreamingListener for StreamingLog {
+    fn on_event(&self, event: &StreamingEvent) {
+        self.events.lock().push(event.clone());
+    }
+}
+
+/// Totals over a context's batches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StreamingSummary {
+    /// Batches completed.
+    pub batches: u64,
+    /// Records received over all batches.
+    pub input_records: u64,
+    /// Median and 99th percentile of the processing time.
+    pub processing_p50: Duration,
+    /// 99th percentile of the processing time.
+    pub processing_p99: Duration,
+    /// 99th percentile of the total delay.
+    pub total_delay_p99: Duration,
+    /// Longest total delay.
+    pub total_delay_max: Duration,
+}
+
+impl StreamingSummary {
+    pub(crate) fn of(batches: &[BatchInfo]) -> StreamingSummary {
+        let pct = |mut v: Vec<Duration>, p: f64| -> Duration {
+            if v.is_empty() {
+                return Duration::ZERO;
+            }
+            v.sort();
+            v[((v.len() - 1) as f64 * p).round() as usize]
+        };
+        let processing: Vec<Duration> = batches.iter().map(|b| b.processing_time).collect();
+        let total: Vec<Duration> = batches.iter().map(|b| b.total_delay).collect();
+        StreamingSummary {
+            batches: batches.len() as u64,
+            input_records: batches.iter().map(|b| b.input_records).sum(),
+            processing_p50: pct(processing.clone(), 0.5),
+            processing_p99: pct(processing, 0.99),
+            total_delay_p99: pct(total.clone(), 0.99),
+            total_delay_max: total.iter().copied().max().unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamingSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} batches, {} records; processing p50 {:?} p99 {:?}; total delay p99 {:?} max {:?}",
+            self.batches,
+            self.input_records,
+            self.processing_p50,
+            self.processing_p99,
+            self.total_delay_p99,
+            self.total_delay_max
+        )
+    }
+}

@@ -1,0 +1,192 @@
+//! Per-batch transformations: each batch's dataset is transformed with the
+//! dataset operation of the same name.
+
+use super::dstream::{AnyStream, DStream, NewStream, StreamOp};
+use super::time::Time;
+use crate::data::{Data, Key, Value};
+use crate::error::{Error, Result};
+use crate::rdd::{PartitionIter, Rdd};
+use std::sync::Arc;
+
+impl<T: Data> DStream<T> {
+    /// Applies `f` to every element.
+    pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> DStream<U> {
+        let f = Arc::new(f);
+        self.derive("map", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.map(move |x| f(x)))
+        })
+    }
+
+    /// Applies `f` to every element and flattens the results.
+    pub fn flat_map<U: Data, I: IntoIterator<Item = U>>(
+        &self,
+        f: impl Fn(T) -> I + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let f = Arc::new(f);
+        self.derive("flat_map", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.flat_map(move |x| f(x)))
+        })
+    }
+
+    /// Keeps the elements for which `f` holds.
+    pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> DStream<T> {
+        let f = Arc::new(f);
+        self.derive("filter", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.filter(move |x| f(x)))
+        })
+    }
+
+    /// Applies `f` to each partition of each batch.
+    pub fn map_partitions<U: Data, I>(
+        &self,
+        f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static,
+    ) -> DStream<U>
+    where
+        I: IntoIterator<Item = U>,
+        I::IntoIter: 'static,
+    {
+        let f = Arc::new(f);
+        self.derive("map_partitions", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.map_partitions(move |it| f(it)))
+        })
+    }
+
+    /// Each partition of each batch as one vector.
+    pub fn glom(&self) -> DStream<Vec<T>> {
+        self.derive("glom", |rdd, _| Ok(rdd.glom()))
+    }
+
+    /// Redistributes each batch into `num_partitions` partitions.
+    pub fn repartition(&self, num_partitions: usize) -> DStream<T>
+    where
+        T: Value,
+    {
+        self.derive("repartition", move |rdd, _| {
+            Ok(rdd.repartition(num_partitions))
+        })
+    }
+
+    /// Any transformation of each batch's dataset, given the batch time.
+    pub fn transform<U: Data>(
+        &self,
+        f: impl Fn(&Rdd<T>, Time) -> Result<Rdd<U>> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        self.derive("transform", f)
+    }
+
+    /// A transformation of this stream's and `other`'s datasets of the same
+    /// batch. The two streams must have the same slide duration.
+    pub fn transform_with<U: Data, R: Data>(
+        &self,
+        other: &DStream<U>,
+        f: impl Fn(&Rdd<T>, &Rdd<U>, Time) -> Result<Rdd<R>> + Send + Sync + 'static,
+    ) -> Result<DStream<R>> {
+        check_same_slide(self.as_any().as_ref(), other.as_any().as_ref())?;
+        let mut spec = NewStream::child_of("transform_with", self.as_any().as_ref());
+        spec.parents = vec![self.as_any(), other.as_any()];
+        Ok(DStream::from_op(
+            self.graph(),
+            spec,
+            TransformWith {
+                left: self.clone(),
+                right: other.clone(),
+                f,
+            },
+        ))
+    }
+
+    /// The elements of both streams, batch by batch. The streams must have
+    /// the same slide duration.
+    pub fn union(&self, other: &DStream<T>) -> Result<DStream<T>> {
+        self.transform_with(other, |a, b, _| Ok(a.union(b)))
+    }
+
+    /// The number of elements of each batch, as a one-element dataset (0
+    /// for an empty batch).
+    pub fn count(&self) -> DStream<u64> {
+        self.derive("count", |rdd, _| {
+            let zero = rdd.context().parallelize(vec![((), 0u64)], 1);
+            Ok(rdd
+                .map(|_| ((), 1u64))
+                .union(&zero)
+                .reduce_by_key_with(1, |a, b| a + b)
+                .values())
+        })
+    }
+
+    /// How often each distinct element occurs in each batch.
+    pub fn count_by_value(&self) -> DStream<(T, u64)>
+    where
+        T: Key,
+    {
+        self.derive("count_by_value", |rdd, _| {
+            Ok(rdd.map(|x| (x, 1u64)).reduce_by_key(|a, b| a + b))
+        })
+    }
+
+    /// Each batch reduced with `f` to (at most) one element.
+    pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DStream<T>
+    where
+        T: Value,
+    {
+        let f = Arc::new(f);
+        self.derive("reduce", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd
+                .map(|x| ((), x))
+                .reduce_by_key_with(1, move |a, b| f(a, b))
+                .values())
+        })
+    }
+
+    /// The datasets this stream generated for the times in `[from, to]`
+    /// that it is defined at, in time order (Spark's `slice`). Only times
+    /// the context still remembers (the recent batches) can be sliced.
+    pub fn slice(&self, from: Time, to: Time) -> Result<Vec<Rdd<T>>> {
+        if self.graph().zero_time().is_none() {
+            return Err(Error::StreamingState(
+                "slice needs a started context".into(),
+            ));
+        }
+        self.datasets_in(from - self.slide_duration(), to)
+    }
+}
+
+pub(crate) fn check_same_slide(a: &dyn AnyStream, b: &dyn AnyStream) -> Result<()> {
+    if a.base().slide != b.base().slide {
+        return Err(Error::InvalidArgument(format!(
+            "streams with different slide durations ({:?} and {:?}) cannot be combined batch by batch",
+            a.base().slide,
+            b.base().slide
+        )));
+    }
+    Ok(())
+}
+
+struct TransformWith<T, U, F> {
+    left: DStream<T>,
+    right: DStream<U>,
+    f: F,
+}
+
+impl<T: Data, U: Data, R: Data, F> StreamOp<R> for TransformWith<T, U, F>
+where
+    F: Fn(&Rdd<T>, &Rdd<U>, Time) -> Result<Rdd<R>> + Send + Sync + 'static,
+{
+    fn compute(&self, _: &DStream<R>, time: Time) -> Result<Option<Rdd<R>>> {
+        let ctx = self.left.context();
+        let a = self
+            .left
+            .get_or_compute(time)?
+            .unwrap_or_else(|| ctx.empty());
+        let b = self
+            .right
+            .get_or_compute(time)?
+            .unwrap_or_else(|| ctx.empty());
+        Ok(Some((self.f)(&a, &b, time)?))
+    }
+}

@@ -1,0 +1,93 @@
+//! Output operations: what runs for each batch. Registering one makes its
+//! stream (and the streams it derives from) part of every batch.
+
+use super::dstream::DStream;
+use super::graph::OutputOp;
+use super::time::Time;
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::rdd::Rdd;
+use std::fmt::{Debug, Display};
+use std::path::PathBuf;
+
+impl<T: Data> DStream<T> {
+    /// Runs `f` on the dataset of every batch time this stream is defined
+    /// at (an empty dataset when the batch had no data), on the batch
+    /// thread; an error from `f` fails the batch and stops the context.
+    /// An error if the context has already started.
+    pub fn foreach_rdd(
+        &self,
+        f: impl Fn(&Rdd<T>, Time) -> Result<()> + Send + Sync + 'static,
+    ) -> Result<()> {
+        let graph = self.graph();
+        if graph.zero_time().is_some() {
+            return Err(Error::StreamingState(
+                "outputs must be registered before start".into(),
+            ));
+        }
+        let stream = self.clone();
+        graph.add_output(OutputOp {
+            stream: self.as_any(),
+            run: Box::new(move |time| match stream.get_or_compute(time)? {
+                Some(rdd) => f(&rdd, time),
+                None => Ok(()),
+            }),
+        });
+        Ok(())
+    }
+
+    /// Prints the first `n` elements of every batch, under a header with
+    /// the batch time (Spark's `print`).
+    pub fn print(&self, n: usize) -> Result<()>
+    where
+        T: Debug,
+    {
+        self.foreach_rdd(move |rdd, time| {
+            let first = rdd.take(n + 1)?;
+            let mut out = format!("-------------------------------------------\nTime: {time}\n-------------------------------------------\n");
+            for x in first.iter().take(n) {
+                out.push_str(&format!("{x:?}\n"));
+            }
+            if first.len() > n {
+                out.push_str("...\n");
+            }
+            println!("{out}");
+            Ok(())
+        })
+    }
+
+    /// Writes every batch as text files (one line per element, `part-NNNNN`
+    /// files) into the directory `prefix-<batch_ms>` (`.suffix` appended
+    /// when given). Each directory appears atomically, and a batch run
+    /// again (after a recovery) replaces its directory, so outputs are
+    /// never duplicated.
+    pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: Option<&str>) -> Result<()>
+    where
+        T: Display,
+    {
+        let prefix = prefix.into();
+        let suffix = suffix.map(|s| format!(".{s}")).unwrap_or_default();
+        self.foreach_rdd(move |rdd, time| {
+            let dir = PathBuf::from(format!("{prefix}-{}{suffix}", time.millis()));
+            write_batch_dir(rdd, &dir)
+        })
+    }
+}
+
+/// Writes `rdd` to `dir` through a temporary sibling, replacing `dir` if a
+/// previous run of the same batch left one.
+fn write_batch_dir<T: Data + Display>(rdd: &Rdd<T>, dir: &std::path::Path) -> Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    rdd.save_as_text_file(&tmp)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| Error::io(dir, e))
+}

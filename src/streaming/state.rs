@@ -1,0 +1,489 @@
+//! Stateful streams: state per key carried from batch to batch.
+//! `update_state_by_key` calls the update function for every key that has
+//! state or new values; `map_with_state` calls its function for every new
+//! record, and once more for a key whose idle timeout passed.
+//!
+//! A batch's state dataset is the previous batch's, cogrouped with the new
+//! values by the state's partitioner (so only the new values shuffle); it
+//! is kept in memory and its lineage cut after the batch that computes it.
+
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::metrics::StateSize;
+use super::time::Time;
+use crate::data::{Data, Key, Value};
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::rdd::{Partitioning, Rdd};
+use crate::shared::Accumulator;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of [`update_state_by_key_with`](DStream::update_state_by_key_with).
+pub struct StateOptions<K, S> {
+    /// How the state is partitioned (default: hash into the context's
+    /// parallelism).
+    pub partitioning: Partitioning,
+    /// State the first batch starts from.
+    pub initial: Option<Rdd<(K, S)>>,
+}
+
+impl<K, S> Default for StateOptions<K, S> {
+    fn default() -> Self {
+        StateOptions {
+            partitioning: Partitioning::Default,
+            initial: None,
+        }
+    }
+}
+
+/// Counts keys and estimated bytes of each batch's state, per batch time.
+#[derive(Clone)]
+struct StateMeter {
+    per_batch: Arc<Mutex<BTreeMap<Time, Accumulator<(u64, u64)>>>>,
+}
+
+impl StateMeter {
+    fn new() -> StateMeter {
+        StateMeter {
+            per_batch: Arc::default(),
+        }
+    }
+
+    /// Reports the sizes counted for `stream` after each batch.
+    fn attach(&self, stream: &DStream<impl Data>) {
+        let m = self.clone();
+        let id = stream.node.base.id;
+        stream.graph().add_state_meter(Box::new(move |time| {
+            let acc = m.per_batch.lock().remove(&time)?;
+            let (keys, bytes) = acc.value();
+            Some(StateSize {
+                stream: id,
+                keys,
+                bytes,
+            })
+        }));
+    }
+
+    fn for_batch(&self, ctx: &crate::Context, time: Time) -> Accumulator<(u64, u64)> {
+        let acc = ctx.accumulator("state size", (0u64, 0u64), |a, b| {
+            a.0 += b.0;
+            a.1 += b.1;
+        });
+        self.per_batch.lock().insert(time, acc.clone());
+        acc
+    }
+}
+
+impl<K: Key, V: Value> DStream<(K, V)> {
+    /// Running state per key: for every key with state or new values in a
+    /// batch, `update(key, new values, previous state)` gives the new
+    /// state; `None` removes the key.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(10), clock.clone()).unwrap();
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![('a', 1), ('b', 1)], 1));
+    /// q.push(ctx.parallelize(vec![('a', 5)], 1));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&q, true)
+    ///     .update_state_by_key(|_k, new: Vec<i32>, total: Option<i32>| {
+    ///         Some(total.unwrap_or(0) + new.iter().sum::<i32>())
+    ///     })
+    ///     .foreach_rdd(move |rdd, _| {
+    ///         let mut s = rdd.collect()?;
+    ///         s.sort();
+    ///         sink.lock().unwrap().push(s);
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    /// ssc.start().unwrap();
+    /// clock.advance(Duration::from_millis(20));
+    /// ssc.wait_for_batch(Time::from_millis(20)).unwrap();
+    /// assert_eq!(seen.lock().unwrap()[1], [('a', 6), ('b', 1)]);
+    /// ```
+    pub fn update_state_by_key<S: Value>(
+        &self,
+        update: impl Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    ) -> DStream<(K, S)> {
+        self.update_state_by_key_with(StateOptions::default(), update)
+    }
+
+    /// [`update_state_by_key`](DStream::update_state_by_key) with a
+    /// partitioning and an initial state.
+    pub fn update_state_by_key_with<S: Value>(
+        &self,
+        options: StateOptions<K, S>,
+        update: impl Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    ) -> DStream<(K, S)> {
+        let partitioner = options
+            .partitioning
+            .resolve(&[(None, self.context().default_parallelism())]);
+        let initial = options.initial.map(|r| r.partition_by(partitioner.clone()));
+        let mut spec = NewStream::child_of("update_state_by_key", self.as_any().as_ref());
+        spec.parents.push(self.as_any());
+        spec.persist = true;
+        let meter = StateMeter::new();
+        let stream = DStream::from_op(
+            self.graph(),
+            spec,
+            UpdateState {
+                parent: self.clone(),
+                partitioner,
+                initial,
+                update: Arc::new(update),
+                meter: meter.clone(),
+                _s: PhantomData,
+            },
+        );
+        meter.attach(&stream);
+        stream
+    }
+}
+
+type UpdateFn<K, V, S> = dyn Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync;
+
+struct UpdateState<K, V, S> {
+    parent: DStream<(K, V)>,
+    partitioner: Partitioner,
+    initial: Option<Rdd<(K, S)>>,
+    update: Arc<UpdateFn<K, V, S>>,
+    meter: StateMeter,
+    _s: PhantomData<fn() -> S>,
+}
+
+/// The previous state of a stateful stream: its own dataset one slide
+/// earlier, or the initial state for the first batch.
+fn previous_state<T: Data>(
+    this: &DStream<T>,
+    time: Time,
+    initial: &Option<Rdd<T>>,
+) -> Result<Rdd<T>> {
+    let zero = this.graph().zero_time().unwrap_or_default();
+    let before = time - this.slide_duration();
+    let prev = if before > zero {
+        this.get_or_compute(before)?
+    } else {
+        initial.clone()
+    };
+    Ok(prev.unwrap_or_else(|| this.context().empty()))
+}
+
+impl<K: Key, V: Value, S: Value> StreamOp<(K, S)> for UpdateState<K, V, S> {
+    fn compute(&self, this: &DStream<(K, S)>, time: Time) -> Result<Option<Rdd<(K, S)>>> {
+        let ctx = this.context().clone();
+        let previous = previous_state(this, time, &self.initial)?;
+        let batch = self
+            .parent
+            .get_or_compute(time)?
+            .unwrap_or_else(|| ctx.empty());
+        let update = self.update.clone();
+        let size = self.meter.for_batch(&ctx, time);
+        let state = previous
+            .cogroup_with(&batch, self.partitioner.clone())
+            .pipe("update_state_by_key", true, move |input, out| {
+                let before = out.len();
+                for (k, (old, new)) in input.drain(..) {
+                    if let Some(s) = update(&k, new, old.into_iter().next()) {
+                        out.push((k, s));
+                    }
+                }
+                let added = &out[before..];
+                size.add((
+                    added.len() as u64,
+                    crate::memory::estimate_size(added) as u64,
+                ));
+            });
+        Ok(Some(this.graph().cut_lineage(state)))
+    }
+}
+
+/// The state of one key as `map_with_state`'s function sees it.
+#[derive(Debug)]
+pub struct State<S> {
+    value: Option<S>,
+    changed: bool,
+    timing_out: bool,
+}
+
+impl<S> State<S> {
+    /// Whether the key has state.
+    pub fn exists(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The state, if any.
+    pub fn get(&self) -> Option<&S> {
+        self.value.as_ref()
+    }
+
+    /// Sets the state (not allowed while timing out: the key is removed
+    /// anyway).
+    pub fn update(&mut self, s: S) {
+        if !self.timing_out {
+            self.value = Some(s);
+            self.changed = true;
+        }
+    }
+
+    /// Removes the key's state.
+    pub fn remove(&mut self) {
+        self.value = None;
+        self.changed = true;
+    }
+
+    /// Whether this call reports the key's idle timeout (the last call for
+    /// this state; there is no new value).
+    pub fn is_timing_out(&self) -> bool {
+        self.timing_out
+    }
+}
+
+/// The function and options of [`map_with_state`](DStream::map_with_state)
+/// (Spark's `StateSpec`).
+pub struct StateSpec<K, V, S, U> {
+    function: Arc<MapStateFn<K, V, S, U>>,
+    initial: Option<Rdd<(K, S)>>,
+    partitioning: Partitioning,
+    timeout: Option<Duration>,
+}
+
+type MapStateFn<K, V, S, U> = dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync;
+
+impl<K, V, S, U> StateSpec<K, V, S, U> {
+    /// `function(batch time, key, new value, state)` is called for every
+    /// new record, and with `None` when the key times out; what it returns
+    /// is the mapped stream's element.
+    pub fn function(
+        function: impl Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync + 'static,
+    ) -> Self {
+        StateSpec {
+            function: Arc::new(function),
+            initial: None,
+            partitioning: Partitioning::Default,
+            timeout: None,
+        }
+    }
+
+    /// State the first batch starts from.
+    pub fn initial_state(mut self, initial: Rdd<(K, S)>) -> Self {
+        self.initial = Some(initial);
+        self
+    }
+
+    /// How the state is partitioned.
+    pub fn partitioning(mut self, p: impl Into<Partitioning>) -> Self {
+        self.partitioning = p.into();
+        self
+    }
+
+    /// Removes a key that received no record for `idle`: in the first
+    /// batch whose time is more than `idle` after the batch of the key's
+    /// last record, the function is called once with `None` and a
+    /// timing-out state, and the state is dropped.
+    pub fn timeout(mut self, idle: Duration) -> Self {
+        self.timeout = Some(idle);
+        self
+    }
+}
+
+/// A key's state with the time of its last record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Tracked<S> {
+    value: S,
+    last_seen_ms: u64,
+}
+
+/// What one batch of `map_with_state` produces: the new state of a key, or
+/// a mapped element.
+#[derive(Clone, Serialize, Deserialize)]
+enum StateOut<K, S, U> {
+    State(K, Tracked<S>),
+    Mapped(U),
+}
+
+/// The stream `map_with_state` returns: the mapped elements; its state is
+/// available as [`state_snapshots`](MapWithStateStream::state_snapshots).
+pub struct MapWithStateStream<K, S, U> {
+    mapped: DStream<U>,
+    snapshots: DStream<(K, S)>,
+}
+
+impl<K: Key, S: Value, U: Data> MapWithStateStream<K, S, U> {
+    /// The mapped elements of each batch.
+    pub fn stream(&self) -> &DStream<U> {
+        &self.mapped
+    }
+
+    /// The full state (every key and its state) after each batch.
+    pub fn state_snapshots(&self) -> DStream<(K, S)> {
+        self.snapshots.clone()
+    }
+}
+
+impl<K, S, U> std::ops::Deref for MapWithStateStream<K, S, U> {
+    type Target = DStream<U>;
+    fn deref(&self) -> &DStream<U> {
+        &self.mapped
+    }
+}
+
+impl<K: Key, V: Value> DStream<(K, V)> {
+    /// Calls `spec`'s function for every record with the key's state, and
+    /// emits what it returns (Spark's `mapWithState`). Keys with an idle
+    /// timeout are reported on time: in the first batch past the deadline,
+    /// exactly once.
+    pub fn map_with_state<S: Value, U: Value>(
+        &self,
+        spec: StateSpec<K, V, S, U>,
+    ) -> MapWithStateStream<K, S, U> {
+        let partitioner = spec
+            .partitioning
+            .resolve(&[(None, self.context().default_parallelism())]);
+        let initial = spec.initial.map(|r| r.partition_by(partitioner.clone()));
+        let mut ns = NewStream::child_of("map_with_state", self.as_any().as_ref());
+        ns.parents.push(self.as_any());
+        ns.persist = true;
+        let meter = StateMeter::new();
+        let combined = DStream::from_op(
+            self.graph(),
+            ns,
+            MapWithState {
+                parent: self.clone(),
+                partitioner,
+                initial,
+                function: spec.function,
+                timeout: spec.timeout,
+                meter: meter.clone(),
+            },
+        );
+        meter.attach(&combined);
+        let mapped = combined.derive("map_with_state_mapped", |rdd, _| {
+            Ok(rdd.pipe("mapped", false, |input, out| {
+                out.extend(input.drain(..).filter_map(|o| match o {
+                    StateOut::Mapped(u) => Some(u),
+                    StateOut::State(..) => None,
+                }))
+            }))
+        });
+        let snapshots = combined.derive("state_snapshots", |rdd, _| {
+            Ok(states_of(rdd).map(|(k, t)| (k, t.value)))
+        });
+        MapWithStateStream { mapped, snapshots }
+    }
+}
+
+/// The state entries of a `map_with_state` batch, keeping its partitioner.
+fn states_of<K: Key, S: Value, U: Value>(rdd: &Rdd<StateOut<K, S, U>>) -> Rdd<(K, Tracked<S>)> {
+    rdd.pipe("state", true, |input, out| {
+        out.extend(input.drain(..).filter_map(|o| match o {
+            StateOut::State(k, t) => Some((k, t)),
+            StateOut::Mapped(_) => None,
+        }))
+    })
+}
+
+struct MapWithState<K, V, S, U> {
+    parent: DStream<(K, V)>,
+    partitioner: Partitioner,
+    initial: Option<Rdd<(K, S)>>,
+    function: Arc<MapStateFn<K, V, S, U>>,
+    timeout: Option<Duration>,
+    meter: StateMeter,
+}
+
+impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
+    for MapWithState<K, V, S, U>
+{
+    fn compute(
+        &self,
+        this: &DStream<StateOut<K, S, U>>,
+        time: Time,
+    ) -> Result<Option<Rdd<StateOut<K, S, U>>>> {
+        let ctx = this.context().clone();
+        let zero = this.graph().zero_time().unwrap_or_default();
+        let before = time - this.slide_duration();
+        let now = time.millis();
+        let previous = if before > zero {
+            this.get_or_compute(before)?.map(|r| states_of(&r))
+        } else {
+            // The initial state counts as seen at the first batch.
+            self.initial.as_ref().map(|r| {
+                r.pipe("initial_state", true, move |input, out| {
+                    out.extend(input.drain(..).map(|(k, value)| {
+                        (
+                            k,
+                            Tracked {
+                                value,
+                                last_seen_ms: now,
+                            },
+                        )
+                    }))
+                })
+            })
+        }
+        .unwrap_or_else(|| ctx.empty());
+        let batch = self
+            .parent
+            .get_or_compute(time)?
+            .unwrap_or_else(|| ctx.empty());
+        let function = self.function.clone();
+        let timeout = self.timeout.map(super::time::millis);
+        let size = self.meter.for_batch(&ctx, time);
+        let out = previous
+            .cogroup_with(&batch, self.partitioner.clone())
+            .pipe("map_with_state", true, move |input, out| {
+                let before = out.len();
+                let mut keys = 0u64;
+                for (k, (old, new)) in input.drain(..) {
+                    let old = old.into_iter().next();
+                    let mut last_seen_ms = old.as_ref().map_or(now, |t| t.last_seen_ms);
+                    let mut state = State {
+                        value: old.map(|t| t.value),
+                        changed: false,
+                        timing_out: false,
+                    };
+                    if new.is_empty() {
+                        if let (Some(idle), true) = (timeout, state.exists()) {
+                            if last_seen_ms + idle < now {
+                                state.timing_out = true;
+                                if let Some(u) = function(time, &k, None, &mut state) {
+                                    out.push(StateOut::Mapped(u));
+                                }
+                                continue;
+                            }
+                        }
+                    } else {
+                        last_seen_ms = now;
+                        for v in new {
+                            if let Some(u) = function(time, &k, Some(v), &mut state) {
+                                out.push(StateOut::Mapped(u));
+                            }
+                        }
+                    }
+                    if let Some(value) = state.value {
+                        let tracked = Tracked {
+                            value,
+                            last_seen_ms,
+                        };
+                        keys += 1;
+                        out.push(StateOut::State(k, tracked));
+                    }
+                }
+                // Sampled size of this partition's output, attributed to
+                // its state entries.
+                let added = &out[before..];
+                size.add((keys, crate::memory::estimate_size(added) as u64));
+            });
+        Ok(Some(this.graph().cut_lineage(out)))
+    }
+}

@@ -1,0 +1,294 @@
+//! Windows: a window stream at time `T` holds the parent's batches in
+//! `(T - length, T]`, and is defined every `slide`. Both durations must be
+//! multiples of the parent's slide. Incremental variants update the
+//! previous window with the batches that leave and enter it.
+
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::time::{Time, check_duration};
+use crate::data::{Data, Key, Value};
+use crate::error::{Error, Result};
+use crate::partitioner::Partitioner;
+use crate::rdd::{Partitioning, Rdd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+impl<T: Data> DStream<T> {
+    /// Checks a window's durations against this stream's slide.
+    fn check_window(&self, length: Duration, slide: Duration) -> Result<()> {
+        check_duration("window length", length)?;
+        check_duration("window slide", slide)?;
+        let parent = self.slide_duration();
+        for (what, d) in [("window length", length), ("window slide", slide)] {
+            if d.as_millis() % parent.as_millis() != 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "{what} {d:?} is not a multiple of the parent stream's slide {parent:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// All elements of the batches in each window of `length`, every
+    /// `slide`. An error unless both are multiples of this stream's slide.
+    pub fn window(&self, length: Duration, slide: Duration) -> Result<DStream<T>> {
+        self.check_window(length, slide)?;
+        // Each batch is read by several windows: keep it in memory.
+        self.node.base.persist.store(true, Ordering::Relaxed);
+        let spec = NewStream {
+            name: "window",
+            slide,
+            parents: vec![self.as_any()],
+            reads_back: length,
+            persist: false,
+        };
+        Ok(DStream::from_op(
+            self.graph(),
+            spec,
+            Window {
+                parent: self.clone(),
+                length,
+            },
+        ))
+    }
+
+    /// The number of elements in each window (one element, 0 for an empty
+    /// window).
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Result<DStream<u64>> {
+        Ok(self.window(length, slide)?.count())
+    }
+
+    /// Each window reduced with `f` (recomputed from the window's batches,
+    /// each reduced once).
+    pub fn reduce_by_window(
+        &self,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+        length: Duration,
+        slide: Duration,
+    ) -> Result<DStream<T>>
+    where
+        T: Value,
+    {
+        let f = Arc::new(f);
+        let g = f.clone();
+        Ok(self
+            .reduce(move |a, b| f(a, b))
+            .window(length, slide)?
+            .reduce(move |a, b| g(a, b)))
+    }
+
+    /// Each window reduced incrementally: the previous window's value,
+    /// minus (`inverse`) the batches that left, plus the batches that
+    /// entered.
+    pub fn reduce_by_window_inv(
+        &self,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+        inverse: impl Fn(T, T) -> T + Send + Sync + 'static,
+        length: Duration,
+        slide: Duration,
+    ) -> Result<DStream<T>>
+    where
+        T: Value,
+    {
+        Ok(self
+            .map(|x| ((), x))
+            .reduce_by_key_and_window_inv(f, inverse, length, slide, 1, None)?
+            .map(|(_, v)| v))
+    }
+
+    /// How often each element occurs in each window (incremental; elements
+    /// whose count falls to zero are dropped).
+    pub fn count_by_value_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+        partitioning: impl Into<Partitioning>,
+    ) -> Result<DStream<(T, u64)>>
+    where
+        T: Key,
+    {
+        self.map(|x| (x, 1u64)).reduce_by_key_and_window_inv(
+            |a, b| a + b,
+            |a, b| a - b,
+            length,
+            slide,
+            partitioning,
+            Some(Arc::new(|(_, n): &(T, u64)| *n != 0)),
+        )
+    }
+}
+
+/// Which keys an incremental window keeps.
+pub type KeepFilter<K, V> = Arc<dyn Fn(&(K, V)) -> bool + Send + Sync>;
+
+impl<K: Key, V: Value> DStream<(K, V)> {
+    /// Each window's values merged per key with `f`: every batch is
+    /// reduced once, then the window's reduced batches are merged.
+    pub fn reduce_by_key_and_window(
+        &self,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+        length: Duration,
+        slide: Duration,
+        partitioning: impl Into<Partitioning>,
+    ) -> Result<DStream<(K, V)>> {
+        let partitioning = partitioning.into();
+        let f = Arc::new(f);
+        let g = f.clone();
+        Ok(self
+            .reduce_by_key_with(partitioning.clone(), move |a, b| f(a, b))
+            .window(length, slide)?
+            .reduce_by_key_with(partitioning, move |a, b| g(a, b)))
+    }
+
+    /// Incremental [`reduce_by_key_and_window`](DStream::reduce_by_key_and_window):
+    /// each window is the previous one, with the values of the batches that
+    /// left removed by `inverse` (`inverse(a, b)` undoes `f(a, b)`'s `b`)
+    /// and those of the batches that entered merged by `f`. Keys whose value
+    /// falls to a neutral value stay unless `keep` drops them.
+    pub fn reduce_by_key_and_window_inv(
+        &self,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+        inverse: impl Fn(V, V) -> V + Send + Sync + 'static,
+        length: Duration,
+        slide: Duration,
+        partitioning: impl Into<Partitioning>,
+        keep: Option<KeepFilter<K, V>>,
+    ) -> Result<DStream<(K, V)>> {
+        self.check_window(length, slide)?;
+        let f: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(f);
+        let partitioner = partitioning
+            .into()
+            .resolve(&[(None, self.context().default_parallelism())]);
+        let g = f.clone();
+        let reduced = self.reduce_by_key_with(partitioner.clone(), move |a, b| g(a, b));
+        reduced.node.base.persist.store(true, Ordering::Relaxed);
+        let spec = NewStream {
+            name: "reduce_by_key_and_window",
+            slide,
+            parents: vec![reduced.as_any()],
+            reads_back: length + slide,
+            persist: true,
+        };
+        Ok(DStream::from_op(
+            self.graph(),
+            spec,
+            IncrementalWindow {
+                reduced,
+                length,
+                slide,
+                partitioner,
+                f,
+                inverse: Arc::new(inverse),
+                keep,
+            },
+        ))
+    }
+
+    /// Groups each window's values per key.
+    pub fn group_by_key_and_window(
+        &self,
+        length: Duration,
+        slide: Duration,
+        partitioning: impl Into<Partitioning>,
+    ) -> Result<DStream<(K, Vec<V>)>> {
+        Ok(self.window(length, slide)?.group_by_key_with(partitioning))
+    }
+}
+
+struct Window<T> {
+    parent: DStream<T>,
+    length: Duration,
+}
+
+impl<T: Data> StreamOp<T> for Window<T> {
+    fn compute(&self, _: &DStream<T>, time: Time) -> Result<Option<Rdd<T>>> {
+        let batches = self.parent.datasets_in(time - self.length, time)?;
+        let ctx = self.parent.context();
+        Ok(Some(match batches.len() {
+            0 => ctx.empty(),
+            _ => ctx.union(&batches),
+        }))
+    }
+}
+
+struct IncrementalWindow<K, V> {
+    reduced: DStream<(K, V)>,
+    length: Duration,
+    slide: Duration,
+    partitioner: Partitioner,
+    f: Arc<dyn Fn(V, V) -> V + Send + Sync>,
+    inverse: Arc<dyn Fn(V, V) -> V + Send + Sync>,
+    keep: Option<KeepFilter<K, V>>,
+}
+
+/// Which side of an incremental window update a value comes from.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+enum Change {
+    Left,
+    Entered,
+}
+
+impl<K: Key, V: Value> StreamOp<(K, V)> for IncrementalWindow<K, V> {
+    fn compute(&self, this: &DStream<(K, V)>, time: Time) -> Result<Option<Rdd<(K, V)>>> {
+        let ctx = self.reduced.context().clone();
+        let previous_end = time - self.slide;
+        // Batches that left: in the previous window, not in this one.
+        let left = self
+            .reduced
+            .datasets_in(previous_end - self.length, time - self.length)?;
+        // Batches that entered: in this window, not in the previous one.
+        let entered = self.reduced.datasets_in(previous_end, time)?;
+        let previous = this
+            .get_or_compute(previous_end)?
+            .unwrap_or_else(|| ctx.empty());
+        let tag = |rdds: Vec<Rdd<(K, V)>>, change: Change| -> Rdd<(K, (Change, V))> {
+            match rdds.len() {
+                0 => ctx.empty(),
+                _ => ctx.union(&rdds).map_values(move |v| (change, v)),
+            }
+        };
+        let changes = tag(left, Change::Left).union(&tag(entered, Change::Entered));
+        let (f, inverse, keep) = (self.f.clone(), self.inverse.clone(), self.keep.clone());
+        // The previous window is partitioned by the partitioner already, so
+        // only the changes are shuffled.
+        let merged = previous
+            .cogroup_with(&changes, self.partitioner.clone())
+            .pipe("reduce_by_key_and_window", true, move |input, out| {
+                for (k, (prev, changes)) in input.drain(..) {
+                    let (mut left, mut entered): (Option<V>, Option<V>) = (None, None);
+                    for (change, v) in changes {
+                        let slot = match change {
+                            Change::Left => &mut left,
+                            Change::Entered => &mut entered,
+                        };
+                        *slot = Some(match slot.take() {
+                            Some(acc) => f(acc, v),
+                            None => v,
+                        });
+                    }
+                    let value = match prev.into_iter().next() {
+                        Some(p) => {
+                            let p = match left {
+                                Some(l) => inverse(p, l),
+                                None => p,
+                            };
+                            Some(match entered {
+                                Some(e) => f(p, e),
+                                None => p,
+                            })
+                        }
+                        // Not in the previous window (new, or dropped by
+                        // `keep`): only what entered counts.
+                        None => entered,
+                    };
+                    if let Some(v) = value {
+                        let kv = (k, v);
+                        if keep.as_ref().is_none_or(|keep| keep(&kv)) {
+                            out.push(kv);
+                        }
+                    }
+                }
+            });
+        Ok(Some(self.reduced.graph().cut_lineage(merged)))
+    }
+}

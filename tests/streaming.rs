@@ -1,0 +1,777 @@
+//! Streaming on a manual clock: every batch's output is exact. Each test
+//! feeds a queue stream one dataset per batch and compares every batch's
+//! output with a reference computed on plain vectors.
+#![allow(clippy::type_complexity)]
+
+mod common;
+use common::sorted;
+use spate::streaming::{
+    DStream, ManualClock, StateOptions, StateSpec, StreamQueue, StreamingContext, StreamingLog,
+    Time,
+};
+use spate::{Context, Error, Rdd};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const TICK: Duration = Duration::from_millis(100);
+
+/// A streaming context on a manual clock with a 100 ms batch interval.
+struct Harness {
+    ctx: Context,
+    clock: ManualClock,
+    ssc: StreamingContext,
+}
+
+type Batches<T> = Arc<Mutex<Vec<(Time, Vec<T>)>>>;
+
+impl Harness {
+    fn new() -> Harness {
+        let ctx = common::ctx();
+        let clock = ManualClock::new();
+        let ssc = StreamingContext::with_manual_clock(&ctx, TICK, clock.clone()).unwrap();
+        Harness { ctx, clock, ssc }
+    }
+
+    /// A queue stream fed one dataset (of `parts` partitions) per batch.
+    fn input<T: spate::Data>(&self, batches: Vec<Vec<T>>, parts: usize) -> DStream<T> {
+        let q = StreamQueue::new();
+        for b in batches {
+            q.push(self.ctx.parallelize(b, parts));
+        }
+        self.ssc.queue_stream(&q, true)
+    }
+
+    /// Collects every batch of `stream`, sorted within the batch.
+    fn collect<T: spate::Data + Ord>(&self, stream: &DStream<T>) -> Batches<T> {
+        let out: Batches<T> = Arc::default();
+        let sink = out.clone();
+        stream
+            .foreach_rdd(move |rdd, time| {
+                sink.lock().unwrap().push((time, sorted(rdd.collect()?)));
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    /// Starts (if needed) and runs `n` more batches.
+    fn run(&self, n: usize) {
+        if self.clock.now() == Time::from_millis(0) {
+            self.ssc.start().unwrap();
+        }
+        for _ in 0..n {
+            self.clock.advance(TICK);
+            self.ssc.wait_for_batch(self.clock.now()).unwrap();
+        }
+    }
+}
+
+fn ms(n: u64) -> Time {
+    Time::from_millis(n)
+}
+
+fn outputs<T: Clone>(b: &Batches<T>) -> Vec<Vec<T>> {
+    b.lock().unwrap().iter().map(|(_, v)| v.clone()).collect()
+}
+
+fn lines() -> Vec<Vec<String>> {
+    vec![
+        vec!["a b a".into(), "c".into()],
+        vec![],
+        vec!["b b".into(), "".into(), "d a".into()],
+        vec!["c".into()],
+    ]
+}
+
+#[test]
+fn narrow_operations_transform_each_batch_and_batch_times_follow_the_interval() {
+    let h = Harness::new();
+    let input = h.input(lines(), 2);
+    let words =
+        input.flat_map(|l: String| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+    let long = h.collect(&words.filter(|w| w != "c").map(|w| w.to_uppercase()));
+    let glommed = h.collect(&words.glom().map(|p| p.len()));
+    let parts = h.collect(&words.map_partitions(|it| vec![it.count()]));
+    let repart = h.collect(&words.repartition(3).glom().map(|p| p.len()));
+    h.run(4);
+    let expected: Vec<Vec<String>> = lines()
+        .iter()
+        .map(|b| {
+            sorted(
+                b.iter()
+                    .flat_map(|l| l.split_whitespace())
+                    .filter(|w| *w != "c")
+                    .map(|w| w.to_uppercase())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(outputs(&long), expected);
+    let times: Vec<Time> = long.lock().unwrap().iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, [ms(100), ms(200), ms(300), ms(400)]);
+    // Two partitions per batch, whatever they hold.
+    assert!(outputs(&glommed).iter().all(|b| b.len() == 2));
+    let words_per_batch: Vec<usize> = lines()
+        .iter()
+        .map(|b| b.iter().flat_map(|l| l.split_whitespace()).count())
+        .collect();
+    let sums: Vec<usize> = outputs(&parts).iter().map(|b| b.iter().sum()).collect();
+    assert_eq!(sums, words_per_batch);
+    let repart_sums: Vec<usize> = outputs(&repart)
+        .iter()
+        .inspect(|b| assert_eq!(b.len(), 3))
+        .map(|b| b.iter().sum())
+        .collect();
+    assert_eq!(repart_sums, words_per_batch);
+}
+
+#[test]
+fn count_emits_zero_for_an_empty_batch_and_reduce_emits_nothing() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![3, 4], vec![], vec![5]], 2);
+    let counts = h.collect(&input.count());
+    let sums = h.collect(&input.reduce(|a, b| a + b));
+    let by_value = h.collect(&input.map(|x| x % 2).count_by_value());
+    h.run(3);
+    assert_eq!(outputs(&counts), [vec![2], vec![0], vec![1]]);
+    assert_eq!(outputs(&sums), [vec![7], vec![], vec![5]]);
+    assert_eq!(
+        outputs(&by_value),
+        [vec![(0, 1), (1, 1)], vec![], vec![(1, 1)]]
+    );
+}
+
+#[test]
+fn keyed_operations_per_batch_match_a_map_reference() {
+    let h = Harness::new();
+    let batches: Vec<Vec<(u32, u32)>> = vec![
+        vec![(1, 10), (2, 20), (1, 11)],
+        vec![],
+        (0..200).map(|i| (i % 7, i)).collect(),
+    ];
+    let input = h.input(batches.clone(), 3);
+    let reduced = h.collect(&input.reduce_by_key(|a, b| a + b));
+    let grouped = h.collect(&input.group_by_key().map_values(sorted));
+    let combined = h.collect(
+        &input
+            .combine_by_key(
+                |v| vec![v],
+                |mut c, v| {
+                    c.push(v);
+                    c
+                },
+                |mut a, mut b| {
+                    a.append(&mut b);
+                    a
+                },
+            )
+            .map_values(sorted),
+    );
+    let mapped = h.collect(
+        &input
+            .map_values(|v| v * 2)
+            .flat_map_values(|v| vec![v, v + 1]),
+    );
+    h.run(3);
+    for (i, batch) in batches.iter().enumerate() {
+        let mut sums: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        for &(k, v) in batch {
+            *sums.entry(k).or_default() += v;
+            groups.entry(k).or_default().push(v);
+        }
+        let groups: Vec<(u32, Vec<u32>)> =
+            groups.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+        assert_eq!(outputs(&reduced)[i], sums.into_iter().collect::<Vec<_>>());
+        assert_eq!(outputs(&grouped)[i], groups);
+        assert_eq!(outputs(&combined)[i], groups);
+        let flat: Vec<(u32, u32)> = sorted(
+            batch
+                .iter()
+                .flat_map(|&(k, v)| [(k, v * 2), (k, v * 2 + 1)])
+                .collect(),
+        );
+        assert_eq!(outputs(&mapped)[i], flat);
+    }
+}
+
+#[test]
+fn joins_and_cogroup_pair_the_batches_of_the_same_time() {
+    let h = Harness::new();
+    let left = h.input(vec![vec![(1, 'a'), (2, 'b')], vec![(3, 'c')]], 2);
+    let right = h.input(vec![vec![(1, 10), (1, 11), (4, 40)], vec![]], 1);
+    let inner = h.collect(&left.join(&right).unwrap());
+    let lo = h.collect(&left.left_outer_join(&right).unwrap());
+    let ro = h.collect(&left.right_outer_join(&right).unwrap());
+    let fo = h.collect(&left.full_outer_join(&right).unwrap());
+    let co = h.collect(&left.cogroup(&right).unwrap());
+    let both = h.collect(&left.map(|(k, _)| k).union(&right.map(|(k, _)| k)).unwrap());
+    h.run(2);
+    assert_eq!(
+        outputs(&inner),
+        [vec![(1, ('a', 10)), (1, ('a', 11))], vec![]]
+    );
+    assert_eq!(
+        outputs(&lo),
+        [
+            vec![(1, ('a', Some(10))), (1, ('a', Some(11))), (2, ('b', None))],
+            vec![(3, ('c', None))]
+        ]
+    );
+    assert_eq!(
+        outputs(&ro),
+        [
+            vec![(1, (Some('a'), 10)), (1, (Some('a'), 11)), (4, (None, 40))],
+            vec![]
+        ]
+    );
+    assert_eq!(
+        outputs(&fo),
+        [
+            vec![
+                (1, (Some('a'), Some(10))),
+                (1, (Some('a'), Some(11))),
+                (2, (Some('b'), None)),
+                (4, (None, Some(40)))
+            ],
+            vec![(3, (Some('c'), None))]
+        ]
+    );
+    let co: Vec<Vec<(i32, (Vec<char>, Vec<i32>))>> = outputs(&co)
+        .into_iter()
+        .map(|b| {
+            b.into_iter()
+                .map(|(k, (a, b))| (k, (sorted(a), sorted(b))))
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        co,
+        [
+            vec![
+                (1, (vec!['a'], vec![10, 11])),
+                (2, (vec!['b'], vec![])),
+                (4, (vec![], vec![40]))
+            ],
+            vec![(3, (vec!['c'], vec![]))]
+        ]
+    );
+    assert_eq!(outputs(&both), [vec![1, 1, 1, 2, 4], vec![3]]);
+}
+
+#[test]
+fn transform_sees_the_batch_time_and_transform_with_pairs_two_streams() {
+    let h = Harness::new();
+    let a = h.input(vec![vec![1, 2], vec![3]], 1);
+    let b = h.input(vec![vec![10], vec![20, 30]], 1);
+    let stamped = h.collect(&a.transform(|rdd, time| Ok(rdd.map(move |x| (time.millis(), x)))));
+    let crossed = h.collect(
+        &a.transform_with(&b, |x, y, _| Ok(x.cartesian(y).map(|(p, q)| p * q)))
+            .unwrap(),
+    );
+    h.run(2);
+    assert_eq!(
+        outputs(&stamped),
+        [vec![(100, 1), (100, 2)], vec![(200, 3)]]
+    );
+    assert_eq!(outputs(&crossed), [vec![10, 20], vec![60, 90]]);
+}
+
+#[test]
+fn a_window_at_time_t_holds_the_batches_in_t_minus_length_to_t() {
+    let h = Harness::new();
+    let input = h.input((1..=6).map(|i| vec![i]).collect(), 1);
+    let w3 = h.collect(&input.window(3 * TICK, TICK).unwrap());
+    let w3s2 = h.collect(&input.window(3 * TICK, 2 * TICK).unwrap());
+    let counts = h.collect(&input.count_by_window(2 * TICK, 2 * TICK).unwrap());
+    let sums = h.collect(
+        &input
+            .reduce_by_window(|a, b| a + b, 3 * TICK, TICK)
+            .unwrap(),
+    );
+    let sums_inv = h.collect(
+        &input
+            .reduce_by_window_inv(|a, b| a + b, |a, b| a - b, 3 * TICK, TICK)
+            .unwrap(),
+    );
+    h.run(6);
+    assert_eq!(
+        outputs(&w3),
+        [
+            vec![1],
+            vec![1, 2],
+            vec![1, 2, 3],
+            vec![2, 3, 4],
+            vec![3, 4, 5],
+            vec![4, 5, 6]
+        ]
+    );
+    let times: Vec<Time> = w3s2.lock().unwrap().iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, [ms(200), ms(400), ms(600)]);
+    assert_eq!(outputs(&w3s2), [vec![1, 2], vec![2, 3, 4], vec![4, 5, 6]]);
+    assert_eq!(outputs(&counts), [vec![2], vec![2], vec![2]]);
+    assert_eq!(
+        outputs(&sums),
+        [vec![1], vec![3], vec![6], vec![9], vec![12], vec![15]]
+    );
+    assert_eq!(outputs(&sums_inv), outputs(&sums));
+}
+
+#[test]
+fn window_durations_that_are_not_multiples_of_the_slide_are_rejected() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![1]], 1);
+    for (length, slide) in [
+        (Duration::from_millis(250), TICK),
+        (3 * TICK, Duration::from_millis(150)),
+        (Duration::ZERO, TICK),
+    ] {
+        let err = input.window(length, slide).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    }
+    let windowed = input.window(2 * TICK, 2 * TICK).unwrap();
+    let err = windowed.window(3 * TICK, 2 * TICK).unwrap_err();
+    assert!(err.to_string().contains("multiple"), "{err}");
+    assert!(
+        input
+            .map(|x| (x, 1))
+            .reduce_by_key_and_window_inv(
+                |a, b| a + b,
+                |a, b| a - b,
+                Duration::from_millis(150),
+                TICK,
+                2,
+                None
+            )
+            .is_err()
+    );
+}
+
+/// Deterministic pseudo-random batches of (key, count) pairs.
+fn random_batches(seed: u64, batches: usize) -> Vec<Vec<(u8, i64)>> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..batches)
+        .map(|_| {
+            let n = (next() % 12) as usize; // some batches are empty
+            (0..n)
+                .map(|_| ((next() % 6) as u8, (next() % 5) as i64 + 1))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn reduce_by_key_and_window_with_and_without_inverse_agree_with_a_reference() {
+    for seed in 1..=4 {
+        let h = Harness::new();
+        let data = random_batches(seed, 12);
+        let input = h.input(data.clone(), 2);
+        let (len, slide) = (4 * TICK, 2 * TICK);
+        let plain = h.collect(
+            &input
+                .reduce_by_key_and_window(|a, b| a + b, len, slide, 3)
+                .unwrap(),
+        );
+        let keep: spate::streaming::KeepFilter<u8, i64> = Arc::new(|(_, v)| *v != 0);
+        let inv = h.collect(
+            &input
+                .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, len, slide, 3, Some(keep))
+                .unwrap(),
+        );
+        let counts = h.collect(
+            &input
+                .map(|(k, _)| k)
+                .count_by_value_and_window(len, slide, 2)
+                .unwrap(),
+        );
+        let groups = h.collect(
+            &input
+                .group_by_key_and_window(len, slide, 2)
+                .unwrap()
+                .map_values(sorted),
+        );
+        h.run(12);
+        // Windows end at batches 2, 4, ..., 12 and hold the 4 batches up to it.
+        for (w, end) in (2..=12usize).step_by(2).enumerate() {
+            let window = &data[end.saturating_sub(4)..end];
+            let mut sums: BTreeMap<u8, i64> = BTreeMap::new();
+            let mut n: BTreeMap<u8, u64> = BTreeMap::new();
+            let mut g: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
+            for &(k, v) in window.iter().flatten() {
+                *sums.entry(k).or_default() += v;
+                *n.entry(k).or_default() += 1;
+                g.entry(k).or_default().push(v);
+            }
+            let sums: Vec<(u8, i64)> = sums.into_iter().collect();
+            assert_eq!(outputs(&plain)[w], sums, "seed {seed} window {w}");
+            assert_eq!(outputs(&inv)[w], sums, "seed {seed} window {w} (inverse)");
+            assert_eq!(outputs(&counts)[w], n.into_iter().collect::<Vec<_>>());
+            let g: Vec<(u8, Vec<i64>)> = g.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            assert_eq!(outputs(&groups)[w], g);
+        }
+    }
+}
+
+#[test]
+fn without_a_filter_keys_whose_window_value_falls_to_zero_stay() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![('a', 1)], vec![], vec![]], 1);
+    let inv = h.collect(
+        &input
+            .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, 2 * TICK, TICK, 1, None)
+            .unwrap(),
+    );
+    h.run(3);
+    assert_eq!(
+        outputs(&inv),
+        [vec![('a', 1)], vec![('a', 1)], vec![('a', 0)]]
+    );
+}
+
+#[test]
+fn update_state_by_key_runs_for_keys_with_state_or_values_and_none_removes() {
+    let h = Harness::new();
+    let input = h.input(
+        vec![
+            vec![('a', 1), ('b', 2)],
+            vec![('a', 3)],
+            vec![],
+            vec![('c', 1), ('b', 1)],
+        ],
+        2,
+    );
+    let calls: Arc<Mutex<Vec<(u64, char, Vec<i32>, Option<i32>)>>> = Arc::default();
+    let seen = calls.clone();
+    let initial = h.ctx.parallelize(vec![('z', 100)], 1);
+    let state = input.update_state_by_key_with(
+        StateOptions {
+            partitioning: 3.into(),
+            initial: Some(initial),
+        },
+        move |k: &char, new: Vec<i32>, old: Option<i32>| {
+            seen.lock().unwrap().push((0, *k, sorted(new.clone()), old));
+            let total = old.unwrap_or(0) + new.iter().sum::<i32>();
+            // A key without new values for a batch is dropped, except z.
+            if new.is_empty() && *k != 'z' {
+                None
+            } else {
+                Some(total)
+            }
+        },
+    );
+    let out = h.collect(&state);
+    h.run(4);
+    assert_eq!(
+        outputs(&out),
+        [
+            vec![('a', 1), ('b', 2), ('z', 100)],
+            vec![('a', 4), ('z', 100)],
+            vec![('z', 100)],
+            vec![('b', 1), ('c', 1), ('z', 100)],
+        ]
+    );
+    // b was called with no new values in batch 2 (and removed), then
+    // started afresh in batch 4.
+    let calls = calls.lock().unwrap();
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.1 == 'b' && c.2.is_empty() && c.3 == Some(2))
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.1 == 'z').count(),
+        4,
+        "z every batch"
+    );
+    let sizes: Vec<u64> = h.ssc.batches().iter().map(|b| b.state[0].keys).collect();
+    assert_eq!(sizes, [3, 2, 1, 3], "state keys per batch");
+    assert!(h.ssc.batches()[0].state[0].bytes > 0);
+}
+
+#[test]
+fn map_with_state_times_out_idle_keys_in_the_first_batch_past_the_deadline_once() {
+    let h = Harness::new();
+    // a arrives in batches 1 and 2, b in batch 1 only; timeout 300 ms.
+    let input = h.input(
+        vec![
+            vec![('a', 1), ('b', 5)],
+            vec![('a', 2)],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        ],
+        2,
+    );
+    let spec = StateSpec::function(
+        |time: Time, k: &char, v: Option<i32>, state: &mut spate::streaming::State<i32>| {
+            if state.is_timing_out() {
+                return Some(format!(
+                    "{k} timed out at {} with {}",
+                    time.millis(),
+                    state.get().unwrap()
+                ));
+            }
+            let total = state.get().copied().unwrap_or(0) + v.unwrap_or(0);
+            state.update(total);
+            Some(format!("{k}={total}"))
+        },
+    )
+    .timeout(Duration::from_millis(300))
+    .partitioning(2);
+    let mapped = input.map_with_state(spec);
+    let out = h.collect(mapped.stream());
+    let snaps = h.collect(&mapped.state_snapshots());
+    h.run(7);
+    assert_eq!(
+        outputs(&out),
+        [
+            vec!["a=1".to_string(), "b=5".to_string()],
+            vec!["a=3".to_string()],
+            vec![],
+            // b was last seen at 100: at 400 it has been idle exactly the
+            // timeout, not more.
+            vec![],
+            vec!["b timed out at 500 with 5".to_string()],
+            vec!["a timed out at 600 with 3".to_string()],
+            vec![],
+        ]
+    );
+    assert_eq!(
+        outputs(&snaps),
+        [
+            vec![('a', 1), ('b', 5)],
+            vec![('a', 3), ('b', 5)],
+            vec![('a', 3), ('b', 5)],
+            vec![('a', 3), ('b', 5)],
+            vec![('a', 3)],
+            vec![],
+            vec![],
+        ]
+    );
+    let keys: Vec<u64> = h.ssc.batches().iter().map(|b| b.state[0].keys).collect();
+    assert_eq!(keys, [2, 2, 2, 2, 1, 0, 0]);
+}
+
+#[test]
+fn map_with_state_starts_from_the_initial_state() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![('a', 1)]], 1);
+    let initial = h.ctx.parallelize(vec![('a', 10), ('q', 7)], 2);
+    let spec = StateSpec::function(
+        |_, _k: &char, v: Option<i32>, s: &mut spate::streaming::State<i32>| {
+            let t = s.get().copied().unwrap_or(0) + v.unwrap_or(0);
+            s.update(t);
+            Some(t)
+        },
+    )
+    .initial_state(initial);
+    let m = input.map_with_state(spec);
+    let out = h.collect(m.stream());
+    let snaps = h.collect(&m.state_snapshots());
+    h.run(1);
+    assert_eq!(outputs(&out), [vec![11]]);
+    assert_eq!(outputs(&snaps), [vec![('a', 11), ('q', 7)]]);
+}
+
+#[test]
+fn slice_returns_the_remembered_batches_in_a_time_range() {
+    let h = Harness::new();
+    let input = h.input((1..=4).map(|i| vec![i]).collect(), 1);
+    // A window keeps the input's last batches remembered.
+    let _w = h.collect(&input.window(4 * TICK, TICK).unwrap());
+    h.run(4);
+    let sliced: Vec<Vec<i32>> = input
+        .slice(ms(200), ms(400))
+        .unwrap()
+        .iter()
+        .map(|r: &Rdd<i32>| r.collect().unwrap())
+        .collect();
+    assert_eq!(sliced, [vec![2], vec![3], vec![4]]);
+}
+
+#[test]
+fn lifecycle_errors_are_reported_and_the_engine_stays_usable() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![1]], 1);
+    let err = h.ssc.start().unwrap_err();
+    assert!(err.to_string().contains("no output"), "{err}");
+    let _ = h.collect(&input);
+    h.ssc.start().unwrap();
+    assert!(h.ssc.start().is_err(), "started twice");
+    assert!(
+        input.count().foreach_rdd(|_, _| Ok(())).is_err(),
+        "output after start"
+    );
+    h.ssc.stop(false).unwrap();
+    assert_eq!(h.ctx.parallelize(vec![1, 2], 2).count().unwrap(), 2);
+}
+
+#[test]
+fn a_failing_batch_stops_the_context_with_an_error_naming_its_time() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![1], vec![2]], 1);
+    input
+        .foreach_rdd(|rdd, _| {
+            if rdd.collect()? == [2] {
+                return Err(Error::InvalidArgument("bad record 2".into()));
+            }
+            Ok(())
+        })
+        .unwrap();
+    h.ssc.start().unwrap();
+    h.clock.advance(TICK);
+    h.ssc.wait_for_batch(ms(100)).unwrap();
+    h.clock.advance(TICK);
+    let err = h.ssc.await_termination().unwrap_err();
+    assert!(
+        matches!(&err, Error::BatchFailed { time_ms: 200, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bad record 2"));
+    assert_eq!(h.ctx.parallelize(vec![1], 1).count().unwrap(), 1);
+}
+
+#[test]
+fn a_graceful_stop_processes_queued_data_first() {
+    let h = Harness::new();
+    let q = StreamQueue::new();
+    for i in 0..3 {
+        q.push(h.ctx.parallelize(vec![i], 1));
+    }
+    let out = h.collect(&h.ssc.queue_stream(&q, true));
+    h.run(1);
+    h.ssc.stop(true).unwrap();
+    assert_eq!(outputs(&out), [vec![0], vec![1], vec![2]]);
+    assert!(q.is_empty());
+    assert!(
+        h.ssc
+            .await_termination_or_timeout(Duration::from_millis(10))
+            .unwrap()
+    );
+}
+
+#[test]
+fn an_immediate_stop_leaves_queued_data() {
+    let h = Harness::new();
+    let q = StreamQueue::new();
+    for i in 0..3 {
+        q.push(h.ctx.parallelize(vec![i], 1));
+    }
+    let out = h.collect(&h.ssc.queue_stream(&q, true));
+    h.run(1);
+    h.ssc.stop(false).unwrap();
+    assert_eq!(outputs(&out), [vec![0]]);
+    assert_eq!(q.len(), 2);
+}
+
+#[test]
+fn listeners_see_every_batch_and_the_summary_at_stop() {
+    let h = Harness::new();
+    let log = Arc::new(StreamingLog::default());
+    h.ssc.add_listener(log.clone());
+    let input = h.input(vec![vec![1, 2], vec![3]], 1);
+    let _ = h.collect(&input);
+    h.run(2);
+    h.ssc.stop(false).unwrap();
+    let times: Vec<Time> = log.batches().iter().map(|b| b.time).collect();
+    assert_eq!(times, [ms(100), ms(200)]);
+    let stopped = log.events().into_iter().find_map(|e| match e {
+        spate::streaming::StreamingEvent::Stopped(s) => Some(s),
+        _ => None,
+    });
+    assert_eq!(stopped.map(|s| s.batches), Some(2));
+}
+
+#[test]
+fn queue_stream_all_at_once_takes_everything_queued() {
+    let h = Harness::new();
+    let q = StreamQueue::new();
+    q.push(h.ctx.parallelize(vec![1, 2], 1));
+    q.push(h.ctx.parallelize(vec![3], 1));
+    let out = h.collect(&h.ssc.queue_stream(&q, false));
+    h.run(2);
+    assert_eq!(outputs(&out), [vec![1, 2, 3], vec![]]);
+}
+
+#[test]
+fn saved_batches_are_directories_per_batch_and_a_rerun_replaces_them() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("out").to_string_lossy().into_owned();
+    let input = h.input(vec![vec![1, 2], vec![3]], 2);
+    input
+        .save_as_text_files(prefix.clone(), Some("txt"))
+        .unwrap();
+    h.run(2);
+    let read = |t: u64| -> Vec<String> {
+        let d = std::path::PathBuf::from(format!("{prefix}-{t}.txt"));
+        let mut lines: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("part-")
+            })
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(read(100), ["1", "2"]);
+    assert_eq!(read(200), ["3"]);
+    // No temporary directories are left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sorted(names), ["out-100.txt", "out-200.txt"]);
+    // Different stream, same prefix and batch time: replaced, not merged.
+    let h2 = Harness::new();
+    h2.input(vec![vec![9]], 1)
+        .save_as_text_files(prefix.clone(), Some("txt"))
+        .unwrap();
+    h2.run(1);
+    assert_eq!(read(100), ["9"]);
+}
+
+#[test]
+fn results_do_not_depend_on_the_number_of_partitions() {
+    let mut results = Vec::new();
+    for parts in common::PARTITIONS {
+        let h = Harness::new();
+        let data = random_batches(9, 6);
+        let input = h.input(data, parts);
+        let state = input.update_state_by_key(|_, new: Vec<i64>, old: Option<i64>| {
+            Some(old.unwrap_or(0) + new.iter().sum::<i64>())
+        });
+        let out = h.collect(&state);
+        let windows = h.collect(
+            &input
+                .reduce_by_key_and_window(|a, b| a + b, 3 * TICK, TICK, parts)
+                .unwrap(),
+        );
+        h.run(6);
+        results.push((outputs(&out), outputs(&windows)));
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]));
+    let _: HashMap<u8, i64> = HashMap::new();
+}
