@@ -25,7 +25,8 @@ pub(crate) struct MapWriter<'a, X> {
     tc: &'a TaskContext,
     buckets: Vec<Vec<X>>,
     buffered: usize,
-    /// Estimated bytes per buffered record, sampled at the first check.
+    /// Estimated out-of-line bytes per buffered record, sampled at the
+    /// first check.
     record_bytes: Option<usize>,
     /// Bytes this task may buffer before spilling: its share of the budget.
     limit: usize,
@@ -79,6 +80,9 @@ impl<'a, X: Value> MapWriter<'a, X> {
         records.saturating_mul(bytes_each) + self.buffered_bytes() > self.limit
     }
 
+    /// Estimated bytes held by the buckets: their allocated slots (a
+    /// bucket's capacity may be twice its length) plus each record's
+    /// sampled out-of-line data.
     fn buffered_bytes(&mut self) -> usize {
         if self.record_bytes.is_none() {
             let sample: Vec<&X> = self
@@ -88,12 +92,12 @@ impl<'a, X: Value> MapWriter<'a, X> {
                 .take(64)
                 .collect();
             if !sample.is_empty() {
-                let total =
-                    estimate_size(&sample) + sample.len() * (size_of::<X>() - size_of::<&X>());
-                self.record_bytes = Some((total / sample.len()).max(1));
+                let heap = estimate_size(&sample).saturating_sub(sample.len() * size_of::<&X>());
+                self.record_bytes = Some(heap / sample.len());
             }
         }
-        self.buffered * self.record_bytes.unwrap_or(size_of::<X>().max(1))
+        let slots: usize = self.buckets.iter().map(Vec::capacity).sum();
+        slots * size_of::<X>() + self.buffered * self.record_bytes.unwrap_or(0)
     }
 
     /// Writes every buffered bucket to a new spill file.
