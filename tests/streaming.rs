@@ -775,3 +775,49 @@ fn results_do_not_depend_on_the_number_of_partitions() {
     assert!(results.windows(2).all(|w| w[0] == w[1]));
     let _: HashMap<u8, i64> = HashMap::new();
 }
+
+/// Writes `name` in `dir` atomically: elsewhere first, then renamed in.
+fn drop_file(dir: &std::path::Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+#[test]
+fn text_file_stream_reads_each_new_file_once_in_the_batch_after_it_appears() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    drop_file(dir.path(), "a.txt", "a1\na2\n");
+    std::fs::write(dir.path().join("_ignored"), "x\n").unwrap();
+    let out = h.collect(&h.ssc.text_file_stream(dir.path()));
+    h.run(1);
+    drop_file(dir.path(), "b.txt", "b1\n");
+    drop_file(dir.path(), "c.txt", "c1\r\nc2");
+    h.run(2);
+    drop_file(dir.path(), "d.txt", "");
+    h.run(1);
+    assert_eq!(
+        outputs(&out),
+        [
+            vec!["a1".to_string(), "a2".to_string()],
+            vec!["b1".to_string(), "c1".to_string(), "c2".to_string()],
+            vec![],
+            vec![],
+        ]
+    );
+}
+
+#[test]
+fn text_file_stream_on_a_missing_directory_fails_the_batch_naming_it() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    h.ssc
+        .text_file_stream(&missing)
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    h.ssc.start().unwrap();
+    h.clock.advance(TICK);
+    let err = h.ssc.await_termination().unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}

@@ -5,13 +5,14 @@
 use super::dstream::AnyStream;
 use super::graph::Graph;
 use super::metrics::{BatchInfo, StreamingEvent, StreamingListener, StreamingSummary};
+use super::rate::{Backpressure, PidEstimator};
 use super::time::{Clock, ManualClock, Time, check_duration, millis};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,10 @@ struct Inner {
     generator: Mutex<Option<JoinHandle<()>>>,
     listeners: RwLock<Vec<Arc<dyn StreamingListener>>>,
     batches: Mutex<Vec<BatchInfo>>,
+    /// Set at start when backpressure is enabled.
+    rate_estimator: Mutex<Option<PidEstimator>>,
+    /// Rate-limited inputs (receivers), counted at start.
+    receivers: AtomicUsize,
 }
 
 impl StreamingContext {
@@ -116,6 +121,8 @@ impl StreamingContext {
                 generator: Mutex::new(None),
                 listeners: RwLock::new(Vec::new()),
                 batches: Mutex::new(Vec::new()),
+                rate_estimator: Mutex::new(None),
+                receivers: AtomicUsize::new(0),
             }),
         })
     }
@@ -132,6 +139,18 @@ impl StreamingContext {
 
     pub(crate) fn graph(&self) -> &Arc<Graph> {
         &self.inner.graph
+    }
+
+    /// Sets how fast receivers may store records (see [`Backpressure`]);
+    /// before [`start`](Self::start).
+    pub fn set_backpressure(&self, backpressure: Backpressure) -> Result<()> {
+        if self.inner.progress.lock().life != Life::Initialized {
+            return Err(Error::StreamingState(
+                "backpressure must be set before start".into(),
+            ));
+        }
+        self.inner.graph.set_backpressure(backpressure);
+        Ok(())
     }
 
     /// Registers a listener for batch events.
@@ -171,7 +190,19 @@ impl StreamingContext {
         for op in inner.graph.outputs.lock().iter() {
             op.stream.remember(interval);
         }
-        for input in inner.graph.inputs.lock().iter() {
+        let backpressure = inner.graph.backpressure();
+        if backpressure.enabled {
+            *inner.rate_estimator.lock() = Some(PidEstimator::new(interval, backpressure.min_rate));
+        }
+        let receivers = inner
+            .graph
+            .inputs
+            .lock()
+            .iter()
+            .filter(|(_, i)| i.rate_limited())
+            .count();
+        inner.receivers.store(receivers, Ordering::Relaxed);
+        for (_, input) in inner.graph.inputs.lock().iter() {
             if let Err(e) = input.start() {
                 self.inner.progress.lock().life = Life::Stopped;
                 return Err(e);
@@ -253,7 +284,7 @@ impl StreamingContext {
                 Life::Active => {}
             }
         }
-        for input in inner.graph.inputs.lock().iter() {
+        for (_, input) in inner.graph.inputs.lock().iter() {
             input.stop();
         }
         inner.graceful.store(graceful, Ordering::SeqCst);
@@ -299,12 +330,34 @@ impl Inner {
         }
     }
 
+    /// Backpressure: a new receiving rate from the PID estimator, capped
+    /// by the maximum rate.
+    fn adapt_rate(&self, info: &BatchInfo) -> Option<f64> {
+        let mut pid = self.rate_estimator.lock();
+        let pid = pid.as_mut()?;
+        let receivers = self.receivers.load(Ordering::Relaxed).max(1);
+        let records_per_receiver = info.input_records / receivers as u64;
+        let rate = pid.compute(
+            info.time.millis() as i64,
+            records_per_receiver,
+            info.processing_time.as_secs_f64() * 1000.0,
+            info.scheduling_delay.as_secs_f64() * 1000.0,
+        )?;
+        let max = self.graph.backpressure().max_rate.unwrap_or(f64::INFINITY);
+        Some(rate.min(max))
+    }
+
     fn generate_batches(&self, zero: Time) {
         let interval = self.graph.batch;
         let mut next = zero + interval;
         let result = loop {
             if self.stop_requested.load(Ordering::SeqCst) {
-                let pending = self.graph.inputs.lock().iter().any(|i| i.has_pending());
+                let pending = self
+                    .graph
+                    .inputs
+                    .lock()
+                    .iter()
+                    .any(|(_, i)| i.has_pending());
                 if !self.graceful.load(Ordering::SeqCst) || !pending {
                     break Ok(());
                 }
@@ -351,16 +404,41 @@ impl Inner {
                 stack.extend(s.base().parents.iter().cloned());
             }
         }
+        let mut invalid_records = 0;
+        let inputs: Vec<_> = self.graph.inputs.lock().clone();
+        for (stream, input) in &inputs {
+            let (invalid, warnings) = input.take_warnings();
+            invalid_records += invalid;
+            if invalid > 0 {
+                self.post(&StreamingEvent::InputWarning {
+                    stream: *stream,
+                    message: format!("{invalid} records could not be read and were skipped"),
+                });
+            }
+            for message in warnings {
+                self.post(&StreamingEvent::InputWarning {
+                    stream: *stream,
+                    message,
+                });
+            }
+        }
         let info = BatchInfo {
             time,
             input_records: self.graph.take_input_count(time),
+            invalid_records,
             scheduling_delay,
             processing_time,
             total_delay: scheduling_delay + processing_time,
             state,
         };
         self.batches.lock().push(info.clone());
-        self.post(&StreamingEvent::BatchCompleted(info));
+        self.post(&StreamingEvent::BatchCompleted(info.clone()));
+        if let Some(rate) = self.adapt_rate(&info) {
+            for (_, input) in &inputs {
+                input.set_rate(Some(rate));
+            }
+            self.post(&StreamingEvent::RateChanged { time, rate });
+        }
         self.progress.lock().last_done = Some(time);
         self.changed.notify_all();
         Ok(())

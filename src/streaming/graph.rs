@@ -4,6 +4,7 @@
 
 use super::dstream::AnyStream;
 use super::metrics::StateSize;
+use super::rate::Backpressure;
 use super::time::Time;
 use crate::context::Context;
 use crate::data::Value;
@@ -32,6 +33,16 @@ pub(crate) trait Input: Send + Sync {
     /// Whether data was received that no batch has taken yet (a graceful
     /// stop runs batches until there is none).
     fn has_pending(&self) -> bool;
+    /// Records that could not be read since the last call, and warnings.
+    fn take_warnings(&self) -> (u64, Vec<String>) {
+        (0, Vec::new())
+    }
+    /// Whether the input is a receiver whose rate backpressure sets.
+    fn rate_limited(&self) -> bool {
+        false
+    }
+    /// Sets the receiving rate (records per second; `None`: unlimited).
+    fn set_rate(&self, _rate: Option<f64>) {}
 }
 
 pub(crate) struct Graph {
@@ -40,7 +51,9 @@ pub(crate) struct Graph {
     zero: Mutex<Option<Time>>,
     next_id: AtomicUsize,
     pub(crate) outputs: Mutex<Vec<Arc<OutputOp>>>,
-    pub(crate) inputs: Mutex<Vec<Arc<dyn Input>>>,
+    /// Inputs with the id of their stream.
+    pub(crate) inputs: Mutex<Vec<(usize, Arc<dyn Input>)>>,
+    backpressure: Mutex<Backpressure>,
     /// Records each input brought to each batch not yet reported.
     input_records: Mutex<BTreeMap<Time, u64>>,
     /// Report the state size of each stateful stream after a batch.
@@ -58,6 +71,7 @@ impl Graph {
             next_id: AtomicUsize::new(0),
             outputs: Mutex::new(Vec::new()),
             inputs: Mutex::new(Vec::new()),
+            backpressure: Mutex::new(Backpressure::default()),
             input_records: Mutex::new(BTreeMap::new()),
             state_meters: Mutex::new(Vec::new()),
         }
@@ -80,12 +94,19 @@ impl Graph {
         self.outputs.lock().push(Arc::new(op));
     }
 
-    pub(crate) fn add_input(&self, input: Arc<dyn Input>) {
-        self.inputs.lock().push(input);
+    pub(crate) fn add_input_for(&self, stream: usize, input: Arc<dyn Input>) {
+        self.inputs.lock().push((stream, input));
+    }
+
+    pub(crate) fn backpressure(&self) -> Backpressure {
+        self.backpressure.lock().clone()
+    }
+
+    pub(crate) fn set_backpressure(&self, b: Backpressure) {
+        *self.backpressure.lock() = b;
     }
 
     /// Counts records an input brought to the batch at `time`.
-    #[allow(dead_code)] // until the receiver sources land
     pub(crate) fn count_input(&self, time: Time, records: u64) {
         *self.input_records.lock().entry(time).or_default() += records;
     }

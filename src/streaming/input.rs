@@ -92,7 +92,6 @@ impl StreamingContext {
     /// recoverable after a crash, since the datasets live in the driver.
     pub fn queue_stream<T: Data>(&self, queue: &StreamQueue<T>, one_at_a_time: bool) -> DStream<T> {
         let graph = self.graph();
-        graph.add_input(Arc::new(queue.clone()));
         let spec = NewStream {
             name: "queue_stream",
             slide: graph.batch,
@@ -100,7 +99,7 @@ impl StreamingContext {
             reads_back: Duration::ZERO,
             persist: false,
         };
-        DStream::from_op(
+        let stream = DStream::from_op(
             graph,
             spec,
             QueueInput {
@@ -108,6 +107,8 @@ impl StreamingContext {
                 one_at_a_time,
                 ctx: self.context().clone(),
             },
-        )
+        );
+        graph.add_input_for(stream.node.base.id, Arc::new(queue.clone()));
+        stream
     }
 }

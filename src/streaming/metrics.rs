@@ -23,6 +23,9 @@ pub struct BatchInfo {
     pub time: Time,
     /// Records the inputs brought to this batch.
     pub input_records: u64,
+    /// Input records the receivers could not read since the previous batch
+    /// (lines that are not UTF-8, a line cut off by a lost connection).
+    pub invalid_records: u64,
     /// From the batch time to the start of its processing (on the
     /// context's clock).
     pub scheduling_delay: Duration,
@@ -59,6 +62,14 @@ pub enum StreamingEvent {
         stream: usize,
         /// What happened.
         message: String,
+    },
+    /// Backpressure set a new receiving rate (records per second, per
+    /// receiver).
+    RateChanged {
+        /// After the batch at this time.
+        time: Time,
+        /// The new rate.
+        rate: f64,
     },
     /// The context stopped.
     Stopped(StreamingSummary),
@@ -108,6 +119,8 @@ pub struct StreamingSummary {
     pub batches: u64,
     /// Records received over all batches.
     pub input_records: u64,
+    /// Input records that could not be read, over all batches.
+    pub invalid_records: u64,
     /// Median and 99th percentile of the processing time.
     pub processing_p50: Duration,
     /// 99th percentile of the processing time.
@@ -132,6 +145,7 @@ impl StreamingSummary {
         StreamingSummary {
             batches: batches.len() as u64,
             input_records: batches.iter().map(|b| b.input_records).sum(),
+            invalid_records: batches.iter().map(|b| b.invalid_records).sum(),
             processing_p50: pct(processing.clone(), 0.5),
             processing_p99: pct(processing, 0.99),
             total_delay_p99: pct(total.clone(), 0.99),
@@ -144,9 +158,10 @@ impl std::fmt::Display for StreamingSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} batches, {} records; processing p50 {:?} p99 {:?}; total delay p99 {:?} max {:?}",
+            "{} batches, {} records ({} invalid); processing p50 {:?} p99 {:?}; total delay p99 {:?} max {:?}",
             self.batches,
             self.input_records,
+            self.invalid_records,
             self.processing_p50,
             self.processing_p99,
             self.total_delay_p99,

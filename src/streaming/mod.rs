@@ -7,7 +7,12 @@
 //!   system clock or a [`ManualClock`] that tests advance by hand.
 //! - [`DStream`] is a stream of datasets, one per batch time; its
 //!   operations mirror the dataset ones, plus windows and state.
-//! - Inputs: [`StreamingContext::queue_stream`].
+//! - Inputs: [`StreamingContext::queue_stream`],
+//!   [`StreamingContext::socket_text_stream`],
+//!   [`StreamingContext::generator_stream`],
+//!   [`StreamingContext::text_file_stream`], any [`Receiver`] through
+//!   [`StreamingContext::receiver_stream`] and any [`ReplayableSource`]
+//!   through [`StreamingContext::replayable_stream`].
 //! - Outputs: [`DStream::foreach_rdd`], [`DStream::print`],
 //!   [`DStream::save_as_text_files`].
 
@@ -19,6 +24,9 @@ mod metrics;
 mod ops;
 mod output;
 mod pair;
+mod rate;
+mod replay;
+mod source;
 mod state;
 mod time;
 mod window;
@@ -29,6 +37,9 @@ pub use input::StreamQueue;
 pub use metrics::{
     BatchInfo, StateSize, StreamingEvent, StreamingListener, StreamingLog, StreamingSummary,
 };
+pub use rate::Backpressure;
+pub use replay::ReplayableSource;
+pub use source::{Receiver, Sink};
 pub use state::{MapWithStateStream, State, StateOptions, StateSpec};
 pub use time::{ManualClock, Time};
 pub use window::KeepFilter;

@@ -1,0 +1,237 @@
+//! Replayable inputs: a source that can read any range of offsets again,
+//! so a batch's input is fixed by the offsets it was given and a recovered
+//! batch reads exactly what the lost one read. Built in:
+//! `text_file_stream`, each new file of a directory exactly once.
+
+use super::context::StreamingContext;
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::graph::{Graph, Input};
+use super::time::Time;
+use crate::context::Context;
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::rdd::Rdd;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// An input whose records are addressed by offsets and can be read again
+/// (Spark's direct streams). A batch's range `(from, to]` is fixed when the
+/// batch is generated; `read` must return the same records whenever it is
+/// given the same range.
+pub trait ReplayableSource: Send + 'static {
+    /// The records it produces.
+    type Item: Data;
+    /// A position in the input; saved in streaming checkpoints.
+    type Offset: Clone + Serialize + DeserializeOwned + Send + Sync + PartialEq + Debug + 'static;
+
+    /// Where reading starts when nothing was checkpointed.
+    fn initial_offset(&mut self) -> Result<Self::Offset>;
+
+    /// The end of the next batch's range: everything available after
+    /// `from`, but at most about `max_records` records when given
+    /// (backpressure).
+    fn next_end(&mut self, from: &Self::Offset, max_records: Option<u64>) -> Result<Self::Offset>;
+
+    /// The records in `(from, to]`, as a dataset.
+    fn read(
+        &mut self,
+        ctx: &Context,
+        from: &Self::Offset,
+        to: &Self::Offset,
+    ) -> Result<Rdd<Self::Item>>;
+
+    /// How many records `(from, to]` holds, if cheap to know (reported as
+    /// the batch's input records).
+    fn count(&self, _from: &Self::Offset, _to: &Self::Offset) -> Option<u64> {
+        None
+    }
+}
+
+/// A replayable source in the graph: the range each batch got, and where
+/// the next batch starts.
+pub(crate) struct ReplayInput<S: ReplayableSource> {
+    source: Mutex<S>,
+    state: Mutex<Ranges<S::Offset>>,
+    rate: Mutex<Option<f64>>,
+    batch: Duration,
+    graph: Weak<Graph>,
+}
+
+struct Ranges<O> {
+    /// Where the next new batch starts (`None`: the initial offset).
+    next: Option<O>,
+    /// The range of each generated batch not yet forgotten.
+    batches: BTreeMap<Time, (O, O)>,
+}
+
+impl<S: ReplayableSource> ReplayInput<S> {
+    /// The range of the batch at `time`: the recorded one when the batch
+    /// is replayed, else the next one.
+    fn range(&self, time: Time) -> Result<(S::Offset, S::Offset)> {
+        let mut st = self.state.lock();
+        if let Some(r) = st.batches.get(&time) {
+            return Ok(r.clone());
+        }
+        let mut source = self.source.lock();
+        let from = match &st.next {
+            Some(o) => o.clone(),
+            None => source.initial_offset()?,
+        };
+        let max = self
+            .rate
+            .lock()
+            .map(|r| (r * self.batch.as_secs_f64()).ceil().max(1.0) as u64);
+        let to = source.next_end(&from, max)?;
+        st.next = Some(to.clone());
+        st.batches.insert(time, (from.clone(), to.clone()));
+        // Ranges of old batches are only needed for replays of recent ones.
+        while st.batches.len() > 1024 {
+            st.batches.pop_first();
+        }
+        Ok((from, to))
+    }
+}
+
+impl<S: ReplayableSource> Input for ReplayInput<S> {
+    fn has_pending(&self) -> bool {
+        let st = self.state.lock();
+        let mut source = self.source.lock();
+        let from = match &st.next {
+            Some(o) => o.clone(),
+            None => match source.initial_offset() {
+                Ok(o) => o,
+                Err(_) => return false,
+            },
+        };
+        source.next_end(&from, None).is_ok_and(|to| to != from)
+    }
+
+    fn rate_limited(&self) -> bool {
+        true
+    }
+
+    fn set_rate(&self, rate: Option<f64>) {
+        *self.rate.lock() = rate;
+    }
+}
+
+struct ReplayStream<S: ReplayableSource> {
+    input: Arc<ReplayInput<S>>,
+}
+
+impl<S: ReplayableSource> StreamOp<S::Item> for ReplayStream<S> {
+    fn compute(&self, this: &DStream<S::Item>, time: Time) -> Result<Option<Rdd<S::Item>>> {
+        let (from, to) = self.input.range(time)?;
+        let mut source = self.input.source.lock();
+        if let (Some(n), Some(g)) = (source.count(&from, &to), self.input.graph.upgrade()) {
+            g.count_input(time, n);
+        }
+        Ok(Some(source.read(this.context(), &from, &to)?))
+    }
+}
+
+impl StreamingContext {
+    /// A stream of what a replayable source holds, one offset range per
+    /// batch. With backpressure, a batch reads at most `rate · interval`
+    /// records.
+    pub fn replayable_stream<S: ReplayableSource>(&self, source: S) -> DStream<S::Item> {
+        let graph = self.graph();
+        let input = Arc::new(ReplayInput {
+            source: Mutex::new(source),
+            state: Mutex::new(Ranges {
+                next: None,
+                batches: BTreeMap::new(),
+            }),
+            rate: Mutex::new(graph.backpressure().initial_or_max()),
+            batch: graph.batch,
+            graph: Arc::downgrade(graph),
+        });
+        let spec = NewStream {
+            name: "replayable_stream",
+            slide: graph.batch,
+            parents: Vec::new(),
+            reads_back: Duration::ZERO,
+            persist: false,
+        };
+        let stream = DStream::from_op(
+            graph,
+            spec,
+            ReplayStream {
+                input: input.clone(),
+            },
+        );
+        graph.add_input_for(stream.node.base.id, input);
+        stream
+    }
+
+    /// The lines of every new file in `dir`, each file exactly once, in
+    /// the batch after it appears. Files must appear atomically (write
+    /// elsewhere, then rename into `dir`); names starting with `.` or `_`
+    /// are ignored. Files present at start are read by the first batch.
+    /// The offsets are the set of file names read, so a recovered batch
+    /// reads the same files.
+    pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
+        self.replayable_stream(NewFiles { dir: dir.into() })
+    }
+}
+
+/// The files of a directory, as a replayable source.
+struct NewFiles {
+    dir: PathBuf,
+}
+
+impl NewFiles {
+    fn list(&self) -> Result<BTreeSet<String>> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let mut names = BTreeSet::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.insert(name);
+            }
+        }
+        Ok(names)
+    }
+}
+
+impl ReplayableSource for NewFiles {
+    type Item = String;
+    /// The names of the files read so far.
+    type Offset = BTreeSet<String>;
+
+    fn initial_offset(&mut self) -> Result<Self::Offset> {
+        Ok(BTreeSet::new())
+    }
+
+    fn next_end(&mut self, from: &Self::Offset, _max: Option<u64>) -> Result<Self::Offset> {
+        let mut to = from.clone();
+        to.extend(self.list()?);
+        Ok(to)
+    }
+
+    fn read(
+        &mut self,
+        ctx: &Context,
+        from: &Self::Offset,
+        to: &Self::Offset,
+    ) -> Result<Rdd<String>> {
+        let files: Vec<Rdd<String>> = to
+            .difference(from)
+            .map(|name| ctx.text_file(self.dir.join(name), 1))
+            .collect::<Result<_>>()?;
+        Ok(match files.len() {
+            0 => ctx.empty(),
+            _ => ctx.union(&files),
+        })
+    }
+}

@@ -1,0 +1,411 @@
+//! Receiver-based inputs: a [`Receiver`] runs on its own thread and stores
+//! records through a [`Sink`]; each batch takes everything stored since
+//! the previous one and splits it into the batch's partitions. Built in:
+//! `socket_text_stream` (tokio TCP client) and `generator_stream` (a paced
+//! generator for demos and benchmarks).
+
+use super::context::StreamingContext;
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::graph::{Graph, Input};
+use super::rate::RateLimiter;
+use super::time::Time;
+use crate::data::Data;
+use crate::error::{Error, Result};
+use crate::rdd::Rdd;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A custom input (Spark's `Receiver`): [`receive`](Receiver::receive)
+/// runs on a thread of its own from `start` until the context stops,
+/// storing records through the sink. Records stored are not replayable:
+/// after a crash, what was received but not yet processed is lost (use a
+/// replayable input for exactly-once recovery).
+pub trait Receiver: Send + 'static {
+    /// The records it produces.
+    type Item: Data;
+
+    /// Receives until `sink.is_stopped()` or the input ends. An error is
+    /// reported as an input warning and ends this receiver.
+    fn receive(&mut self, sink: &Sink<Self::Item>) -> Result<()>;
+}
+
+/// Where a receiver stores records. Storing may block to respect the
+/// receiver's rate limit (backpressure).
+pub struct Sink<T> {
+    shared: Arc<Received<T>>,
+}
+
+impl<T> Clone for Sink<T> {
+    fn clone(&self) -> Self {
+        Sink {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// What a receiver stored and the batches have not taken yet.
+pub(crate) struct Received<T> {
+    records: Mutex<Vec<T>>,
+    stopped: AtomicBool,
+    pub(crate) limiter: RateLimiter,
+    /// Records that could not be stored as records (not UTF-8, ...), not
+    /// yet reported.
+    invalid: AtomicU64,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl<T: Data> Sink<T> {
+    /// Stores records (waiting for the rate limit, if any). Returns `false`
+    /// if the context is stopping and nothing was stored.
+    pub fn store(&self, records: Vec<T>) -> bool {
+        if records.is_empty() {
+            return true;
+        }
+        if !self
+            .shared
+            .limiter
+            .acquire(records.len(), || self.is_stopped())
+        {
+            return false;
+        }
+        let mut buf = self.shared.records.lock();
+        if buf.is_empty() {
+            *buf = records;
+        } else {
+            buf.extend(records);
+        }
+        true
+    }
+
+    /// Whether the receiver should return.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Counts `n` input records that could not be turned into records;
+    /// they are reported with the next batch.
+    pub fn report_invalid(&self, n: u64) {
+        self.shared.invalid.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reports a problem the receiver recovered from (a lost connection).
+    pub fn warn(&self, message: impl Into<String>) {
+        self.shared.warnings.lock().push(message.into());
+    }
+}
+
+/// A receiver's place in the graph: its thread and what it stored.
+struct ReceiverInput<T, R> {
+    received: Arc<Received<T>>,
+    receiver: Mutex<Option<R>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl<T: Data, R: Receiver<Item = T>> Input for ReceiverInput<T, R> {
+    fn start(&self) -> Result<()> {
+        let Some(mut receiver) = self.receiver.lock().take() else {
+            return Ok(());
+        };
+        let sink = Sink {
+            shared: self.received.clone(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("spate-receiver".into())
+            .spawn(move || {
+                if let Err(e) = receiver.receive(&sink) {
+                    sink.warn(format!("receiver stopped: {e}"));
+                }
+            })
+            .map_err(|e| Error::io("spawning a receiver thread", e))?;
+        *self.thread.lock() = Some(handle);
+        Ok(())
+    }
+
+    fn stop(&self) {
+        self.received.stopped.store(true, Ordering::SeqCst);
+        if let Some(h) = self.thread.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.received.records.lock().is_empty()
+    }
+
+    fn take_warnings(&self) -> (u64, Vec<String>) {
+        (
+            self.received.invalid.swap(0, Ordering::Relaxed),
+            std::mem::take(&mut *self.received.warnings.lock()),
+        )
+    }
+
+    fn rate_limited(&self) -> bool {
+        true
+    }
+
+    fn set_rate(&self, rate: Option<f64>) {
+        self.received.limiter.set_rate(rate);
+    }
+}
+
+/// The stream op of a receiver: a batch takes what was stored so far.
+struct ReceiverStream<T> {
+    received: Arc<Received<T>>,
+    graph: std::sync::Weak<Graph>,
+}
+
+impl<T: Data> StreamOp<T> for ReceiverStream<T> {
+    fn compute(&self, this: &DStream<T>, time: Time) -> Result<Option<Rdd<T>>> {
+        let records = std::mem::take(&mut *self.received.records.lock());
+        if let Some(g) = self.graph.upgrade() {
+            g.count_input(time, records.len() as u64);
+        }
+        let ctx = this.context();
+        if records.is_empty() {
+            return Ok(Some(ctx.empty()));
+        }
+        // One partition per core, unless the batch is tiny.
+        let parts = ctx
+            .default_parallelism()
+            .min(records.len().div_ceil(1024))
+            .max(1);
+        Ok(Some(ctx.parallelize(records, parts)))
+    }
+}
+
+impl StreamingContext {
+    /// A stream of what `receiver` stores, cut into batches.
+    pub fn receiver_stream<R: Receiver>(&self, receiver: R) -> DStream<R::Item> {
+        let graph = self.graph();
+        let received = Arc::new(Received {
+            records: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+            limiter: RateLimiter::new(graph.backpressure().initial_or_max()),
+            invalid: AtomicU64::new(0),
+            warnings: Mutex::new(Vec::new()),
+        });
+        let spec = NewStream {
+            name: "receiver_stream",
+            slide: graph.batch,
+            parents: Vec::new(),
+            reads_back: Duration::ZERO,
+            persist: false,
+        };
+        let stream = DStream::from_op(
+            graph,
+            spec,
+            ReceiverStream {
+                received: received.clone(),
+                graph: Arc::downgrade(graph),
+            },
+        );
+        graph.add_input_for(
+            stream.node.base.id,
+            Arc::new(ReceiverInput {
+                received,
+                receiver: Mutex::new(Some(receiver)),
+                thread: Mutex::new(None),
+            }),
+        );
+        stream
+    }
+
+    /// Lines of text from a TCP server at `host:port`: connects as a
+    /// client (as Spark does), reconnects with backoff (100 ms doubling to
+    /// 5 s) when the connection fails or closes, and splits on `\n`
+    /// (dropping a trailing `\r`). Lines that are not UTF-8 are skipped and
+    /// counted in [`BatchInfo::invalid_records`](super::BatchInfo).
+    pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
+        self.receiver_stream(SocketLines {
+            addr: format!("{host}:{port}"),
+        })
+    }
+
+    /// `rate` records per second from `make(i)` for i = 0, 1, 2, ...: a
+    /// self-contained input for demos and benchmarks (Spark's rate source).
+    pub fn generator_stream<T: Data>(
+        &self,
+        rate: f64,
+        make: impl Fn(u64) -> T + Send + 'static,
+    ) -> DStream<T> {
+        self.receiver_stream(Generator {
+            rate,
+            make,
+            next: 0,
+        })
+    }
+}
+
+struct Generator<F> {
+    rate: f64,
+    make: F,
+    next: u64,
+}
+
+impl<T: Data, F: Fn(u64) -> T + Send + 'static> Receiver for Generator<F> {
+    type Item = T;
+
+    fn receive(&mut self, sink: &Sink<T>) -> Result<()> {
+        let pace = RateLimiter::new(Some(self.rate));
+        // Chunks of about a millisecond's worth of records.
+        let chunk = ((self.rate / 1000.0) as usize).clamp(1, 4096);
+        while !sink.is_stopped() {
+            if !pace.acquire(chunk, || sink.is_stopped()) {
+                break;
+            }
+            let records: Vec<T> = (self.next..self.next + chunk as u64)
+                .map(&self.make)
+                .collect();
+            self.next += chunk as u64;
+            if !sink.store(records) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The TCP line client behind `socket_text_stream`.
+struct SocketLines {
+    addr: String,
+}
+
+impl Receiver for SocketLines {
+    type Item = String;
+
+    fn receive(&mut self, sink: &Sink<String>) -> Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the socket receiver's runtime", e))?;
+        rt.block_on(read_socket_lines(&self.addr, sink));
+        Ok(())
+    }
+}
+
+async fn read_socket_lines(addr: &str, sink: &Sink<String>) {
+    use tokio::io::AsyncReadExt;
+    let mut backoff = Duration::from_millis(100);
+    while !sink.is_stopped() {
+        let stream = match tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                sink.warn(format!(
+                    "cannot connect to {addr}: {e}; retrying in {backoff:?}"
+                ));
+                pause(&mut backoff, sink).await;
+                continue;
+            }
+            Err(_) => {
+                sink.warn(format!(
+                    "connecting to {addr} timed out; retrying in {backoff:?}"
+                ));
+                pause(&mut backoff, sink).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        backoff = Duration::from_millis(100);
+        let mut stream = stream;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut partial: Vec<u8> = Vec::new();
+        loop {
+            if sink.is_stopped() {
+                return;
+            }
+            // Wake up now and then to notice a stop.
+            let n = match tokio::time::timeout(Duration::from_millis(20), stream.read(&mut buf))
+                .await
+            {
+                Err(_) => continue,
+                Ok(Ok(0)) => {
+                    sink.warn(format!("{addr} closed the connection; reconnecting"));
+                    break;
+                }
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    sink.warn(format!("reading from {addr} failed: {e}; reconnecting"));
+                    break;
+                }
+            };
+            let lines = split_lines(&mut partial, &buf[..n], sink);
+            if !sink.store(lines) {
+                return;
+            }
+        }
+        // A line cut off by the lost connection is incomplete: counted.
+        if !partial.is_empty() {
+            sink.report_invalid(1);
+        }
+    }
+}
+
+async fn pause(backoff: &mut Duration, sink: &Sink<String>) {
+    let mut left = *backoff;
+    while !left.is_zero() && !sink.is_stopped() {
+        let step = left.min(Duration::from_millis(50));
+        tokio::time::sleep(step).await;
+        left -= step;
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+}
+
+/// Appends `data` to the carried-over `partial` line and returns the
+/// complete lines; invalid UTF-8 lines are counted on `sink` and skipped.
+fn split_lines(partial: &mut Vec<u8>, data: &[u8], sink: &Sink<String>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
+        let line: &[u8] = if partial.is_empty() {
+            &data[start..end]
+        } else {
+            partial.extend_from_slice(&data[start..end]);
+            partial.as_slice()
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match std::str::from_utf8(line) {
+            Ok(s) => lines.push(s.to_owned()),
+            Err(_) => sink.report_invalid(1),
+        }
+        partial.clear();
+        start = end + 1;
+    }
+    partial.extend_from_slice(&data[start..]);
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink() -> Sink<String> {
+        Sink {
+            shared: Arc::new(Received {
+                records: Mutex::new(Vec::new()),
+                stopped: AtomicBool::new(false),
+                limiter: RateLimiter::new(None),
+                invalid: AtomicU64::new(0),
+                warnings: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    #[test]
+    fn lines_split_across_reads_are_joined_and_bad_utf8_is_counted() {
+        let s = sink();
+        let mut partial = Vec::new();
+        let mut lines = split_lines(&mut partial, b"ab\r\ncd", &s);
+        lines.extend(split_lines(&mut partial, b"ef\n\xff\xfe\nok\n", &s));
+        assert_eq!(lines, ["ab", "cdef", "ok"]);
+        assert!(partial.is_empty());
+        assert_eq!(s.shared.invalid.load(Ordering::Relaxed), 1);
+    }
+}

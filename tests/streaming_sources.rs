@@ -1,0 +1,173 @@
+//! Receiver inputs on the system clock: the TCP line client, the generator,
+//! and backpressure.
+
+mod common;
+use spate::streaming::{Backpressure, StreamingContext, StreamingEvent, StreamingLog};
+use std::io::Write;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Collects every record of `stream`, across batches.
+fn gather<T: spate::Data>(stream: &spate::streaming::DStream<T>) -> Arc<Mutex<Vec<T>>> {
+    let out: Arc<Mutex<Vec<T>>> = Arc::default();
+    let sink = out.clone();
+    stream
+        .foreach_rdd(move |rdd, _| {
+            sink.lock().unwrap().extend(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+fn wait_until(deadline: Duration, done: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+#[test]
+fn the_socket_client_reads_lines_reconnects_and_counts_bad_utf8() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        // First connection: two good lines, one that is not UTF-8, then a
+        // close in the middle of nowhere.
+        let (mut c, _) = listener.accept().unwrap();
+        c.write_all(b"a b\r\n\xff\xfe\nc\n").unwrap();
+        drop(c);
+        // The client reconnects.
+        let (mut c, _) = listener.accept().unwrap();
+        c.write_all(b"d\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, Duration::from_millis(20)).unwrap();
+    let log = Arc::new(StreamingLog::default());
+    ssc.add_listener(log.clone());
+    let lines = gather(&ssc.socket_text_stream("127.0.0.1", port));
+    ssc.start().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || lines
+        .lock()
+        .unwrap()
+        .len()
+        >= 3));
+    server.join().unwrap();
+    ssc.stop(true).unwrap();
+    let mut got = lines.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, ["a b", "c", "d"]);
+    let invalid: u64 = log.batches().iter().map(|b| b.invalid_records).sum();
+    assert_eq!(invalid, 1, "the line that is not UTF-8 is counted");
+    let received: u64 = log.batches().iter().map(|b| b.input_records).sum();
+    assert_eq!(received, 3);
+    let warnings: Vec<String> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamingEvent::InputWarning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("closed the connection")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("could not be read")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn the_socket_client_retries_until_a_server_appears() {
+    // Reserve a port, close it, and open the server only later.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, Duration::from_millis(20)).unwrap();
+    let lines = gather(&ssc.socket_text_stream("127.0.0.1", port));
+    ssc.start().unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (mut c, _) = listener.accept().unwrap();
+    c.write_all(b"late\n").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !lines
+        .lock()
+        .unwrap()
+        .is_empty()));
+    ssc.stop(false).unwrap();
+    assert_eq!(*lines.lock().unwrap(), ["late"]);
+}
+
+#[test]
+fn a_graceful_stop_processes_every_generated_record_exactly_once() {
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, Duration::from_millis(10)).unwrap();
+    let got = gather(&ssc.generator_stream(20_000.0, |i| i));
+    ssc.start().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ssc.stop(true).unwrap();
+    let mut got = got.lock().unwrap().clone();
+    got.sort();
+    let n = got.len() as u64;
+    assert!(n > 1000, "generated {n}");
+    assert_eq!(got, (0..n).collect::<Vec<_>>(), "no gap, no duplicate");
+    let summary = ssc.summary();
+    assert_eq!(summary.input_records, n);
+}
+
+#[test]
+fn backpressure_caps_and_lowers_the_receiving_rate_when_batches_fall_behind() {
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, Duration::from_millis(20)).unwrap();
+    ssc.set_backpressure(Backpressure {
+        enabled: true,
+        initial_rate: None,
+        max_rate: Some(20_000.0),
+        min_rate: 100.0,
+    })
+    .unwrap();
+    let log = Arc::new(StreamingLog::default());
+    ssc.add_listener(log.clone());
+    // Generates far more than the cap; each batch takes 40 ms, twice the
+    // interval, so the rate must come down.
+    ssc.generator_stream(200_000.0, |i| i)
+        .foreach_rdd(|rdd, _| {
+            rdd.count()?;
+            std::thread::sleep(Duration::from_millis(40));
+            Ok(())
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    ssc.stop(false).unwrap();
+    let rates: Vec<f64> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamingEvent::RateChanged { rate, .. } => Some(rate),
+            _ => None,
+        })
+        .collect();
+    assert!(rates.len() >= 3, "{rates:?}");
+    assert!(rates.iter().all(|r| *r <= 20_000.0), "capped: {rates:?}");
+    assert!(rates.iter().any(|r| *r < 15_000.0), "lowered: {rates:?}");
+    // Received no faster than the cap (plus a small burst).
+    let batches = log.batches();
+    let received: u64 = batches.iter().map(|b| b.input_records).sum();
+    let span = batches.last().unwrap().time - batches[0].time + Duration::from_millis(20);
+    assert!(
+        received as f64 <= 20_000.0 * span.as_secs_f64() * 1.2 + 2_000.0,
+        "{received} records in {span:?}"
+    );
+}
