@@ -147,3 +147,10 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
     n.checked_mul(1usize << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
 }
+
+/// `HOST:PORT` as its parts (the streaming examples' address argument).
+pub fn host_port(addr: &str) -> spate::Result<(String, u16)> {
+    addr.rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+        .ok_or_else(|| spate::Error::InvalidArgument(format!("expected HOST:PORT, got {addr:?}")))
+}
