@@ -42,7 +42,11 @@ fn overhead() {
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(1)).expect("streaming context");
     let queue: StreamQueue<String> = StreamQueue::new();
     ssc.queue_stream(&queue, true)
-        .flat_map(|line| line.split_ascii_whitespace().map(Str::from).collect::<Vec<_>>())
+        .flat_map(|line| {
+            line.split_ascii_whitespace()
+                .map(Str::from)
+                .collect::<Vec<_>>()
+        })
         .map(|w| (w, 1u64))
         .reduce_by_key(|a, b| a + b)
         .foreach_rdd(|rdd, _| rdd.count().map(|_| ()))
@@ -85,7 +89,13 @@ fn latency(spark: bool, seconds: u64, warmup: u64) {
         }
     }
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--example", "stream_latency", "--quiet"])
+        .args([
+            "build",
+            "--release",
+            "--example",
+            "stream_latency",
+            "--quiet",
+        ])
         .current_dir(manifest)
         .status()
         .is_ok_and(|s| s.success());
@@ -113,7 +123,12 @@ fn latency(spark: bool, seconds: u64, warmup: u64) {
         let mut cmd = Command::new(&client);
         cmd.args(["--connect", &format!("127.0.0.1:{port}")])
             .args(["--batch-ms", &batch_ms.to_string()])
-            .args(["--duration", &seconds.to_string(), "--warmup", &warmup.to_string()]);
+            .args([
+                "--duration",
+                &seconds.to_string(),
+                "--warmup",
+                &warmup.to_string(),
+            ]);
         if words {
             cmd.arg("--words");
         }
@@ -161,6 +176,10 @@ fn main() {
         overhead();
     }
     if !only_overhead {
-        latency(has("--spark"), value("--seconds", 20), value("--warmup", 10));
+        latency(
+            has("--spark"),
+            value("--seconds", 20),
+            value("--warmup", 10),
+        );
     }
 }

@@ -201,7 +201,16 @@ impl Context {
     /// element type must be the one that was written; a foreign, corrupt or
     /// incomplete directory is an error, never a panic.
     pub fn checkpoint_file<T: Value>(&self, dir: impl AsRef<Path>) -> Result<Rdd<T>> {
-        let dir = dir.as_ref();
+        self.checkpoint_file_with(dir.as_ref(), None)
+    }
+
+    /// [`checkpoint_file`](Context::checkpoint_file) of a dataset that was
+    /// partitioned by `partitioner` when written (streaming state).
+    pub(crate) fn checkpoint_file_with<T: Value>(
+        &self,
+        dir: &Path,
+        partitioner: Option<crate::partitioner::Partitioner>,
+    ) -> Result<Rdd<T>> {
         let meta_path = dir.join("_metadata");
         let bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
         let (meta, _): (Metadata, usize) =
@@ -225,11 +234,12 @@ impl Context {
                 return Err(corrupt(&part, "partition file is missing"));
             }
         }
+        let partitioner = partitioner.filter(|p| p.num_partitions() == meta.num_partitions);
         let spec = NewRdd {
             op_name: "checkpoint_file",
             num_partitions: meta.num_partitions,
             deps: Vec::new(),
-            partitioner: None,
+            partitioner,
         };
         let op = CheckpointOp::<T> {
             dir: dir.to_path_buf(),

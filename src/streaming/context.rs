@@ -84,6 +84,9 @@ struct Inner {
     rate_estimator: Mutex<Option<PidEstimator>>,
     /// Rate-limited inputs (receivers), counted at start.
     receivers: AtomicUsize,
+    /// The longest any stream remembers its datasets (set at start): how
+    /// far back a recovery may need input ranges.
+    max_remember: Mutex<Duration>,
 }
 
 impl StreamingContext {
@@ -123,6 +126,7 @@ impl StreamingContext {
                 batches: Mutex::new(Vec::new()),
                 rate_estimator: Mutex::new(None),
                 receivers: AtomicUsize::new(0),
+                max_remember: Mutex::new(Duration::ZERO),
             }),
         })
     }
@@ -180,16 +184,36 @@ impl StreamingContext {
         }
         let interval = inner.graph.batch;
         let now = inner.clock.now();
-        let zero = match inner.clock {
-            Clock::Manual(_) => now,
-            Clock::System(_) => {
+        let restored = inner.graph.take_restored();
+        let zero = match (&restored, &inner.clock) {
+            (Some(cp), _) => Time::from_millis(cp.zero_ms),
+            (None, Clock::Manual(_)) => now,
+            (None, Clock::System(_)) => {
                 Time::from_millis(now.millis() / millis(interval) * millis(interval))
             }
         };
         inner.graph.set_zero_time(zero);
+        let streams = all_streams(&inner.graph);
         for op in inner.graph.outputs.lock().iter() {
             op.stream.remember(interval);
         }
+        *inner.max_remember.lock() = streams
+            .iter()
+            .map(|s| s.remembered())
+            .max()
+            .unwrap_or(interval);
+        let mut first = zero + interval;
+        if let Some(cp) = &restored {
+            if let Err(e) = self.restore(cp, now) {
+                inner.progress.lock().life = Life::Stopped;
+                return Err(e);
+            }
+            if let Some(done) = cp.last_done_ms {
+                first = Time::from_millis(done) + interval;
+                inner.progress.lock().last_done = Some(Time::from_millis(done));
+            }
+        }
+        inner.graph.drop_restorers();
         let backpressure = inner.graph.backpressure();
         if backpressure.enabled {
             *inner.rate_estimator.lock() = Some(PidEstimator::new(interval, backpressure.min_rate));
@@ -212,9 +236,30 @@ impl StreamingContext {
         let run = inner.clone();
         let handle = std::thread::Builder::new()
             .name("spate-batches".into())
-            .spawn(move || run.generate_batches(zero))
+            .spawn(move || run.generate_batches(first))
             .map_err(|e| Error::io("spawning the batch thread", e))?;
         *inner.generator.lock() = Some(handle);
+        Ok(())
+    }
+
+    /// Puts a checkpoint's state and input ranges back.
+    fn restore(&self, cp: &super::checkpoint::Checkpoint, now: Time) -> Result<()> {
+        let graph = &self.inner.graph;
+        let dir = graph.checkpoint_dir().unwrap_or_default();
+        graph.restore_states(cp, &dir)?;
+        let inputs = graph.inputs.lock().clone();
+        for saved in &cp.inputs {
+            let Some((_, input)) = inputs.iter().find(|(id, _)| *id == saved.stream) else {
+                return Err(Error::CorruptCheckpoint {
+                    path: dir.clone(),
+                    reason: format!(
+                        "the checkpoint has an input for stream {}, which is no replayable input in this program; was the stream graph changed?",
+                        saved.stream
+                    ),
+                });
+            };
+            input.restore(saved, &dir, now)?;
+        }
         Ok(())
     }
 
@@ -319,8 +364,28 @@ impl Drop for StreamingContext {
         let _ = self.stop(false);
         // Outputs hold streams, which hold the graph: break the cycle.
         self.inner.graph.outputs.lock().clear();
+        self.inner.graph.drop_restorers();
         self.inner.graph.inputs.lock().clear();
     }
+}
+
+/// Every stream the outputs derive from, each once.
+fn all_streams(graph: &Graph) -> Vec<Arc<dyn AnyStream>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut stack: Vec<Arc<dyn AnyStream>> = graph
+        .outputs
+        .lock()
+        .iter()
+        .map(|o| o.stream.clone())
+        .collect();
+    while let Some(s) = stack.pop() {
+        if seen.insert(s.base().id) {
+            stack.extend(s.base().parents.iter().cloned());
+            out.push(s);
+        }
+    }
+    out
 }
 
 impl Inner {
@@ -347,9 +412,9 @@ impl Inner {
         Some(rate.min(max))
     }
 
-    fn generate_batches(&self, zero: Time) {
+    fn generate_batches(&self, first: Time) {
         let interval = self.graph.batch;
-        let mut next = zero + interval;
+        let mut next = first;
         let result = loop {
             if self.stop_requested.load(Ordering::SeqCst) {
                 let pending = self
@@ -386,13 +451,28 @@ impl Inner {
         let scheduling_delay = self.clock.now() - time;
         self.post(&StreamingEvent::BatchStarted { time });
         let started = Instant::now();
+        let failed = |cause: Error| Error::BatchFailed {
+            time_ms: time.millis(),
+            cause: Box::new(cause),
+        };
+        let remember = *self.max_remember.lock();
+        let last_done = self.progress.lock().last_done;
+        // Write ahead: the batch's input ranges are on disk before any of
+        // its output is.
+        let inputs: Vec<_> = self.graph.inputs.lock().clone();
+        for (_, input) in &inputs {
+            input.plan(time).map_err(failed)?;
+        }
+        self.graph
+            .write_checkpoint(last_done, remember)
+            .map_err(failed)?;
         let outputs: Vec<_> = self.graph.outputs.lock().clone();
         for op in &outputs {
-            (op.run)(time).map_err(|cause| Error::BatchFailed {
-                time_ms: time.millis(),
-                cause: Box::new(cause),
-            })?;
+            (op.run)(time).map_err(failed)?;
         }
+        self.graph
+            .write_checkpoint(Some(time), remember)
+            .map_err(failed)?;
         let processing_time = started.elapsed();
         let state = self.graph.state_sizes(time);
         // Forget what no later batch reads.
@@ -405,7 +485,6 @@ impl Inner {
             }
         }
         let mut invalid_records = 0;
-        let inputs: Vec<_> = self.graph.inputs.lock().clone();
         for (stream, input) in &inputs {
             let (invalid, warnings) = input.take_warnings();
             invalid_records += invalid;

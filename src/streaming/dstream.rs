@@ -59,6 +59,8 @@ pub(crate) trait AnyStream: Send + Sync {
     /// Drops (and unpersists) generated datasets older than what is to be
     /// remembered at `now`.
     fn forget_old(&self, now: Time);
+    /// How long generated datasets are kept.
+    fn remembered(&self) -> Duration;
 }
 
 /// The parts of a stream that do not depend on its element type.
@@ -145,6 +147,17 @@ impl<T: Data> DStream<T> {
         )
     }
 
+    /// The stream's id: its position in creation order, which is how a
+    /// checkpoint refers to it.
+    pub(crate) fn id(&self) -> usize {
+        self.node.base.id
+    }
+
+    /// Puts a dataset restored from a checkpoint in place for `time`.
+    pub(crate) fn restore_generated(&self, time: Time, rdd: Rdd<T>) {
+        self.node.generated.lock().insert(time, Some(rdd));
+    }
+
     pub(crate) fn as_any(&self) -> Arc<dyn AnyStream> {
         self.node.clone()
     }
@@ -217,6 +230,25 @@ impl<T: Data> DStream<T> {
     }
 }
 
+impl<T: crate::data::Value> DStream<T> {
+    /// Marks the stream as stateful (its next dataset builds on the
+    /// previous one): a recovery restores its checkpointed dataset, read
+    /// back partitioned by `partitioner`.
+    pub(crate) fn register_stateful(&self, partitioner: crate::partitioner::Partitioner) {
+        let this = self.clone();
+        self.graph().add_stateful(
+            self.id(),
+            Box::new(move |time, dir| {
+                let rdd = this
+                    .context()
+                    .checkpoint_file_with::<T>(dir, Some(partitioner.clone()))?;
+                this.restore_generated(time, rdd);
+                Ok(())
+            }),
+        );
+    }
+}
+
 impl<T: Data> AnyStream for StreamNode<T> {
     fn base(&self) -> &StreamBase {
         &self.base
@@ -234,6 +266,10 @@ impl<T: Data> AnyStream for StreamNode<T> {
         for p in &self.base.parents {
             p.remember(d + self.base.reads_back);
         }
+    }
+
+    fn remembered(&self) -> Duration {
+        *self.base.remember.lock()
     }
 
     fn forget_old(&self, now: Time) {

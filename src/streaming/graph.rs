@@ -2,16 +2,18 @@
 //! and the registered inputs and output operations. Shared by every stream
 //! of one streaming context.
 
+use super::checkpoint::{self, Checkpoint, SavedInput, SavedState};
 use super::dstream::AnyStream;
 use super::metrics::StateSize;
 use super::rate::Backpressure;
 use super::time::Time;
 use crate::context::Context;
 use crate::data::Value;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::rdd::Rdd;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -43,6 +45,31 @@ pub(crate) trait Input: Send + Sync {
     }
     /// Sets the receiving rate (records per second; `None`: unlimited).
     fn set_rate(&self, _rate: Option<f64>) {}
+    /// Fixes the input of the batch at `time` before its outputs run, so
+    /// the checkpoint records it (replayable inputs).
+    fn plan(&self, _time: Time) -> Result<()> {
+        Ok(())
+    }
+    /// What a recovery needs to replay the batches after `keep_after`.
+    fn save(&self, _keep_after: Time) -> Result<Option<SavedInput>> {
+        Ok(None)
+    }
+    /// Takes back what [`save`](Input::save) wrote; batches up to
+    /// `catch_up_until` take at most the largest saved batch.
+    fn restore(&self, _saved: &SavedInput, _dir: &Path, _catch_up_until: Time) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Puts a stateful stream's checkpointed dataset back (at its time).
+pub(crate) type Restorer = Box<dyn Fn(Time, &Path) -> Result<()> + Send + Sync>;
+
+/// A stateful stream's dataset being checkpointed in the current batch:
+/// its time and where it is written once the batch's job ran.
+struct PendingState {
+    stream: usize,
+    time: Time,
+    path: Box<dyn Fn() -> Option<PathBuf> + Send + Sync>,
 }
 
 pub(crate) struct Graph {
@@ -58,6 +85,22 @@ pub(crate) struct Graph {
     input_records: Mutex<BTreeMap<Time, u64>>,
     /// Report the state size of each stateful stream after a batch.
     state_meters: Mutex<Vec<StateMeter>>,
+    checkpoint: Mutex<CheckpointSettings>,
+}
+
+#[derive(Default)]
+struct CheckpointSettings {
+    dir: Option<PathBuf>,
+    every: Option<Duration>,
+    /// A checkpoint to continue from, set by `get_or_create`.
+    restored: Option<Checkpoint>,
+    /// Stateful streams' restore hooks by stream id (until start).
+    restorers: Vec<(usize, Restorer)>,
+    pending: Vec<PendingState>,
+    /// The last checkpointed dataset of each stateful stream.
+    saved: BTreeMap<usize, SavedState>,
+    /// Stateful streams (they need their checkpoints before ranges go).
+    stateful: Vec<usize>,
 }
 
 type StateMeter = Box<dyn Fn(Time) -> Option<StateSize> + Send + Sync>;
@@ -74,11 +117,17 @@ impl Graph {
             backpressure: Mutex::new(Backpressure::default()),
             input_records: Mutex::new(BTreeMap::new()),
             state_meters: Mutex::new(Vec::new()),
+            checkpoint: Mutex::new(CheckpointSettings::default()),
         }
     }
 
     pub(crate) fn next_stream_id(&self) -> usize {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The id the next stream will get.
+    pub(crate) fn peek_stream_id(&self) -> usize {
+        self.next_id.load(Ordering::Relaxed)
     }
 
     /// The time before the first batch; `None` until the context starts.
@@ -134,10 +183,163 @@ impl Graph {
             .collect()
     }
 
+    pub(crate) fn set_checkpoint_dir(&self, dir: PathBuf) {
+        self.checkpoint.lock().dir = Some(dir);
+    }
+
+    pub(crate) fn checkpoint_dir(&self) -> Option<PathBuf> {
+        self.checkpoint.lock().dir.clone()
+    }
+
+    pub(crate) fn set_checkpoint_every(&self, every: Duration) {
+        self.checkpoint.lock().every = Some(every);
+    }
+
+    /// How often stateful datasets are written: as set, else every 10
+    /// batches but at least 1 s apart.
+    fn checkpoint_every(&self) -> Duration {
+        let set = self.checkpoint.lock().every;
+        set.unwrap_or_else(|| {
+            let ten = self.batch * 10;
+            let second = Duration::from_secs(1);
+            if ten >= second {
+                ten
+            } else {
+                self.batch * (second.as_millis().div_ceil(self.batch.as_millis()) as u32)
+            }
+        })
+    }
+
+    pub(crate) fn set_restored(&self, cp: Checkpoint) {
+        self.checkpoint.lock().restored = Some(cp);
+    }
+
+    pub(crate) fn take_restored(&self) -> Option<Checkpoint> {
+        self.checkpoint.lock().restored.take()
+    }
+
+    /// Registers a stateful stream and how to restore it.
+    pub(crate) fn add_stateful(&self, stream: usize, restore: Restorer) {
+        let mut c = self.checkpoint.lock();
+        c.stateful.push(stream);
+        c.restorers.push((stream, restore));
+    }
+
+    /// Puts the saved datasets of stateful streams back; forgets the hooks.
+    pub(crate) fn restore_states(&self, cp: &Checkpoint, dir: &Path) -> Result<()> {
+        let restorers = std::mem::take(&mut self.checkpoint.lock().restorers);
+        for saved in &cp.states {
+            if let Some((_, restore)) = restorers.iter().find(|(id, _)| *id == saved.stream) {
+                restore(Time::from_millis(saved.time_ms), &saved.dir)?;
+                self.checkpoint
+                    .lock()
+                    .saved
+                    .insert(saved.stream, saved.clone());
+            } else {
+                return Err(Error::CorruptCheckpoint {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "stream {} has saved state but is not stateful in this program; was the stream graph changed?",
+                        saved.stream
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets restore hooks (they hold their streams).
+    pub(crate) fn drop_restorers(&self) {
+        self.checkpoint.lock().restorers.clear();
+    }
+
     /// Cuts the lineage of a dataset that the next batch builds on (state,
-    /// incremental windows): its partitions are kept and its parents
-    /// forgotten after the job that computes it.
-    pub(crate) fn cut_lineage<T: Value>(&self, rdd: Rdd<T>) -> Rdd<T> {
+    /// incremental windows): its partitions are kept in memory and its
+    /// parents forgotten after the job that computes it; every checkpoint
+    /// interval, with a checkpoint directory, it is written there instead,
+    /// for recovery after a crash.
+    pub(crate) fn cut_lineage<T: Value>(&self, rdd: Rdd<T>, stream: usize, time: Time) -> Rdd<T> {
+        let reliable = self.checkpoint_dir().is_some()
+            && self
+                .zero_time()
+                .is_some_and(|zero| time.is_aligned(zero, self.checkpoint_every()));
+        if reliable && rdd.checkpoint().is_ok() {
+            let written = rdd.clone();
+            self.checkpoint.lock().pending.push(PendingState {
+                stream,
+                time,
+                path: Box::new(move || written.checkpoint_path()),
+            });
+            return rdd.cache();
+        }
         rdd.local_checkpoint()
+    }
+
+    /// After a batch: the stateful datasets written by it.
+    fn collect_written_states(&self) {
+        let mut c = self.checkpoint.lock();
+        let pending = std::mem::take(&mut c.pending);
+        for p in pending {
+            if let Some(dir) = (p.path)() {
+                c.saved.insert(
+                    p.stream,
+                    SavedState {
+                        stream: p.stream,
+                        time_ms: p.time.millis(),
+                        dir,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Writes the checkpoint (if a directory is set): progress up to
+    /// `last_done`, and the input ranges a recovery may need.
+    pub(crate) fn write_checkpoint(
+        &self,
+        last_done: Option<Time>,
+        remember: Duration,
+    ) -> Result<()> {
+        let Some(dir) = self.checkpoint_dir() else {
+            return Ok(());
+        };
+        let Some(zero) = self.zero_time() else {
+            return Ok(());
+        };
+        self.collect_written_states();
+        let (states, oldest_state) = {
+            let c = self.checkpoint.lock();
+            let states: Vec<SavedState> = c.saved.values().cloned().collect();
+            // A stateful stream without a saved dataset recomputes from zero.
+            let oldest = c
+                .stateful
+                .iter()
+                .map(|id| {
+                    c.saved
+                        .get(id)
+                        .map_or(zero, |s| Time::from_millis(s.time_ms))
+                })
+                .min();
+            (states, oldest)
+        };
+        // Ranges are kept back to what the oldest state (or the last batch)
+        // needs, plus what windows read back.
+        let from = oldest_state.or(last_done).unwrap_or(zero);
+        let keep_after = from - remember;
+        let mut inputs = Vec::new();
+        for (_, input) in self.inputs.lock().iter() {
+            if let Some(saved) = input.save(keep_after)? {
+                inputs.push(saved);
+            }
+        }
+        let cp = Checkpoint {
+            version: checkpoint::VERSION,
+            batch_ms: super::time::millis(self.batch),
+            zero_ms: zero.millis(),
+            last_done_ms: last_done.map(Time::millis),
+            inputs,
+            states,
+        };
+        checkpoint::write(&dir, &cp)
     }
 }

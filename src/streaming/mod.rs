@@ -16,6 +16,7 @@
 //! - Outputs: [`DStream::foreach_rdd`], [`DStream::print`],
 //!   [`DStream::save_as_text_files`].
 
+mod checkpoint;
 mod context;
 mod dstream;
 mod graph;

@@ -3,6 +3,7 @@
 //! batch reads exactly what the lost one read. Built in:
 //! `text_file_stream`, each new file of a directory exactly once.
 
+use super::checkpoint::{self, SavedInput};
 use super::context::StreamingContext;
 use super::dstream::{DStream, NewStream, StreamOp};
 use super::graph::{Graph, Input};
@@ -16,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -34,9 +35,10 @@ pub trait ReplayableSource: Send + 'static {
     fn initial_offset(&mut self) -> Result<Self::Offset>;
 
     /// The end of the next batch's range: everything available after
-    /// `from`, but at most about `max_records` records when given
-    /// (backpressure).
-    fn next_end(&mut self, from: &Self::Offset, max_records: Option<u64>) -> Result<Self::Offset>;
+    /// `from`, but at most about `max` units when given (backpressure, and
+    /// catching up after a recovery). A unit is a record unless the source
+    /// says otherwise ([`size`](ReplayableSource::size)).
+    fn next_end(&mut self, from: &Self::Offset, max: Option<u64>) -> Result<Self::Offset>;
 
     /// The records in `(from, to]`, as a dataset.
     fn read(
@@ -51,6 +53,12 @@ pub trait ReplayableSource: Send + 'static {
     fn count(&self, _from: &Self::Offset, _to: &Self::Offset) -> Option<u64> {
         None
     }
+
+    /// How many units `(from, to]` holds, in the unit of `next_end`'s
+    /// `max` (default: its record count, or 0 if unknown).
+    fn size(&self, from: &Self::Offset, to: &Self::Offset) -> u64 {
+        self.count(from, to).unwrap_or(0)
+    }
 }
 
 /// A replayable source in the graph: the range each batch got, and where
@@ -61,6 +69,8 @@ pub(crate) struct ReplayInput<S: ReplayableSource> {
     rate: Mutex<Option<f64>>,
     batch: Duration,
     graph: Weak<Graph>,
+    /// The id of the input's stream (its key in checkpoints).
+    stream: usize,
 }
 
 struct Ranges<O> {
@@ -68,6 +78,14 @@ struct Ranges<O> {
     next: Option<O>,
     /// The range of each generated batch not yet forgotten.
     batches: BTreeMap<Time, (O, O)>,
+    /// After a recovery: batches up to this time were generated before
+    /// the crash; their ranges must come from the checkpoint.
+    replay_until: Option<Time>,
+    /// After a recovery: batches up to this time are catching up and take
+    /// at most `largest` units.
+    catch_up: Option<(Time, u64)>,
+    /// The largest batch so far, in the source's units.
+    largest: u64,
 }
 
 impl<S: ReplayableSource> ReplayInput<S> {
@@ -78,22 +96,29 @@ impl<S: ReplayableSource> ReplayInput<S> {
         if let Some(r) = st.batches.get(&time) {
             return Ok(r.clone());
         }
+        if st.replay_until.is_some_and(|t| time <= t) {
+            return Err(Error::StreamingState(format!(
+                "the checkpoint has no input range for the batch at {time}, which ran before the restart"
+            )));
+        }
         let mut source = self.source.lock();
         let from = match &st.next {
             Some(o) => o.clone(),
             None => source.initial_offset()?,
         };
-        let max = self
+        let mut max = self
             .rate
             .lock()
             .map(|r| (r * self.batch.as_secs_f64()).ceil().max(1.0) as u64);
+        if let Some((until, largest)) = st.catch_up {
+            if time <= until {
+                max = Some(max.map_or(largest, |m| m.min(largest)).max(1));
+            }
+        }
         let to = source.next_end(&from, max)?;
+        st.largest = st.largest.max(source.size(&from, &to));
         st.next = Some(to.clone());
         st.batches.insert(time, (from.clone(), to.clone()));
-        // Ranges of old batches are only needed for replays of recent ones.
-        while st.batches.len() > 1024 {
-            st.batches.pop_first();
-        }
         Ok((from, to))
     }
 }
@@ -119,6 +144,51 @@ impl<S: ReplayableSource> Input for ReplayInput<S> {
     fn set_rate(&self, rate: Option<f64>) {
         *self.rate.lock() = rate;
     }
+
+    fn plan(&self, time: Time) -> Result<()> {
+        self.range(time).map(|_| ())
+    }
+
+    fn save(&self, keep_after: Time) -> Result<Option<SavedInput>> {
+        let mut st = self.state.lock();
+        // Older ranges can no longer be replayed by a recovery.
+        let kept = st
+            .batches
+            .split_off(&Time::from_millis(keep_after.millis() + 1));
+        st.batches = kept;
+        let mut batches = Vec::with_capacity(st.batches.len());
+        for (t, (from, to)) in &st.batches {
+            batches.push((
+                t.millis(),
+                checkpoint::encode(from)?,
+                checkpoint::encode(to)?,
+            ));
+        }
+        Ok(Some(SavedInput {
+            stream: self.stream,
+            next: st.next.as_ref().map(checkpoint::encode).transpose()?,
+            batches,
+            largest_batch: st.largest,
+        }))
+    }
+
+    fn restore(&self, saved: &SavedInput, dir: &Path, catch_up_until: Time) -> Result<()> {
+        let mut st = self.state.lock();
+        st.next = saved
+            .next
+            .as_ref()
+            .map(|b| checkpoint::decode(dir, b))
+            .transpose()?;
+        st.batches.clear();
+        for (t, from, to) in &saved.batches {
+            let range = (checkpoint::decode(dir, from)?, checkpoint::decode(dir, to)?);
+            st.batches.insert(Time::from_millis(*t), range);
+        }
+        st.replay_until = st.batches.keys().next_back().copied();
+        st.largest = saved.largest_batch;
+        st.catch_up = Some((catch_up_until, saved.largest_batch.max(1)));
+        Ok(())
+    }
 }
 
 struct ReplayStream<S: ReplayableSource> {
@@ -142,16 +212,6 @@ impl StreamingContext {
     /// records.
     pub fn replayable_stream<S: ReplayableSource>(&self, source: S) -> DStream<S::Item> {
         let graph = self.graph();
-        let input = Arc::new(ReplayInput {
-            source: Mutex::new(source),
-            state: Mutex::new(Ranges {
-                next: None,
-                batches: BTreeMap::new(),
-            }),
-            rate: Mutex::new(graph.backpressure().initial_or_max()),
-            batch: graph.batch,
-            graph: Arc::downgrade(graph),
-        });
         let spec = NewStream {
             name: "replayable_stream",
             slide: graph.batch,
@@ -159,6 +219,20 @@ impl StreamingContext {
             reads_back: Duration::ZERO,
             persist: false,
         };
+        let input = Arc::new(ReplayInput {
+            source: Mutex::new(source),
+            state: Mutex::new(Ranges {
+                next: None,
+                batches: BTreeMap::new(),
+                replay_until: None,
+                catch_up: None,
+                largest: 0,
+            }),
+            rate: Mutex::new(graph.backpressure().initial_or_max()),
+            batch: graph.batch,
+            graph: Arc::downgrade(graph),
+            stream: graph.peek_stream_id(),
+        });
         let stream = DStream::from_op(
             graph,
             spec,
@@ -166,6 +240,7 @@ impl StreamingContext {
                 input: input.clone(),
             },
         );
+        debug_assert_eq!(stream.node.base.id, input.stream);
         graph.add_input_for(stream.node.base.id, input);
         stream
     }
@@ -177,13 +252,29 @@ impl StreamingContext {
     /// The offsets are the set of file names read, so a recovered batch
     /// reads the same files.
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
-        self.replayable_stream(NewFiles { dir: dir.into() })
+        self.text_file_stream_with(dir, None)
+    }
+
+    /// [`text_file_stream`](Self::text_file_stream) taking at most
+    /// `max_files` new files per batch (in name order), the rest in later
+    /// batches; after a recovery, catching-up batches take at most as many
+    /// files as the largest batch before the crash.
+    pub fn text_file_stream_with(
+        &self,
+        dir: impl Into<PathBuf>,
+        max_files: Option<u64>,
+    ) -> DStream<String> {
+        self.replayable_stream(NewFiles {
+            dir: dir.into(),
+            max_files,
+        })
     }
 }
 
-/// The files of a directory, as a replayable source.
+/// The files of a directory, as a replayable source; its unit is a file.
 struct NewFiles {
     dir: PathBuf,
+    max_files: Option<u64>,
 }
 
 impl NewFiles {
@@ -213,10 +304,19 @@ impl ReplayableSource for NewFiles {
         Ok(BTreeSet::new())
     }
 
-    fn next_end(&mut self, from: &Self::Offset, _max: Option<u64>) -> Result<Self::Offset> {
+    fn next_end(&mut self, from: &Self::Offset, max: Option<u64>) -> Result<Self::Offset> {
+        let limit = match (max, self.max_files) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(u64::MAX),
+        };
         let mut to = from.clone();
-        to.extend(self.list()?);
+        let new = self.list()?.into_iter().filter(|n| !from.contains(n));
+        to.extend(new.take(usize::try_from(limit).unwrap_or(usize::MAX)));
         Ok(to)
+    }
+
+    fn size(&self, from: &Self::Offset, to: &Self::Offset) -> u64 {
+        to.difference(from).count() as u64
     }
 
     fn read(

@@ -138,7 +138,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             spec,
             UpdateState {
                 parent: self.clone(),
-                partitioner,
+                partitioner: partitioner.clone(),
                 initial,
                 update: Arc::new(update),
                 meter: meter.clone(),
@@ -146,6 +146,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             },
         );
         meter.attach(&stream);
+        stream.register_stateful(partitioner);
         stream
     }
 }
@@ -203,7 +204,7 @@ impl<K: Key, V: Value, S: Value> StreamOp<(K, S)> for UpdateState<K, V, S> {
                     crate::memory::estimate_size(added) as u64,
                 ));
             });
-        Ok(Some(this.graph().cut_lineage(state)))
+        Ok(Some(this.graph().cut_lineage(state, this.id(), time)))
     }
 }
 
@@ -359,7 +360,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             ns,
             MapWithState {
                 parent: self.clone(),
-                partitioner,
+                partitioner: partitioner.clone(),
                 initial,
                 function: spec.function,
                 timeout: spec.timeout,
@@ -367,6 +368,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             },
         );
         meter.attach(&combined);
+        combined.register_stateful(partitioner);
         let mapped = combined.derive("map_with_state_mapped", |rdd, _| {
             Ok(rdd.pipe("mapped", false, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
@@ -484,6 +486,6 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
                 let added = &out[before..];
                 size.add((keys, crate::memory::estimate_size(added) as u64));
             });
-        Ok(Some(this.graph().cut_lineage(out)))
+        Ok(Some(this.graph().cut_lineage(out, this.id(), time)))
     }
 }

@@ -169,19 +169,21 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             reads_back: length + slide,
             persist: true,
         };
-        Ok(DStream::from_op(
+        let windows = DStream::from_op(
             self.graph(),
             spec,
             IncrementalWindow {
                 reduced,
                 length,
                 slide,
-                partitioner,
+                partitioner: partitioner.clone(),
                 f,
                 inverse: Arc::new(inverse),
                 keep,
             },
-        ))
+        );
+        windows.register_stateful(partitioner);
+        Ok(windows)
     }
 
     /// Groups each window's values per key.
@@ -289,6 +291,6 @@ impl<K: Key, V: Value> StreamOp<(K, V)> for IncrementalWindow<K, V> {
                     }
                 }
             });
-        Ok(Some(self.reduced.graph().cut_lineage(merged)))
+        Ok(Some(this.graph().cut_lineage(merged, this.id(), time)))
     }
 }

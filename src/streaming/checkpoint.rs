@@ -1,0 +1,180 @@
+//! Streaming checkpoints: what a restarted program needs to continue where
+//! a crashed one stopped. Data only, never code: the program rebuilds the
+//! same stream graph (streams are matched by their creation order), and the
+//! checkpoint supplies the zero time, the last finished batch, each
+//! replayable input's offset ranges, and each stateful stream's last
+//! checkpointed dataset.
+//!
+//! Layout of the checkpoint directory: `metadata` (one checksummed frame,
+//! replaced atomically at the start and at the end of every batch) and
+//! `run-<pid>-<ms>/rdd-<id>/` (state datasets written by each run).
+
+use super::context::StreamingContext;
+use crate::codec;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Bumped when the layout changes; an unknown version is an error.
+pub(crate) const VERSION: u32 = 1;
+
+/// The saved progress of a streaming context.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub(crate) struct Checkpoint {
+    pub(crate) version: u32,
+    pub(crate) batch_ms: u64,
+    pub(crate) zero_ms: u64,
+    /// The latest batch whose outputs all finished.
+    pub(crate) last_done_ms: Option<u64>,
+    pub(crate) inputs: Vec<SavedInput>,
+    pub(crate) states: Vec<SavedState>,
+}
+
+/// A replayable input's ranges, offsets encoded by the source's codec.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub(crate) struct SavedInput {
+    pub(crate) stream: usize,
+    /// Where the next new batch starts.
+    pub(crate) next: Option<Vec<u8>>,
+    /// `(batch ms, from, to)` of the batches a recovery may replay.
+    pub(crate) batches: Vec<(u64, Vec<u8>, Vec<u8>)>,
+    /// The largest batch before the crash, in the source's units: the
+    /// most a catch-up batch takes.
+    pub(crate) largest_batch: u64,
+}
+
+/// A stateful stream's last reliably checkpointed dataset.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub(crate) struct SavedState {
+    pub(crate) stream: usize,
+    pub(crate) time_ms: u64,
+    pub(crate) dir: PathBuf,
+}
+
+pub(crate) fn metadata_path(dir: &Path) -> PathBuf {
+    dir.join("metadata")
+}
+
+/// Reads the checkpoint in `dir`, `None` if there is none.
+pub(crate) fn read(dir: &Path) -> Result<Option<Checkpoint>> {
+    let path = metadata_path(dir);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let (cp, _): (Checkpoint, usize) =
+        codec::read_frame(&bytes).map_err(|reason| Error::CorruptCheckpoint {
+            path: path.clone(),
+            reason,
+        })?;
+    if cp.version != VERSION {
+        return Err(Error::CorruptCheckpoint {
+            path,
+            reason: format!(
+                "streaming checkpoint version {} is not {VERSION}",
+                cp.version
+            ),
+        });
+    }
+    Ok(Some(cp))
+}
+
+/// Replaces the checkpoint in `dir` atomically (write, then rename).
+pub(crate) fn write(dir: &Path, cp: &Checkpoint) -> Result<()> {
+    let mut frame = Vec::new();
+    codec::write_frame(cp, &mut Vec::new(), &mut frame)?;
+    let tmp = dir.join(".metadata.tmp");
+    std::fs::write(&tmp, &frame).map_err(|e| Error::io(&tmp, e))?;
+    let path = metadata_path(dir);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
+/// Encodes an offset for the checkpoint.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    codec::write_frame(value, &mut Vec::new(), &mut out)?;
+    Ok(out)
+}
+
+/// Decodes an offset from the checkpoint in `dir`.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(dir: &Path, bytes: &[u8]) -> Result<T> {
+    codec::read_frame(bytes)
+        .map(|(v, _)| v)
+        .map_err(|reason| Error::CorruptCheckpoint {
+            path: metadata_path(dir),
+            reason: format!(
+                "an input offset does not decode ({reason}); was the stream graph changed?"
+            ),
+        })
+}
+
+impl StreamingContext {
+    /// Saves progress in `dir` so that
+    /// [`get_or_create`](StreamingContext::get_or_create) can restart the
+    /// program after a crash: metadata every batch, and the datasets of
+    /// stateful streams every checkpoint interval (see
+    /// [`set_checkpoint_interval`](Self::set_checkpoint_interval)).
+    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let run = dir.join(format!(
+            "run-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        ));
+        self.context().set_checkpoint_dir(&run)?;
+        self.graph().set_checkpoint_dir(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// How often the datasets of stateful streams (state, incremental
+    /// windows) are written to the checkpoint directory, cutting their
+    /// lineage for good (default: every 10 batches, at least 1 s). Between
+    /// those, lineage is cut with in-memory checkpoints.
+    pub fn set_checkpoint_interval(&self, every: Duration) -> Result<()> {
+        let every = super::time::check_duration("checkpoint interval", every)?;
+        if every.as_millis() % self.batch_interval().as_millis() != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "checkpoint interval {every:?} is not a multiple of the batch interval {:?}",
+                self.batch_interval()
+            )));
+        }
+        self.graph().set_checkpoint_every(every);
+        Ok(())
+    }
+
+    /// Restarts the program whose checkpoint is in `dir`, or starts it
+    /// afresh. `build` defines the streaming context and its streams, the
+    /// same way every time (it runs in both cases: no code is stored); if
+    /// `dir` holds a checkpoint, the returned context continues from it
+    /// when started: batches that were generated but not finished run
+    /// again with the same input ranges, state continues from its last
+    /// checkpoint, and the batch times missed while the program was down
+    /// run one by one, each taking at most as much input as the largest
+    /// batch before the crash.
+    pub fn get_or_create(
+        dir: impl AsRef<Path>,
+        build: impl FnOnce() -> Result<StreamingContext>,
+    ) -> Result<StreamingContext> {
+        let dir = dir.as_ref();
+        let saved = read(dir)?;
+        let ssc = build()?;
+        ssc.checkpoint(dir)?;
+        if let Some(cp) = saved {
+            let interval = super::time::millis(ssc.batch_interval());
+            if cp.batch_ms != interval {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint in {} was written with a {} ms batch interval, not {interval} ms",
+                    dir.display(),
+                    cp.batch_ms
+                )));
+            }
+            ssc.graph().set_restored(cp);
+        }
+        Ok(ssc)
+    }
+}
