@@ -21,6 +21,9 @@
 //! # Ok::<(), spate::Error>(())
 //! ```
 //!
+//! [`streaming`] adds micro-batch streams (`DStream`) on top: each batch
+//! becomes ordinary dataset jobs.
+//!
 //! See `ARCHITECTURE.md` for how the parts fit together.
 
 #![warn(missing_docs)]

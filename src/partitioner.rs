@@ -92,7 +92,7 @@ impl Partitioner {
     }
 
     /// The partition of one key (for lookups; tasks resolve the partitioner
-    /// once with [`Partitioner::for_keys`] instead).
+    /// once, through a crate-internal typed view, instead).
     pub fn partition_of<K: Hash + 'static>(&self, key: &K) -> usize {
         match self.for_keys::<K>() {
             Ok(f) => f.partition(key),

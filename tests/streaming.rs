@@ -821,3 +821,150 @@ fn text_file_stream_on_a_missing_directory_fails_the_batch_naming_it() {
     let err = h.ssc.await_termination().unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+/// Word totals over a file stream with a checkpoint, on a manual clock that
+/// starts at `start`; `weight` is what one occurrence adds (the "code" that
+/// may change between runs).
+fn checkpointed_totals(
+    ctx: &Context,
+    checkpoint: &std::path::Path,
+    input: &std::path::Path,
+    start: Time,
+    weight: u64,
+) -> (
+    StreamingContext,
+    ManualClock,
+    Batches<(String, u64)>,
+    Arc<Mutex<Vec<usize>>>,
+) {
+    let clock = ManualClock::new();
+    clock.set(start);
+    let out: Batches<(String, u64)> = Arc::default();
+    let files_per_batch: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let (sink, sizes, c2) = (out.clone(), files_per_batch.clone(), clock.clone());
+    let ssc = StreamingContext::get_or_create(checkpoint, move || {
+        let ssc = StreamingContext::with_manual_clock(ctx, TICK, c2)?;
+        ssc.set_checkpoint_interval(TICK)?;
+        let lines = ssc.text_file_stream(input);
+        lines.count().foreach_rdd(move |rdd, _| {
+            sizes.lock().unwrap().push(rdd.collect()?[0] as usize);
+            Ok(())
+        })?;
+        lines
+            .map(move |w| (w, weight))
+            .update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
+                Some(total.unwrap_or(0) + new.iter().sum::<u64>())
+            })
+            .foreach_rdd(move |rdd, time| {
+                sink.lock().unwrap().push((time, sorted(rdd.collect()?)));
+                Ok(())
+            })?;
+        Ok(ssc)
+    })
+    .unwrap();
+    (ssc, clock, out, files_per_batch)
+}
+
+#[test]
+fn a_restarted_program_with_changed_code_continues_from_the_checkpointed_state() {
+    let ctx = common::ctx();
+    let root = tempfile::tempdir().unwrap();
+    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
+    std::fs::create_dir(&input).unwrap();
+    let (ssc, clock, out, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
+    ssc.start().unwrap();
+    for (i, word) in ["a", "b", "a"].iter().enumerate() {
+        drop_file(&input, &format!("f{i}"), &format!("{word}\n"));
+        clock.advance(TICK);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    assert_eq!(
+        outputs(&out)[2],
+        [("a".to_string(), 2), ("b".to_string(), 1)]
+    );
+    drop(ssc); // the program ends (as if killed after its third batch)
+
+    // The new version weighs each occurrence 10, and prints differently.
+    drop_file(&input, "f3", "a\nc\n");
+    let (ssc, clock, out, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(300), 10);
+    ssc.start().unwrap();
+    clock.advance(TICK);
+    ssc.wait_for_batch(ms(400)).unwrap();
+    let b = out.lock().unwrap().clone();
+    assert_eq!(b.len(), 1, "only the new batch runs: {b:?}");
+    assert_eq!(b[0].0, ms(400));
+    assert_eq!(
+        b[0].1,
+        [
+            ("a".to_string(), 12),
+            ("b".to_string(), 1),
+            ("c".to_string(), 10)
+        ]
+    );
+}
+
+#[test]
+fn after_a_restart_missed_batches_catch_up_at_most_the_largest_batch_each() {
+    let ctx = common::ctx();
+    let root = tempfile::tempdir().unwrap();
+    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
+    std::fs::create_dir(&input).unwrap();
+    let (ssc, clock, _, sizes) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
+    ssc.start().unwrap();
+    for b in 0..2 {
+        drop_file(&input, &format!("f{}", 2 * b), "x\n");
+        drop_file(&input, &format!("f{}", 2 * b + 1), "y\n");
+        clock.advance(TICK);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    assert_eq!(*sizes.lock().unwrap(), [2, 2]);
+    drop(ssc);
+    // Down for five batch times, while five files arrive.
+    for f in 4..9 {
+        drop_file(&input, &format!("f{f}"), "z\n");
+    }
+    let (ssc, _clock, out, sizes) = checkpointed_totals(&ctx, &ckpt, &input, ms(700), 1);
+    ssc.start().unwrap();
+    ssc.wait_for_batch(ms(700)).unwrap();
+    assert_eq!(
+        *sizes.lock().unwrap(),
+        [2, 2, 1, 0, 0],
+        "one giant batch avoided"
+    );
+    let last = out.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        last.1,
+        [
+            ("x".to_string(), 2),
+            ("y".to_string(), 2),
+            ("z".to_string(), 5)
+        ]
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_batch_interval_is_refused() {
+    let ctx = common::ctx();
+    let root = tempfile::tempdir().unwrap();
+    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
+    std::fs::create_dir(&input).unwrap();
+    let (ssc, clock, _, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
+    ssc.start().unwrap();
+    clock.advance(TICK);
+    ssc.wait_for_batch(ms(100)).unwrap();
+    drop(ssc);
+    let err = StreamingContext::get_or_create(&ckpt, || {
+        let ssc = StreamingContext::new(&ctx, Duration::from_millis(250))?;
+        ssc.queue_stream(&StreamQueue::<u8>::new(), true)
+            .foreach_rdd(|_, _| Ok(()))?;
+        Ok(ssc)
+    })
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("batch interval"), "{err}");
+    std::fs::write(ckpt.join("metadata"), b"garbage").unwrap();
+    let err = StreamingContext::get_or_create(&ckpt, || StreamingContext::new(&ctx, TICK))
+        .err()
+        .expect("corrupt");
+    assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
+}

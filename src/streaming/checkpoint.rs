@@ -155,7 +155,9 @@ impl StreamingContext {
     /// again with the same input ranges, state continues from its last
     /// checkpoint, and the batch times missed while the program was down
     /// run one by one, each taking at most as much input as the largest
-    /// batch before the crash.
+    /// batch before the crash. State is recomputed from its last
+    /// checkpoint through the batches after it, by the code of the
+    /// restarted program.
     pub fn get_or_create(
         dir: impl AsRef<Path>,
         build: impl FnOnce() -> Result<StreamingContext>,
