@@ -1,6 +1,7 @@
 //! Receiver-based inputs: a [`Receiver`] runs on its own thread and stores
 //! records through a [`Sink`]; each batch takes everything stored since
-//! the previous one and splits it into the batch's partitions. Built in:
+//! the previous one, cut into blocks of consecutive records (one per core,
+//! at least 1024 records each) that become the batch's partitions. Built in:
 //! `socket_text_stream` (tokio TCP client) and `generator_stream` (a paced
 //! generator for demos and benchmarks).
 

@@ -1,0 +1,93 @@
+//! The streaming examples run as a user runs them (`cargo test` builds the
+//! examples; these tests start the built binaries).
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The built example `name`, next to this test binary's directory.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().unwrap().parent().unwrap();
+    target.join("examples").join(name)
+}
+
+#[test]
+fn streaming_demo_runs_without_set_up_and_prints_its_summary() {
+    let out = Command::new(example("streaming_demo"))
+        .args(["--seconds", "1", "--rate", "2000", "--batch-ms", "100"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("totals at"), "{text}");
+    let summary = text
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_default();
+    // About 2000 lines were generated and every one was processed.
+    let records: u64 = summary
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(records >= 1000, "{summary}");
+}
+
+#[test]
+fn network_word_count_writes_each_batch_s_counts() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("counts");
+    let mut child = Command::new(example("network_word_count"))
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--batch-ms", "100", "--output"])
+        .arg(&prefix)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.write_all(b"to be or not to be\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut found = Vec::new();
+    while found.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("counts-")
+            {
+                continue;
+            }
+            for part in std::fs::read_dir(&path).unwrap() {
+                let p = part.unwrap().path();
+                if p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("part-")
+                {
+                    found.extend(
+                        std::fs::read_to_string(p)
+                            .unwrap()
+                            .lines()
+                            .map(str::to_owned),
+                    );
+                }
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    found.sort();
+    assert_eq!(found, ["be\t2", "not\t1", "or\t1", "to\t2"]);
+}
