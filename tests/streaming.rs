@@ -714,28 +714,7 @@ fn saved_batches_are_directories_per_batch_and_a_rerun_replaces_them() {
         .save_as_text_files(prefix.clone(), Some("txt"))
         .unwrap();
     h.run(2);
-    let read = |t: u64| -> Vec<String> {
-        let d = std::path::PathBuf::from(format!("{prefix}-{t}.txt"));
-        let mut lines: Vec<String> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("part-")
-            })
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        lines.sort();
-        lines
-    };
+    let read = |t: u64| common::read_part_lines(std::path::Path::new(&format!("{prefix}-{t}.txt")));
     assert_eq!(read(100), ["1", "2"]);
     assert_eq!(read(200), ["3"]);
     // No temporary directories are left behind.
@@ -822,6 +801,15 @@ fn text_file_stream_on_a_missing_directory_fails_the_batch_naming_it() {
     assert!(err.to_string().contains("nope"), "{err}");
 }
 
+/// A temporary directory with a checkpoint path and an (existing) input
+/// directory in it.
+fn checkpoint_dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
+    std::fs::create_dir(&input).unwrap();
+    (root, ckpt, input)
+}
+
 /// Word totals over a file stream with a checkpoint, on a manual clock that
 /// starts at `start`; `weight` is what one occurrence adds (the "code" that
 /// may change between runs).
@@ -868,9 +856,7 @@ fn checkpointed_totals(
 #[test]
 fn a_restarted_program_with_changed_code_continues_from_the_checkpointed_state() {
     let ctx = common::ctx();
-    let root = tempfile::tempdir().unwrap();
-    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
-    std::fs::create_dir(&input).unwrap();
+    let (_root, ckpt, input) = checkpoint_dirs();
     let (ssc, clock, out, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
     ssc.start().unwrap();
     for (i, word) in ["a", "b", "a"].iter().enumerate() {
@@ -906,9 +892,7 @@ fn a_restarted_program_with_changed_code_continues_from_the_checkpointed_state()
 #[test]
 fn after_a_restart_missed_batches_catch_up_at_most_the_largest_batch_each() {
     let ctx = common::ctx();
-    let root = tempfile::tempdir().unwrap();
-    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
-    std::fs::create_dir(&input).unwrap();
+    let (_root, ckpt, input) = checkpoint_dirs();
     let (ssc, clock, _, sizes) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
     ssc.start().unwrap();
     for b in 0..2 {
@@ -945,9 +929,7 @@ fn after_a_restart_missed_batches_catch_up_at_most_the_largest_batch_each() {
 #[test]
 fn a_checkpoint_of_another_batch_interval_is_refused() {
     let ctx = common::ctx();
-    let root = tempfile::tempdir().unwrap();
-    let (ckpt, input) = (root.path().join("ckpt"), root.path().join("in"));
-    std::fs::create_dir(&input).unwrap();
+    let (_root, ckpt, input) = checkpoint_dirs();
     let (ssc, clock, _, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
     ssc.start().unwrap();
     clock.advance(TICK);

@@ -65,29 +65,6 @@ fn batch_dirs(out: &Path) -> Vec<PathBuf> {
     dirs.into_iter().map(|(_, p)| p).collect()
 }
 
-/// A batch directory's lines, sorted.
-fn read_batch(dir: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .flat_map(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .lines()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    lines.sort();
-    lines
-}
-
 fn spawn(checkpoint: &Path, input: &Path, out: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
@@ -177,11 +154,11 @@ fn a_run_killed_mid_way_and_restarted_writes_the_same_batches_as_an_uninterrupte
 
     let clean: Vec<Vec<String>> = batch_dirs(&clean_out)[..FILES]
         .iter()
-        .map(|d| read_batch(d))
+        .map(|d| common::read_part_lines(d))
         .collect();
     let recovered: Vec<Vec<String>> = batch_dirs(&out)[..FILES]
         .iter()
-        .map(|d| read_batch(d))
+        .map(|d| common::read_part_lines(d))
         .collect();
     // Sanity: the last batch holds every word's total over all files.
     let common = format!("common\t{FILES}");

@@ -96,6 +96,17 @@ pub(crate) struct NewStream {
 }
 
 impl NewStream {
+    /// An input stream: one dataset every batch, no parents.
+    pub(crate) fn input(name: &'static str, graph: &Graph) -> NewStream {
+        NewStream {
+            name,
+            slide: graph.batch,
+            parents: Vec::new(),
+            reads_back: Duration::ZERO,
+            persist: false,
+        }
+    }
+
     /// A stream with the slide of `parent` and nothing special.
     pub(crate) fn child_of(name: &'static str, parent: &dyn AnyStream) -> NewStream {
         NewStream {

@@ -11,7 +11,6 @@ use crate::rdd::Rdd;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Datasets waiting to become batches of a
 /// [`queue_stream`](StreamingContext::queue_stream). Clones share the queue.
@@ -92,13 +91,7 @@ impl StreamingContext {
     /// recoverable after a crash, since the datasets live in the driver.
     pub fn queue_stream<T: Data>(&self, queue: &StreamQueue<T>, one_at_a_time: bool) -> DStream<T> {
         let graph = self.graph();
-        let spec = NewStream {
-            name: "queue_stream",
-            slide: graph.batch,
-            parents: Vec::new(),
-            reads_back: Duration::ZERO,
-            persist: false,
-        };
+        let spec = NewStream::input("queue_stream", graph);
         let stream = DStream::from_op(
             graph,
             spec,

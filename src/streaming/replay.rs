@@ -212,13 +212,7 @@ impl StreamingContext {
     /// records.
     pub fn replayable_stream<S: ReplayableSource>(&self, source: S) -> DStream<S::Item> {
         let graph = self.graph();
-        let spec = NewStream {
-            name: "replayable_stream",
-            slide: graph.batch,
-            parents: Vec::new(),
-            reads_back: Duration::ZERO,
-            persist: false,
-        };
+        let spec = NewStream::input("replayable_stream", graph);
         let input = Arc::new(ReplayInput {
             source: Mutex::new(source),
             state: Mutex::new(Ranges {

@@ -188,13 +188,7 @@ impl StreamingContext {
             invalid: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         });
-        let spec = NewStream {
-            name: "receiver_stream",
-            slide: graph.batch,
-            parents: Vec::new(),
-            reads_back: Duration::ZERO,
-            persist: false,
-        };
+        let spec = NewStream::input("receiver_stream", graph);
         let stream = DStream::from_op(
             graph,
             spec,

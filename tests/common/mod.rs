@@ -30,3 +30,25 @@ pub fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 /// Partition counts every operator is checked with: one, several, more
 /// partitions than elements.
 pub const PARTITIONS: [usize; 4] = [1, 2, 7, 64];
+
+/// The lines of the `part-*` files in `dir` (a saved dataset or batch),
+/// sorted.
+pub fn read_part_lines(dir: &std::path::Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_dir(dir)
+        .expect("output directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("part-"))
+        })
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .expect("part file")
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
