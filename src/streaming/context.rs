@@ -475,6 +475,8 @@ impl Inner {
             .map_err(failed)?;
         let processing_time = started.elapsed();
         let state = self.graph.state_sizes(time);
+        let watermarks = self.graph.watermarks(time);
+        let late_records = self.graph.late_records(time);
         // Forget what no later batch reads.
         let mut seen = HashSet::new();
         let mut stack: Vec<Arc<dyn AnyStream>> = outputs.iter().map(|o| o.stream.clone()).collect();
@@ -509,6 +511,8 @@ impl Inner {
             processing_time,
             total_delay: scheduling_delay + processing_time,
             state,
+            watermarks,
+            late_records,
         };
         self.batches.lock().push(info.clone());
         self.post(&StreamingEvent::BatchCompleted(info.clone()));

@@ -7,6 +7,7 @@ use super::dstream::AnyStream;
 use super::metrics::StateSize;
 use super::rate::Backpressure;
 use super::time::Time;
+use super::watermark::EventTime;
 use crate::context::Context;
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -85,6 +86,10 @@ pub(crate) struct Graph {
     input_records: Mutex<BTreeMap<Time, u64>>,
     /// Report the state size of each stateful stream after a batch.
     state_meters: Mutex<Vec<StateMeter>>,
+    /// Report the watermark of each event stream after a batch.
+    watermark_meters: Mutex<Vec<WatermarkMeter>>,
+    /// Report the late records of each event-time window operator.
+    late_meters: Mutex<Vec<LateMeter>>,
     checkpoint: Mutex<CheckpointSettings>,
 }
 
@@ -104,6 +109,8 @@ struct CheckpointSettings {
 }
 
 type StateMeter = Box<dyn Fn(Time) -> Option<StateSize> + Send + Sync>;
+type WatermarkMeter = Box<dyn Fn(Time) -> (usize, EventTime) + Send + Sync>;
+type LateMeter = Box<dyn Fn(Time) -> u64 + Send + Sync>;
 
 impl Graph {
     pub(crate) fn new(ctx: Context, batch: Duration) -> Graph {
@@ -117,6 +124,8 @@ impl Graph {
             backpressure: Mutex::new(Backpressure::default()),
             input_records: Mutex::new(BTreeMap::new()),
             state_meters: Mutex::new(Vec::new()),
+            watermark_meters: Mutex::new(Vec::new()),
+            late_meters: Mutex::new(Vec::new()),
             checkpoint: Mutex::new(CheckpointSettings::default()),
         }
     }
@@ -172,6 +181,28 @@ impl Graph {
 
     pub(crate) fn add_state_meter(&self, meter: StateMeter) {
         self.state_meters.lock().push(meter);
+    }
+
+    pub(crate) fn add_watermark_meter(&self, meter: WatermarkMeter) {
+        self.watermark_meters.lock().push(meter);
+    }
+
+    pub(crate) fn add_late_meter(&self, meter: LateMeter) {
+        self.late_meters.lock().push(meter);
+    }
+
+    /// Records later than their windows' lateness in the batch at `time`.
+    pub(crate) fn late_records(&self, time: Time) -> u64 {
+        self.late_meters.lock().iter().map(|m| m(time)).sum()
+    }
+
+    /// The watermark of each event stream after the batch at `time`.
+    pub(crate) fn watermarks(&self, time: Time) -> Vec<(usize, EventTime)> {
+        self.watermark_meters
+            .lock()
+            .iter()
+            .map(|m| m(time))
+            .collect()
     }
 
     /// The state held by each stateful stream after the batch at `time`.

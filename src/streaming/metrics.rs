@@ -35,6 +35,12 @@ pub struct BatchInfo {
     pub total_delay: Duration,
     /// State held by each stateful stream after the batch.
     pub state: Vec<StateSize>,
+    /// The watermark of each event-time stream after the batch, as
+    /// `(stream id, watermark)`.
+    pub watermarks: Vec<(usize, i64)>,
+    /// Records that came later than their windows' allowed lateness (sent
+    /// to the late-data side streams).
+    pub late_records: u64,
 }
 
 /// Events a streaming context posts to its listeners.

@@ -19,6 +19,7 @@
 mod checkpoint;
 mod context;
 mod dstream;
+mod event_window;
 mod graph;
 mod input;
 mod metrics;
@@ -30,10 +31,15 @@ mod replay;
 mod source;
 mod state;
 mod time;
+mod watermark;
 mod window;
 
 pub use context::StreamingContext;
 pub use dstream::DStream;
+pub use event_window::{
+    CountWindows, KeyedEventStream, OutputMode, SessionWindows, SlidingWindows, Trigger,
+    TumblingWindows, Window, WindowAssigner, WindowResult, WindowedOutput, WindowedStream,
+};
 pub use input::StreamQueue;
 pub use metrics::{
     BatchInfo, StateSize, StreamingEvent, StreamingListener, StreamingLog, StreamingSummary,
@@ -43,4 +49,5 @@ pub use replay::ReplayableSource;
 pub use source::{Receiver, Sink};
 pub use state::{MapWithStateStream, State, StateOptions, StateSpec};
 pub use time::{ManualClock, Time};
+pub use watermark::{EventStream, EventTime, NO_WATERMARK, Stamped, WatermarkStrategy};
 pub use window::KeepFilter;

@@ -1,0 +1,316 @@
+//! Event time: timestamps and watermarks on a stream.
+//!
+//! Every record gets its event time and the watermark *just before it* in
+//! arrival order (the largest event time seen before it, minus the allowed
+//! out-of-orderness). Computing it per record, not per batch, makes
+//! everything downstream independent of the batch interval: a record is
+//! late or on time whatever batch it lands in. The watermark reported per
+//! batch (and used to fire windows of keys without records) is the one
+//! after the batch's last record.
+//!
+//! Arrival order is partition order within a batch (receivers fill
+//! partitions with consecutive records), then record order within a
+//! partition. A per-batch job finds each partition's largest event time;
+//! each partition then continues from the largest time of the partitions
+//! before it.
+
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::time::Time;
+use crate::data::Value;
+use crate::error::Result;
+use crate::rdd::Rdd;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An event time, in milliseconds (any epoch the timestamps use).
+pub type EventTime = i64;
+
+/// The watermark before any record: nothing is late yet.
+pub const NO_WATERMARK: EventTime = EventTime::MIN;
+
+/// How an input's watermark follows its event times.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WatermarkStrategy {
+    /// Records may arrive this much out of order: watermark = largest event
+    /// time seen − this.
+    pub out_of_orderness: Duration,
+    /// An input without records for this long (in batch time) is idle: it
+    /// no longer holds back the watermark of operations over several
+    /// inputs, until it has records again.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl WatermarkStrategy {
+    /// Watermark = largest event time seen − `d`.
+    pub fn bounded_out_of_orderness(d: Duration) -> Self {
+        WatermarkStrategy {
+            out_of_orderness: d,
+            idle_timeout: None,
+        }
+    }
+
+    /// For timestamps that never decrease: watermark = largest event time.
+    pub fn monotonous() -> Self {
+        Self::bounded_out_of_orderness(Duration::ZERO)
+    }
+
+    /// Marks the input idle after `d` without records.
+    pub fn with_idleness(mut self, d: Duration) -> Self {
+        self.idle_timeout = Some(d);
+        self
+    }
+
+    fn lag(&self) -> EventTime {
+        self.out_of_orderness.as_millis() as EventTime
+    }
+}
+
+/// A record with its event time and the watermark just before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stamped<T> {
+    /// The record.
+    pub value: T,
+    /// Its event time.
+    pub time: EventTime,
+    /// The watermark just before it arrived.
+    pub watermark: EventTime,
+}
+
+/// The watermark of one input at each batch boundary.
+#[derive(Default)]
+pub(crate) struct Watermarks {
+    /// After each batch: (watermark, largest event time seen, last batch
+    /// with records).
+    per_batch: Mutex<BTreeMap<Time, Progress>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Progress {
+    pub(crate) watermark: EventTime,
+    max_seen: EventTime,
+    last_active: Option<Time>,
+    pub(crate) idle: bool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            watermark: NO_WATERMARK,
+            max_seen: NO_WATERMARK,
+            last_active: None,
+            idle: false,
+        }
+    }
+}
+
+impl Watermarks {
+    /// The progress after the latest batch at or before `time`.
+    pub(crate) fn at(&self, time: Time) -> Progress {
+        self.per_batch
+            .lock()
+            .range(..=time)
+            .next_back()
+            .map(|(_, p)| *p)
+            .unwrap_or_default()
+    }
+
+    fn record(&self, time: Time, p: Progress) {
+        let mut m = self.per_batch.lock();
+        m.insert(time, p);
+        // Only recent boundaries are ever asked for.
+        while m.len() > 64 {
+            m.pop_first();
+        }
+    }
+}
+
+/// A stream whose records carry event times and watermarks.
+pub struct EventStream<T> {
+    pub(crate) stamped: DStream<Stamped<T>>,
+    pub(crate) watermarks: Arc<Watermarks>,
+}
+
+impl<T> Clone for EventStream<T> {
+    fn clone(&self) -> Self {
+        EventStream {
+            stamped: self.stamped.clone(),
+            watermarks: self.watermarks.clone(),
+        }
+    }
+}
+
+impl<T: Value> DStream<T> {
+    /// Event time from `time_of(record)` (milliseconds), with watermarks
+    /// following `strategy`.
+    pub fn with_timestamps(
+        &self,
+        time_of: impl Fn(&T) -> EventTime + Send + Sync + 'static,
+        strategy: WatermarkStrategy,
+    ) -> EventStream<T> {
+        let watermarks = Arc::new(Watermarks::default());
+        let mut spec = NewStream::child_of("with_timestamps", self.as_any().as_ref());
+        spec.parents.push(self.as_any());
+        let stamped = DStream::from_op(
+            self.graph(),
+            spec,
+            Stamp {
+                parent: self.clone(),
+                time_of: Arc::new(time_of),
+                strategy,
+                watermarks: watermarks.clone(),
+            },
+        );
+        let id = stamped.id();
+        let w = watermarks.clone();
+        stamped
+            .graph()
+            .add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
+        EventStream {
+            stamped,
+            watermarks,
+        }
+    }
+}
+
+impl<T: Value> EventStream<T> {
+    /// The records with their event times and watermarks.
+    pub fn stamped(&self) -> &DStream<Stamped<T>> {
+        &self.stamped
+    }
+
+    /// The watermark after the batch at `time` (or the latest batch
+    /// before it); [`NO_WATERMARK`] before any record.
+    pub fn watermark_at(&self, time: Time) -> EventTime {
+        self.watermarks.at(time).watermark
+    }
+
+    /// The records of both streams. The watermark is the smaller of the
+    /// two inputs' (an idle input does not count): a record's watermark is
+    /// the smaller of its own input's just before it and the other input's
+    /// at the previous batch boundary.
+    pub fn union(&self, other: &EventStream<T>) -> Result<EventStream<T>> {
+        let watermarks = Arc::new(Watermarks::default());
+        let (a, b) = (self.clone(), other.clone());
+        let out = watermarks.clone();
+        let slide = self.stamped.slide_duration();
+        let stamped = self
+            .stamped
+            .transform_with(&other.stamped, move |x, y, time| {
+                let before = time - slide;
+                let (pa, pb) = (a.watermarks.at(before), b.watermarks.at(before));
+                let cap = |p: Progress| if p.idle { EventTime::MAX } else { p.watermark };
+                let (cap_a, cap_b) = (cap(pb), cap(pa));
+                let xa = x.map(move |mut s| {
+                    s.watermark = s.watermark.min(cap_a);
+                    s
+                });
+                let yb = y.map(move |mut s| {
+                    s.watermark = s.watermark.min(cap_b);
+                    s
+                });
+                let (na, nb) = (a.watermarks.at(time), b.watermarks.at(time));
+                let combined = match (na.idle, nb.idle) {
+                    (true, false) => nb.watermark,
+                    (false, true) => na.watermark,
+                    _ => na.watermark.min(nb.watermark),
+                };
+                out.record(
+                    time,
+                    Progress {
+                        watermark: combined.max(out.at(before).watermark),
+                        idle: na.idle && nb.idle,
+                        ..Progress::default()
+                    },
+                );
+                Ok(xa.union(&yb))
+            })?;
+        let id = stamped.id();
+        let w = watermarks.clone();
+        stamped
+            .graph()
+            .add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
+        Ok(EventStream {
+            stamped,
+            watermarks,
+        })
+    }
+}
+
+struct Stamp<T> {
+    parent: DStream<T>,
+    time_of: Arc<dyn Fn(&T) -> EventTime + Send + Sync>,
+    strategy: WatermarkStrategy,
+    watermarks: Arc<Watermarks>,
+}
+
+impl<T: Value> StreamOp<Stamped<T>> for Stamp<T> {
+    fn compute(&self, this: &DStream<Stamped<T>>, time: Time) -> Result<Option<Rdd<Stamped<T>>>> {
+        let ctx = this.context().clone();
+        let batch = self
+            .parent
+            .get_or_compute(time)?
+            .unwrap_or_else(|| ctx.empty());
+        let before = self.watermarks.at(time - this.slide_duration());
+        // The largest event time of each partition, in partition order.
+        let time_of = self.time_of.clone();
+        let maxima: Vec<Option<EventTime>> = batch
+            .map_partitions(move |it| [it.map(|x| time_of(&x)).max()])
+            .collect()?;
+        let lag = self.strategy.lag();
+        let mut starts = Vec::with_capacity(maxima.len());
+        let mut running = before.max_seen;
+        for m in &maxima {
+            starts.push(running);
+            if let Some(m) = m {
+                running = running.max(*m);
+            }
+        }
+        let active = maxima.iter().any(Option::is_some);
+        let last_active = if active {
+            Some(time)
+        } else {
+            before.last_active
+        };
+        let idle = match (self.strategy.idle_timeout, last_active) {
+            (Some(limit), Some(t)) => time - t >= limit,
+            (Some(limit), None) => time - this.graph().zero_time().unwrap_or_default() >= limit,
+            (None, _) => false,
+        };
+        let floor = before.watermark;
+        let watermark = move |max_seen: EventTime| {
+            if max_seen == NO_WATERMARK {
+                floor
+            } else {
+                floor.max(max_seen.saturating_sub(lag))
+            }
+        };
+        self.watermarks.record(
+            time,
+            Progress {
+                watermark: watermark(running),
+                max_seen: running,
+                last_active,
+                idle,
+            },
+        );
+        let time_of = self.time_of.clone();
+        let starts = Arc::new(starts);
+        Ok(Some(batch.map_partitions_with_index(move |p, it| {
+            let mut seen = starts[p];
+            let time_of = time_of.clone();
+            it.map(move |value| {
+                let t = time_of(&value);
+                let before = watermark(seen);
+                seen = seen.max(t);
+                Stamped {
+                    value,
+                    time: t,
+                    watermark: before,
+                }
+            })
+        })))
+    }
+}

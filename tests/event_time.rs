@@ -1,0 +1,438 @@
+//! Event-time windows on a manual clock with explicit event times: every
+//! emitted result, late record and watermark is checked exactly, and the
+//! results are the same whatever the batch interval.
+#![allow(clippy::type_complexity)]
+
+mod common;
+use spate::streaming::{
+    BatchInfo, CountWindows, EventStream, ManualClock, OutputMode, SessionWindows, SlidingWindows,
+    StreamQueue, StreamingContext, Time, TumblingWindows, WatermarkStrategy, Window, WindowResult,
+    WindowedOutput,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A click: (user, event time in ms).
+type Ev = (char, i64);
+
+/// What a run emitted: results, late records, and every batch's info.
+struct Run<R> {
+    results: Vec<WindowResult<char, R>>,
+    late: Vec<Ev>,
+    batches: Vec<BatchInfo>,
+}
+
+/// Feeds `arrivals` (arrival time in ms, record) through `build`, with
+/// batches every `interval_ms`: a record arriving at `a` is in the batch
+/// at the first multiple of the interval at or after `a`.
+fn run<R: spate::Value + Ord>(
+    interval_ms: u64,
+    arrivals: &[(u64, Ev)],
+    build: impl Fn(EventStream<Ev>) -> WindowedOutput<char, R, Ev>,
+) -> Run<R> {
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let interval = Duration::from_millis(interval_ms);
+    let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
+    let queue = StreamQueue::new();
+    let last = arrivals.iter().map(|(a, _)| *a).max().unwrap_or(0);
+    let batches = last.div_ceil(interval_ms).max(1) + 1;
+    for k in 1..=batches {
+        let (lo, hi) = ((k - 1) * interval_ms, k * interval_ms);
+        let batch: Vec<Ev> = arrivals
+            .iter()
+            .filter(|(a, _)| *a > lo && *a <= hi || (k == 1 && *a == 0))
+            .map(|(_, e)| *e)
+            .collect();
+        // Three partitions: arrival order runs across them.
+        queue.push(ctx.parallelize(batch, 3));
+    }
+    let events = ssc.queue_stream(&queue, true).with_timestamps(
+        |e: &Ev| e.1,
+        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
+    );
+    let out = build(events);
+    let results: Arc<Mutex<Vec<WindowResult<char, R>>>> = Arc::default();
+    let late: Arc<Mutex<Vec<Ev>>> = Arc::default();
+    let (r, l) = (results.clone(), late.clone());
+    out.results
+        .foreach_rdd(move |rdd, _| {
+            r.lock().unwrap().extend(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    out.late
+        .foreach_rdd(move |rdd, _| {
+            l.lock().unwrap().extend(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    for _ in 0..batches {
+        clock.advance(interval);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    ssc.stop(false).unwrap();
+    let mut results = results.lock().unwrap().clone();
+    results.sort();
+    let mut late = late.lock().unwrap().clone();
+    late.sort();
+    Run {
+        results,
+        late,
+        batches: ssc.batches(),
+    }
+}
+
+fn w(start: i64, end: i64) -> Window {
+    Window { start, end }
+}
+
+fn res<R>(key: char, window: Window, value: R, late_updates: u32) -> WindowResult<char, R> {
+    WindowResult {
+        key,
+        window,
+        value,
+        late_updates,
+    }
+}
+
+/// Out-of-order clicks with a late straggler, arriving 50 ms apart. The
+/// watermark is the largest event time seen minus 500 ms.
+fn clicks() -> Vec<(u64, Ev)> {
+    let evs: [Ev; 9] = [
+        ('a', 1000),
+        ('a', 1500),
+        ('b', 1200),
+        ('a', 2100), // watermark 1600
+        ('a', 1900), // out of order, on time: [1000,2000) not fired
+        ('a', 3000), // watermark 2500: [1000,2000) fires
+        ('a', 1800), // late for [1000,2000) (fired, no lateness)
+        ('b', 3600), // watermark 3100: [2000,3000) fires
+        ('a', 4700), // watermark 4200: [3000,4000) fires
+    ];
+    evs.iter()
+        .enumerate()
+        .map(|(i, e)| (50 * (i as u64 + 1), *e))
+        .collect()
+}
+
+/// Each window's event times, sorted.
+fn times(
+    lateness_ms: u64,
+    mode: OutputMode,
+) -> impl Fn(EventStream<Ev>) -> WindowedOutput<char, Vec<i64>, Ev> {
+    move |events| {
+        events
+            .key_by(|e| e.0)
+            .window(TumblingWindows::of(Duration::from_secs(1)))
+            .allowed_lateness(Duration::from_millis(lateness_ms))
+            .output_mode(mode)
+            .process(|_, _, evs| {
+                let mut t: Vec<i64> = evs.iter().map(|e| e.1).collect();
+                t.sort();
+                t
+            })
+    }
+}
+
+#[test]
+fn tumbling_windows_fire_when_the_watermark_passes_and_late_records_go_aside() {
+    let r = run(100, &clicks(), times(0, OutputMode::Append));
+    assert_eq!(
+        r.results,
+        [
+            res('a', w(1000, 2000), vec![1000, 1500, 1900], 0),
+            res('a', w(2000, 3000), vec![2100], 0),
+            res('a', w(3000, 4000), vec![3000], 0),
+            res('b', w(1000, 2000), vec![1200], 0),
+            res('b', w(3000, 4000), vec![3600], 0),
+        ]
+    );
+    assert_eq!(r.late, [('a', 1800)]);
+    let late: u64 = r.batches.iter().map(|b| b.late_records).sum();
+    assert_eq!(late, 1, "late records are counted");
+    // The watermark is visible per batch and never goes back.
+    let marks: Vec<i64> = r.batches.iter().map(|b| b.watermarks[0].1).collect();
+    assert!(marks.windows(2).all(|m| m[0] <= m[1]), "{marks:?}");
+    assert_eq!(*marks.last().unwrap(), 4200);
+}
+
+#[test]
+fn allowed_lateness_re_fires_windows_for_each_late_record_and_then_closes_them() {
+    // Lateness 1 s: the 1800 straggler (watermark 2500 < 2000 + 1000) re-fires.
+    let mut arrivals = clicks();
+    // Watermark is 4200 by then: [1000,2000) has closed, so this is late.
+    arrivals.push((500, ('a', 1999)));
+    let update = run(100, &arrivals, times(1000, OutputMode::Update));
+    // Sorted: the re-fired [1000,2000) result sorts before the first one.
+    assert_eq!(
+        update.results,
+        [
+            res('a', w(1000, 2000), vec![1000, 1500, 1800, 1900], 1),
+            res('a', w(1000, 2000), vec![1000, 1500, 1900], 0),
+            res('a', w(2000, 3000), vec![2100], 0),
+            res('a', w(3000, 4000), vec![3000], 0),
+            res('b', w(1000, 2000), vec![1200], 0),
+            res('b', w(3000, 4000), vec![3600], 0),
+        ]
+    );
+    assert_eq!(update.late, [('a', 1999)]);
+    // Append emits each window once, when it closes, with its final value.
+    let append = run(100, &arrivals, times(1000, OutputMode::Append));
+    assert_eq!(
+        append.results,
+        [
+            res('a', w(1000, 2000), vec![1000, 1500, 1800, 1900], 1),
+            res('a', w(2000, 3000), vec![2100], 0),
+            res('b', w(1000, 2000), vec![1200], 0),
+        ]
+    );
+}
+
+/// Event times of each window, sorted, for any assigner.
+fn sorted_times(evs: &[Ev]) -> Vec<i64> {
+    let mut t: Vec<i64> = evs.iter().map(|e| e.1).collect();
+    t.sort();
+    t
+}
+
+/// Records arriving 50 ms apart, in the order given.
+fn in_order(evs: &[Ev]) -> Vec<(u64, Ev)> {
+    evs.iter()
+        .enumerate()
+        .map(|(i, e)| (50 * (i as u64 + 1), *e))
+        .collect()
+}
+
+#[test]
+fn sliding_windows_take_a_record_in_every_window_that_is_not_yet_closed() {
+    let arrivals = in_order(&[
+        ('a', 1000),
+        ('a', 2500),
+        ('b', 4000), // watermark 3500: a's [0,2000) and [1000,3000) close
+        ('a', 1900), // late for both its windows
+        ('a', 2600), // late for [1000,3000), on time for [2000,4000)
+        ('a', 3200),
+        ('b', 6000), // watermark 5500
+    ]);
+    let r = run(100, &arrivals, |events| {
+        events
+            .key_by(|e| e.0)
+            .window(SlidingWindows::of(
+                Duration::from_secs(2),
+                Duration::from_secs(1),
+            ))
+            .process(|_, _, evs| sorted_times(evs))
+    });
+    assert_eq!(
+        r.results,
+        [
+            res('a', w(0, 2000), vec![1000], 0),
+            res('a', w(1000, 3000), vec![1000, 2500], 0),
+            res('a', w(2000, 4000), vec![2500, 2600, 3200], 0),
+            res('a', w(3000, 5000), vec![3200], 0),
+            res('b', w(3000, 5000), vec![4000], 0),
+        ]
+    );
+    assert_eq!(r.late, [('a', 1900)]);
+}
+
+#[test]
+fn a_late_record_that_bridges_two_sessions_merges_them_and_re_fires() {
+    let arrivals = in_order(&[
+        ('a', 1000),
+        ('a', 1500), // session [1000,2500)
+        ('a', 3200), // session [3200,4200); watermark 2700: the first fires
+        ('a', 2300), // [2300,3300) touches both: one session [1000,4200)
+        ('b', 6000), // watermark 5500: the merged session closes
+        ('a', 1200), // its session would have closed long ago: late
+    ]);
+    let sessions = |mode| {
+        move |events: EventStream<Ev>| {
+            events
+                .key_by(|e| e.0)
+                .window(SessionWindows::with_gap(Duration::from_secs(1)))
+                .allowed_lateness(Duration::from_secs(1))
+                .output_mode(mode)
+                .process(|_, _, evs| sorted_times(evs))
+        }
+    };
+    let append = run(100, &arrivals, sessions(OutputMode::Append));
+    assert_eq!(
+        append.results,
+        [res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 1)]
+    );
+    assert_eq!(append.late, [('a', 1200)]);
+    let update = run(100, &arrivals, sessions(OutputMode::Update));
+    assert_eq!(
+        update.results,
+        [
+            res('a', w(1000, 2500), vec![1000, 1500], 0),
+            res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 1),
+        ]
+    );
+}
+
+#[test]
+fn count_windows_fire_when_full_whatever_the_event_times() {
+    let arrivals = in_order(&[('a', 1000), ('b', 50), ('a', 900), ('a', 5000), ('a', 10)]);
+    let r = run(100, &arrivals, |events| {
+        events
+            .key_by(|e| e.0)
+            .window(CountWindows::of(2))
+            .aggregate(|e: Ev| e.1, |acc, e| acc + e.1, |a, b| a + b, |acc| *acc)
+    });
+    assert_eq!(
+        r.results,
+        [res('a', w(0, 2), 1900, 0), res('a', w(2, 4), 5010, 0)]
+    );
+    assert!(r.late.is_empty());
+}
+
+#[test]
+fn reduce_aggregates_incrementally() {
+    let r = run(100, &clicks(), |events| {
+        events
+            .key_by(|e| e.0)
+            .window(TumblingWindows::of(Duration::from_secs(1)))
+            .reduce(|x, y| (x.0, x.1.max(y.1)))
+    });
+    let latest: Vec<(char, Window, i64)> = r
+        .results
+        .iter()
+        .map(|r| (r.key, r.window, r.value.1))
+        .collect();
+    assert_eq!(
+        latest,
+        [
+            ('a', w(1000, 2000), 1900),
+            ('a', w(2000, 3000), 2100),
+            ('a', w(3000, 4000), 3000),
+            ('b', w(1000, 2000), 1200),
+            ('b', w(3000, 4000), 3600),
+        ]
+    );
+}
+
+#[test]
+fn window_state_is_dropped_once_it_can_no_longer_change() {
+    let r = run(100, &clicks(), times(0, OutputMode::Append));
+    let keys: Vec<u64> = r.batches.iter().map(|b| b.state[0].keys).collect();
+    // Both keys hold windows mid-way; at the end only a's [4000,5000) is open.
+    assert!(keys.contains(&2), "{keys:?}");
+    assert_eq!(*keys.last().unwrap(), 1, "{keys:?}");
+}
+
+#[test]
+fn results_are_the_same_for_batch_intervals_of_10_ms_100_ms_and_1_s() {
+    // A longer out-of-order stream over 3 s of arrivals.
+    let mut evs = Vec::new();
+    let mut x: u64 = 7;
+    for i in 0..60i64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let user = ['a', 'b', 'c'][(x % 3) as usize];
+        let jitter = (x % 4000) as i64;
+        evs.push((user, 1000 + i * 100 - jitter));
+    }
+    let arrivals: Vec<(u64, Ev)> = evs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (50 * (i as u64 + 1), *e))
+        .collect();
+    for mode in [OutputMode::Append, OutputMode::Update] {
+        let runs: Vec<Run<Vec<i64>>> = [10, 100, 1000]
+            .into_iter()
+            .map(|interval| run(interval, &arrivals, times(700, mode)))
+            .collect();
+        assert!(
+            !runs[0].results.is_empty() && !runs[0].late.is_empty(),
+            "the input exercises lateness"
+        );
+        for r in &runs[1..] {
+            assert_eq!(r.results, runs[0].results, "{mode:?}");
+            assert_eq!(r.late, runs[0].late, "{mode:?}");
+        }
+        let sessions: Vec<Run<Vec<i64>>> = [10, 100, 1000]
+            .into_iter()
+            .map(|interval| {
+                run(interval, &arrivals, |events| {
+                    events
+                        .key_by(|e| e.0)
+                        .window(SessionWindows::with_gap(Duration::from_millis(400)))
+                        .allowed_lateness(Duration::from_millis(300))
+                        .output_mode(mode)
+                        .process(|_, _, evs| sorted_times(evs))
+                })
+            })
+            .collect();
+        for r in &sessions[1..] {
+            assert_eq!(r.results, sessions[0].results, "sessions {mode:?}");
+            assert_eq!(r.late, sessions[0].late, "sessions {mode:?}");
+        }
+    }
+}
+
+#[test]
+fn the_watermark_of_two_inputs_is_the_smaller_until_one_goes_idle() {
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let tick = Duration::from_millis(100);
+    let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    let (qa, qb) = (StreamQueue::new(), StreamQueue::new());
+    let batches_a: [Vec<Ev>; 5] = [vec![('a', 1000)], vec![('a', 5000)], vec![], vec![], vec![]];
+    let batches_b: [Vec<Ev>; 5] = [vec![('b', 1100)], vec![], vec![], vec![], vec![]];
+    for (a, b) in batches_a.into_iter().zip(batches_b) {
+        qa.push(ctx.parallelize(a, 1));
+        qb.push(ctx.parallelize(b, 1));
+    }
+    let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500));
+    let a = ssc
+        .queue_stream(&qa, true)
+        .with_timestamps(|e: &Ev| e.1, strategy.clone());
+    let b = ssc.queue_stream(&qb, true).with_timestamps(
+        |e: &Ev| e.1,
+        strategy.with_idleness(Duration::from_millis(300)),
+    );
+    let both = a.union(&b).unwrap();
+    let out = both
+        .key_by(|e| e.0)
+        .window(TumblingWindows::of(Duration::from_secs(1)))
+        .process(|_, _, evs| sorted_times(evs));
+    let fired: Arc<Mutex<Vec<(Time, WindowResult<char, Vec<i64>>)>>> = Arc::default();
+    let sink = fired.clone();
+    out.results
+        .foreach_rdd(move |rdd, time| {
+            sink.lock()
+                .unwrap()
+                .extend(rdd.collect()?.into_iter().map(|r| (time, r)));
+            Ok(())
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    for _ in 0..5 {
+        clock.advance(tick);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    // a alone would be at 4500 after batch 2; b holds the union at 600
+    // until it has been quiet for 300 ms (batch 4).
+    let union_marks: Vec<i64> = ssc.batches().iter().map(|b| b.watermarks[2].1).collect();
+    assert_eq!(union_marks, [500, 600, 600, 4500, 4500]);
+    let mut fired = fired.lock().unwrap().clone();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            (
+                Time::from_millis(400),
+                res('a', w(1000, 2000), vec![1000], 0)
+            ),
+            (
+                Time::from_millis(400),
+                res('b', w(1000, 2000), vec![1100], 0)
+            ),
+        ]
+    );
+}
