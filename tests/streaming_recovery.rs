@@ -2,14 +2,15 @@
 //! of its run and restarted from its checkpoint; the batches it writes
 //! equal those of a run that was never interrupted, batch by batch.
 //!
-//! The program (run as a child process: this test binary again) reads a
-//! directory of files one per batch (`text_file_stream_with(.., Some(1))`),
-//! keeps running word totals with `update_state_by_key`, and saves each
-//! batch's totals with `save_as_text_files`.
+//! The programs (run as a child process: this test binary again) read a
+//! directory of files one per batch (`text_file_stream_with(.., Some(1))`)
+//! and save each batch's output with `save_as_text_files`: running word
+//! totals with `update_state_by_key`, or event-time sessions with allowed
+//! lateness (window state, watermarks and late records).
 
 mod common;
 use spate::Str;
-use spate::streaming::StreamingContext;
+use spate::streaming::{OutputMode, SessionWindows, StreamingContext, WatermarkStrategy};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -17,12 +18,81 @@ use std::time::{Duration, Instant};
 const CHILD_ENV: &str = "SPATE_RECOVERY_CHILD";
 const FILES: usize = 16;
 
+/// Which program a child runs.
+#[derive(Clone, Copy)]
+enum Program {
+    /// Running word totals.
+    Totals,
+    /// Event-time sessions per user over `user time` lines.
+    Sessions,
+}
+
 /// The streaming program: runs until `FILES` batches were written.
-fn program(checkpoint: &Path, input: &Path, out: &Path) -> spate::Result<()> {
+fn program(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> spate::Result<()> {
     let ctx = common::ctx();
     let prefix = out.join("batch").to_string_lossy().into_owned();
-    let ssc = StreamingContext::get_or_create(checkpoint, || {
-        let ssc = StreamingContext::new(&ctx, Duration::from_millis(100))?;
+    let ssc = match which {
+        Program::Totals => totals(&ctx, checkpoint, input, prefix)?,
+        Program::Sessions => sessions(&ctx, checkpoint, input, prefix)?,
+    };
+    ssc.start()?;
+    while batch_dirs(out).len() < FILES {
+        if ssc.await_termination_or_timeout(Duration::from_millis(20))? {
+            break;
+        }
+    }
+    ssc.stop(false)
+}
+
+fn sessions(
+    ctx: &spate::Context,
+    checkpoint: &Path,
+    input: &Path,
+    prefix: String,
+) -> spate::Result<StreamingContext> {
+    StreamingContext::get_or_create(checkpoint, || {
+        let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
+        ssc.set_checkpoint_interval(Duration::from_millis(300))?;
+        let clicks = ssc.text_file_stream_with(input, Some(1)).map(|line| {
+            let (user, t) = line.split_once(' ').unwrap_or(("?", "0"));
+            (user.to_string(), t.parse::<i64>().unwrap_or(0))
+        });
+        let out = clicks
+            .with_timestamps(
+                |c: &(String, i64)| c.1,
+                WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(100)),
+            )
+            .key_by(|c| c.0.clone())
+            .window(SessionWindows::with_gap(Duration::from_millis(400)))
+            .allowed_lateness(Duration::from_millis(200))
+            .output_mode(OutputMode::Update)
+            .process(|_, _, clicks| {
+                let mut t: Vec<i64> = clicks.iter().map(|c| c.1).collect();
+                t.sort();
+                t
+            });
+        let results = out.results.map(|r| {
+            format!(
+                "{} [{},{}) {:?} {}",
+                r.key, r.window.start, r.window.end, r.value, r.late_updates
+            )
+        });
+        let late = out.late.map(|(u, t)| format!("late {u} {t}"));
+        results
+            .union(&late)?
+            .save_as_text_files(prefix.clone(), None)?;
+        Ok(ssc)
+    })
+}
+
+fn totals(
+    ctx: &spate::Context,
+    checkpoint: &Path,
+    input: &Path,
+    prefix: String,
+) -> spate::Result<StreamingContext> {
+    StreamingContext::get_or_create(checkpoint, || {
+        let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
         ssc.set_checkpoint_interval(Duration::from_millis(300))?;
         ssc.text_file_stream_with(input, Some(1))
             .flat_map(|line| {
@@ -38,14 +108,7 @@ fn program(checkpoint: &Path, input: &Path, out: &Path) -> spate::Result<()> {
             .map(|(w, n)| format!("{w}\t{n}"))
             .save_as_text_files(prefix.clone(), None)?;
         Ok(ssc)
-    })?;
-    ssc.start()?;
-    while batch_dirs(out).len() < FILES {
-        if ssc.await_termination_or_timeout(Duration::from_millis(20))? {
-            break;
-        }
-    }
-    ssc.stop(false)
+    })
 }
 
 /// The finished batch directories under `out`, in batch-time order.
@@ -65,7 +128,17 @@ fn batch_dirs(out: &Path) -> Vec<PathBuf> {
     dirs.into_iter().map(|(_, p)| p).collect()
 }
 
-fn spawn(checkpoint: &Path, input: &Path, out: &Path) -> Child {
+fn spawn(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> Child {
+    let mode = match which {
+        Program::Totals => "totals",
+        Program::Sessions => "sessions",
+    };
+    let args = format!(
+        "{mode}|{}|{}|{}",
+        checkpoint.display(),
+        input.display(),
+        out.display()
+    );
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -73,15 +146,7 @@ fn spawn(checkpoint: &Path, input: &Path, out: &Path) -> Child {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(
-            CHILD_ENV,
-            format!(
-                "{}|{}|{}",
-                checkpoint.display(),
-                input.display(),
-                out.display()
-            ),
-        )
+        .env(CHILD_ENV, args)
         .spawn()
         .expect("spawn the streaming program")
 }
@@ -103,40 +168,47 @@ fn recovery_child() {
     // The streaming program, when run by the test below; else nothing.
     if let Ok(args) = std::env::var(CHILD_ENV) {
         let parts: Vec<&str> = args.split('|').collect();
+        let which = if parts[0] == "sessions" {
+            Program::Sessions
+        } else {
+            Program::Totals
+        };
         program(
-            Path::new(parts[0]),
+            which,
             Path::new(parts[1]),
             Path::new(parts[2]),
+            Path::new(parts[3]),
         )
         .unwrap();
     }
 }
 
-#[test]
-fn a_run_killed_mid_way_and_restarted_writes_the_same_batches_as_an_uninterrupted_run() {
+/// Runs `which` over `files` uninterrupted and killed after 6 batches then
+/// restarted; returns both runs' batches and when the kill happened.
+fn clean_and_recovered(
+    which: Program,
+    files: &[String],
+) -> (Vec<Vec<String>>, Vec<Vec<String>>, usize) {
     let root = tempfile::tempdir().unwrap();
     let input = root.path().join("input");
     std::fs::create_dir(&input).unwrap();
-    for i in 0..FILES {
-        let text = format!("w{} w{} common\nw{}\n", i % 3, i % 5, i % 7);
+    for (i, text) in files.iter().enumerate() {
         std::fs::write(input.join(format!("f{i:02}.txt")), text).unwrap();
     }
     let dirs = |name: &str| {
         let d = root.path().join(name);
         std::fs::create_dir(&d).unwrap();
-        (d.join("checkpoint"), d.join("out"))
+        let out = d.join("out");
+        std::fs::create_dir(&out).unwrap();
+        (d.join("checkpoint"), out)
     };
-
     let (clean_ckpt, clean_out) = dirs("clean");
-    std::fs::create_dir(&clean_out).unwrap();
     wait_ok(
-        spawn(&clean_ckpt, &input, &clean_out),
+        spawn(which, &clean_ckpt, &input, &clean_out),
         "the uninterrupted run",
     );
-
     let (ckpt, out) = dirs("crashed");
-    std::fs::create_dir(&out).unwrap();
-    let mut first = spawn(&ckpt, &input, &out);
+    let mut first = spawn(which, &ckpt, &input, &out);
     let deadline = Instant::now() + Duration::from_secs(60);
     while batch_dirs(&out).len() < 6 {
         assert!(Instant::now() < deadline, "the first run made no progress");
@@ -148,18 +220,24 @@ fn a_run_killed_mid_way_and_restarted_writes_the_same_batches_as_an_uninterrupte
     }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
-    let before_restart = batch_dirs(&out).len();
-    assert!(before_restart < FILES, "killed before the end");
-    wait_ok(spawn(&ckpt, &input, &out), "the restarted run");
+    let killed_after = batch_dirs(&out).len();
+    assert!(killed_after < FILES, "killed before the end");
+    wait_ok(spawn(which, &ckpt, &input, &out), "the restarted run");
+    let read = |out: &Path| -> Vec<Vec<String>> {
+        batch_dirs(out)[..FILES]
+            .iter()
+            .map(|d| common::read_part_lines(d))
+            .collect()
+    };
+    (read(&clean_out), read(&out), killed_after)
+}
 
-    let clean: Vec<Vec<String>> = batch_dirs(&clean_out)[..FILES]
-        .iter()
-        .map(|d| common::read_part_lines(d))
+#[test]
+fn a_run_killed_mid_way_and_restarted_writes_the_same_batches_as_an_uninterrupted_run() {
+    let files: Vec<String> = (0..FILES)
+        .map(|i| format!("w{} w{} common\nw{}\n", i % 3, i % 5, i % 7))
         .collect();
-    let recovered: Vec<Vec<String>> = batch_dirs(&out)[..FILES]
-        .iter()
-        .map(|d| common::read_part_lines(d))
-        .collect();
+    let (clean, recovered, killed_after) = clean_and_recovered(Program::Totals, &files);
     // Sanity: the last batch holds every word's total over all files.
     let common = format!("common\t{FILES}");
     assert!(clean[FILES - 1].contains(&common), "{:?}", clean[FILES - 1]);
@@ -167,7 +245,51 @@ fn a_run_killed_mid_way_and_restarted_writes_the_same_batches_as_an_uninterrupte
         assert_eq!(
             a,
             b,
-            "batch {} differs (killed after {before_restart} batches)",
+            "batch {} differs (killed after {killed_after} batches)",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn event_time_sessions_recover_their_windows_watermarks_and_late_records() {
+    // Per file, a click of each user 500 ms after the previous file's, so
+    // each file's clicks form new sessions (gap 400 ms); some files add a
+    // straggler that joins the previous, already fired session (re-fire),
+    // or one for a session closed long ago (late).
+    let files: Vec<String> = (0..FILES as i64)
+        .map(|i| {
+            let t = 1000 + i * 500;
+            let mut text = format!("a {t}\nb {}\n", t + 30);
+            if i % 5 == 2 {
+                text.push_str(&format!("a {}\n", t - 450));
+            }
+            if i % 4 == 3 {
+                text.push_str(&format!("a {}\n", t - 1500));
+            }
+            if i == 3 {
+                // An outlier from the future: the watermark jumps, and the
+                // next files' clicks are late. A recovery must know it.
+                text.push_str("b 6000\n");
+            }
+            text
+        })
+        .collect();
+    let (clean, recovered, killed_after) = clean_and_recovered(Program::Sessions, &files);
+    let all: Vec<&String> = clean.iter().flatten().collect();
+    assert!(
+        all.iter().any(|l| l.starts_with("late ")),
+        "some clicks are late: {all:?}"
+    );
+    assert!(
+        all.iter().any(|l| l.ends_with(" 1")),
+        "some sessions re-fire: {all:?}"
+    );
+    for (i, (a, b)) in clean.iter().zip(&recovered).enumerate() {
+        assert_eq!(
+            a,
+            b,
+            "batch {} differs (killed after {killed_after} batches)",
             i + 1
         );
     }

@@ -2,14 +2,16 @@
 //! a crashed one stopped. Data only, never code: the program rebuilds the
 //! same stream graph (streams are matched by their creation order), and the
 //! checkpoint supplies the zero time, the last finished batch, each
-//! replayable input's offset ranges, and each stateful stream's last
-//! checkpointed dataset.
+//! replayable input's offset ranges, each stateful stream's last
+//! checkpointed dataset (window state included), and each event stream's
+//! recent watermarks.
 //!
 //! Layout of the checkpoint directory: `metadata` (one checksummed frame,
 //! replaced atomically at the start and at the end of every batch) and
 //! `run-<pid>-<ms>/rdd-<id>/` (state datasets written by each run).
 
 use super::context::StreamingContext;
+use super::watermark::Progress;
 use crate::codec;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -17,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Bumped when the layout changes; an unknown version is an error.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// The saved progress of a streaming context.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -29,6 +31,8 @@ pub(crate) struct Checkpoint {
     pub(crate) last_done_ms: Option<u64>,
     pub(crate) inputs: Vec<SavedInput>,
     pub(crate) states: Vec<SavedState>,
+    /// Each event stream's watermark at recent batch boundaries.
+    pub(crate) watermarks: Vec<(usize, Vec<(u64, Progress)>)>,
 }
 
 /// A replayable input's ranges, offsets encoded by the source's codec.

@@ -247,6 +247,7 @@ impl StreamingContext {
         let graph = &self.inner.graph;
         let dir = graph.checkpoint_dir().unwrap_or_default();
         graph.restore_states(cp, &dir)?;
+        graph.restore_watermarks(cp, &dir)?;
         let inputs = graph.inputs.lock().clone();
         for saved in &cp.inputs {
             let Some((_, input)) = inputs.iter().find(|(id, _)| *id == saved.stream) else {

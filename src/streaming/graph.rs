@@ -7,7 +7,7 @@ use super::dstream::AnyStream;
 use super::metrics::StateSize;
 use super::rate::Backpressure;
 use super::time::Time;
-use super::watermark::EventTime;
+use super::watermark::{EventTime, Watermarks};
 use crate::context::Context;
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -90,6 +90,8 @@ pub(crate) struct Graph {
     watermark_meters: Mutex<Vec<WatermarkMeter>>,
     /// Report the late records of each event-time window operator.
     late_meters: Mutex<Vec<LateMeter>>,
+    /// The watermarks of each event stream, saved in checkpoints.
+    watermark_stores: Mutex<Vec<(usize, Arc<Watermarks>)>>,
     checkpoint: Mutex<CheckpointSettings>,
 }
 
@@ -126,6 +128,7 @@ impl Graph {
             state_meters: Mutex::new(Vec::new()),
             watermark_meters: Mutex::new(Vec::new()),
             late_meters: Mutex::new(Vec::new()),
+            watermark_stores: Mutex::new(Vec::new()),
             checkpoint: Mutex::new(CheckpointSettings::default()),
         }
     }
@@ -185,6 +188,27 @@ impl Graph {
 
     pub(crate) fn add_watermark_meter(&self, meter: WatermarkMeter) {
         self.watermark_meters.lock().push(meter);
+    }
+
+    pub(crate) fn add_watermark_store(&self, stream: usize, w: Arc<Watermarks>) {
+        self.watermark_stores.lock().push((stream, w));
+    }
+
+    /// Puts saved watermarks back.
+    pub(crate) fn restore_watermarks(&self, cp: &Checkpoint, dir: &Path) -> Result<()> {
+        let stores = self.watermark_stores.lock();
+        for (stream, saved) in &cp.watermarks {
+            let Some((_, w)) = stores.iter().find(|(id, _)| id == stream) else {
+                return Err(Error::CorruptCheckpoint {
+                    path: dir.to_path_buf(),
+                    reason: format!(
+                        "stream {stream} has saved watermarks but is no event stream in this program; was the stream graph changed?"
+                    ),
+                });
+            };
+            w.restore(saved);
+        }
+        Ok(())
     }
 
     pub(crate) fn add_late_meter(&self, meter: LateMeter) {
@@ -363,6 +387,12 @@ impl Graph {
                 inputs.push(saved);
             }
         }
+        let watermarks = self
+            .watermark_stores
+            .lock()
+            .iter()
+            .map(|(id, w)| (*id, w.save()))
+            .collect();
         let cp = Checkpoint {
             version: checkpoint::VERSION,
             batch_ms: super::time::millis(self.batch),
@@ -370,6 +400,7 @@ impl Graph {
             last_done_ms: last_done.map(Time::millis),
             inputs,
             states,
+            watermarks,
         };
         checkpoint::write(&dir, &cp)
     }

@@ -87,7 +87,7 @@ pub(crate) struct Watermarks {
     per_batch: Mutex<BTreeMap<Time, Progress>>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub(crate) struct Progress {
     pub(crate) watermark: EventTime,
     max_seen: EventTime,
@@ -115,6 +115,22 @@ impl Watermarks {
             .next_back()
             .map(|(_, p)| *p)
             .unwrap_or_default()
+    }
+
+    /// Every recorded boundary, for the checkpoint.
+    pub(crate) fn save(&self) -> Vec<(u64, Progress)> {
+        self.per_batch
+            .lock()
+            .iter()
+            .map(|(t, p)| (t.millis(), *p))
+            .collect()
+    }
+
+    /// Takes back what [`save`](Self::save) returned.
+    pub(crate) fn restore(&self, saved: &[(u64, Progress)]) {
+        let mut m = self.per_batch.lock();
+        m.clear();
+        m.extend(saved.iter().map(|(t, p)| (Time::from_millis(*t), *p)));
     }
 
     fn record(&self, time: Time, p: Progress) {
@@ -163,11 +179,7 @@ impl<T: Value> DStream<T> {
                 watermarks: watermarks.clone(),
             },
         );
-        let id = stamped.id();
-        let w = watermarks.clone();
-        stamped
-            .graph()
-            .add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
+        register(&stamped, &watermarks);
         EventStream {
             stamped,
             watermarks,
@@ -227,16 +239,22 @@ impl<T: Value> EventStream<T> {
                 );
                 Ok(xa.union(&yb))
             })?;
-        let id = stamped.id();
-        let w = watermarks.clone();
-        stamped
-            .graph()
-            .add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
+        register(&stamped, &watermarks);
         Ok(EventStream {
             stamped,
             watermarks,
         })
     }
+}
+
+/// Reports an event stream's watermark per batch and saves it in
+/// checkpoints.
+fn register<T: Value>(stamped: &DStream<Stamped<T>>, watermarks: &Arc<Watermarks>) {
+    let id = stamped.id();
+    let w = watermarks.clone();
+    let graph = stamped.graph();
+    graph.add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
+    graph.add_watermark_store(id, watermarks.clone());
 }
 
 struct Stamp<T> {
