@@ -436,3 +436,108 @@ fn the_watermark_of_two_inputs_is_the_smaller_until_one_goes_idle() {
         ]
     );
 }
+
+#[test]
+fn an_adaptive_interval_changes_batches_but_not_event_time_results() {
+    use spate::streaming::{AdaptiveBatching, StreamingEvent, StreamingLog};
+    let arrivals = clicks();
+    let expected = run(100, &arrivals, times(0, OutputMode::Append)).results;
+    // The same clicks, arriving as before, with an interval that starts at
+    // 200 ms and may shrink to 10 ms (the manual clock makes processing look
+    // instantaneous, so it does).
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(200), clock.clone())
+        .unwrap();
+    ssc.set_adaptive_batching(AdaptiveBatching::new(
+        Duration::from_millis(100),
+        Duration::from_millis(10),
+        Duration::from_millis(400),
+    ))
+    .unwrap();
+    let log = Arc::new(StreamingLog::default());
+    ssc.add_listener(log.clone());
+    // A receiver-like input: records become visible when the clock passes
+    // their arrival time.
+    let pending = Arc::new(Mutex::new(arrivals.clone()));
+    let (p, c) = (pending.clone(), clock.clone());
+    let source = ssc
+        .queue_stream(&StreamQueue::<u8>::new(), true)
+        .transform(move |rdd, _| {
+            let now = c.now().millis();
+            let mut p = p.lock().unwrap();
+            let ready: Vec<Ev> = p
+                .iter()
+                .filter(|(a, _)| *a <= now)
+                .map(|(_, e)| *e)
+                .collect();
+            p.retain(|(a, _)| *a > now);
+            Ok(rdd.context().parallelize(ready, 2))
+        });
+    let out = times(0, OutputMode::Append)(source.with_timestamps(
+        |e: &Ev| e.1,
+        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
+    ));
+    let results: Arc<Mutex<Vec<WindowResult<char, Vec<i64>>>>> = Arc::default();
+    let sink = results.clone();
+    out.results
+        .foreach_rdd(move |rdd, _| {
+            sink.lock().unwrap().extend(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    for _ in 0..200 {
+        clock.advance(Duration::from_millis(5));
+        ssc.await_batches_until(clock.now()).unwrap();
+    }
+    ssc.stop(false).unwrap();
+    let mut got = results.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, expected);
+    let intervals: Vec<Duration> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamingEvent::IntervalChanged { interval, .. } => Some(interval),
+            _ => None,
+        })
+        .collect();
+    assert!(!intervals.is_empty(), "the interval adapted");
+    assert!(
+        intervals
+            .iter()
+            .all(|i| *i >= Duration::from_millis(10) && *i <= Duration::from_millis(400))
+    );
+    assert_eq!(
+        *intervals.last().unwrap(),
+        Duration::from_millis(10),
+        "{intervals:?}"
+    );
+    // Batches are no longer evenly spaced.
+    let gaps: std::collections::BTreeSet<Duration> =
+        ssc.batches().iter().map(|b| b.interval).collect();
+    assert!(gaps.len() > 2, "{gaps:?}");
+}
+
+#[test]
+fn adaptive_batching_refuses_processing_time_windows() {
+    use spate::streaming::AdaptiveBatching;
+    let ctx = common::ctx();
+    let ssc =
+        StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), ManualClock::new())
+            .unwrap();
+    ssc.set_adaptive_batching(AdaptiveBatching::new(
+        Duration::from_millis(100),
+        Duration::from_millis(10),
+        Duration::from_millis(400),
+    ))
+    .unwrap();
+    ssc.queue_stream(&StreamQueue::<u8>::new(), true)
+        .window(Duration::from_millis(300), Duration::from_millis(100))
+        .unwrap()
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    let err = ssc.start().unwrap_err();
+    assert!(err.to_string().contains("event-time windows"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! batch at every interval, generates its datasets and runs its output
 //! jobs, one batch at a time in time order.
 
+use super::adaptive::{AdaptiveBatching, Controller};
 use super::dstream::AnyStream;
 use super::graph::Graph;
 use super::metrics::{BatchInfo, StreamingEvent, StreamingListener, StreamingSummary};
@@ -64,6 +65,8 @@ struct Progress {
     life: Life,
     /// The latest batch that finished.
     last_done: Option<Time>,
+    /// The time of the next batch, while the batch thread waits for it.
+    next_due: Option<Time>,
     /// Why the batches stopped, until `await_termination` reports it.
     error: Option<Error>,
     /// The generator thread has exited.
@@ -82,6 +85,8 @@ struct Inner {
     batches: Mutex<Vec<BatchInfo>>,
     /// Set at start when backpressure is enabled.
     rate_estimator: Mutex<Option<PidEstimator>>,
+    /// Set at start with adaptive batching.
+    controller: Mutex<Option<Controller>>,
     /// Rate-limited inputs (receivers), counted at start.
     receivers: AtomicUsize,
     /// The longest any stream remembers its datasets (set at start): how
@@ -115,6 +120,7 @@ impl StreamingContext {
                 progress: Mutex::new(Progress {
                     life: Life::Initialized,
                     last_done: None,
+                    next_due: None,
                     error: None,
                     terminated: false,
                 }),
@@ -125,6 +131,7 @@ impl StreamingContext {
                 listeners: RwLock::new(Vec::new()),
                 batches: Mutex::new(Vec::new()),
                 rate_estimator: Mutex::new(None),
+                controller: Mutex::new(None),
                 receivers: AtomicUsize::new(0),
                 max_remember: Mutex::new(Duration::ZERO),
             }),
@@ -154,6 +161,32 @@ impl StreamingContext {
             ));
         }
         self.inner.graph.set_backpressure(backpressure);
+        Ok(())
+    }
+
+    /// Lets the batch interval adapt to the load (see [`AdaptiveBatching`]);
+    /// before [`start`](Self::start). The interval given at construction is
+    /// the first one.
+    pub fn set_adaptive_batching(&self, settings: AdaptiveBatching) -> Result<()> {
+        if self.inner.progress.lock().life != Life::Initialized {
+            return Err(Error::StreamingState(
+                "adaptive batching must be set before start".into(),
+            ));
+        }
+        for (what, d) in [
+            ("minimum interval", settings.min_interval),
+            ("maximum interval", settings.max_interval),
+        ] {
+            check_duration(what, d)?;
+        }
+        if settings.min_interval > settings.max_interval
+            || !(settings.utilization > 0.0 && settings.utilization < 1.0)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "adaptive batching needs min <= max and a utilization in (0, 1): {settings:?}"
+            )));
+        }
+        self.inner.graph.set_adaptive(settings);
         Ok(())
     }
 
@@ -194,6 +227,20 @@ impl StreamingContext {
         };
         inner.graph.set_zero_time(zero);
         let streams = all_streams(&inner.graph);
+        if let Some(a) = inner.graph.adaptive() {
+            let windowed = |s: &&Arc<dyn AnyStream>| {
+                s.base().slide != interval || !s.base().reads_back.is_zero()
+            };
+            if let Some(s) = streams.iter().find(windowed) {
+                inner.progress.lock().life = Life::Stopped;
+                return Err(Error::StreamingState(format!(
+                    "stream {} ({}) is a processing-time window, which needs a fixed batch interval; with adaptive batching use event-time windows",
+                    s.base().id,
+                    s.base().name
+                )));
+            }
+            *inner.controller.lock() = Some(Controller::new(a));
+        }
         for op in inner.graph.outputs.lock().iter() {
             op.stream.remember(interval);
         }
@@ -311,6 +358,27 @@ impl StreamingContext {
         }
     }
 
+    /// Blocks until every batch at or before `time` finished: the batch
+    /// thread waits for a later one. For tests on a manual clock whose
+    /// batch times are not known in advance (adaptive batching).
+    pub fn await_batches_until(&self, time: Time) -> Result<()> {
+        let mut p = self.inner.progress.lock();
+        loop {
+            if p.next_due.is_some_and(|t| t > time) {
+                return Ok(());
+            }
+            if let Some(e) = p.error.take() {
+                return Err(e);
+            }
+            if p.terminated || p.life == Life::Stopped {
+                return Err(Error::StreamingState(format!(
+                    "stopped before the batches up to {time}"
+                )));
+            }
+            self.inner.changed.wait(&mut p);
+        }
+    }
+
     /// Stops the batches and the inputs. With `graceful`, the data already
     /// received is processed first: batches keep running (without waiting
     /// for the clock) until no input has anything pending. The engine
@@ -414,7 +482,7 @@ impl Inner {
     }
 
     fn generate_batches(&self, first: Time) {
-        let interval = self.graph.batch;
+        let mut interval = self.graph.batch;
         let mut next = first;
         let result = loop {
             if self.stop_requested.load(Ordering::SeqCst) {
@@ -428,14 +496,38 @@ impl Inner {
                     break Ok(());
                 }
                 // Draining: run the next batch now.
-            } else if !self
-                .clock
-                .wait_until(next, || self.stop_requested.load(Ordering::SeqCst))
-            {
-                continue;
+            } else {
+                self.progress.lock().next_due = Some(next);
+                self.changed.notify_all();
+                let reached = self
+                    .clock
+                    .wait_until(next, || self.stop_requested.load(Ordering::SeqCst));
+                self.progress.lock().next_due = None;
+                if !reached {
+                    continue;
+                }
             }
-            if let Err(e) = self.run_batch(next) {
+            self.graph.note_batch(next);
+            if let Err(e) = self.run_batch(next, interval) {
                 break Err(e);
+            }
+            if let Some(c) = self.controller.lock().as_mut() {
+                let last = self.batches.lock().last().cloned();
+                if let Some(b) = last {
+                    let new = c.next(
+                        interval,
+                        b.input_records,
+                        b.processing_time,
+                        b.scheduling_delay,
+                    );
+                    if new != interval {
+                        interval = new;
+                        self.post(&StreamingEvent::IntervalChanged {
+                            time: next,
+                            interval,
+                        });
+                    }
+                }
             }
             next = next + interval;
         };
@@ -448,7 +540,7 @@ impl Inner {
         self.changed.notify_all();
     }
 
-    fn run_batch(&self, time: Time) -> Result<()> {
+    fn run_batch(&self, time: Time, interval: Duration) -> Result<()> {
         let scheduling_delay = self.clock.now() - time;
         self.post(&StreamingEvent::BatchStarted { time });
         let started = Instant::now();
@@ -506,6 +598,7 @@ impl Inner {
         }
         let info = BatchInfo {
             time,
+            interval,
             input_records: self.graph.take_input_count(time),
             invalid_records,
             scheduling_delay,

@@ -187,6 +187,11 @@ impl<T: Data> DStream<T> {
         self.node.base.slide
     }
 
+    /// The time of this stream's dataset before the one at `time`.
+    pub(crate) fn time_before(&self, time: Time) -> Time {
+        self.graph().before(time, self.node.base.slide)
+    }
+
     /// The dataset of `time`, generating it (and, recursively, its
     /// parents') if needed; `None` if the stream is not defined at `time`
     /// or has no dataset for it.
@@ -195,10 +200,7 @@ impl<T: Data> DStream<T> {
             return Ok(done.clone());
         }
         let base = &self.node.base;
-        let Some(zero) = base.graph.zero_time() else {
-            return Ok(None);
-        };
-        if time <= zero || !time.is_aligned(zero, base.slide) {
+        if !base.graph.is_batch_time(time, base.slide) {
             return Ok(None);
         }
         // No lock is held while computing: a state stream reads its own

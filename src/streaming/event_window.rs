@@ -512,7 +512,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
     ) -> Result<Option<Rdd<Out<K, T, G>>>> {
         let ctx = this.context().clone();
         let zero = this.graph().zero_time().unwrap_or_default();
-        let before = time - this.slide_duration();
+        let before = this.time_before(time);
         let previous: Rdd<(K, KeyWindows<G::Acc>)> = match (before > zero)
             .then(|| this.get_or_compute(before))
             .transpose()?

@@ -2,6 +2,7 @@
 //! and the registered inputs and output operations. Shared by every stream
 //! of one streaming context.
 
+use super::adaptive::AdaptiveBatching;
 use super::checkpoint::{self, Checkpoint, SavedInput, SavedState};
 use super::dstream::AnyStream;
 use super::metrics::StateSize;
@@ -92,6 +93,11 @@ pub(crate) struct Graph {
     late_meters: Mutex<Vec<LateMeter>>,
     /// The watermarks of each event stream, saved in checkpoints.
     watermark_stores: Mutex<Vec<(usize, Arc<Watermarks>)>>,
+    /// Set when the batch interval adapts to the load.
+    adaptive: Mutex<Option<AdaptiveBatching>>,
+    /// Recent batch times (with an adaptive interval they are not evenly
+    /// spaced).
+    batch_log: Mutex<std::collections::BTreeSet<Time>>,
     checkpoint: Mutex<CheckpointSettings>,
 }
 
@@ -129,6 +135,8 @@ impl Graph {
             watermark_meters: Mutex::new(Vec::new()),
             late_meters: Mutex::new(Vec::new()),
             watermark_stores: Mutex::new(Vec::new()),
+            adaptive: Mutex::new(None),
+            batch_log: Mutex::new(std::collections::BTreeSet::new()),
             checkpoint: Mutex::new(CheckpointSettings::default()),
         }
     }
@@ -188,6 +196,50 @@ impl Graph {
 
     pub(crate) fn add_watermark_meter(&self, meter: WatermarkMeter) {
         self.watermark_meters.lock().push(meter);
+    }
+
+    pub(crate) fn set_adaptive(&self, a: AdaptiveBatching) {
+        *self.adaptive.lock() = Some(a);
+    }
+
+    pub(crate) fn adaptive(&self) -> Option<AdaptiveBatching> {
+        self.adaptive.lock().clone()
+    }
+
+    /// Notes that a batch runs at `time`.
+    pub(crate) fn note_batch(&self, time: Time) {
+        let mut log = self.batch_log.lock();
+        log.insert(time);
+        while log.len() > 4096 {
+            log.pop_first();
+        }
+    }
+
+    /// The batch before the one at `time` for a stream with `slide`: one
+    /// slide earlier, or with an adaptive interval the previous batch.
+    pub(crate) fn before(&self, time: Time, slide: Duration) -> Time {
+        if self.adaptive.lock().is_none() || slide != self.batch {
+            return time - slide;
+        }
+        let log = self.batch_log.lock();
+        log.range(..time)
+            .next_back()
+            .copied()
+            .unwrap_or_else(|| self.zero_time().unwrap_or_default())
+    }
+
+    /// Whether a stream with `slide` is defined at `time`.
+    pub(crate) fn is_batch_time(&self, time: Time, slide: Duration) -> bool {
+        let Some(zero) = self.zero_time() else {
+            return false;
+        };
+        if time <= zero {
+            return false;
+        }
+        if slide == self.batch && self.adaptive.lock().is_some() {
+            return true;
+        }
+        time.is_aligned(zero, slide)
     }
 
     pub(crate) fn add_watermark_store(&self, stream: usize, w: Arc<Watermarks>) {

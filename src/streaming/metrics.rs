@@ -21,6 +21,9 @@ pub struct StateSize {
 pub struct BatchInfo {
     /// The batch time.
     pub time: Time,
+    /// The interval this batch covered (the batch interval, unless it
+    /// adapts to the load).
+    pub interval: Duration,
     /// Records the inputs brought to this batch.
     pub input_records: u64,
     /// Input records the receivers could not read since the previous batch
@@ -76,6 +79,13 @@ pub enum StreamingEvent {
         time: Time,
         /// The new rate.
         rate: f64,
+    },
+    /// The adaptive batch interval changed.
+    IntervalChanged {
+        /// After the batch at this time.
+        time: Time,
+        /// The new interval.
+        interval: Duration,
     },
     /// The context stopped.
     Stopped(StreamingSummary),

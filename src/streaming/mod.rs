@@ -16,6 +16,7 @@
 //! - Outputs: [`DStream::foreach_rdd`], [`DStream::print`],
 //!   [`DStream::save_as_text_files`].
 
+mod adaptive;
 mod checkpoint;
 mod context;
 mod dstream;
@@ -34,6 +35,7 @@ mod time;
 mod watermark;
 mod window;
 
+pub use adaptive::AdaptiveBatching;
 pub use context::StreamingContext;
 pub use dstream::DStream;
 pub use event_window::{

@@ -170,7 +170,7 @@ fn previous_state<T: Data>(
     initial: &Option<Rdd<T>>,
 ) -> Result<Rdd<T>> {
     let zero = this.graph().zero_time().unwrap_or_default();
-    let before = time - this.slide_duration();
+    let before = this.time_before(time);
     let prev = if before > zero {
         this.get_or_compute(before)?
     } else {
@@ -413,7 +413,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
     ) -> Result<Option<Rdd<StateOut<K, S, U>>>> {
         let ctx = this.context().clone();
         let zero = this.graph().zero_time().unwrap_or_default();
-        let before = time - this.slide_duration();
+        let before = this.time_before(time);
         let now = time.millis();
         let previous = if before > zero {
             this.get_or_compute(before)?.map(|r| states_of(&r))

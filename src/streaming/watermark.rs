@@ -207,11 +207,10 @@ impl<T: Value> EventStream<T> {
         let watermarks = Arc::new(Watermarks::default());
         let (a, b) = (self.clone(), other.clone());
         let out = watermarks.clone();
-        let slide = self.stamped.slide_duration();
         let stamped = self
             .stamped
             .transform_with(&other.stamped, move |x, y, time| {
-                let before = time - slide;
+                let before = a.stamped.time_before(time);
                 let (pa, pb) = (a.watermarks.at(before), b.watermarks.at(before));
                 let cap = |p: Progress| if p.idle { EventTime::MAX } else { p.watermark };
                 let (cap_a, cap_b) = (cap(pb), cap(pa));
@@ -271,7 +270,7 @@ impl<T: Value> StreamOp<Stamped<T>> for Stamp<T> {
             .parent
             .get_or_compute(time)?
             .unwrap_or_else(|| ctx.empty());
-        let before = self.watermarks.at(time - this.slide_duration());
+        let before = self.watermarks.at(this.time_before(time));
         // The largest event time of each partition, in partition order.
         let time_of = self.time_of.clone();
         let maxima: Vec<Option<EventTime>> = batch
