@@ -4,6 +4,7 @@
 //! cargo bench --bench streaming                 # empty-batch overhead + latency cases
 //! cargo bench --bench streaming -- overhead     # only the empty-batch overhead
 //! cargo bench --bench streaming -- latency [--spark] [--seconds S] [--warmup S]
+//! cargo bench --bench streaming -- adaptive     # adaptive vs fixed 10 ms and 1 s intervals
 //! ```
 //!
 //! *overhead*: a 1 ms batch interval over an input with no data, each batch
@@ -160,6 +161,41 @@ fn latency(spark: bool, seconds: u64, warmup: u64) {
     }
 }
 
+/// The `adaptive_batching` example in three modes under the same stepped
+/// load (low, high, low), with a large running state so that every batch
+/// has a real fixed cost.
+fn adaptive() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--example",
+            "adaptive_batching",
+            "--quiet",
+        ])
+        .current_dir(manifest)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !built {
+        eprintln!("cannot build the adaptive_batching example");
+        return;
+    }
+    let program = manifest.join("target/release/examples/adaptive_batching");
+    for mode in [vec![], vec!["--fixed-ms", "10"], vec!["--fixed-ms", "1000"]] {
+        let out = Command::new(&program)
+            .args(&mode)
+            .args(["--keys", "200000", "--high", "300000", "--phase-secs", "5"])
+            .output()
+            .expect("adaptive_batching");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.starts_with("ADAPTIVE") {
+                println!("{line}");
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |a: &str| args.iter().any(|x| x == a);
@@ -170,16 +206,18 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(d)
     };
-    let only_overhead = has("overhead");
-    let only_latency = has("latency");
-    if !only_latency {
+    let all = !has("overhead") && !has("latency") && !has("adaptive");
+    if all || has("overhead") {
         overhead();
     }
-    if !only_overhead {
+    if all || has("latency") {
         latency(
             has("--spark"),
             value("--seconds", 20),
             value("--warmup", 10),
         );
+    }
+    if all || has("adaptive") {
+        adaptive();
     }
 }

@@ -1,11 +1,14 @@
 //! Adaptive batch interval (off by default), in the spirit of Das et al.,
 //! "Adaptive Stream Processing using Dynamic Batch Sizing" (SoCC 2014):
-//! after every batch, the context estimates the fixed cost of a batch and
-//! the cost per record, and picks the shortest interval whose processing
-//! stays below a fraction of it at the current input rate — short batches
-//! (low latency) when load is light, longer ones (fewer fixed costs) when
-//! it rises. Changes are bounded per step (at most ×2 or ÷2), so the
-//! interval cannot oscillate wildly.
+//! a batch's processing time is about a fixed cost plus a cost per record,
+//! so its share of the interval falls as the interval grows. After every
+//! batch the controller compares that share with a band below the
+//! configured utilization and steers toward the band's middle: a longer
+//! interval when batches take too large a share (load rose, or a backlog
+//! builds up), a shorter one — lower latency — when they take little. This
+//! is the fixed-point iteration of the paper on measured shares; each step
+//! at most doubles or halves the interval and nothing changes inside the
+//! band, so the interval settles instead of oscillating.
 //!
 //! Only streams defined every batch work with a changing interval: event
 //! time operations (which never depend on batches) and per-batch and state
@@ -43,108 +46,49 @@ impl AdaptiveBatching {
 /// The interval controller.
 pub(crate) struct Controller {
     settings: AdaptiveBatching,
-    /// Decayed sums for the least-squares fit processing = fixed +
-    /// per_record · records: weight, Σn, Σp, Σn², Σnp.
-    sums: [f64; 5],
-    /// Estimated input rate, records per second.
-    rate: f64,
-    seeded: bool,
 }
-
-/// Weight of the newest observation in the rate estimate.
-const SMOOTHING: f64 = 0.3;
-/// How much of the fit each older batch keeps.
-const DECAY: f64 = 0.9;
 
 impl Controller {
     pub(crate) fn new(settings: AdaptiveBatching) -> Self {
-        Controller {
-            settings,
-            sums: [0.0; 5],
-            rate: 0.0,
-            seeded: false,
-        }
+        Controller { settings }
     }
 
-    /// Fixed cost per batch and cost per record (seconds) from the decayed
-    /// least-squares fit; with too little spread in batch sizes, the fixed
-    /// cost is taken as the smallest seen relative to size.
-    fn fit(&self) -> (f64, f64) {
-        let [w, sn, sp, snn, snp] = self.sums;
-        if w <= 0.0 {
-            return (0.0, 0.0);
-        }
-        let denom = w * snn - sn * sn;
-        let (mut fixed, mut per) = if denom > 1e-9 * w * snn.max(1.0) {
-            let per = (w * snp - sn * sp) / denom;
-            (((sp - per * sn) / w), per)
-        } else {
-            (0.0, if sn > 0.0 { sp / sn } else { 0.0 })
-        };
-        if per < 0.0 {
-            per = 0.0;
-            fixed = sp / w;
-        }
-        if fixed < 0.0 {
-            fixed = 0.0;
-            per = if snn > 0.0 { snp / snn } else { 0.0 };
-        }
-        (fixed, per)
-    }
-
-    /// The interval to use after a batch of `records` that covered
-    /// `interval` and took `processing` (and had waited `delay`).
+    /// The interval to use after a batch that covered `interval` and took
+    /// `processing`.
     pub(crate) fn next(
         &mut self,
         interval: Duration,
-        records: u64,
+        _records: u64,
         processing: Duration,
-        delay: Duration,
+        _delay: Duration,
     ) -> Duration {
-        let (i, p) = (interval.as_secs_f64(), processing.as_secs_f64());
-        let ewma = |old: f64, new: f64, seeded: bool| {
-            if seeded {
-                old + SMOOTHING * (new - old)
-            } else {
-                new
-            }
-        };
-        // Records that arrived during the interval (and the wait before
-        // this batch started) are the input rate.
-        let covered = i + delay.as_secs_f64();
-        self.rate = ewma(self.rate, records as f64 / covered.max(1e-3), self.seeded);
-        self.seeded = true;
-        let n = records as f64;
-        for (sum, add) in self.sums.iter_mut().zip([1.0, n, p, n * n, n * p]) {
-            *sum = *sum * DECAY + add;
-        }
-        let (fixed, per_record) = self.fit();
         let s = &self.settings;
+        let (i, p) = (interval.as_secs_f64(), processing.as_secs_f64());
+        let share = p / i.max(1e-3);
+        // The band: above `high` batches risk falling behind, below `low`
+        // the interval is longer than it needs to be.
+        let high = s.utilization;
+        let low = s.utilization * 0.5;
+        let aim = s.utilization * 0.8;
+        let want = if share > high {
+            i * (share / aim).min(2.0)
+        } else if share < low {
+            i * (share / aim).max(0.5)
+        } else {
+            i
+        };
         let (min, max) = (s.min_interval.as_secs_f64(), s.max_interval.as_secs_f64());
-        // Stable when fixed + per_record·rate·I <= utilization·I.
-        let slack = s.utilization - per_record * self.rate;
-        let mut want = if slack <= 0.0 {
+        // Beyond the target latency only when processing needs it.
+        let cap = if share > high {
             max
         } else {
-            // A fifth more than the bare minimum, for noise.
-            1.2 * fixed / slack
+            max.min(s.target_latency.as_secs_f64().max(min))
         };
-        // A batch that ran over means the estimate is behind: back off.
-        if p > s.utilization * i {
-            want = want.max(i * (p / (s.utilization * i)).min(2.0));
-        }
-        let target = s.target_latency.as_secs_f64();
-        if want < target / 4.0 {
-            // Comfortable: go down gently towards the minimum.
-            want = want.max(min);
-        }
-        // Small corrections are not worth a change (no dithering).
-        if (want - i).abs() < 0.1 * i {
-            want = i;
-        }
-        let bounded = want.clamp(i / 2.0, i * 2.0).clamp(min, max);
-        let ms = (bounded * 1000.0).round().max(1.0) as u64;
-        Duration::from_millis(ms)
+        let bounded = want
+            .clamp(min, cap.max(min))
+            .clamp(i / 2.0, i * 2.0)
+            .clamp(min, max);
+        Duration::from_millis((bounded * 1000.0).round().max(1.0) as u64)
     }
 }
 
