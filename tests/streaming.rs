@@ -456,6 +456,7 @@ fn update_state_by_key_runs_for_keys_with_state_or_values_and_none_removes() {
         StateOptions {
             partitioning: 3.into(),
             initial: Some(initial),
+            ttl: None,
         },
         move |k: &char, new: Vec<i32>, old: Option<i32>| {
             seen.lock().unwrap().push((0, *k, sorted(new.clone()), old));
@@ -949,4 +950,59 @@ fn a_checkpoint_of_another_batch_interval_is_refused() {
         .err()
         .expect("corrupt");
     assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
+}
+
+#[test]
+fn a_state_ttl_drops_keys_without_new_values_and_without_calling_the_function() {
+    let h = Harness::new();
+    let input = h.input(
+        vec![
+            vec![('a', 1), ('b', 1)],
+            vec![('b', 1)],
+            vec![],
+            vec![('b', 1)],
+        ],
+        2,
+    );
+    let calls: Arc<Mutex<Vec<(char, usize)>>> = Arc::default();
+    let seen = calls.clone();
+    let state = input.update_state_by_key_with(
+        StateOptions {
+            ttl: Some(2 * TICK),
+            ..StateOptions::default()
+        },
+        move |k: &char, new: Vec<i32>, old: Option<i32>| {
+            seen.lock().unwrap().push((*k, new.len()));
+            Some(old.unwrap_or(0) + new.iter().sum::<i32>())
+        },
+    );
+    let out = h.collect(&state);
+    let spec = StateSpec::function(
+        |_, _k: &char, v: Option<i32>, s: &mut spate::streaming::State<i32>| {
+            let t = s.get().copied().unwrap_or(0) + v.unwrap_or(0);
+            s.update(t);
+            None::<i32>
+        },
+    )
+    .ttl(2 * TICK);
+    let snaps = h.collect(&input.map_with_state(spec).state_snapshots());
+    h.run(4);
+    // a last had values at 100: kept at 200, dropped at 300 (idle 200 ms).
+    // b had values at 200, none at 300 (idle 100 ms: kept), new at 400.
+    assert_eq!(
+        outputs(&out),
+        [
+            vec![('a', 1), ('b', 1)],
+            vec![('a', 1), ('b', 2)],
+            vec![('b', 2)],
+            vec![('b', 3)],
+        ]
+    );
+    assert_eq!(outputs(&snaps), outputs(&out));
+    let calls = calls.lock().unwrap();
+    assert_eq!(
+        calls.iter().filter(|c| c.0 == 'a').count(),
+        2,
+        "not called when dropped: {calls:?}"
+    );
 }

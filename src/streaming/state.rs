@@ -18,7 +18,6 @@ use crate::shared::Accumulator;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,10 @@ pub struct StateOptions<K, S> {
     pub partitioning: Partitioning,
     /// State the first batch starts from.
     pub initial: Option<Rdd<(K, S)>>,
+    /// Drops a key whose state got no new values for this long (batch
+    /// time), without calling the update function: bounds the state of
+    /// keys that stop arriving.
+    pub ttl: Option<Duration>,
 }
 
 impl<K, S> Default for StateOptions<K, S> {
@@ -36,6 +39,7 @@ impl<K, S> Default for StateOptions<K, S> {
         StateOptions {
             partitioning: Partitioning::Default,
             initial: None,
+            ttl: None,
         }
     }
 }
@@ -133,7 +137,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
         spec.parents.push(self.as_any());
         spec.persist = true;
         let meter = StateMeter::new();
-        let stream = DStream::from_op(
+        let tracked = DStream::from_op(
             self.graph(),
             spec,
             UpdateState {
@@ -141,13 +145,17 @@ impl<K: Key, V: Value> DStream<(K, V)> {
                 partitioner: partitioner.clone(),
                 initial,
                 update: Arc::new(update),
+                ttl: options.ttl.map(super::time::millis),
                 meter: meter.clone(),
-                _s: PhantomData,
             },
         );
-        meter.attach(&stream);
-        stream.register_stateful(partitioner);
-        stream
+        meter.attach(&tracked);
+        tracked.register_stateful(partitioner);
+        tracked.derive("update_state_by_key", |rdd, _| {
+            Ok(rdd.pipe("state", true, |input, out| {
+                out.extend(input.drain(..).map(|(k, t)| (k, t.value)))
+            }))
+        })
     }
 }
 
@@ -158,44 +166,78 @@ struct UpdateState<K, V, S> {
     partitioner: Partitioner,
     initial: Option<Rdd<(K, S)>>,
     update: Arc<UpdateFn<K, V, S>>,
+    /// Time to live of a key without new values, in ms.
+    ttl: Option<u64>,
     meter: StateMeter,
-    _s: PhantomData<fn() -> S>,
 }
 
-/// The previous state of a stateful stream: its own dataset one slide
-/// earlier, or the initial state for the first batch.
-fn previous_state<T: Data>(
+/// The previous state of a stateful stream: its own dataset of the batch
+/// before, or `initial` (counted as seen now) for the first batch.
+fn previous_state<K: Key, S: Value, T: Data>(
     this: &DStream<T>,
     time: Time,
-    initial: &Option<Rdd<T>>,
-) -> Result<Rdd<T>> {
+    initial: &Option<Rdd<(K, S)>>,
+    own: impl FnOnce(Rdd<T>) -> Rdd<(K, Tracked<S>)>,
+) -> Result<Rdd<(K, Tracked<S>)>> {
     let zero = this.graph().zero_time().unwrap_or_default();
     let before = this.time_before(time);
+    let now = time.millis();
     let prev = if before > zero {
-        this.get_or_compute(before)?
+        this.get_or_compute(before)?.map(own)
     } else {
-        initial.clone()
+        initial.as_ref().map(|r| {
+            r.pipe("initial_state", true, move |input, out| {
+                out.extend(input.drain(..).map(|(k, value)| {
+                    (
+                        k,
+                        Tracked {
+                            value,
+                            last_seen_ms: now,
+                        },
+                    )
+                }))
+            })
+        })
     };
     Ok(prev.unwrap_or_else(|| this.context().empty()))
 }
 
-impl<K: Key, V: Value, S: Value> StreamOp<(K, S)> for UpdateState<K, V, S> {
-    fn compute(&self, this: &DStream<(K, S)>, time: Time) -> Result<Option<Rdd<(K, S)>>> {
+impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V, S> {
+    fn compute(
+        &self,
+        this: &DStream<(K, Tracked<S>)>,
+        time: Time,
+    ) -> Result<Option<Rdd<(K, Tracked<S>)>>> {
         let ctx = this.context().clone();
-        let previous = previous_state(this, time, &self.initial)?;
+        let previous = previous_state(this, time, &self.initial, |r| r)?;
         let batch = self
             .parent
             .get_or_compute(time)?
             .unwrap_or_else(|| ctx.empty());
         let update = self.update.clone();
         let size = self.meter.for_batch(&ctx, time);
+        let (ttl, now) = (self.ttl, time.millis());
         let state = previous
             .cogroup_with(&batch, self.partitioner.clone())
             .pipe("update_state_by_key", true, move |input, out| {
                 let before = out.len();
                 for (k, (old, new)) in input.drain(..) {
-                    if let Some(s) = update(&k, new, old.into_iter().next()) {
-                        out.push((k, s));
+                    let old = old.into_iter().next();
+                    let last_seen_ms = match (&old, new.is_empty()) {
+                        (Some(t), true) => t.last_seen_ms,
+                        _ => now,
+                    };
+                    if new.is_empty() && ttl.is_some_and(|ttl| last_seen_ms + ttl <= now) {
+                        continue;
+                    }
+                    if let Some(value) = update(&k, new, old.map(|t| t.value)) {
+                        out.push((
+                            k,
+                            Tracked {
+                                value,
+                                last_seen_ms,
+                            },
+                        ));
                     }
                 }
                 let added = &out[before..];
@@ -256,6 +298,7 @@ pub struct StateSpec<K, V, S, U> {
     initial: Option<Rdd<(K, S)>>,
     partitioning: Partitioning,
     timeout: Option<Duration>,
+    ttl: Option<Duration>,
 }
 
 type MapStateFn<K, V, S, U> = dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync;
@@ -272,7 +315,16 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
             initial: None,
             partitioning: Partitioning::Default,
             timeout: None,
+            ttl: None,
         }
+    }
+
+    /// Drops a key that received no record for `ttl` silently (without
+    /// calling the function), bounding the state of keys that stop
+    /// arriving; unlike [`timeout`](Self::timeout), nothing is reported.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
     }
 
     /// State the first batch starts from.
@@ -364,6 +416,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
                 initial,
                 function: spec.function,
                 timeout: spec.timeout,
+                ttl: spec.ttl,
                 meter: meter.clone(),
             },
         );
@@ -400,6 +453,7 @@ struct MapWithState<K, V, S, U> {
     initial: Option<Rdd<(K, S)>>,
     function: Arc<MapStateFn<K, V, S, U>>,
     timeout: Option<Duration>,
+    ttl: Option<Duration>,
     meter: StateMeter,
 }
 
@@ -412,34 +466,15 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
         time: Time,
     ) -> Result<Option<Rdd<StateOut<K, S, U>>>> {
         let ctx = this.context().clone();
-        let zero = this.graph().zero_time().unwrap_or_default();
-        let before = this.time_before(time);
         let now = time.millis();
-        let previous = if before > zero {
-            this.get_or_compute(before)?.map(|r| states_of(&r))
-        } else {
-            // The initial state counts as seen at the first batch.
-            self.initial.as_ref().map(|r| {
-                r.pipe("initial_state", true, move |input, out| {
-                    out.extend(input.drain(..).map(|(k, value)| {
-                        (
-                            k,
-                            Tracked {
-                                value,
-                                last_seen_ms: now,
-                            },
-                        )
-                    }))
-                })
-            })
-        }
-        .unwrap_or_else(|| ctx.empty());
+        let previous = previous_state(this, time, &self.initial, |r| states_of(&r))?;
         let batch = self
             .parent
             .get_or_compute(time)?
             .unwrap_or_else(|| ctx.empty());
         let function = self.function.clone();
         let timeout = self.timeout.map(super::time::millis);
+        let ttl = self.ttl.map(super::time::millis);
         let size = self.meter.for_batch(&ctx, time);
         let out = previous
             .cogroup_with(&batch, self.partitioner.clone())
@@ -454,6 +489,9 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
                         changed: false,
                         timing_out: false,
                     };
+                    if new.is_empty() && ttl.is_some_and(|ttl| last_seen_ms + ttl <= now) {
+                        continue;
+                    }
                     if new.is_empty() {
                         if let (Some(idle), true) = (timeout, state.exists()) {
                             if last_seen_ms + idle < now {
