@@ -541,3 +541,107 @@ fn adaptive_batching_refuses_processing_time_windows() {
     let err = ssc.start().unwrap_err();
     assert!(err.to_string().contains("event-time windows"), "{err}");
 }
+
+/// Per user: the latest click, and a timer 1 s of event time after it; when
+/// the timer fires the user is reported idle and forgotten.
+fn idle_users(interval_ms: u64) -> (Vec<String>, Vec<Vec<(char, i64)>>) {
+    use spate::streaming::{State, StateSpec};
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let interval = Duration::from_millis(interval_ms);
+    let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
+    let mut arrivals = vec![(10u64, ('c', 100i64))];
+    arrivals.extend(clicks());
+    let queue = StreamQueue::new();
+    let last = arrivals.iter().map(|(a, _)| *a).max().unwrap();
+    let batches = last.div_ceil(interval_ms) + 1;
+    for k in 1..=batches {
+        let (lo, hi) = ((k - 1) * interval_ms, k * interval_ms);
+        let batch: Vec<Ev> = arrivals
+            .iter()
+            .filter(|(a, _)| *a > lo && *a <= hi)
+            .map(|(_, e)| *e)
+            .collect();
+        queue.push(ctx.parallelize(batch, 2));
+    }
+    let spec = StateSpec::function(
+        |_, user: &char, click: Option<Ev>, state: &mut State<i64>| {
+            if let Some(at) = state.fired_timer() {
+                let last = *state.get()?;
+                state.remove();
+                assert!(
+                    state.watermark() >= at,
+                    "fires once the watermark reaches it"
+                );
+                return Some(format!("{user} idle after {last} (timer {at})"));
+            }
+            let (_, t) = click?;
+            let last = state.get().copied();
+            if last.is_none_or(|l| t > l) {
+                if let Some(l) = last {
+                    state.delete_event_timer(l + 1000);
+                }
+                state.update(t);
+                state.set_event_timer(t + 1000);
+            }
+            None
+        },
+    );
+    let mapped = ssc
+        .queue_stream(&queue, true)
+        .with_timestamps(
+            |e: &Ev| e.1,
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
+        )
+        .key_by(|e| e.0)
+        .map_with_state(spec);
+    let out: Arc<Mutex<Vec<String>>> = Arc::default();
+    let snaps: Arc<Mutex<Vec<Vec<(char, i64)>>>> = Arc::default();
+    let (o, s) = (out.clone(), snaps.clone());
+    mapped
+        .stream()
+        .foreach_rdd(move |rdd, _| {
+            let v = rdd.collect()?;
+            o.lock().unwrap().extend(v);
+            Ok(())
+        })
+        .unwrap();
+    mapped
+        .state_snapshots()
+        .foreach_rdd(move |rdd, _| {
+            let mut v = rdd.collect()?;
+            v.sort();
+            s.lock().unwrap().push(v);
+            Ok(())
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    for _ in 0..batches {
+        clock.advance(interval);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    ssc.stop(false).unwrap();
+    let mut out = out.lock().unwrap().clone();
+    out.sort();
+    let snaps = snaps.lock().unwrap().clone();
+    (out, snaps)
+}
+
+#[test]
+fn map_with_state_event_timers_fire_when_the_watermark_reaches_them() {
+    let (fired, snaps) = idle_users(100);
+    // c (last click 100) fires once the watermark reaches 1100 (2100 - 500
+    // = 1600); b (1200) once it reaches 2200 (after a's 3000). a's timer
+    // moved to 5700 and b's new one is at 4600: the watermark ends at 4200.
+    assert_eq!(
+        fired,
+        [
+            "b idle after 1200 (timer 2200)".to_string(),
+            "c idle after 100 (timer 1100)".to_string(),
+        ]
+    );
+    assert_eq!(*snaps.last().unwrap(), [('a', 4700), ('b', 3600)]);
+    // Where timers fire in the input does not depend on the batch interval.
+    assert_eq!(idle_users(10).0, fired);
+    assert_eq!(idle_users(1000).0, fired);
+}

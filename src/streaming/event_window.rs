@@ -214,8 +214,8 @@ pub struct WindowResult<K, R> {
 
 /// A keyed event stream.
 pub struct KeyedEventStream<K, T> {
-    events: EventStream<T>,
-    key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) events: EventStream<T>,
+    pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
 }
 
 impl<T: Value> EventStream<T> {

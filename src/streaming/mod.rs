@@ -20,6 +20,7 @@ mod adaptive;
 mod checkpoint;
 mod context;
 mod dstream;
+mod event_state;
 mod event_window;
 mod graph;
 mod input;

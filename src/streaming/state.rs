@@ -10,6 +10,7 @@
 use super::dstream::{DStream, NewStream, StreamOp};
 use super::metrics::StateSize;
 use super::time::Time;
+use super::watermark::EventTime;
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -46,19 +47,19 @@ impl<K, S> Default for StateOptions<K, S> {
 
 /// Counts keys and estimated bytes of each batch's state, per batch time.
 #[derive(Clone)]
-struct StateMeter {
+pub(crate) struct StateMeter {
     per_batch: Arc<Mutex<BTreeMap<Time, Accumulator<(u64, u64)>>>>,
 }
 
 impl StateMeter {
-    fn new() -> StateMeter {
+    pub(crate) fn new() -> StateMeter {
         StateMeter {
             per_batch: Arc::default(),
         }
     }
 
     /// Reports the sizes counted for `stream` after each batch.
-    fn attach(&self, stream: &DStream<impl Data>) {
+    pub(crate) fn attach(&self, stream: &DStream<impl Data>) {
         let m = self.clone();
         let id = stream.node.base.id;
         stream.graph().add_state_meter(Box::new(move |time| {
@@ -72,7 +73,7 @@ impl StateMeter {
         }));
     }
 
-    fn for_batch(&self, ctx: &crate::Context, time: Time) -> Accumulator<(u64, u64)> {
+    pub(crate) fn for_batch(&self, ctx: &crate::Context, time: Time) -> Accumulator<(u64, u64)> {
         let acc = ctx.accumulator("state size", (0u64, 0u64), |a, b| {
             a.0 += b.0;
             a.1 += b.1;
@@ -253,9 +254,25 @@ impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V,
 /// The state of one key as `map_with_state`'s function sees it.
 #[derive(Debug)]
 pub struct State<S> {
-    value: Option<S>,
-    changed: bool,
-    timing_out: bool,
+    pub(crate) value: Option<S>,
+    pub(crate) timing_out: bool,
+    /// Event-time timers of the key (event streams only).
+    pub(crate) timers: Vec<EventTime>,
+    /// The timer this call reports.
+    pub(crate) fired: Option<EventTime>,
+    pub(crate) watermark: EventTime,
+}
+
+impl<S> State<S> {
+    pub(crate) fn new(value: Option<S>) -> Self {
+        State {
+            value,
+            timing_out: false,
+            timers: Vec::new(),
+            fired: None,
+            watermark: super::watermark::NO_WATERMARK,
+        }
+    }
 }
 
 impl<S> State<S> {
@@ -274,14 +291,41 @@ impl<S> State<S> {
     pub fn update(&mut self, s: S) {
         if !self.timing_out {
             self.value = Some(s);
-            self.changed = true;
         }
     }
 
     /// Removes the key's state.
     pub fn remove(&mut self) {
         self.value = None;
-        self.changed = true;
+    }
+
+    /// On an event stream ([`KeyedEventStream::map_with_state`]): calls the
+    /// function again, with no record and [`fired_timer`](Self::fired_timer)
+    /// set, once the watermark reaches `at`. Ignored on streams without
+    /// event time.
+    ///
+    /// [`KeyedEventStream::map_with_state`]: super::KeyedEventStream::map_with_state
+    pub fn set_event_timer(&mut self, at: EventTime) {
+        if !self.timers.contains(&at) {
+            self.timers.push(at);
+        }
+    }
+
+    /// Cancels an event-time timer.
+    pub fn delete_event_timer(&mut self, at: EventTime) {
+        self.timers.retain(|t| *t != at);
+    }
+
+    /// The event-time timer this call reports, if it reports one.
+    pub fn fired_timer(&self) -> Option<EventTime> {
+        self.fired
+    }
+
+    /// The watermark this call was made at (event streams only): the one
+    /// just before the record, or for a timer firing after the key's last
+    /// record of a batch, the batch's.
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
     }
 
     /// Whether this call reports the key's idle timeout (the last call for
@@ -294,14 +338,15 @@ impl<S> State<S> {
 /// The function and options of [`map_with_state`](DStream::map_with_state)
 /// (Spark's `StateSpec`).
 pub struct StateSpec<K, V, S, U> {
-    function: Arc<MapStateFn<K, V, S, U>>,
-    initial: Option<Rdd<(K, S)>>,
-    partitioning: Partitioning,
-    timeout: Option<Duration>,
-    ttl: Option<Duration>,
+    pub(crate) function: Arc<MapStateFn<K, V, S, U>>,
+    pub(crate) initial: Option<Rdd<(K, S)>>,
+    pub(crate) partitioning: Partitioning,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) ttl: Option<Duration>,
 }
 
-type MapStateFn<K, V, S, U> = dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync;
+pub(crate) type MapStateFn<K, V, S, U> =
+    dyn Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync;
 
 impl<K, V, S, U> StateSpec<K, V, S, U> {
     /// `function(batch time, key, new value, state)` is called for every
@@ -351,15 +396,15 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
 
 /// A key's state with the time of its last record.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Tracked<S> {
-    value: S,
-    last_seen_ms: u64,
+pub(crate) struct Tracked<S> {
+    pub(crate) value: S,
+    pub(crate) last_seen_ms: u64,
 }
 
 /// What one batch of `map_with_state` produces: the new state of a key, or
 /// a mapped element.
 #[derive(Clone, Serialize, Deserialize)]
-enum StateOut<K, S, U> {
+pub(crate) enum StateOut<K, S, U> {
     State(K, Tracked<S>),
     Mapped(U),
 }
@@ -367,8 +412,8 @@ enum StateOut<K, S, U> {
 /// The stream `map_with_state` returns: the mapped elements; its state is
 /// available as [`state_snapshots`](MapWithStateStream::state_snapshots).
 pub struct MapWithStateStream<K, S, U> {
-    mapped: DStream<U>,
-    snapshots: DStream<(K, S)>,
+    pub(crate) mapped: DStream<U>,
+    pub(crate) snapshots: DStream<(K, S)>,
 }
 
 impl<K: Key, S: Value, U: Data> MapWithStateStream<K, S, U> {
@@ -484,11 +529,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
                 for (k, (old, new)) in input.drain(..) {
                     let old = old.into_iter().next();
                     let mut last_seen_ms = old.as_ref().map_or(now, |t| t.last_seen_ms);
-                    let mut state = State {
-                        value: old.map(|t| t.value),
-                        changed: false,
-                        timing_out: false,
-                    };
+                    let mut state = State::new(old.map(|t| t.value));
                     if new.is_empty() && ttl.is_some_and(|ttl| last_seen_ms + ttl <= now) {
                         continue;
                     }

@@ -1,0 +1,204 @@
+//! `map_with_state` on a keyed event stream: like the processing-time one,
+//! plus event-time timers. A key's function may set timers
+//! ([`State::set_event_timer`]); a timer fires — the function is called
+//! with no record and [`State::fired_timer`] set — when the watermark
+//! reaches it. As with event-time windows, each key's records are replayed
+//! in arrival order with the watermark just before each, so timers fire at
+//! the same place in the input whatever the batch interval.
+
+use super::dstream::{DStream, NewStream, StreamOp};
+use super::event_window::KeyedEventStream;
+use super::state::{
+    MapStateFn, MapWithStateStream, State, StateMeter, StateOut, StateSpec, Tracked,
+};
+use super::time::Time;
+use super::watermark::{EventTime, Stamped, Watermarks};
+use crate::data::{Key, Value};
+use crate::error::Result;
+use crate::partitioner::Partitioner;
+use crate::rdd::Rdd;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// A key's state and its pending timers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Keyed<S> {
+    value: Option<S>,
+    timers: Vec<EventTime>,
+}
+
+type Out<K, S, U> = StateOut<K, Keyed<S>, U>;
+
+impl<K: Key, T: Value> KeyedEventStream<K, T> {
+    /// Calls `spec`'s function for every record (in arrival order per key)
+    /// with the key's state, and for every event-time timer the key set
+    /// once the watermark reaches it; emits what the function returns.
+    /// The spec's processing-time timeout and TTL do not apply here.
+    pub fn map_with_state<S: Value, U: Value>(
+        &self,
+        spec: StateSpec<K, T, S, U>,
+    ) -> MapWithStateStream<K, S, U> {
+        let stamped = &self.events.stamped;
+        let partitioner = spec
+            .partitioning
+            .resolve(&[(None, stamped.context().default_parallelism())]);
+        let initial = spec.initial.map(|r| r.partition_by(partitioner.clone()));
+        let mut ns = NewStream::child_of("event_map_with_state", stamped.as_any().as_ref());
+        ns.parents.push(stamped.as_any());
+        ns.persist = true;
+        let meter = StateMeter::new();
+        let combined = DStream::from_op(
+            stamped.graph(),
+            ns,
+            EventMapWithState {
+                input: stamped.clone(),
+                watermarks: self.events.watermarks.clone(),
+                key_of: self.key_of.clone(),
+                partitioner: partitioner.clone(),
+                initial,
+                function: spec.function,
+                meter: meter.clone(),
+            },
+        );
+        meter.attach(&combined);
+        combined.register_stateful(partitioner);
+        let mapped = combined.derive("map_with_state_mapped", |rdd, _| {
+            Ok(rdd.pipe("mapped", false, |input, out| {
+                out.extend(input.drain(..).filter_map(|o| match o {
+                    StateOut::Mapped(u) => Some(u),
+                    StateOut::State(..) => None,
+                }))
+            }))
+        });
+        let snapshots = combined.derive("state_snapshots", |rdd, _| {
+            Ok(rdd.pipe("state", true, |input, out| {
+                out.extend(input.drain(..).filter_map(|o| match o {
+                    StateOut::State(k, t) => t.value.value.map(|v| (k, v)),
+                    StateOut::Mapped(_) => None,
+                }))
+            }))
+        });
+        MapWithStateStream { mapped, snapshots }
+    }
+}
+
+struct EventMapWithState<K, T, S, U> {
+    input: DStream<Stamped<T>>,
+    watermarks: Arc<Watermarks>,
+    key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    partitioner: Partitioner,
+    initial: Option<Rdd<(K, S)>>,
+    function: Arc<MapStateFn<K, T, S, U>>,
+    meter: StateMeter,
+}
+
+impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
+    for EventMapWithState<K, T, S, U>
+{
+    fn compute(
+        &self,
+        this: &DStream<Out<K, S, U>>,
+        time: Time,
+    ) -> Result<Option<Rdd<Out<K, S, U>>>> {
+        let ctx = this.context().clone();
+        let zero = this.graph().zero_time().unwrap_or_default();
+        let before = this.time_before(time);
+        let previous: Rdd<(K, Keyed<S>)> = if before > zero {
+            match this.get_or_compute(before)? {
+                Some(r) => r.pipe("state", true, |input, out| {
+                    out.extend(input.drain(..).filter_map(|o| match o {
+                        StateOut::State(k, t) => Some((k, t.value)),
+                        StateOut::Mapped(_) => None,
+                    }))
+                }),
+                None => ctx.empty(),
+            }
+        } else {
+            match &self.initial {
+                Some(r) => r.pipe("initial_state", true, |input, out| {
+                    out.extend(input.drain(..).map(|(k, v)| {
+                        (
+                            k,
+                            Keyed {
+                                value: Some(v),
+                                timers: Vec::new(),
+                            },
+                        )
+                    }))
+                }),
+                None => ctx.empty(),
+            }
+        };
+        let batch = self
+            .input
+            .get_or_compute(time)?
+            .unwrap_or_else(|| ctx.empty());
+        let key_of = self.key_of.clone();
+        let keyed = batch.map_partitions_with_index(move |p, it| {
+            let key_of = key_of.clone();
+            it.enumerate()
+                .map(move |(i, s)| (key_of(&s.value), ((p as u64) << 40 | i as u64, s)))
+        });
+        let watermark = self.watermarks.at(time).watermark;
+        let function = self.function.clone();
+        let size = self.meter.for_batch(&ctx, time);
+        let now = time.millis();
+        let out = previous
+            .cogroup_with(&keyed, self.partitioner.clone())
+            .pipe("event_map_with_state", true, move |input, out| {
+                let start = out.len();
+                let mut keys = 0u64;
+                for (k, (old, mut records)) in input.drain(..) {
+                    let old = old.into_iter().next();
+                    let mut state = State::new(old.as_ref().and_then(|o| o.value.clone()));
+                    state.timers = old.map(|o| o.timers).unwrap_or_default();
+                    records.sort_unstable_by_key(|(seq, _)| *seq);
+                    for (_, s) in records {
+                        fire_timers(&mut state, s.watermark, time, &k, function.as_ref(), out);
+                        state.watermark = s.watermark;
+                        if let Some(u) = function(time, &k, Some(s.value), &mut state) {
+                            out.push(StateOut::Mapped(u));
+                        }
+                    }
+                    fire_timers(&mut state, watermark, time, &k, function.as_ref(), out);
+                    if state.value.is_some() || !state.timers.is_empty() {
+                        keys += 1;
+                        let kept = Keyed {
+                            value: state.value,
+                            timers: state.timers,
+                        };
+                        out.push(StateOut::State(
+                            k,
+                            Tracked {
+                                value: kept,
+                                last_seen_ms: now,
+                            },
+                        ));
+                    }
+                }
+                size.add((keys, crate::memory::estimate_size(&out[start..]) as u64));
+            });
+        Ok(Some(this.graph().cut_lineage(out, this.id(), time)))
+    }
+}
+
+/// Calls the function for each of the key's timers the watermark has
+/// reached, earliest first (a timer set by such a call fires too if due).
+fn fire_timers<K, T, S, U>(
+    state: &mut State<S>,
+    watermark: EventTime,
+    time: Time,
+    key: &K,
+    function: &MapStateFn<K, T, S, U>,
+    out: &mut Vec<Out<K, S, U>>,
+) {
+    state.watermark = watermark;
+    while let Some(&due) = state.timers.iter().filter(|t| **t <= watermark).min() {
+        state.timers.retain(|t| *t != due);
+        state.fired = Some(due);
+        if let Some(u) = function(time, key, None, state) {
+            out.push(StateOut::Mapped(u));
+        }
+        state.fired = None;
+    }
+}
