@@ -15,9 +15,11 @@ use std::time::Duration;
 /// A click: (user, event time in ms).
 type Ev = (char, i64);
 
-/// What a run emitted: results, late records, and every batch's info.
+/// What a run emitted: results (all, and per batch), late records, and
+/// every batch's info.
 struct Run<R> {
     results: Vec<WindowResult<char, R>>,
+    per_batch: Vec<(Time, Vec<WindowResult<char, R>>)>,
     late: Vec<Ev>,
     batches: Vec<BatchInfo>,
 }
@@ -52,12 +54,14 @@ fn run<R: spate::Value + Ord>(
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
     );
     let out = build(events);
-    let results: Arc<Mutex<Vec<WindowResult<char, R>>>> = Arc::default();
+    let per_batch: Arc<Mutex<Vec<(Time, Vec<WindowResult<char, R>>)>>> = Arc::default();
     let late: Arc<Mutex<Vec<Ev>>> = Arc::default();
-    let (r, l) = (results.clone(), late.clone());
+    let (r, l) = (per_batch.clone(), late.clone());
     out.results
-        .foreach_rdd(move |rdd, _| {
-            r.lock().unwrap().extend(rdd.collect()?);
+        .foreach_rdd(move |rdd, time| {
+            let mut batch = rdd.collect()?;
+            batch.sort();
+            r.lock().unwrap().push((time, batch));
             Ok(())
         })
         .unwrap();
@@ -73,12 +77,15 @@ fn run<R: spate::Value + Ord>(
         ssc.wait_for_batch(clock.now()).unwrap();
     }
     ssc.stop(false).unwrap();
-    let mut results = results.lock().unwrap().clone();
+    let per_batch = per_batch.lock().unwrap().clone();
+    let mut results: Vec<WindowResult<char, R>> =
+        per_batch.iter().flat_map(|(_, b)| b.clone()).collect();
     results.sort();
     let mut late = late.lock().unwrap().clone();
     late.sort();
     Run {
         results,
+        per_batch,
         late,
         batches: ssc.batches(),
     }
@@ -150,6 +157,26 @@ fn tumbling_windows_fire_when_the_watermark_passes_and_late_records_go_aside() {
         ]
     );
     assert_eq!(r.late, [('a', 1800)]);
+    // Batch by batch: each window when the watermark passes its end.
+    let emitted: Vec<(u64, Vec<(char, Window)>)> = r
+        .per_batch
+        .iter()
+        .map(|(t, b)| (t.millis(), b.iter().map(|x| (x.key, x.window)).collect()))
+        .collect();
+    assert_eq!(
+        emitted,
+        [
+            (100, vec![]),
+            (200, vec![]),
+            // Click 6 (arrived at 300) takes the watermark to 2500.
+            (300, vec![('a', w(1000, 2000)), ('b', w(1000, 2000))]),
+            // Click 8 (400): 3100.
+            (400, vec![('a', w(2000, 3000))]),
+            // Click 9 (450): 4200.
+            (500, vec![('a', w(3000, 4000)), ('b', w(3000, 4000))]),
+            (600, vec![]),
+        ]
+    );
     let late: u64 = r.batches.iter().map(|b| b.late_records).sum();
     assert_eq!(late, 1, "late records are counted");
     // The watermark is visible per batch and never goes back.
