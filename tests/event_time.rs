@@ -158,13 +158,8 @@ fn tumbling_windows_fire_when_the_watermark_passes_and_late_records_go_aside() {
     );
     assert_eq!(r.late, [('a', 1800)]);
     // Batch by batch: each window when the watermark passes its end.
-    let emitted: Vec<(u64, Vec<(char, Window)>)> = r
-        .per_batch
-        .iter()
-        .map(|(t, b)| (t.millis(), b.iter().map(|x| (x.key, x.window)).collect()))
-        .collect();
     assert_eq!(
-        emitted,
+        batch_windows(&r),
         [
             (100, vec![]),
             (200, vec![]),
@@ -263,6 +258,34 @@ fn sliding_windows_take_a_record_in_every_window_that_is_not_yet_closed() {
         ]
     );
     assert_eq!(r.late, [('a', 1900)]);
+    assert_eq!(
+        batch_windows(&r),
+        [
+            // Clicks 1-2 take the watermark to 2000.
+            (100, vec![('a', w(0, 2000))]),
+            // Click 3: 3500.
+            (200, vec![('a', w(1000, 3000))]),
+            (300, vec![]),
+            // Click 7: 5500.
+            (
+                400,
+                vec![
+                    ('a', w(2000, 4000)),
+                    ('a', w(3000, 5000)),
+                    ('b', w(3000, 5000))
+                ]
+            ),
+            (500, vec![]),
+        ]
+    );
+}
+
+/// The windows emitted by each batch.
+fn batch_windows<R>(r: &Run<R>) -> Vec<(u64, Vec<(char, Window)>)> {
+    r.per_batch
+        .iter()
+        .map(|(t, b)| (t.millis(), b.iter().map(|x| (x.key, x.window)).collect()))
+        .collect()
 }
 
 #[test]
@@ -291,12 +314,33 @@ fn a_late_record_that_bridges_two_sessions_merges_them_and_re_fires() {
         [res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 1)]
     );
     assert_eq!(append.late, [('a', 1200)]);
+    assert_eq!(
+        batch_windows(&append),
+        [
+            (100, vec![]),
+            (200, vec![]),
+            // Click 5 takes the watermark to 5500: the session closes.
+            (300, vec![('a', w(1000, 4200))]),
+            (400, vec![]),
+        ]
+    );
     let update = run(100, &arrivals, sessions(OutputMode::Update));
     assert_eq!(
         update.results,
         [
             res('a', w(1000, 2500), vec![1000, 1500], 0),
             res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 1),
+        ]
+    );
+    // Both in the batch of click 4: the first session fires (watermark
+    // 2700) just before the bridging click merges and re-fires it.
+    assert_eq!(
+        batch_windows(&update),
+        [
+            (100, vec![]),
+            (200, vec![('a', w(1000, 2500)), ('a', w(1000, 4200))]),
+            (300, vec![]),
+            (400, vec![]),
         ]
     );
 }
