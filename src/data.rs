@@ -18,8 +18,3 @@ impl<T: Data + Serialize + DeserializeOwned> Value for T {}
 /// A shuffle key: a [`Value`] that can be hashed and compared for equality.
 pub trait Key: Value + Hash + Eq {}
 impl<T: Value + Hash + Eq> Key for T {}
-
-/// A small immutable string: up to 23 bytes inline, longer ones shared
-/// behind an `Arc`. Cloning never copies heap data, which keeps words and
-/// keys cheap in shuffles and caches. Prefer it over `String` for keys.
-pub type Str = smol_str::SmolStr;

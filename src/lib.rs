@@ -42,15 +42,17 @@ mod rdd;
 mod scheduler;
 mod shared;
 mod shuffle;
+mod small_str;
 mod storage;
 pub mod streaming;
 
 pub use context::{Context, ContextBuilder};
-pub use data::{Data, Key, Str, Value};
+pub use data::{Data, Key, Value};
 pub use error::{Error, Result};
 pub use fault::{FaultPlan, ShuffleLoss};
 pub use partitioner::{Partitioner, stable_hash};
 pub use rdd::{Histogram, Numeric, PartitionIter, Partitioning, Rdd, RddId, StatCounter};
 pub use scheduler::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub use shared::{Accumulator, Broadcast};
+pub use small_str::Str;
 pub use storage::{RddStorageInfo, StorageLevel};
