@@ -9,10 +9,10 @@
 use super::dstream::{DStream, NewStream, StreamOp};
 use super::event_window::KeyedEventStream;
 use super::state::{
-    MapStateFn, MapWithStateStream, State, StateMeter, StateOut, StateSpec, Tracked,
+    MapStateFn, MapWithStateStream, State, StateMeter, StateOut, StateSpec, Tracked, mapped_of,
 };
 use super::time::Time;
-use super::watermark::{EventTime, Stamped, Watermarks};
+use super::watermark::{EventTime, Stamped, Watermarks, keyed_in_arrival_order};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -62,14 +62,7 @@ impl<K: Key, T: Value> KeyedEventStream<K, T> {
         );
         meter.attach(&combined);
         combined.register_stateful(partitioner);
-        let mapped = combined.derive("map_with_state_mapped", |rdd, _| {
-            Ok(rdd.pipe("mapped", false, |input, out| {
-                out.extend(input.drain(..).filter_map(|o| match o {
-                    StateOut::Mapped(u) => Some(u),
-                    StateOut::State(..) => None,
-                }))
-            }))
-        });
+        let mapped = mapped_of(&combined);
         let snapshots = combined.derive("state_snapshots", |rdd, _| {
             Ok(rdd.pipe("state", true, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
@@ -133,12 +126,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
             .input
             .get_or_compute(time)?
             .unwrap_or_else(|| ctx.empty());
-        let key_of = self.key_of.clone();
-        let keyed = batch.map_partitions_with_index(move |p, it| {
-            let key_of = key_of.clone();
-            it.enumerate()
-                .map(move |(i, s)| (key_of(&s.value), ((p as u64) << 40 | i as u64, s)))
-        });
+        let keyed = keyed_in_arrival_order(&batch, self.key_of.clone());
         let watermark = self.watermarks.at(time).watermark;
         let function = self.function.clone();
         let size = self.meter.for_batch(&ctx, time);

@@ -21,7 +21,7 @@
 use super::dstream::{DStream, NewStream, StreamOp};
 use super::metrics::StateSize;
 use super::time::Time;
-use super::watermark::{EventStream, EventTime, Stamped};
+use super::watermark::{EventStream, EventTime, Stamped, keyed_in_arrival_order};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -531,12 +531,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
             .get_or_compute(time)?
             .unwrap_or_else(|| ctx.empty());
         // Arrival order travels with each record, for the per-key replay.
-        let key_of = self.key_of.clone();
-        let keyed = batch.map_partitions_with_index(move |p, it| {
-            let key_of = key_of.clone();
-            it.enumerate()
-                .map(move |(i, s)| (key_of(&s.value), ((p as u64) << 40 | i as u64, s)))
-        });
+        let keyed = keyed_in_arrival_order(&batch, self.key_of.clone());
         let watermark = self.watermarks.at(time).watermark;
         let (assigner, agg, lateness, mode) = (
             self.assigner.clone(),

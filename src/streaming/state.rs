@@ -467,19 +467,26 @@ impl<K: Key, V: Value> DStream<(K, V)> {
         );
         meter.attach(&combined);
         combined.register_stateful(partitioner);
-        let mapped = combined.derive("map_with_state_mapped", |rdd, _| {
-            Ok(rdd.pipe("mapped", false, |input, out| {
-                out.extend(input.drain(..).filter_map(|o| match o {
-                    StateOut::Mapped(u) => Some(u),
-                    StateOut::State(..) => None,
-                }))
-            }))
-        });
+        let mapped = mapped_of(&combined);
         let snapshots = combined.derive("state_snapshots", |rdd, _| {
             Ok(states_of(rdd).map(|(k, t)| (k, t.value)))
         });
         MapWithStateStream { mapped, snapshots }
     }
+}
+
+/// The elements a `map_with_state` stream emits.
+pub(crate) fn mapped_of<K: Key, S: Value, U: Value>(
+    combined: &DStream<StateOut<K, S, U>>,
+) -> DStream<U> {
+    combined.derive("map_with_state_mapped", |rdd, _| {
+        Ok(rdd.pipe("mapped", false, |input, out| {
+            out.extend(input.drain(..).filter_map(|o| match o {
+                StateOut::Mapped(u) => Some(u),
+                StateOut::State(..) => None,
+            }))
+        }))
+    })
 }
 
 /// The state entries of a `map_with_state` batch, keeping its partitioner.

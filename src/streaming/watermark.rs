@@ -246,6 +246,22 @@ impl<T: Value> EventStream<T> {
     }
 }
 
+/// Position of a record in its batch's arrival order: partition, then
+/// index. Per-key replays sort by it.
+pub(crate) type ArrivalSeq = u64;
+
+/// A batch's records keyed by `key_of`, each with its arrival position.
+pub(crate) fn keyed_in_arrival_order<K: crate::data::Data, T: Value>(
+    batch: &Rdd<Stamped<T>>,
+    key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+) -> Rdd<(K, (ArrivalSeq, Stamped<T>))> {
+    batch.map_partitions_with_index(move |p, it| {
+        let key_of = key_of.clone();
+        it.enumerate()
+            .map(move |(i, s)| (key_of(&s.value), (((p as u64) << 40) | i as u64, s)))
+    })
+}
+
 /// Reports an event stream's watermark per batch and saves it in
 /// checkpoints.
 fn register<T: Value>(stamped: &DStream<Stamped<T>>, watermarks: &Arc<Watermarks>) {
