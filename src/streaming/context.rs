@@ -417,16 +417,21 @@ impl StreamingContext {
         Ok(())
     }
 
-    /// Every finished batch so far.
+    /// The finished batches, oldest first (the most recent 100,000).
     pub fn batches(&self) -> Vec<BatchInfo> {
         self.inner.batches.lock().clone()
     }
 
-    /// Totals over the finished batches.
+    /// Totals over the finished batches (those [`batches`](Self::batches)
+    /// keeps).
     pub fn summary(&self) -> StreamingSummary {
         StreamingSummary::of(&self.inner.batches.lock())
     }
 }
+
+/// How many finished batches a context keeps for `batches()` and the
+/// summary.
+const MAX_KEPT_BATCHES: usize = 100_000;
 
 impl Drop for StreamingContext {
     fn drop(&mut self) {
@@ -608,7 +613,14 @@ impl Inner {
             watermarks,
             late_records,
         };
-        self.batches.lock().push(info.clone());
+        {
+            let mut batches = self.batches.lock();
+            // A long run keeps its recent batches only.
+            if batches.len() >= MAX_KEPT_BATCHES {
+                batches.drain(..MAX_KEPT_BATCHES / 10);
+            }
+            batches.push(info.clone());
+        }
         self.post(&StreamingEvent::BatchCompleted(info.clone()));
         if let Some(rate) = self.adapt_rate(&info) {
             for (_, input) in &inputs {
