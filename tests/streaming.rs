@@ -1006,3 +1006,67 @@ fn a_state_ttl_drops_keys_without_new_values_and_without_calling_the_function() 
         "not called when dropped: {calls:?}"
     );
 }
+
+#[test]
+fn a_panicking_output_fails_its_batch_with_an_error_instead_of_hanging() {
+    let h = Harness::new();
+    let input = h.input(vec![vec![1], vec![2]], 1);
+    input
+        .foreach_rdd(|rdd, _| {
+            if rdd.collect()? == [2] {
+                panic!("output closure broke on 2");
+            }
+            Ok(())
+        })
+        .unwrap();
+    h.ssc.start().unwrap();
+    h.clock.advance(TICK);
+    h.ssc.wait_for_batch(ms(100)).unwrap();
+    h.clock.advance(TICK);
+    let err = h.ssc.await_termination().unwrap_err();
+    assert!(
+        matches!(&err, Error::BatchFailed { time_ms: 200, .. }),
+        "{err}"
+    );
+    assert!(
+        matches!(err.root_cause(), Error::Panicked(m) if m.contains("broke on 2")),
+        "{err}"
+    );
+    assert_eq!(h.ctx.parallelize(vec![1, 2, 3], 2).count().unwrap(), 3);
+}
+
+#[test]
+fn an_output_may_stop_its_own_context() {
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let ssc = Arc::new(StreamingContext::with_manual_clock(&ctx, TICK, clock.clone()).unwrap());
+    let q = StreamQueue::new();
+    for i in 1..=3 {
+        q.push(ctx.parallelize(vec![i], 1));
+    }
+    let seen: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let (sink, weak) = (seen.clone(), Arc::downgrade(&ssc));
+    ssc.queue_stream(&q, true)
+        .foreach_rdd(move |rdd, _| {
+            let batch = rdd.collect()?;
+            sink.lock().unwrap().extend(&batch);
+            if batch == [2] {
+                if let Some(ssc) = weak.upgrade() {
+                    ssc.stop(false)?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    ssc.start().unwrap();
+    clock.advance(TICK);
+    ssc.wait_for_batch(ms(100)).unwrap();
+    clock.advance(TICK);
+    assert!(
+        ssc.await_termination_or_timeout(Duration::from_secs(10))
+            .unwrap()
+    );
+    clock.advance(TICK);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(*seen.lock().unwrap(), [1, 2], "no batch after the stop");
+}

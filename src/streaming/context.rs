@@ -404,7 +404,16 @@ impl StreamingContext {
         inner.graceful.store(graceful, Ordering::SeqCst);
         inner.stop_requested.store(true, Ordering::SeqCst);
         inner.clock.wake();
-        if let Some(h) = inner.generator.lock().take() {
+        let handle = inner.generator.lock().take();
+        if let Some(h) = handle {
+            if h.thread().id() == std::thread::current().id() {
+                // Called from an output on the batch thread: it ends after
+                // this batch; joining it here would wait forever.
+                *inner.generator.lock() = Some(h);
+                inner.progress.lock().life = Life::Stopped;
+                inner.changed.notify_all();
+                return Ok(());
+            }
             let _ = h.join();
         }
         let summary = self.summary();
@@ -566,7 +575,15 @@ impl Inner {
             .map_err(failed)?;
         let outputs: Vec<_> = self.graph.outputs.lock().clone();
         for op in &outputs {
-            (op.run)(time).map_err(failed)?;
+            // Output closures run on this thread: a panic in one fails the
+            // batch like an error, instead of killing the batch thread.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (op.run)(time)));
+            let result = run.unwrap_or_else(|payload| {
+                Err(Error::Panicked(crate::scheduler::panic_message(
+                    payload.as_ref(),
+                )))
+            });
+            result.map_err(failed)?;
         }
         self.graph
             .write_checkpoint(Some(time), remember)

@@ -121,7 +121,10 @@ impl<S: ReplayableSource> ReplayInput<S> {
         st.batches.insert(time, (from.clone(), to.clone()));
         // Without a checkpoint (which prunes what recovery no longer needs),
         // ranges of old batches serve nothing: keep a bounded few.
-        let checkpointed = self.graph.upgrade().is_some_and(|g| g.checkpoint_dir().is_some());
+        let checkpointed = self
+            .graph
+            .upgrade()
+            .is_some_and(|g| g.checkpoint_dir().is_some());
         if !checkpointed {
             while st.batches.len() > 64 {
                 st.batches.pop_first();
