@@ -440,6 +440,38 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     /// emits what it returns (Spark's `mapWithState`). Keys with an idle
     /// timeout are reported on time: in the first batch past the deadline,
     /// exactly once.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, State, StateSpec, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let tick = Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![('a', 1), ('a', 2)], 1));
+    /// q.push(ctx.parallelize(vec![('a', 3)], 1));
+    /// // A running total per key, emitted after every record.
+    /// let spec = StateSpec::function(|_, _key: &char, v: Option<i32>, s: &mut State<i32>| {
+    ///     let total = s.get().copied().unwrap_or(0) + v?;
+    ///     s.update(total);
+    ///     Some(total)
+    /// });
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&q, true)
+    ///     .map_with_state(spec)
+    ///     .foreach_rdd(move |rdd, _| {
+    ///         sink.lock().unwrap().extend(rdd.collect()?);
+    ///         Ok(())
+    ///     })?;
+    /// ssc.start()?;
+    /// clock.advance(2 * tick);
+    /// ssc.wait_for_batch(Time::from_millis(200))?;
+    /// assert_eq!(*seen.lock().unwrap(), [1, 3, 6]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn map_with_state<S: Value, U: Value>(
         &self,
         spec: StateSpec<K, V, S, U>,

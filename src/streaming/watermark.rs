@@ -161,6 +161,39 @@ impl<T> Clone for EventStream<T> {
 impl<T: Value> DStream<T> {
     /// Event time from `time_of(record)` (milliseconds), with watermarks
     /// following `strategy`.
+    ///
+    /// Sessions of clicks `(user, event time ms)` per user, in event time:
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, SessionWindows, StreamQueue, StreamingContext, Time, WatermarkStrategy};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let tick = Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![('u', 1_000i64), ('u', 1_400)], 1));
+    /// q.push(ctx.parallelize(vec![('u', 9_000i64)], 1)); // moves the watermark past the session
+    /// let sessions = ssc
+    ///     .queue_stream(&q, true)
+    ///     .with_timestamps(|c: &(char, i64)| c.1, WatermarkStrategy::monotonous())
+    ///     .key_by(|c| c.0)
+    ///     .window(SessionWindows::with_gap(Duration::from_secs(1)))
+    ///     .aggregate(|_c| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n);
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// sessions.results.foreach_rdd(move |rdd, _| {
+    ///     let found = rdd.collect()?;
+    ///     sink.lock().unwrap().extend(found.into_iter().map(|r| (r.window.start, r.window.end, r.value)));
+    ///     Ok(())
+    /// })?;
+    /// ssc.start()?;
+    /// clock.advance(2 * tick);
+    /// ssc.wait_for_batch(Time::from_millis(200))?;
+    /// assert_eq!(*seen.lock().unwrap(), [(1_000, 2_400, 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn with_timestamps(
         &self,
         time_of: impl Fn(&T) -> EventTime + Send + Sync + 'static,

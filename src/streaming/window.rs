@@ -31,6 +31,35 @@ impl<T: Data> DStream<T> {
 
     /// All elements of the batches in each window of `length`, every
     /// `slide`. An error unless both are multiples of this stream's slide.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let tick = Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    /// let q = StreamQueue::new();
+    /// for i in 1..=3 {
+    ///     q.push(ctx.parallelize(vec![i], 1));
+    /// }
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&q, true)
+    ///     .window(2 * tick, tick)?
+    ///     .foreach_rdd(move |rdd, _| {
+    ///         let mut w = rdd.collect()?;
+    ///         w.sort();
+    ///         sink.lock().unwrap().push(w);
+    ///         Ok(())
+    ///     })?;
+    /// ssc.start()?;
+    /// clock.advance(3 * tick);
+    /// ssc.wait_for_batch(Time::from_millis(300))?;
+    /// assert_eq!(*seen.lock().unwrap(), [vec![1], vec![1, 2], vec![2, 3]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn window(&self, length: Duration, slide: Duration) -> Result<DStream<T>> {
         self.check_window(length, slide)?;
         // Each batch is read by several windows: keep it in memory.
