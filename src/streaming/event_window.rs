@@ -596,41 +596,41 @@ struct KeyRun<'a, K, T, G: WindowAgg<K, T>> {
 }
 
 impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
-    fn emit(&mut self, w: &Open<G::Acc>) {
-        self.out.push(Emit::Result(WindowResult {
-            key: self.key.clone(),
+    /// Emits `w`'s current result. Takes the fields it needs rather than
+    /// `self`, so callers can pass a window still inside the key's state.
+    fn emit(out: &mut Vec<Out<K, T, G>>, key: &K, agg: &G, w: &Open<G::Acc>) {
+        out.push(Emit::Result(WindowResult {
+            key: key.clone(),
             window: w.window,
-            value: self.agg.result(self.key, &w.window, &w.acc),
+            value: agg.result(key, &w.window, &w.acc),
             late_updates: w.late_updates,
         }));
     }
 
     /// Fires the windows the watermark has reached and closes those it
-    /// has passed by the lateness.
+    /// has passed by the lateness. Keeps the open windows in order.
     fn advance(&mut self, state: &mut KeyWindows<G::Acc>, watermark: EventTime) {
         if self.assigner.trigger() != Trigger::EventTime {
             return;
         }
         let mut i = 0;
         while i < state.open.len() {
-            let w = &state.open[i];
+            let w = &mut state.open[i];
             if !w.fired && w.window.end <= watermark {
-                state.open[i].fired = true;
+                w.fired = true;
                 if self.mode == OutputMode::Update {
-                    let w = state.open[i].clone();
-                    self.emit(&w);
+                    Self::emit(self.out, self.key, self.agg, w);
                 }
             }
-            if state.open[i].window.end.saturating_add(self.lateness) <= watermark {
-                let w = state.open.swap_remove(i);
+            if w.window.end.saturating_add(self.lateness) <= watermark {
+                let w = state.open.remove(i);
                 if self.mode == OutputMode::Append {
-                    self.emit(&w);
+                    Self::emit(self.out, self.key, self.agg, &w);
                 }
                 continue;
             }
             i += 1;
         }
-        state.open.sort_by_key(|w| w.window);
     }
 
     fn add(&mut self, state: &mut KeyWindows<G::Acc>, s: Stamped<T>) {
@@ -643,56 +643,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
         if self.assigner.merges() {
             // A merging assigner gives one window per record.
             if let Some(w) = windows.into_iter().next() {
-                let mut merged = w;
-                let touching: Vec<usize> = (0..state.open.len())
-                    .filter(|&i| {
-                        let o = state.open[i].window;
-                        o.start <= w.end && w.start <= o.end
-                    })
-                    .collect();
-                for &i in &touching {
-                    merged.start = merged.start.min(state.open[i].window.start);
-                    merged.end = merged.end.max(state.open[i].window.end);
-                }
-                if is_late(&merged) {
-                    *self.late += 1;
-                    self.out.push(Emit::Late(s.value));
-                    return;
-                }
-                let (mut fired, mut late_updates) = (false, 0);
-                // Earlier sessions first, so accumulators merge in time order.
-                let mut parts: Vec<Open<G::Acc>> = Vec::new();
-                for &i in touching.iter().rev() {
-                    parts.push(state.open.swap_remove(i));
-                }
-                parts.sort_by_key(|o| o.window);
-                let mut merged_acc: Option<G::Acc> = None;
-                for p in parts {
-                    fired |= p.fired;
-                    late_updates = late_updates.max(p.late_updates);
-                    merged_acc = Some(match merged_acc {
-                        Some(a) => self.agg.merge(a, p.acc),
-                        None => p.acc,
-                    });
-                }
-                let acc = match merged_acc {
-                    Some(m) => self.agg.add(m, s.value),
-                    None => self.agg.start(s.value),
-                };
-                let mut open = Open {
-                    window: merged,
-                    acc,
-                    fired,
-                    late_updates,
-                };
-                if fired {
-                    open.late_updates += 1;
-                    if self.mode == OutputMode::Update {
-                        self.emit(&open);
-                    }
-                }
-                state.open.push(open);
-                state.open.sort_by_key(|w| w.window);
+                self.add_merging(state, w, s.value, is_late);
             }
             return;
         }
@@ -701,42 +652,113 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
             self.out.push(Emit::Late(s.value));
             return;
         }
-        for w in windows.into_iter().filter(|w| !is_late(w)) {
-            match state.open.iter().position(|o| o.window == w) {
-                Some(i) => {
-                    let mut o = state.open.swap_remove(i);
-                    o.acc = self.agg.add(o.acc, s.value.clone());
+        let joined: Vec<Window> = windows.into_iter().filter(|w| !is_late(w)).collect();
+        let mut value = Some(s.value);
+        for (j, w) in joined.iter().enumerate() {
+            // The last window takes the record; earlier ones get copies.
+            let x = if j + 1 == joined.len() {
+                value.take().expect("taken by the last window only")
+            } else {
+                value.clone().expect("present until the last window")
+            };
+            let i = match state.open.binary_search_by_key(w, |o| o.window) {
+                Ok(i) => {
+                    let mut o = state.open.remove(i);
+                    o.acc = self.agg.add(o.acc, x);
                     if o.fired {
                         o.late_updates += 1;
                         if self.mode == OutputMode::Update {
-                            self.emit(&o);
+                            Self::emit(self.out, self.key, self.agg, &o);
                         }
                     }
-                    state.open.push(o);
-                    state.open.sort_by_key(|o| o.window);
+                    state.open.insert(i, o);
+                    i
                 }
-                None => {
-                    state.open.push(Open {
-                        window: w,
-                        acc: self.agg.start(s.value.clone()),
-                        fired: false,
-                        late_updates: 0,
-                    });
-                    state.open.sort_by_key(|o| o.window);
+                Err(i) => {
+                    let acc = self.agg.start(x);
+                    state.open.insert(
+                        i,
+                        Open {
+                            window: *w,
+                            acc,
+                            fired: false,
+                            late_updates: 0,
+                        },
+                    );
+                    i
                 }
-            }
+            };
             if let Trigger::Count(n) = self.assigner.trigger() {
-                let i = state
-                    .open
-                    .iter()
-                    .position(|o| o.window == w)
-                    .expect("just added");
                 let count = (index + 1) as EventTime - state.open[i].window.start;
                 if count as u64 >= n {
                     let o = state.open.remove(i);
-                    self.emit(&o);
+                    Self::emit(self.out, self.key, self.agg, &o);
                 }
             }
         }
+    }
+
+    /// Adds a record whose window is `w` to a merging assigner's windows:
+    /// `w` merges with every open window it overlaps or touches.
+    fn add_merging(
+        &mut self,
+        state: &mut KeyWindows<G::Acc>,
+        w: Window,
+        value: T,
+        is_late: impl Fn(&Window) -> bool,
+    ) {
+        let touching: Vec<usize> = (0..state.open.len())
+            .filter(|&i| {
+                let o = state.open[i].window;
+                o.start <= w.end && w.start <= o.end
+            })
+            .collect();
+        let mut merged = w;
+        for &i in &touching {
+            merged.start = merged.start.min(state.open[i].window.start);
+            merged.end = merged.end.max(state.open[i].window.end);
+        }
+        if is_late(&merged) {
+            *self.late += 1;
+            self.out.push(Emit::Late(value));
+            return;
+        }
+        // The open windows are in order, so removing the touching ones
+        // from the back and reversing gives them earliest first, and the
+        // accumulators merge in time order.
+        let mut parts: Vec<Open<G::Acc>> = touching
+            .iter()
+            .rev()
+            .map(|&i| state.open.remove(i))
+            .collect();
+        parts.reverse();
+        let (mut fired, mut late_updates) = (false, 0);
+        let mut merged_acc: Option<G::Acc> = None;
+        for p in parts {
+            fired |= p.fired;
+            late_updates = late_updates.max(p.late_updates);
+            merged_acc = Some(match merged_acc {
+                Some(a) => self.agg.merge(a, p.acc),
+                None => p.acc,
+            });
+        }
+        let acc = match merged_acc {
+            Some(m) => self.agg.add(m, value),
+            None => self.agg.start(value),
+        };
+        let mut open = Open {
+            window: merged,
+            acc,
+            fired,
+            late_updates,
+        };
+        if fired {
+            open.late_updates += 1;
+            if self.mode == OutputMode::Update {
+                Self::emit(self.out, self.key, self.agg, &open);
+            }
+        }
+        let at = state.open.partition_point(|o| o.window < merged);
+        state.open.insert(at, open);
     }
 }
