@@ -55,13 +55,7 @@ impl Controller {
 
     /// The interval to use after a batch that covered `interval` and took
     /// `processing`.
-    pub(crate) fn next(
-        &mut self,
-        interval: Duration,
-        _records: u64,
-        processing: Duration,
-        _delay: Duration,
-    ) -> Duration {
+    pub(crate) fn next(&self, interval: Duration, processing: Duration) -> Duration {
         let s = &self.settings;
         let (i, p) = (interval.as_secs_f64(), processing.as_secs_f64());
         let share = p / i.max(1e-3);
@@ -107,7 +101,7 @@ mod tests {
     /// Simulates a system with `fixed` seconds per batch and `per` seconds
     /// per record under `rate` records/s, from interval `start`.
     fn simulate(
-        c: &mut Controller,
+        c: &Controller,
         rate: f64,
         fixed: f64,
         per: f64,
@@ -121,12 +115,7 @@ mod tests {
             let records = rate * interval.as_secs_f64() + backlog;
             let processing = fixed + per * records;
             backlog = (processing - interval.as_secs_f64()).max(0.0) * rate;
-            interval = c.next(
-                interval,
-                records as u64,
-                Duration::from_secs_f64(processing),
-                Duration::ZERO,
-            );
+            interval = c.next(interval, Duration::from_secs_f64(processing));
             out.push(interval);
         }
         out
@@ -134,24 +123,17 @@ mod tests {
 
     #[test]
     fn light_load_shrinks_the_interval_to_the_minimum() {
-        let mut c = controller();
-        let path = simulate(&mut c, 1000.0, 0.001, 1e-6, Duration::from_millis(500), 20);
+        let c = controller();
+        let path = simulate(&c, 1000.0, 0.001, 1e-6, Duration::from_millis(500), 20);
         assert_eq!(*path.last().unwrap(), Duration::from_millis(10), "{path:?}");
     }
 
     #[test]
     fn heavy_load_grows_the_interval_until_processing_keeps_up_and_stays_there() {
-        let mut c = controller();
+        let c = controller();
         // 5 ms per batch, 2 us per record at 200k/s: 40% of the time goes to
         // records, so the interval must be at least 5 ms / (0.7 - 0.4).
-        let path = simulate(
-            &mut c,
-            200_000.0,
-            0.005,
-            2e-6,
-            Duration::from_millis(10),
-            40,
-        );
+        let path = simulate(&c, 200_000.0, 0.005, 2e-6, Duration::from_millis(10), 40);
         let last = *path.last().unwrap();
         assert!(
             last >= Duration::from_millis(17) && last <= Duration::from_millis(60),
@@ -165,15 +147,8 @@ mod tests {
 
     #[test]
     fn overload_goes_to_the_maximum_and_steps_never_more_than_double() {
-        let mut c = controller();
-        let path = simulate(
-            &mut c,
-            1_000_000.0,
-            0.005,
-            1e-6,
-            Duration::from_millis(10),
-            30,
-        );
+        let c = controller();
+        let path = simulate(&c, 1_000_000.0, 0.005, 1e-6, Duration::from_millis(10), 30);
         assert_eq!(*path.last().unwrap(), Duration::from_secs(1), "{path:?}");
         let mut prev = Duration::from_millis(10);
         for d in &path {

@@ -522,25 +522,18 @@ impl Inner {
                 }
             }
             self.graph.note_batch(next);
-            if let Err(e) = self.run_batch(next, interval) {
-                break Err(e);
-            }
-            if let Some(c) = self.controller.lock().as_mut() {
-                let last = self.batches.lock().last().cloned();
-                if let Some(b) = last {
-                    let new = c.next(
+            let processing = match self.run_batch(next, interval) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            if let Some(c) = self.controller.lock().as_ref() {
+                let new = c.next(interval, processing);
+                if new != interval {
+                    interval = new;
+                    self.post(&StreamingEvent::IntervalChanged {
+                        time: next,
                         interval,
-                        b.input_records,
-                        b.processing_time,
-                        b.scheduling_delay,
-                    );
-                    if new != interval {
-                        interval = new;
-                        self.post(&StreamingEvent::IntervalChanged {
-                            time: next,
-                            interval,
-                        });
-                    }
+                    });
                 }
             }
             next = next + interval;
@@ -554,7 +547,8 @@ impl Inner {
         self.changed.notify_all();
     }
 
-    fn run_batch(&self, time: Time, interval: Duration) -> Result<()> {
+    /// Runs the batch at `time`; returns its processing time.
+    fn run_batch(&self, time: Time, interval: Duration) -> Result<Duration> {
         let scheduling_delay = self.clock.now() - time;
         self.post(&StreamingEvent::BatchStarted { time });
         let started = Instant::now();
@@ -647,6 +641,6 @@ impl Inner {
         }
         self.progress.lock().last_done = Some(time);
         self.changed.notify_all();
-        Ok(())
+        Ok(processing_time)
     }
 }

@@ -192,6 +192,21 @@ impl<T: Data> DStream<T> {
         self.graph().before(time, self.node.base.slide)
     }
 
+    /// The batch before `time` at which this stream is defined; `None` at
+    /// the first batch (stateful streams then start from their initial
+    /// state).
+    pub(crate) fn previous_batch(&self, time: Time) -> Option<Time> {
+        let before = self.time_before(time);
+        (before > self.graph().zero_time().unwrap_or_default()).then_some(before)
+    }
+
+    /// The dataset of `time`, or an empty one when the stream has none.
+    pub(crate) fn dataset_or_empty(&self, time: Time) -> Result<Rdd<T>> {
+        Ok(self
+            .get_or_compute(time)?
+            .unwrap_or_else(|| self.context().empty()))
+    }
+
     /// The dataset of `time`, generating it (and, recursively, its
     /// parents') if needed; `None` if the stream is not defined at `time`
     /// or has no dataset for it.

@@ -94,9 +94,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
         time: Time,
     ) -> Result<Option<Rdd<Out<K, S, U>>>> {
         let ctx = this.context().clone();
-        let zero = this.graph().zero_time().unwrap_or_default();
-        let before = this.time_before(time);
-        let previous: Rdd<(K, Keyed<S>)> = if before > zero {
+        let previous: Rdd<(K, Keyed<S>)> = if let Some(before) = this.previous_batch(time) {
             match this.get_or_compute(before)? {
                 Some(r) => r.pipe("state", true, |input, out| {
                     out.extend(input.drain(..).filter_map(|o| match o {
@@ -122,10 +120,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
                 None => ctx.empty(),
             }
         };
-        let batch = self
-            .input
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
+        let batch = self.input.dataset_or_empty(time)?;
         let keyed = keyed_in_arrival_order(&batch, self.key_of.clone());
         let watermark = self.watermarks.at(time).watermark;
         let function = self.function.clone();

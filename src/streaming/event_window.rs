@@ -19,7 +19,7 @@
 //! final value.
 
 use super::dstream::{DStream, NewStream, StreamOp};
-use super::metrics::StateSize;
+use super::state::StateMeter;
 use super::time::Time;
 use super::watermark::{EventStream, EventTime, Stamped, keyed_in_arrival_order};
 use crate::data::{Key, Value};
@@ -409,7 +409,7 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
         let mut spec = NewStream::child_of("event_windows", stamped.as_any().as_ref());
         spec.parents.push(stamped.as_any());
         spec.persist = true;
-        let meter = Arc::new(Mutex::new(BTreeMap::new()));
+        let meter = StateMeter::new();
         let late_meter = Arc::new(Mutex::new(BTreeMap::new()));
         let combined = DStream::from_op(
             stamped.graph(),
@@ -427,21 +427,12 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
                 late_meter: late_meter.clone(),
             },
         );
-        let id = combined.id();
+        meter.attach(&combined);
         combined.graph().add_late_meter(Box::new(move |time| {
             late_meter
                 .lock()
                 .remove(&time)
                 .map_or(0, |a: Accumulator<u64>| a.value())
-        }));
-        combined.graph().add_state_meter(Box::new(move |time| {
-            let acc: Accumulator<(u64, u64)> = meter.lock().remove(&time)?;
-            let (keys, bytes) = acc.value();
-            Some(StateSize {
-                stream: id,
-                keys,
-                bytes,
-            })
         }));
         combined.register_stateful(partitioner);
         let results = combined.derive("window_results", |rdd, _| {
@@ -497,7 +488,7 @@ struct EventWindowOp<K, T, G: WindowAgg<K, T>> {
     agg: Arc<G>,
     partitioner: Partitioner,
     /// Per batch: state keys and bytes.
-    meter: Arc<Mutex<BTreeMap<Time, Accumulator<(u64, u64)>>>>,
+    meter: StateMeter,
     /// Per batch: late records.
     late_meter: Arc<Mutex<BTreeMap<Time, Accumulator<u64>>>>,
 }
@@ -511,13 +502,11 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
         time: Time,
     ) -> Result<Option<Rdd<Out<K, T, G>>>> {
         let ctx = this.context().clone();
-        let zero = this.graph().zero_time().unwrap_or_default();
-        let before = this.time_before(time);
-        let previous: Rdd<(K, KeyWindows<G::Acc>)> = match (before > zero)
-            .then(|| this.get_or_compute(before))
-            .transpose()?
-            .flatten()
-        {
+        let before = match this.previous_batch(time) {
+            Some(b) => this.get_or_compute(b)?,
+            None => None,
+        };
+        let previous: Rdd<(K, KeyWindows<G::Acc>)> = match before {
             Some(r) => r.pipe("window_state", true, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
                     Emit::State(k, s) => Some((k, s)),
@@ -526,10 +515,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
             }),
             None => ctx.empty(),
         };
-        let batch = self
-            .input
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
+        let batch = self.input.dataset_or_empty(time)?;
         // Arrival order travels with each record, for the per-key replay.
         let keyed = keyed_in_arrival_order(&batch, self.key_of.clone());
         let watermark = self.watermarks.at(time).watermark;
@@ -539,11 +525,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
             self.lateness,
             self.mode,
         );
-        let meter = ctx.accumulator("event window state", (0u64, 0u64), |a, b| {
-            a.0 += b.0;
-            a.1 += b.1;
-        });
-        self.meter.lock().insert(time, meter.clone());
+        let meter = self.meter.for_batch(&ctx, time);
         let late_count = ctx.sum_accumulator::<u64>("late records");
         self.late_meter.lock().insert(time, late_count.clone());
         let out = previous

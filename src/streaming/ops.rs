@@ -178,15 +178,8 @@ where
     F: Fn(&Rdd<T>, &Rdd<U>, Time) -> Result<Rdd<R>> + Send + Sync + 'static,
 {
     fn compute(&self, _: &DStream<R>, time: Time) -> Result<Option<Rdd<R>>> {
-        let ctx = self.left.context();
-        let a = self
-            .left
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
-        let b = self
-            .right
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
+        let a = self.left.dataset_or_empty(time)?;
+        let b = self.right.dataset_or_empty(time)?;
         Ok(Some((self.f)(&a, &b, time)?))
     }
 }

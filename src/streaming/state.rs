@@ -180,10 +180,8 @@ fn previous_state<K: Key, S: Value, T: Data>(
     initial: &Option<Rdd<(K, S)>>,
     own: impl FnOnce(Rdd<T>) -> Rdd<(K, Tracked<S>)>,
 ) -> Result<Rdd<(K, Tracked<S>)>> {
-    let zero = this.graph().zero_time().unwrap_or_default();
-    let before = this.time_before(time);
     let now = time.millis();
-    let prev = if before > zero {
+    let prev = if let Some(before) = this.previous_batch(time) {
         this.get_or_compute(before)?.map(own)
     } else {
         initial.as_ref().map(|r| {
@@ -211,10 +209,7 @@ impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V,
     ) -> Result<Option<Rdd<(K, Tracked<S>)>>> {
         let ctx = this.context().clone();
         let previous = previous_state(this, time, &self.initial, |r| r)?;
-        let batch = self
-            .parent
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
+        let batch = self.parent.dataset_or_empty(time)?;
         let update = self.update.clone();
         let size = self.meter.for_batch(&ctx, time);
         let (ttl, now) = (self.ttl, time.millis());
@@ -552,10 +547,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
         let ctx = this.context().clone();
         let now = time.millis();
         let previous = previous_state(this, time, &self.initial, |r| states_of(&r))?;
-        let batch = self
-            .parent
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
+        let batch = self.parent.dataset_or_empty(time)?;
         let function = self.function.clone();
         let timeout = self.timeout.map(super::time::millis);
         let ttl = self.ttl.map(super::time::millis);

@@ -314,11 +314,7 @@ struct Stamp<T> {
 
 impl<T: Value> StreamOp<Stamped<T>> for Stamp<T> {
     fn compute(&self, this: &DStream<Stamped<T>>, time: Time) -> Result<Option<Rdd<Stamped<T>>>> {
-        let ctx = this.context().clone();
-        let batch = self
-            .parent
-            .get_or_compute(time)?
-            .unwrap_or_else(|| ctx.empty());
+        let batch = self.parent.dataset_or_empty(time)?;
         let before = self.watermarks.at(this.time_before(time));
         // The largest event time of each partition, in partition order.
         let time_of = self.time_of.clone();

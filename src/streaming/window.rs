@@ -269,9 +269,7 @@ impl<K: Key, V: Value> StreamOp<(K, V)> for IncrementalWindow<K, V> {
             .datasets_in(previous_end - self.length, time - self.length)?;
         // Batches that entered: in this window, not in the previous one.
         let entered = self.reduced.datasets_in(previous_end, time)?;
-        let previous = this
-            .get_or_compute(previous_end)?
-            .unwrap_or_else(|| ctx.empty());
+        let previous = this.dataset_or_empty(previous_end)?;
         let tag = |rdds: Vec<Rdd<(K, V)>>, change: Change| -> Rdd<(K, (Change, V))> {
             match rdds.len() {
                 0 => ctx.empty(),
