@@ -24,6 +24,31 @@ struct Run<R> {
     batches: Vec<BatchInfo>,
 }
 
+/// A queue with one dataset (of `parts` partitions) per batch of
+/// `interval_ms`: a record arriving at `a` is in the batch at the first
+/// multiple of the interval at or after `a`, and one more empty batch
+/// follows. Returns the queue and its number of batches.
+fn arrival_batches(
+    ctx: &spate::Context,
+    arrivals: &[(u64, Ev)],
+    interval_ms: u64,
+    parts: usize,
+) -> (StreamQueue<Ev>, u64) {
+    let queue = StreamQueue::new();
+    let last = arrivals.iter().map(|(a, _)| *a).max().unwrap_or(0);
+    let batches = last.div_ceil(interval_ms).max(1) + 1;
+    for k in 1..=batches {
+        let (lo, hi) = ((k - 1) * interval_ms, k * interval_ms);
+        let batch: Vec<Ev> = arrivals
+            .iter()
+            .filter(|(a, _)| *a > lo && *a <= hi || (k == 1 && *a == 0))
+            .map(|(_, e)| *e)
+            .collect();
+        queue.push(ctx.parallelize(batch, parts));
+    }
+    (queue, batches)
+}
+
 /// Feeds `arrivals` (arrival time in ms, record) through `build`, with
 /// batches every `interval_ms`: a record arriving at `a` is in the batch
 /// at the first multiple of the interval at or after `a`.
@@ -36,19 +61,8 @@ fn run<R: spate::Value + Ord>(
     let clock = ManualClock::new();
     let interval = Duration::from_millis(interval_ms);
     let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
-    let queue = StreamQueue::new();
-    let last = arrivals.iter().map(|(a, _)| *a).max().unwrap_or(0);
-    let batches = last.div_ceil(interval_ms).max(1) + 1;
-    for k in 1..=batches {
-        let (lo, hi) = ((k - 1) * interval_ms, k * interval_ms);
-        let batch: Vec<Ev> = arrivals
-            .iter()
-            .filter(|(a, _)| *a > lo && *a <= hi || (k == 1 && *a == 0))
-            .map(|(_, e)| *e)
-            .collect();
-        // Three partitions: arrival order runs across them.
-        queue.push(ctx.parallelize(batch, 3));
-    }
+    // Three partitions: arrival order runs across them.
+    let (queue, batches) = arrival_batches(&ctx, arrivals, interval_ms, 3);
     let events = ssc.queue_stream(&queue, true).with_timestamps(
         |e: &Ev| e.1,
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
@@ -623,18 +637,7 @@ fn idle_users(interval_ms: u64) -> (Vec<String>, Vec<Vec<(char, i64)>>) {
     let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
     let mut arrivals = vec![(10u64, ('c', 100i64))];
     arrivals.extend(clicks());
-    let queue = StreamQueue::new();
-    let last = arrivals.iter().map(|(a, _)| *a).max().unwrap();
-    let batches = last.div_ceil(interval_ms) + 1;
-    for k in 1..=batches {
-        let (lo, hi) = ((k - 1) * interval_ms, k * interval_ms);
-        let batch: Vec<Ev> = arrivals
-            .iter()
-            .filter(|(a, _)| *a > lo && *a <= hi)
-            .map(|(_, e)| *e)
-            .collect();
-        queue.push(ctx.parallelize(batch, 2));
-    }
+    let (queue, batches) = arrival_batches(&ctx, &arrivals, interval_ms, 2);
     let spec = StateSpec::function(
         |_, user: &char, click: Option<Ev>, state: &mut State<i64>| {
             if let Some(at) = state.fired_timer() {

@@ -10,7 +10,7 @@
 
 mod common;
 use spate::Str;
-use spate::streaming::{OutputMode, SessionWindows, StreamingContext, WatermarkStrategy};
+use spate::streaming::{DStream, OutputMode, SessionWindows, StreamingContext, WatermarkStrategy};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -50,10 +50,8 @@ fn sessions(
     input: &Path,
     prefix: String,
 ) -> spate::Result<StreamingContext> {
-    StreamingContext::get_or_create(checkpoint, || {
-        let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
-        ssc.set_checkpoint_interval(Duration::from_millis(300))?;
-        let clicks = ssc.text_file_stream_with(input, Some(1)).map(|line| {
+    one_file_per_batch(ctx, checkpoint, input, |lines| {
+        let clicks = lines.map(|line| {
             let (user, t) = line.split_once(' ').unwrap_or(("?", "0"));
             (user.to_string(), t.parse::<i64>().unwrap_or(0))
         });
@@ -78,9 +76,22 @@ fn sessions(
             )
         });
         let late = out.late.map(|(u, t)| format!("late {u} {t}"));
-        results
-            .union(&late)?
-            .save_as_text_files(prefix.clone(), None)?;
+        results.union(&late)?.save_as_text_files(prefix, None)
+    })
+}
+
+/// The programs' common frame: 100 ms batches, state checkpointed every
+/// 300 ms, one file of `input` per batch, the rest defined by `define`.
+fn one_file_per_batch(
+    ctx: &spate::Context,
+    checkpoint: &Path,
+    input: &Path,
+    define: impl FnOnce(DStream<String>) -> spate::Result<()>,
+) -> spate::Result<StreamingContext> {
+    StreamingContext::get_or_create(checkpoint, || {
+        let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
+        ssc.set_checkpoint_interval(Duration::from_millis(300))?;
+        define(ssc.text_file_stream_with(input, Some(1)))?;
         Ok(ssc)
     })
 }
@@ -91,10 +102,8 @@ fn totals(
     input: &Path,
     prefix: String,
 ) -> spate::Result<StreamingContext> {
-    StreamingContext::get_or_create(checkpoint, || {
-        let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
-        ssc.set_checkpoint_interval(Duration::from_millis(300))?;
-        ssc.text_file_stream_with(input, Some(1))
+    one_file_per_batch(ctx, checkpoint, input, |lines| {
+        lines
             .flat_map(|line| {
                 line.split_ascii_whitespace()
                     .map(Str::from)
@@ -106,8 +115,7 @@ fn totals(
                 Some(total.unwrap_or(0) + new.iter().sum::<u64>())
             })
             .map(|(w, n)| format!("{w}\t{n}"))
-            .save_as_text_files(prefix.clone(), None)?;
-        Ok(ssc)
+            .save_as_text_files(prefix, None)
     })
 }
 
