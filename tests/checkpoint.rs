@@ -82,15 +82,8 @@ fn a_corrupt_checkpoint_is_an_error_never_a_panic() {
 #[test]
 fn a_local_checkpoint_truncates_lineage_and_a_lost_block_is_a_clear_error() {
     let ctx = ctx();
-    let computed = ctx.sum_accumulator::<u64>("computed");
-    let c = computed.clone();
-    let r = ctx
-        .range(0, 100, 1, 4)
-        .map(move |x| {
-            c.add(1);
-            x
-        })
-        .local_checkpoint();
+    let (counted, computed) = common::counted_range(&ctx, 100, 4);
+    let r = counted.local_checkpoint();
     assert_eq!(r.sum().unwrap(), 4950);
     assert!(r.is_checkpointed());
     assert_eq!(r.count().unwrap(), 100);

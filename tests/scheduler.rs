@@ -67,15 +67,8 @@ fn a_second_action_reuses_shuffle_output() {
 #[test]
 fn cached_partitions_are_computed_once() {
     let ctx = ctx();
-    let computed = ctx.sum_accumulator::<u64>("computed");
-    let c = computed.clone();
-    let r = ctx
-        .range(0, 100, 1, 4)
-        .map(move |x| {
-            c.add(1);
-            x * 2
-        })
-        .cache();
+    let (counted, computed) = common::counted_range(&ctx, 100, 4);
+    let r = counted.map(|x| x * 2).cache();
     assert_eq!(r.sum().unwrap(), 9900);
     assert_eq!(r.count().unwrap(), 100);
     assert_eq!(r.collect().unwrap().len(), 100);

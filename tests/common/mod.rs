@@ -52,3 +52,19 @@ pub fn read_part_lines(dir: &std::path::Path) -> Vec<String> {
     lines.sort();
     lines
 }
+
+/// `0..n` in `parts` partitions, counting every element computed in the
+/// returned accumulator: shows what was computed and what was reused.
+pub fn counted_range(
+    ctx: &Context,
+    n: i64,
+    parts: usize,
+) -> (spate::Rdd<i64>, spate::Accumulator<u64>) {
+    let computed = ctx.sum_accumulator::<u64>("computed");
+    let c = computed.clone();
+    let rdd = ctx.range(0, n, 1, parts).map(move |x| {
+        c.add(1);
+        x
+    });
+    (rdd, computed)
+}
