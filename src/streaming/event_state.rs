@@ -6,7 +6,7 @@
 //! in arrival order with the watermark just before each, so timers fire at
 //! the same place in the input whatever the batch interval.
 
-use super::dstream::{DStream, NewStream, StreamOp};
+use super::dstream::{DStream, StreamOp};
 use super::event_window::KeyedEventStream;
 use super::state::{
     MapStateFn, MapWithStateStream, State, StateMeter, StateOut, StateSpec, Tracked, mapped_of,
@@ -43,13 +43,11 @@ impl<K: Key, T: Value> KeyedEventStream<K, T> {
             .partitioning
             .resolve(&[(None, stamped.context().default_parallelism())]);
         let initial = spec.initial.map(|r| r.partition_by(partitioner.clone()));
-        let mut ns = NewStream::child_of("event_map_with_state", stamped.as_any().as_ref());
-        ns.parents.push(stamped.as_any());
-        ns.persist = true;
         let meter = StateMeter::new();
-        let combined = DStream::from_op(
-            stamped.graph(),
-            ns,
+        let combined = stamped.stateful_child(
+            "event_map_with_state",
+            &partitioner,
+            &meter,
             EventMapWithState {
                 input: stamped.clone(),
                 watermarks: self.events.watermarks.clone(),
@@ -60,8 +58,6 @@ impl<K: Key, T: Value> KeyedEventStream<K, T> {
                 meter: meter.clone(),
             },
         );
-        meter.attach(&combined);
-        combined.register_stateful(partitioner);
         let mapped = mapped_of(&combined);
         let snapshots = combined.derive("state_snapshots", |rdd, _| {
             Ok(rdd.pipe("state", true, |input, out| {

@@ -18,7 +18,7 @@
 //! [`OutputMode::Append`] emits each window once, when it closes, with its
 //! final value.
 
-use super::dstream::{DStream, NewStream, StreamOp};
+use super::dstream::{DStream, StreamOp};
 use super::state::StateMeter;
 use super::time::Time;
 use super::watermark::{EventStream, EventTime, Stamped, keyed_in_arrival_order};
@@ -406,14 +406,12 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
         let partitioner = self
             .partitioning
             .resolve(&[(None, stamped.context().default_parallelism())]);
-        let mut spec = NewStream::child_of("event_windows", stamped.as_any().as_ref());
-        spec.parents.push(stamped.as_any());
-        spec.persist = true;
         let meter = StateMeter::new();
         let late_meter = Arc::new(Mutex::new(BTreeMap::new()));
-        let combined = DStream::from_op(
-            stamped.graph(),
-            spec,
+        let combined = stamped.stateful_child(
+            "event_windows",
+            &partitioner,
+            &meter,
             EventWindowOp {
                 input: stamped.clone(),
                 watermarks: self.keyed.events.watermarks.clone(),
@@ -427,14 +425,12 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
                 late_meter: late_meter.clone(),
             },
         );
-        meter.attach(&combined);
         combined.graph().add_late_meter(Box::new(move |time| {
             late_meter
                 .lock()
                 .remove(&time)
                 .map_or(0, |a: Accumulator<u64>| a.value())
         }));
-        combined.register_stateful(partitioner);
         let results = combined.derive("window_results", |rdd, _| {
             Ok(rdd.pipe("window_results", false, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {

@@ -83,6 +83,27 @@ impl StateMeter {
     }
 }
 
+impl<P: Data> DStream<P> {
+    /// A stateful child of this stream (state, event windows): its datasets
+    /// build on each other, so they are cached, their sizes metered, and a
+    /// recovery restores them partitioned by `partitioner`.
+    pub(crate) fn stateful_child<T: Value>(
+        &self,
+        name: &'static str,
+        partitioner: &Partitioner,
+        meter: &StateMeter,
+        op: impl StreamOp<T>,
+    ) -> DStream<T> {
+        let mut spec = NewStream::child_of(name, self.as_any().as_ref());
+        spec.parents.push(self.as_any());
+        spec.persist = true;
+        let stream = DStream::from_op(self.graph(), spec, op);
+        meter.attach(&stream);
+        stream.register_stateful(partitioner.clone());
+        stream
+    }
+}
+
 impl<K: Key, V: Value> DStream<(K, V)> {
     /// Running state per key: for every key with state or new values in a
     /// batch, `update(key, new values, previous state)` gives the new
@@ -134,13 +155,11 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             .partitioning
             .resolve(&[(None, self.context().default_parallelism())]);
         let initial = options.initial.map(|r| r.partition_by(partitioner.clone()));
-        let mut spec = NewStream::child_of("update_state_by_key", self.as_any().as_ref());
-        spec.parents.push(self.as_any());
-        spec.persist = true;
         let meter = StateMeter::new();
-        let tracked = DStream::from_op(
-            self.graph(),
-            spec,
+        let tracked = self.stateful_child(
+            "update_state_by_key",
+            &partitioner,
+            &meter,
             UpdateState {
                 parent: self.clone(),
                 partitioner: partitioner.clone(),
@@ -150,8 +169,6 @@ impl<K: Key, V: Value> DStream<(K, V)> {
                 meter: meter.clone(),
             },
         );
-        meter.attach(&tracked);
-        tracked.register_stateful(partitioner);
         tracked.derive("update_state_by_key", |rdd, _| {
             Ok(rdd.pipe("state", true, |input, out| {
                 out.extend(input.drain(..).map(|(k, t)| (k, t.value)))
@@ -475,13 +492,11 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             .partitioning
             .resolve(&[(None, self.context().default_parallelism())]);
         let initial = spec.initial.map(|r| r.partition_by(partitioner.clone()));
-        let mut ns = NewStream::child_of("map_with_state", self.as_any().as_ref());
-        ns.parents.push(self.as_any());
-        ns.persist = true;
         let meter = StateMeter::new();
-        let combined = DStream::from_op(
-            self.graph(),
-            ns,
+        let combined = self.stateful_child(
+            "map_with_state",
+            &partitioner,
+            &meter,
             MapWithState {
                 parent: self.clone(),
                 partitioner: partitioner.clone(),
@@ -492,8 +507,6 @@ impl<K: Key, V: Value> DStream<(K, V)> {
                 meter: meter.clone(),
             },
         );
-        meter.attach(&combined);
-        combined.register_stateful(partitioner);
         let mapped = mapped_of(&combined);
         let snapshots = combined.derive("state_snapshots", |rdd, _| {
             Ok(states_of(rdd).map(|(k, t)| (k, t.value)))
