@@ -13,6 +13,7 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroU64;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -30,87 +31,147 @@ const INLINE: usize = 23;
 /// let long = Str::from("a string longer than twenty-three bytes");
 /// assert_eq!(long.clone().as_str(), long.as_str());
 /// ```
-#[derive(Clone)]
-pub struct Str(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    /// `buf[..len]` holds the bytes, the rest is zero.
-    Inline {
-        len: Len,
-        buf: [u8; INLINE],
-    },
-    Heap(Arc<str>),
+#[repr(C)]
+pub struct Str {
+    /// Inline: bytes 0..16 of the string. Heap: the `Arc<str>`'s data
+    /// pointer and length.
+    head: [u64; 2],
+    /// Inline: bytes 16..23, zero-padded; heap: zero. The top byte (the
+    /// last in memory) is the tag, never zero, which leaves `Option<Str>`
+    /// at 24 bytes.
+    tail: NonZeroU64,
 }
 
-/// An inline length, 0..=23: its unused values let `Repr` stay 24 bytes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-#[rustfmt::skip]
-enum Len {
-    L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15,
-    L16, L17, L18, L19, L20, L21, L22, L23,
-}
+// Words are stored little-endian so that, on any target, the 24 bytes in
+// memory are the inline string's bytes in order followed by the tag.
+const TAG_SHIFT: u32 = 56;
+/// The tag of a heap string; an inline one of `n` bytes has tag `n + 1`.
+const HEAP: u64 = 0xff;
 
-impl Len {
-    #[inline]
-    fn new(n: usize) -> Len {
-        const ALL: [Len; INLINE + 1] = {
-            use Len::*;
-            [
-                L0, L1, L2, L3, L4, L5, L6, L7, L8, L9, L10, L11, L12, L13, L14, L15, L16, L17,
-                L18, L19, L20, L21, L22, L23,
-            ]
-        };
-        ALL[n]
-    }
-}
+// SAFETY: a `Str` is either plain bytes or an `Arc<str>`, which is Send
+// and Sync.
+unsafe impl Send for Str {}
+unsafe impl Sync for Str {}
 
 const _: () = assert!(std::mem::size_of::<Str>() == 24);
+const _: () = assert!(std::mem::size_of::<Option<Str>>() == 24);
+
+/// Reads 8 bytes as a little-endian word (the first byte lowest).
+#[inline(always)]
+fn word(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Reads 4 bytes as a little-endian word.
+#[inline(always)]
+fn half(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(w) as u64
+}
+
+/// Bytes `from..n` of `bytes` (at most 8 of them) as the low bytes of a
+/// word, for `8 <= n`: one load of the last 8 bytes, shifted down.
+#[inline(always)]
+fn rest(bytes: &[u8], from: usize, n: usize) -> u64 {
+    // `(x >> 8) >> k` rather than `x >> (8 + k)`, which overflows at 64.
+    (word(bytes, n - 8) >> 8) >> ((from + 7 - n) * 8)
+}
 
 impl Str {
     /// A `Str` holding `text`.
     #[inline]
     pub fn new(text: &str) -> Str {
-        let bytes = text.as_bytes();
-        let n = bytes.len();
-        if n > INLINE {
-            return Str(Repr::Heap(Arc::from(text)));
+        let b = text.as_bytes();
+        let n = b.len();
+        // Whole words built in registers from a few fixed-size loads: no
+        // byte-wise copy through memory that a later word load would stall on.
+        let (w0, w1, w2) = match n {
+            0 => (0, 0, 0),
+            1..=3 => {
+                let w = b[0] as u64
+                    | (b[n / 2] as u64) << (n / 2 * 8)
+                    | (b[n - 1] as u64) << ((n - 1) * 8);
+                (w, 0, 0)
+            }
+            4..=7 => (half(b, 0) | half(b, n - 4) << ((n - 4) * 8), 0, 0),
+            8..=15 => (word(b, 0), rest(b, 8, n), 0),
+            16..=INLINE => (word(b, 0), word(b, 8), rest(b, 16, n)),
+            _ => return Str::heap(Arc::from(text)),
+        };
+        Str::from_words(w0, w1, w2 | (n as u64 + 1) << TAG_SHIFT)
+    }
+
+    #[inline(always)]
+    fn from_words(w0: u64, w1: u64, tail: u64) -> Str {
+        Str {
+            head: [w0.to_le(), w1.to_le()],
+            // SAFETY: every caller sets a non-zero tag in the top byte.
+            tail: unsafe { NonZeroU64::new_unchecked(tail.to_le()) },
         }
-        let mut buf = [0u8; INLINE];
-        // Two overlapping fixed-size copies cover any length in a range.
-        if n >= 16 {
-            buf[..16].copy_from_slice(&bytes[..16]);
-            buf[n - 8..n].copy_from_slice(&bytes[n - 8..]);
-        } else if n >= 8 {
-            buf[..8].copy_from_slice(&bytes[..8]);
-            buf[n - 8..n].copy_from_slice(&bytes[n - 8..]);
-        } else if n >= 4 {
-            buf[..4].copy_from_slice(&bytes[..4]);
-            buf[n - 4..n].copy_from_slice(&bytes[n - 4..]);
-        } else if n > 0 {
-            // 1 to 3 bytes: first, middle and last cover them all.
-            buf[0] = bytes[0];
-            buf[n / 2] = bytes[n / 2];
-            buf[n - 1] = bytes[n - 1];
-        }
-        Str(Repr::Inline {
-            len: Len::new(n),
-            buf,
-        })
+    }
+
+    fn heap(text: Arc<str>) -> Str {
+        let len = text.len() as u64;
+        let ptr = Arc::into_raw(text) as *const u8 as usize as u64;
+        Str::from_words(ptr, len, HEAP << TAG_SHIFT)
+    }
+
+    #[inline(always)]
+    fn tag(&self) -> u64 {
+        u64::from_le(self.tail.get()) >> TAG_SHIFT
+    }
+
+    /// The `Arc<str>` a heap string holds, as the raw pointer `into_raw` gave.
+    #[inline(always)]
+    fn heap_ptr(&self) -> *const str {
+        let ptr = u64::from_le(self.head[0]) as usize as *const u8;
+        let len = u64::from_le(self.head[1]) as usize;
+        std::ptr::slice_from_raw_parts(ptr, len) as *const str
     }
 
     /// The string.
     #[inline]
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Inline { len, buf } => {
-                let bytes = &buf[..*len as usize];
-                // SAFETY: `buf[..len]` is a copy of a `&str` (see `new`),
-                // so it is valid UTF-8.
-                unsafe { std::str::from_utf8_unchecked(bytes) }
+        let tag = self.tag();
+        if tag == HEAP {
+            // SAFETY: a heap `Str` owns one strong count of the `Arc<str>`
+            // at `heap_ptr`, alive as long as `self`.
+            unsafe { &*self.heap_ptr() }
+        } else {
+            // SAFETY: inline, the first `tag - 1` bytes of `self` (see
+            // `new`, stored little-endian) are a copy of a `&str`'s bytes.
+            unsafe {
+                let bytes =
+                    std::slice::from_raw_parts(self as *const Str as *const u8, tag as usize - 1);
+                std::str::from_utf8_unchecked(bytes)
             }
-            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl Clone for Str {
+    #[inline]
+    fn clone(&self) -> Str {
+        if self.tag() == HEAP {
+            // SAFETY: `heap_ptr` came from `Arc::into_raw` and is alive.
+            unsafe { Arc::increment_strong_count(self.heap_ptr()) };
+        }
+        Str {
+            head: self.head,
+            tail: self.tail,
+        }
+    }
+}
+
+impl Drop for Str {
+    #[inline]
+    fn drop(&mut self) {
+        if self.tag() == HEAP {
+            // SAFETY: this `Str` owns one strong count, given back once.
+            drop(unsafe { Arc::from_raw(self.heap_ptr()) });
         }
     }
 }
@@ -144,11 +205,13 @@ impl Borrow<str> for Str {
 impl PartialEq for Str {
     #[inline]
     fn eq(&self, other: &Str) -> bool {
-        match (&self.0, &other.0) {
-            // Canonical forms: equal strings have equal lengths and buffers.
-            (Repr::Inline { len: a, buf: x }, Repr::Inline { len: b, buf: y }) => a == b && x == y,
-            _ => self.as_str() == other.as_str(),
+        // Canonical forms: strings of up to 23 bytes are always inline, with
+        // the length in the tag and zero padding, so equal words mean equal
+        // strings, and unequal words do unless both are on the heap.
+        if self.head == other.head && self.tail == other.tail {
+            return true;
         }
+        self.tag() == HEAP && other.tag() == HEAP && self.as_str() == other.as_str()
     }
 }
 
@@ -228,7 +291,7 @@ impl From<String> for Str {
         if s.len() <= INLINE {
             Str::new(&s)
         } else {
-            Str(Repr::Heap(Arc::from(s)))
+            Str::heap(Arc::from(s))
         }
     }
 }
@@ -295,6 +358,19 @@ mod tests {
                 bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
             prop_assert_eq!(back, sa);
         }
+    }
+
+    #[test]
+    fn heap_strings_share_one_allocation_and_outlive_their_clones() {
+        let text = "a string longer than the twenty-three inline bytes";
+        let original = Str::from(text);
+        let copies: Vec<Str> = (0..100).map(|_| original.clone()).collect();
+        assert!(copies.iter().all(|c| c.as_ptr() == original.as_ptr()));
+        drop(original);
+        let last = copies.last().cloned();
+        drop(copies);
+        assert_eq!(last.as_deref(), Some(text));
+        assert_eq!(std::mem::size_of::<Option<Str>>(), 24);
     }
 
     #[test]
