@@ -13,9 +13,16 @@ use crate::scheduler::TaskContext;
 use crate::shuffle::CombineMap;
 use crate::shuffle::external_agg::{Growth, SpillingMap, hash_of};
 use crate::shuffle::external_sort::{self, SortOrder};
+use smallvec::{SmallVec, smallvec};
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+/// A build-side key's values (kept beside a flag: did a stream record
+/// match them). The first value lives in the table entry itself: keys are mostly unique
+/// on a join's build side, and a separate `Vec` per key cost an allocation
+/// each and a second cache miss on every probe.
+type BuildValues<B> = SmallVec<[B; 1]>;
 
 /// What a join emits for matched and unmatched records. `S` is the stream
 /// side's value type, `B` the build side's.
@@ -121,11 +128,11 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> HashJoinOp<K, S, B, J> {
 
 impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Compute<J::Out> for HashJoinOp<K, S, B, J> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<J::Out>> {
-        let mut build = SpillingMap::<K, (Vec<B>, bool)>::new(tc, Growth::PerRecord);
+        let mut build = SpillingMap::<K, (BuildValues<B>, bool)>::new(tc, Growth::PerRecord);
         for_each_batch(self.build.read(split, tc)?, |batch| {
             build.insert_batch(
                 batch,
-                |b| (vec![b], false),
+                |b| (smallvec![b], false),
                 |(mut bs, m), b| {
                     bs.push(b);
                     (bs, m)
@@ -170,11 +177,11 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Compute<J::Out> for HashJ
 /// hash order: the build entries of one hash at a time are held.
 struct MergeJoin<K, S, B, J> {
     stream: Option<BatchIter<(K, S)>>,
-    build: Option<BatchIter<(K, (Vec<B>, bool))>>,
+    build: Option<BatchIter<(K, (BuildValues<B>, bool))>>,
     /// Build entries read but not yet grouped.
-    ahead: VecDeque<(K, (Vec<B>, bool))>,
+    ahead: VecDeque<(K, (BuildValues<B>, bool))>,
     /// The build entries whose hash is `group_hash`.
-    group: Vec<(K, (Vec<B>, bool))>,
+    group: Vec<(K, (BuildValues<B>, bool))>,
     group_hash: Option<u64>,
     buf: Vec<(K, S)>,
     _kind: PhantomData<fn() -> J>,
@@ -258,7 +265,7 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for Merge
 
 struct Probe<K, S, B, J> {
     stream: Option<BatchIter<(K, S)>>,
-    table: CombineMap<K, (Vec<B>, bool)>,
+    table: CombineMap<K, (BuildValues<B>, bool)>,
     buf: Vec<(K, S)>,
     _kind: PhantomData<fn() -> J>,
 }
