@@ -99,9 +99,16 @@ impl Str {
             4..=7 => (half(b, 0) | half(b, n - 4) << ((n - 4) * 8), 0, 0),
             8..=15 => (word(b, 0), rest(b, 8, n), 0),
             16..=INLINE => (word(b, 0), word(b, 8), rest(b, 16, n)),
-            _ => return Str::heap(Arc::from(text)),
+            _ => return Str::heap_copy(text),
         };
         Str::from_words(w0, w1, w2 | (n as u64 + 1) << TAG_SHIFT)
+    }
+
+    /// Kept out of `new` so that the inline path inlines into callers.
+    #[cold]
+    #[inline(never)]
+    fn heap_copy(text: &str) -> Str {
+        Str::heap(Arc::from(text))
     }
 
     #[inline(always)]
@@ -113,6 +120,7 @@ impl Str {
         }
     }
 
+    #[cold]
     fn heap(text: Arc<str>) -> Str {
         let len = text.len() as u64;
         let ptr = Arc::into_raw(text) as *const u8 as usize as u64;
