@@ -101,6 +101,52 @@ fn invalid_utf8_is_an_error_naming_file_and_offset() {
     );
 }
 
+/// Lines of multi-byte characters, so 1 MiB reads end mid-character.
+fn multibyte_text(lines: usize) -> String {
+    let mut text = String::new();
+    for i in 0..lines {
+        let word = ["é", "日本語", "x", "ß€"][i % 4];
+        text.push_str(&word.repeat(i % 37));
+        text.push_str(&format!(" {i}\n"));
+    }
+    text
+}
+
+#[test]
+fn multibyte_lines_across_read_buffers_are_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = multibyte_text(60_000);
+    assert!(text.len() > 2 << 20, "spans several 1 MiB reads");
+    let path = write(dir.path(), "mb.txt", text.as_bytes());
+    let ctx = ctx();
+    for parts in [1, 3, 7] {
+        let got = ctx.text_file(&path, parts).unwrap().collect().unwrap();
+        assert_eq!(got, reference_lines(&text), "{parts} partitions");
+    }
+}
+
+#[test]
+fn bad_utf8_far_into_a_file_is_reported_at_its_offset_by_its_own_split_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = multibyte_text(10_000).into_bytes();
+    // A bad byte in the second half of the file, within the first split's
+    // 1 MiB read-ahead: the first split checks it in bulk but must not
+    // report it, the split that holds its line must, at the exact offset.
+    let at = bytes.len() * 3 / 4;
+    let at = at + bytes[at..].iter().position(|&b| b == b' ').unwrap();
+    bytes[at] = 0xff;
+    assert!(at < 1 << 20);
+    let path = write(dir.path(), "bad.txt", &bytes);
+    let ctx = ctx();
+    let rdd = ctx.text_file(&path, 2).unwrap();
+    assert_eq!(rdd.num_partitions(), 2);
+    assert_eq!(rdd.take(1).unwrap(), vec![" 0".to_string()]);
+    match rdd.count().unwrap_err().root_cause() {
+        Error::InvalidUtf8 { offset, .. } => assert_eq!(*offset, at as u64),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
 #[test]
 fn a_file_deleted_before_the_job_fails_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
