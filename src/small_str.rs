@@ -123,6 +123,8 @@ impl Str {
     #[cold]
     fn heap(text: Arc<str>) -> Str {
         let len = text.len() as u64;
+        // `as usize` exposes the pointer's provenance; `heap_ptr` takes it
+        // back from the integer.
         let ptr = Arc::into_raw(text) as *const u8 as usize as u64;
         Str::from_words(ptr, len, HEAP << TAG_SHIFT)
     }

@@ -19,9 +19,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 /// A build-side key's values (kept beside a flag: did a stream record
-/// match them). The first value lives in the table entry itself: keys are mostly unique
-/// on a join's build side, and a separate `Vec` per key cost an allocation
-/// each and a second cache miss on every probe.
+/// match them). The first value lives in the table entry itself: keys are
+/// mostly unique on a join's build side, and a separate `Vec` per key cost
+/// an allocation each and a second cache miss on every probe.
 type BuildValues<B> = SmallVec<[B; 1]>;
 
 /// What a join emits for matched and unmatched records. `S` is the stream
