@@ -210,7 +210,8 @@ fn foreach_runs_on_every_element() {
     assert_eq!(parts.value(), 5);
 }
 
-/// The part files of `out`, read in name order, as one string.
+/// The part files of `out`, read in name order, as one string: exact bytes
+/// and order (`common::read_part_lines` sorts lines and drops newlines).
 fn read_parts(out: &std::path::Path) -> String {
     let mut parts: Vec<_> = std::fs::read_dir(out)
         .unwrap()

@@ -85,12 +85,7 @@ fn run<R: spate::Value + Ord>(
             Ok(())
         })
         .unwrap();
-    ssc.start().unwrap();
-    for _ in 0..batches {
-        clock.advance(interval);
-        ssc.wait_for_batch(clock.now()).unwrap();
-    }
-    ssc.stop(false).unwrap();
+    run_batches(&ssc, &clock, interval, batches);
     let per_batch = per_batch.lock().unwrap().clone();
     let mut results: Vec<WindowResult<char, R>> =
         per_batch.iter().flat_map(|(_, b)| b.clone()).collect();
@@ -103,6 +98,16 @@ fn run<R: spate::Value + Ord>(
         late,
         batches: ssc.batches(),
     }
+}
+
+/// Starts `ssc`, runs `batches` batches on its manual clock, and stops it.
+fn run_batches(ssc: &StreamingContext, clock: &ManualClock, interval: Duration, batches: u64) {
+    ssc.start().unwrap();
+    for _ in 0..batches {
+        clock.advance(interval);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    ssc.stop(false).unwrap();
 }
 
 fn w(start: i64, end: i64) -> Window {
@@ -689,12 +694,7 @@ fn idle_users(interval_ms: u64) -> (Vec<String>, Vec<Vec<(char, i64)>>) {
             Ok(())
         })
         .unwrap();
-    ssc.start().unwrap();
-    for _ in 0..batches {
-        clock.advance(interval);
-        ssc.wait_for_batch(clock.now()).unwrap();
-    }
-    ssc.stop(false).unwrap();
+    run_batches(&ssc, &clock, interval, batches);
     let mut out = out.lock().unwrap().clone();
     out.sort();
     let snaps = snaps.lock().unwrap().clone();
