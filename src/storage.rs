@@ -74,9 +74,12 @@ type AnyBlock = Arc<dyn Any + Send + Sync>;
 #[derive(Clone, Copy)]
 pub(crate) struct BlockCodec {
     encode: fn(&AnyBlock) -> Result<Vec<u8>>,
-    decode: fn(&[u8]) -> Result<AnyBlock>,
+    /// Decodes a block; the error says what is wrong with the bytes.
+    decode: fn(&[u8]) -> std::result::Result<AnyBlock, String>,
     /// Sampled in-memory size of a typed block.
     estimate: fn(&AnyBlock) -> usize,
+    /// Records in a typed block.
+    records: fn(&AnyBlock) -> usize,
 }
 
 impl BlockCodec {
@@ -95,8 +98,8 @@ impl BlockCodec {
             decode: |bytes| {
                 let (mut all, mut pos): (Vec<T>, usize) = (Vec::new(), 0);
                 while pos < bytes.len() {
-                    let (mut frame, used): (Vec<T>, usize) =
-                        codec::read_frame(&bytes[pos..]).map_err(Error::Codec)?;
+                    let (mut frame, used): (Vec<T>, usize) = codec::read_frame(&bytes[pos..])
+                        .map_err(|e| format!("at byte {pos}: {e}"))?;
                     all.append(&mut frame);
                     pos += used;
                 }
@@ -107,6 +110,7 @@ impl BlockCodec {
                     .downcast_ref::<Vec<T>>()
                     .map_or(0, |v| crate::memory::estimate_size(v))
             },
+            records: |block| block.downcast_ref::<Vec<T>>().map_or(0, Vec::len),
         }
     }
 }
@@ -115,7 +119,23 @@ impl BlockCodec {
 enum Stored {
     Objects(AnyBlock),
     Bytes(Arc<Vec<u8>>),
-    Disk { path: PathBuf, len: u64 },
+    /// Frames alone do not reveal a lost tail: the length and record count
+    /// do.
+    Disk {
+        path: PathBuf,
+        len: u64,
+        records: usize,
+    },
+}
+
+/// What a cache lookup found.
+pub(crate) enum Cached<T> {
+    Hit(Arc<Vec<T>>),
+    Miss,
+    /// The block was there but is unreadable (missing file, wrong length or
+    /// record count, failed checksum): it has been dropped, and the reason
+    /// is reported before the partition is recomputed from lineage.
+    Lost(String),
 }
 
 struct Entry {
@@ -178,32 +198,36 @@ impl BlockManager {
     }
 
     /// The block as typed values, decoding or reading it from disk as needed.
-    pub(crate) fn get<T: Send + Sync + 'static>(
-        &self,
-        rdd: RddId,
-        split: usize,
-    ) -> Result<Option<Arc<Vec<T>>>> {
+    /// A block that cannot be read back whole is dropped and reported as
+    /// [`Cached::Lost`], never returned short.
+    pub(crate) fn get<T: Send + Sync + 'static>(&self, rdd: RddId, split: usize) -> Cached<T> {
         let (stored, codec) = {
             let mut st = self.state.lock();
             st.clock += 1;
             let clock = st.clock;
             let codec = st.persisted.get(&rdd).and_then(|p| p.codec);
             let Some(entry) = st.blocks.get_mut(&(rdd, split)) else {
-                return Ok(None);
+                return Cached::Miss;
             };
             entry.last_used = clock;
             let stored = entry.stored.clone();
             (stored, codec)
         };
-        let block = match stored {
-            Stored::Objects(o) => o,
-            Stored::Bytes(b) => (codec.expect("serialized blocks have a codec").decode)(&b)?,
-            Stored::Disk { path, .. } => {
-                let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                (codec.expect("disk blocks have a codec").decode)(&bytes)?
+        let block = match (stored, codec) {
+            (Stored::Objects(o), _) => Ok(o),
+            (Stored::Bytes(b), Some(codec)) => (codec.decode)(&b),
+            (Stored::Disk { path, len, records }, Some(codec)) => {
+                read_disk_block(&path, len, records, codec)
             }
+            (_, None) => unreachable!("encoded blocks are stored only with a codec"),
         };
-        Ok(block.downcast::<Vec<T>>().ok())
+        let lost = match block.map(|b| b.downcast::<Vec<T>>()) {
+            Ok(Ok(typed)) => return Cached::Hit(typed),
+            Ok(Err(_)) => unreachable!("a dataset's blocks hold its element type"),
+            Err(reason) => reason,
+        };
+        self.remove(rdd, split);
+        Cached::Lost(lost)
     }
 
     /// Stores a computed block at its dataset's level, evicting least
@@ -224,6 +248,7 @@ impl BlockManager {
         };
         // Typed blocks without a codec (plain `cache()`) count their inline size.
         let shallow = std::mem::size_of::<T>() * data.len();
+        let records = data.len();
         let block: AnyBlock = data;
         let estimate = codec.map_or(shallow, |c| (c.estimate)(&block));
         let encode = |block: &AnyBlock| -> Result<Vec<u8>> {
@@ -238,7 +263,7 @@ impl BlockManager {
                         last_used: 0,
                     })
                 } else if level == StorageLevel::MemoryAndDisk {
-                    Some(self.to_disk(encode(&block)?)?)
+                    Some(self.to_disk(encode(&block)?, records)?)
                 } else {
                     None
                 }
@@ -252,7 +277,7 @@ impl BlockManager {
                     last_used: 0,
                 })
             }
-            StorageLevel::DiskOnly => Some(self.to_disk(encode(&block)?)?),
+            StorageLevel::DiskOnly => Some(self.to_disk(encode(&block)?, records)?),
         };
         let mut st = self.state.lock();
         let Some(mut entry) = entry else {
@@ -305,7 +330,7 @@ impl BlockManager {
         if let (Some(StorageLevel::MemoryAndDisk), Some(codec), Stored::Objects(o)) =
             (level, codec, &entry.stored)
         {
-            let disk = self.to_disk((codec.encode)(o)?)?;
+            let disk = self.to_disk((codec.encode)(o)?, (codec.records)(o))?;
             self.state.lock().blocks.insert(
                 key,
                 Entry {
@@ -318,7 +343,7 @@ impl BlockManager {
         Ok(())
     }
 
-    fn to_disk(&self, bytes: Vec<u8>) -> Result<Entry> {
+    fn to_disk(&self, bytes: Vec<u8>, records: usize) -> Result<Entry> {
         let n = {
             let mut st = self.state.lock();
             st.files += 1;
@@ -330,6 +355,7 @@ impl BlockManager {
             stored: Stored::Disk {
                 path,
                 len: bytes.len() as u64,
+                records,
             },
             charged: 0,
             last_used: 0,
@@ -411,6 +437,32 @@ impl BlockManager {
         out.sort_by_key(|i| i.rdd);
         out
     }
+}
+
+/// Reads a block from disk and checks it is whole: the file's length, every
+/// frame's checksum, the record count.
+fn read_disk_block(
+    path: &Path,
+    len: u64,
+    records: usize,
+    codec: BlockCodec,
+) -> std::result::Result<AnyBlock, String> {
+    let at = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("{at}: {e}"))?;
+    if bytes.len() as u64 != len {
+        return Err(format!(
+            "{at} is {} bytes long, {len} were written",
+            bytes.len()
+        ));
+    }
+    let block = (codec.decode)(&bytes).map_err(|e| format!("{at}: {e}"))?;
+    let found = (codec.records)(&block);
+    if found != records {
+        return Err(format!(
+            "{at} holds {found} records, {records} were written"
+        ));
+    }
+    Ok(block)
 }
 
 impl Drop for BlockManager {

@@ -88,7 +88,10 @@ fn empty_datasets_follow_sparks_rules() {
     for r in [ctx.empty::<i64>(), ctx.parallelize(Vec::<i64>::new(), 3)] {
         assert_eq!(r.count().unwrap(), 0);
         assert_eq!(r.sum().unwrap(), 0);
-        assert_eq!(r.mean().unwrap(), 0.0);
+        assert!(
+            r.mean().unwrap().is_nan(),
+            "the mean of nothing is NaN, as in Spark"
+        );
         assert!(r.variance().unwrap().is_nan());
         assert!(r.sample_variance().unwrap().is_nan());
         assert!(r.is_empty().unwrap());
@@ -286,4 +289,11 @@ fn save_as_text_file_writes_one_part_per_partition_atomically() {
         ctx.parallelize(vec![1], 1).save_as_text_file(&out),
         Err(Error::OutputExists(_))
     ));
+}
+
+#[test]
+fn take_ordered_and_top_with_a_huge_n_return_everything_instead_of_aborting() {
+    let r = ctx().parallelize(vec![5i64, 1, 4, 2, 3], 3);
+    assert_eq!(r.take_ordered(usize::MAX / 2).unwrap(), [1, 2, 3, 4, 5]);
+    assert_eq!(r.top(1 << 40).unwrap(), [5, 4, 3, 2, 1]);
 }

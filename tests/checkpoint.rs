@@ -181,3 +181,83 @@ fn a_checkpoint_written_by_another_process_reads_back() {
         expected.into_iter().collect::<Vec<_>>()
     );
 }
+
+/// A checkpoint of `0..10_000` in two parts of two frames each.
+fn two_part_checkpoint(ctx: &Context, root: &std::path::Path) -> std::path::PathBuf {
+    ctx.set_checkpoint_dir(root).unwrap();
+    let r = ctx.range(0, 10_000, 1, 2);
+    r.checkpoint().unwrap();
+    r.count().unwrap();
+    r.checkpoint_path().unwrap()
+}
+
+/// Reading the checkpoint back: the error of opening it or of reading it.
+fn read_back_error(ctx: &Context, path: &std::path::Path) -> Error {
+    match ctx.checkpoint_file::<i64>(path) {
+        Err(e) => e,
+        Ok(r) => r
+            .collect()
+            .map(|v| panic!("a damaged checkpoint read back {} records", v.len()))
+            .unwrap_err(),
+    }
+}
+
+fn assert_names_part(err: &Error, part: &str, what: &str) {
+    match err.root_cause() {
+        Error::CorruptCheckpoint { path, reason } => {
+            assert!(path.ends_with(part), "{err}");
+            assert!(reason.contains(what), "{err}");
+        }
+        _ => panic!("not a corrupt checkpoint error: {err}"),
+    }
+}
+
+#[test]
+fn a_checkpoint_part_truncated_to_zero_bytes_is_an_error_not_fewer_records() {
+    let (dir, ctx) = (tempfile::tempdir().unwrap(), ctx());
+    let path = two_part_checkpoint(&ctx, dir.path());
+    std::fs::write(path.join("part-00001"), b"").unwrap();
+    assert_names_part(&read_back_error(&ctx, &path), "part-00001", "0 bytes long");
+}
+
+#[test]
+fn a_checkpoint_part_cut_after_its_first_frame_is_an_error() {
+    let (dir, ctx) = (tempfile::tempdir().unwrap(), ctx());
+    let path = two_part_checkpoint(&ctx, dir.path());
+    let part = path.join("part-00000");
+    let bytes = std::fs::read(&part).unwrap();
+    let first_frame = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    assert!(first_frame < bytes.len(), "the part has a second frame");
+    std::fs::write(&part, &bytes[..first_frame]).unwrap();
+    assert_names_part(&read_back_error(&ctx, &path), "part-00000", "bytes long");
+}
+
+#[test]
+fn a_checkpoint_part_replaced_by_a_copy_of_another_is_an_error_not_duplicates() {
+    let (dir, ctx) = (tempfile::tempdir().unwrap(), ctx());
+    let path = two_part_checkpoint(&ctx, dir.path());
+    std::fs::copy(path.join("part-00000"), path.join("part-00001")).unwrap();
+    let err = read_back_error(&ctx, &path);
+    // Same length or not, the part cannot pass as itself.
+    assert!(
+        matches!(err.root_cause(), Error::CorruptCheckpoint { path, .. } if path.ends_with("part-00001")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_part_damaged_at_its_recorded_length_fails_its_whole_file_checksum() {
+    let (dir, ctx) = (tempfile::tempdir().unwrap(), ctx());
+    let path = two_part_checkpoint(&ctx, dir.path());
+    let part = path.join("part-00000");
+    let mut bytes = std::fs::read(&part).unwrap();
+    // Swap the two frames: every frame is intact, the part is not.
+    let first_frame = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    bytes.rotate_left(first_frame);
+    std::fs::write(&part, &bytes).unwrap();
+    assert_names_part(
+        &read_back_error(&ctx, &path),
+        "part-00000",
+        "checksum of part 0",
+    );
+}

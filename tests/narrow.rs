@@ -307,3 +307,20 @@ fn take_computes_only_what_it_needs() {
     );
     assert_eq!(r.first().unwrap(), 0);
 }
+
+#[test]
+fn sample_with_an_infinite_or_absurd_fraction_is_an_invalid_argument_not_an_empty_dataset() {
+    let r = common::ctx().range(0, 100, 1, 2);
+    for fraction in [f64::INFINITY, 1e300, f64::NAN, -1.0] {
+        let err = r.sample(true, fraction, 1).unwrap_err();
+        assert!(
+            matches!(err, spate::Error::InvalidArgument(_)),
+            "{fraction}: {err}"
+        );
+    }
+    assert!(matches!(
+        r.sample(false, f64::INFINITY, 1),
+        Err(spate::Error::InvalidArgument(_))
+    ));
+    assert_eq!(r.sample(true, 0.0, 1).unwrap().count().unwrap(), 0);
+}

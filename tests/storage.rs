@@ -212,3 +212,68 @@ fn job_metrics_report_the_peak_memory_of_cached_blocks() {
         log.job_metrics()
     );
 }
+
+/// The one block file of a single-partition dataset persisted on disk.
+fn the_block_file(ctx: &Context) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(ctx.scratch_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".data"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+#[test]
+fn a_damaged_or_missing_disk_block_is_dropped_and_recomputed_never_read_short() {
+    type Damage = fn(&std::path::Path);
+    let damages: [(&str, Damage); 3] = [
+        ("cut after its first frame", |p| {
+            let bytes = std::fs::read(p).unwrap();
+            let first = 8 + u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+            assert!(first < bytes.len(), "the block has several frames");
+            std::fs::write(p, &bytes[..first]).unwrap();
+        }),
+        ("a flipped byte", |p| {
+            let mut bytes = std::fs::read(p).unwrap();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x5A;
+            std::fs::write(p, bytes).unwrap();
+        }),
+        ("deleted", |p| std::fs::remove_file(p).unwrap()),
+    ];
+    for level in [StorageLevel::DiskOnly, StorageLevel::MemoryAndDisk] {
+        for (what, damage) in damages {
+            // A budget of 1 byte sends every memory-and-disk block to disk.
+            let (ctx, log) = common::logged(Context::builder().memory_limit(1));
+            let (counted, computed) = common::counted_range(&ctx, 10_000, 1);
+            let r = counted.persist(level);
+            assert_eq!(r.sum().unwrap(), 49_995_000);
+            let block = the_block_file(&ctx);
+            damage(&block);
+            assert_eq!(r.sum().unwrap(), 49_995_000, "{level:?}, {what}");
+            assert_eq!(
+                computed.value(),
+                20_000,
+                "recomputed once: {level:?}, {what}"
+            );
+            let lost: Vec<String> = log
+                .events()
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::CachedBlockLost { reason, .. } => Some(reason),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(lost.len(), 1, "{level:?}, {what}: {lost:?}");
+            assert!(
+                lost[0].contains(&*block.to_string_lossy()),
+                "the reason names the file: {}",
+                lost[0]
+            );
+            // The recomputed block is stored again and read from the cache.
+            assert_eq!(r.count().unwrap(), 10_000);
+            assert_eq!(computed.value(), 20_000, "{level:?}, {what}");
+        }
+    }
+}

@@ -168,3 +168,72 @@ fn empty_files_give_no_lines() {
     let ctx = ctx();
     assert_eq!(ctx.text_file(&path, 3).unwrap().count().unwrap(), 0);
 }
+
+#[test]
+fn a_file_truncated_after_its_splits_were_planned_fails_naming_it_instead_of_losing_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..50_000).map(|i| format!("line {i}\n")).collect();
+    let path = write(dir.path(), "shrinks.txt", text.as_bytes());
+    let ctx = ctx();
+    let r = ctx.text_file(&path, 4).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(text.len() as u64 / 3)
+        .unwrap();
+    let err = r.count().unwrap_err();
+    match err.root_cause() {
+        Error::Io { path: p, source } => {
+            assert_eq!(p, &path);
+            assert_eq!(source.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+            assert!(source.to_string().contains("truncated"), "{err}");
+        }
+        other => panic!("not an I/O error naming the file: {other}"),
+    }
+}
+
+#[test]
+fn a_kernel_file_that_reports_zero_bytes_is_read_whole() {
+    let path = std::path::Path::new("/proc/version");
+    assert_eq!(
+        std::fs::metadata(path).unwrap().len(),
+        0,
+        "procfs says empty"
+    );
+    let expected = reference_lines(&std::fs::read_to_string(path).unwrap());
+    assert!(!expected.is_empty());
+    let got = ctx().text_file(path, 4).unwrap().collect().unwrap();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn devices_and_fifos_are_refused_at_once_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for path in [fifo, std::path::PathBuf::from("/dev/zero")] {
+        // Under a timeout: before the fix opening a FIFO blocked forever.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let ctx = ctx();
+            let lines = ctx.text_file(&p, 2).and_then(|r| r.count());
+            let whole = ctx.whole_text_files(&p, 2).and_then(|r| r.count());
+            let _ = tx.send((lines, whole));
+        });
+        let (lines, whole) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("reading {} hangs", path.display()));
+        for err in [lines.unwrap_err(), whole.unwrap_err()] {
+            assert!(
+                matches!(&err, Error::InvalidArgument(m) if m.contains(&*path.to_string_lossy()) && m.contains("not a regular file")),
+                "{err}"
+            );
+        }
+    }
+}

@@ -75,7 +75,8 @@ impl<T, F: Fn(&T, &T) -> Ordering + Copy> Smallest<T, F> {
     fn new(n: usize, cmp: F) -> Self {
         Smallest {
             n,
-            heap: BinaryHeap::with_capacity(n + 1),
+            // Grown by what arrives: `n` may be far larger than the data.
+            heap: BinaryHeap::new(),
             cmp,
         }
     }

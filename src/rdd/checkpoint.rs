@@ -3,8 +3,11 @@
 //! lineage, so long lineages and iterative jobs stay cheap to recover.
 //!
 //! Layout of a checkpoint directory (`<checkpoint dir>/rdd-<id>/`):
-//! `_metadata` (one frame: format version, element type name, partition
-//! count) and `part-NNNNN` (the partition's records as checksummed frames).
+//! `_metadata` (one frame: format version, element type name, and per part
+//! its index, record count, byte length and CRC-32 of the whole file) and
+//! `part-NNNNN` (the partition's records as checksummed frames). Frames
+//! alone cannot tell a part that lost its tail or was swapped for another;
+//! the per-part entries can, so every mismatch is an error naming the part.
 
 use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, for_each_batch};
 use crate::codec;
@@ -20,14 +23,27 @@ use std::sync::{Arc, Weak};
 /// `checkpoint()`, run after the next job over the dataset.
 pub(crate) type PendingCheckpoint = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const FRAME_RECORDS: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
 struct Metadata {
     version: u32,
     type_name: String,
-    num_partitions: usize,
+    parts: Vec<PartInfo>,
+}
+
+/// What a reader checks a part file against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct PartInfo {
+    index: usize,
+    records: u64,
+    bytes: u64,
+    crc32: u32,
+}
+
+fn part_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("part-{index:05}"))
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -67,11 +83,10 @@ impl<T: Value> Rdd<T> {
                 return Ok(());
             };
             let rdd = Rdd { node };
-            write_checkpoint(&rdd, &dir)?;
-            let n = rdd.num_partitions();
+            let parts = write_checkpoint(&rdd, &dir)?;
             rdd.truncate_lineage(CheckpointOp::<T> {
                 dir: dir.clone(),
-                num_partitions: n,
+                parts,
                 _t: std::marker::PhantomData,
             });
             *rdd.node.base.checkpoint_path.lock() = Some(dir.clone());
@@ -116,33 +131,44 @@ impl<T: Value> Rdd<T> {
     }
 }
 
-fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<()> {
+/// Writes the parts and then the metadata; returns the parts' entries.
+fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<Vec<PartInfo>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let all: Vec<usize> = (0..rdd.num_partitions()).collect();
-    // Each task writes its own part file: temp file, then rename.
-    crate::scheduler::run_job(rdd.context(), rdd, &all, "checkpoint", |tc, it| {
-        let bytes = drain_frames(it)?;
+    // Each task writes its own part file (temp file, then rename) and
+    // returns what the metadata records of it.
+    let parts = crate::scheduler::run_job(rdd.context(), rdd, &all, "checkpoint", |tc, it| {
+        let (bytes, records) = drain_frames(it)?;
         let (split, attempt) = (tc.id.partition, tc.id.attempt);
         let tmp = dir.join(format!(".part-{split:05}-{attempt}.tmp"));
-        let path = dir.join(format!("part-{split:05}"));
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        let path = part_path(dir, split);
+        std::fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        Ok(PartInfo {
+            index: split,
+            records,
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(&bytes),
+        })
     })?;
     let meta = Metadata {
         version: FORMAT_VERSION,
         type_name: std::any::type_name::<T>().to_string(),
-        num_partitions: rdd.num_partitions(),
+        parts,
     };
     let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
     codec::write_frame(&meta, &mut scratch, &mut bytes)?;
     let path = dir.join("_metadata");
-    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    Ok(meta.parts)
 }
 
-/// Encodes a partition as checksummed frames.
-fn drain_frames<T: Value>(it: BatchIter<T>) -> Result<Vec<u8>> {
+/// Encodes a partition as checksummed frames; returns them and the record count.
+fn drain_frames<T: Value>(it: BatchIter<T>) -> Result<(Vec<u8>, u64)> {
     let (mut scratch, mut out, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+    let mut records = 0u64;
     for_each_batch(it, |b| {
+        records += b.len() as u64;
         pending.append(b);
         if pending.len() >= FRAME_RECORDS {
             codec::write_frame(&pending, &mut scratch, &mut out)?;
@@ -153,21 +179,33 @@ fn drain_frames<T: Value>(it: BatchIter<T>) -> Result<Vec<u8>> {
     if !pending.is_empty() {
         codec::write_frame(&pending, &mut scratch, &mut out)?;
     }
-    Ok(out)
+    Ok((out, records))
 }
 
 /// Reads partitions back from a checkpoint directory.
 struct CheckpointOp<T> {
     dir: PathBuf,
-    num_partitions: usize,
+    parts: Vec<PartInfo>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
 impl<T: Value> Compute<T> for CheckpointOp<T> {
     fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
-        debug_assert!(split < self.num_partitions);
-        let path = self.dir.join(format!("part-{split:05}"));
+        let info = self.parts[split];
+        let path = part_path(&self.dir, split);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        check_part(&path, &info, bytes.len() as u64)?;
+        let crc = crc32fast::hash(&bytes);
+        if crc != info.crc32 {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "checksum of part {split} is {crc:08x}, the metadata says {:08x} \
+                     (damaged, or a copy of another part)",
+                    info.crc32
+                ),
+            ));
+        }
         let mut records = Vec::new();
         let mut pos = 0;
         while pos < bytes.len() {
@@ -176,8 +214,32 @@ impl<T: Value> Compute<T> for CheckpointOp<T> {
             records.append(&mut frame);
             pos += used;
         }
+        if records.len() as u64 != info.records {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "part {split} holds {} records, the metadata says {}",
+                    records.len(),
+                    info.records
+                ),
+            ));
+        }
         Ok(Box::new(IterBatches(records.into_iter())))
     }
+}
+
+/// Checks a part file's length against its metadata entry.
+fn check_part(path: &Path, info: &PartInfo, len: u64) -> Result<()> {
+    if len != info.bytes {
+        return Err(corrupt(
+            path,
+            format!(
+                "part {} is {len} bytes long, the metadata says {} (truncated or replaced)",
+                info.index, info.bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads partitions of a local checkpoint from the cache; a lost block
@@ -228,22 +290,37 @@ impl Context {
                 format!("holds {}, not {want}", meta.type_name),
             ));
         }
-        for i in 0..meta.num_partitions {
-            let part = dir.join(format!("part-{i:05}"));
-            if !part.is_file() {
-                return Err(corrupt(&part, "partition file is missing"));
+        // Cheap checks now (every part there, at its recorded length);
+        // checksums and record counts when each part is read.
+        for (i, info) in meta.parts.iter().enumerate() {
+            let part = part_path(dir, i);
+            if info.index != i {
+                return Err(corrupt(
+                    &meta_path,
+                    format!("entry {i} describes part {}", info.index),
+                ));
             }
+            let len = match std::fs::metadata(&part) {
+                Ok(m) if m.is_file() => m.len(),
+                Ok(_) => return Err(corrupt(&part, "partition file is not a regular file")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(corrupt(&part, "partition file is missing"));
+                }
+                Err(e) => return Err(Error::io(&part, e)),
+            };
+            check_part(&part, info, len)?;
         }
-        let partitioner = partitioner.filter(|p| p.num_partitions() == meta.num_partitions);
+        let num_partitions = meta.parts.len();
+        let partitioner = partitioner.filter(|p| p.num_partitions() == num_partitions);
         let spec = NewRdd {
             op_name: "checkpoint_file",
-            num_partitions: meta.num_partitions,
+            num_partitions,
             deps: Vec::new(),
             partitioner,
         };
         let op = CheckpointOp::<T> {
             dir: dir.to_path_buf(),
-            num_partitions: meta.num_partitions,
+            parts: meta.parts,
             _t: std::marker::PhantomData,
         };
         let rdd = Rdd::from_op(self, spec, op);

@@ -38,7 +38,7 @@ use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::scheduler::TaskContext;
 use crate::shuffle::ShuffleDep;
-use crate::storage::StorageLevel;
+use crate::storage::{Cached, StorageLevel};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -463,17 +463,28 @@ impl<T: Data> Rdd<T> {
         }
         let ctx = self.context();
         let blocks = ctx.blocks();
-        if let Some(data) = blocks.get::<T>(self.id(), split)? {
-            let dropped = ctx.faults().is_some_and(|f| f.drop_block(self.id(), split));
-            if !dropped {
-                return Ok(Box::new(SharedBatches::new(data)));
+        match blocks.get::<T>(self.id(), split) {
+            Cached::Hit(data) => {
+                let dropped = ctx.faults().is_some_and(|f| f.drop_block(self.id(), split));
+                if !dropped {
+                    return Ok(Box::new(SharedBatches::new(data)));
+                }
+                blocks.remove(self.id(), split);
+                tc.metrics.update(|m| m.faults_injected += 1);
+                ctx.post(crate::Event::FaultInjected {
+                    job: tc.id.job,
+                    description: format!(
+                        "dropped cached partition {split} of dataset {}",
+                        self.id()
+                    ),
+                });
             }
-            blocks.remove(self.id(), split);
-            tc.metrics.update(|m| m.faults_injected += 1);
-            ctx.post(crate::Event::FaultInjected {
-                job: tc.id.job,
-                description: format!("dropped cached partition {split} of dataset {}", self.id()),
-            });
+            Cached::Lost(reason) => ctx.post(crate::Event::CachedBlockLost {
+                rdd: self.id(),
+                partition: split,
+                reason,
+            }),
+            Cached::Miss => {}
         }
         let data = Arc::new(drain_all(self.compute(split, tc)?)?);
         if blocks.put(self.id(), split, data.clone())? {

@@ -100,9 +100,9 @@ impl StatCounter {
     pub fn count(&self) -> u64 {
         self.n
     }
-    /// Mean (0.0 when empty, as in Spark).
+    /// Mean (NaN when empty, as in Spark: there is no mean of nothing).
     pub fn mean(&self) -> f64 {
-        self.mu
+        if self.n == 0 { f64::NAN } else { self.mu }
     }
     /// Sum of the values.
     pub fn sum(&self) -> f64 {
@@ -201,7 +201,7 @@ impl<T: Numeric> Rdd<T> {
         Ok(total)
     }
 
-    /// The mean (0.0 for an empty dataset).
+    /// The mean (NaN for an empty dataset, as in Spark).
     pub fn mean(&self) -> Result<f64> {
         Ok(self.stats()?.mean())
     }

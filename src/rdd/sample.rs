@@ -21,7 +21,8 @@ impl<T: Data> Rdd<T> {
     /// probability `fraction` (in \[0, 1\]); with replacement each element
     /// appears a Poisson(`fraction`)-distributed number of times
     /// (`fraction` ≥ 0 is the expected count). The same seed gives the same
-    /// sample.
+    /// sample. A fraction outside its range, NaN, infinite, or too large for
+    /// a Poisson draw (above about 1.8e19) is an [`Error::InvalidArgument`].
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
@@ -42,10 +43,18 @@ impl<T: Data> Rdd<T> {
                 }
             )));
         }
+        let poisson = match with_replacement && fraction > 0.0 {
+            true => Some(Poisson::new(fraction).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "sample fraction {fraction} cannot be drawn with replacement: {e}"
+                ))
+            })?),
+            false => None,
+        };
         if with_replacement {
             Ok(self.map_partitions_op("sample", true, move |split, it| {
                 let mut rng = partition_rng(seed, split);
-                let poisson = Poisson::new(fraction).ok();
+                let poisson = poisson.clone();
                 it.flat_map(move |x| {
                     let k = poisson.as_ref().map_or(0, |p| p.sample(&mut rng) as usize);
                     std::iter::repeat_n(x, k)

@@ -133,6 +133,23 @@ pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The end of a split of a file whose size is unknown: read to the end.
+const UNSIZED: u64 = u64::MAX;
+
+/// The length of an input file, which must be a regular file: a FIFO would
+/// block forever or fail to seek, and a device may never end.
+fn regular_file_len(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a regular file (a FIFO, device or socket); text input reads \
+             regular files only",
+            path.display()
+        )));
+    }
+    Ok(meta.len())
+}
+
 #[derive(Clone, Debug)]
 struct FileSplit {
     path: Arc<PathBuf>,
@@ -149,7 +166,7 @@ impl TextSource {
         let files = list_files(path)?;
         let mut sized = Vec::with_capacity(files.len());
         for f in files {
-            let len = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?.len();
+            let len = regular_file_len(&f)?;
             sized.push((Arc::new(f), len));
         }
         let total: u64 = sized.iter().map(|(_, l)| l).sum();
@@ -157,6 +174,17 @@ impl TextSource {
         let split = goal.clamp(1, MAX_SPLIT);
         let mut splits = Vec::new();
         for (path, len) in sized {
+            if len == 0 {
+                // Files of the kernel (`/proc`, `/sys`) say they are empty
+                // and are not: read to the end as one split. A truly empty
+                // file gives no lines either way.
+                splits.push(FileSplit {
+                    path,
+                    start: 0,
+                    end: UNSIZED,
+                });
+                continue;
+            }
             let mut start = 0;
             // Like Hadoop, let the last split run up to 10% over.
             while (len - start) as f64 / split as f64 > 1.1 {
@@ -257,6 +285,22 @@ impl LineReader {
             .map_err(|e| Error::io(self.path.as_path(), e))?;
         self.filled += n;
         self.eof = n == 0;
+        let reached = self.buf_offset + self.filled as u64;
+        if self.eof && self.end != UNSIZED && reached < self.end {
+            // The split was planned from the file's length: a file that
+            // ends before it was cut while the job ran.
+            return Err(Error::io(
+                self.path.as_path(),
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the file ends at byte {reached}, before the end of its split at byte {} \
+                         (it was truncated while the job read it)",
+                        self.end
+                    ),
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -363,6 +407,9 @@ impl WholeTextSource {
         min_partitions: usize,
     ) -> Result<Rdd<(String, String)>> {
         let files = list_files(path)?;
+        for f in &files {
+            regular_file_len(f)?;
+        }
         let parts = min_partitions.min(files.len());
         let mut groups = Vec::with_capacity(parts);
         let mut rest = files.into_iter();

@@ -152,6 +152,17 @@ pub enum Event {
         /// Why it could not be read.
         reason: String,
     },
+    /// A cached block could not be read back whole (its file is missing,
+    /// short, or fails its checksum): it was dropped, and the partition is
+    /// recomputed from lineage (a [`PartitionRecomputed`](Event::PartitionRecomputed) follows).
+    CachedBlockLost {
+        /// Dataset id.
+        rdd: u64,
+        /// Partition.
+        partition: usize,
+        /// What was wrong with the block, naming its file.
+        reason: String,
+    },
     /// A cached partition that had been computed before was missing and
     /// was recomputed from lineage.
     PartitionRecomputed {
