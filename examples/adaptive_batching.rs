@@ -100,7 +100,7 @@ impl Receiver for SteppedLoad {
     }
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let ctx = spate::Context::new()?;
     let first = Duration::from_millis(args.fixed_ms.unwrap_or(100));

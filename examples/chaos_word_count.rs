@@ -41,7 +41,7 @@ struct Args {
     lose_shuffle: bool,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
     let ctx = Context::builder().max_task_failures(8).build()?;

@@ -55,7 +55,7 @@ impl StreamingListener for Progress {
     }
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let ctx = spate::Context::new()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;

@@ -28,7 +28,7 @@ struct Args {
     verbose: bool,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
     let (ctx, log) = workloads::context(args.verbose, None)?;

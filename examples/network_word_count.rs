@@ -28,7 +28,7 @@ struct Args {
     output: Option<String>,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
     let ctx = spate::Context::new()?;
@@ -49,5 +49,5 @@ fn main() -> Result<(), spate::Error> {
             .save_as_text_files(prefix, None)?;
     }
     ssc.start()?;
-    ssc.await_termination()
+    Ok(ssc.await_termination()?)
 }

@@ -34,7 +34,7 @@ struct Args {
 
 const BUILT_IN: &str = "a b\na c\nb c\nc a\nd c\nd a\ne d\ne a\nf e\nb f\n";
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let ctx = Context::new()?;
     let n = ctx.default_parallelism();

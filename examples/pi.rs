@@ -7,7 +7,7 @@
 use rand::{Rng, SeedableRng};
 use spate::Context;
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let samples: i64 = match std::env::args().nth(1) {
         Some(s) => s.parse().map_err(|_| {
             spate::Error::InvalidArgument(format!("SAMPLES must be a whole number, not {s:?}"))

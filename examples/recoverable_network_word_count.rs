@@ -36,7 +36,7 @@ struct Args {
     batch_ms: u64,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
     let ctx = spate::Context::new()?;
@@ -57,5 +57,5 @@ fn main() -> Result<(), spate::Error> {
         Ok(ssc)
     })?;
     ssc.start()?;
-    ssc.await_termination()
+    Ok(ssc.await_termination()?)
 }

@@ -31,7 +31,7 @@ struct Args {
     memory: Option<usize>,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
     let (ctx, log) = workloads::context(args.verbose, args.memory)?;

@@ -23,7 +23,7 @@ struct Args {
     batch_ms: u64,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
     let ctx = spate::Context::new()?;
@@ -41,5 +41,5 @@ fn main() -> Result<(), spate::Error> {
         });
     totals.print(20)?;
     ssc.start()?;
-    ssc.await_termination()
+    Ok(ssc.await_termination()?)
 }

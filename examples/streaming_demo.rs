@@ -49,7 +49,7 @@ impl StreamingListener for BatchPrinter {
     }
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let ctx = spate::Context::new()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;

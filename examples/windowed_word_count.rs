@@ -31,7 +31,7 @@ struct Args {
     slide_batches: u32,
 }
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
     let batch = Duration::from_millis(args.batch_ms);
@@ -56,5 +56,5 @@ fn main() -> Result<(), spate::Error> {
         )?;
     windowed.print(20)?;
     ssc.start()?;
-    ssc.await_termination()
+    Ok(ssc.await_termination()?)
 }

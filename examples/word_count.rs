@@ -40,7 +40,7 @@ struct Args {
 
 const SAMPLE: &str = include_str!("data/sample.txt");
 
-fn main() -> Result<(), spate::Error> {
+fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
     let mut builder = Context::builder();

@@ -122,6 +122,23 @@ pub enum Error {
         /// What failed.
         cause: Box<Error>,
     },
+    /// An action (`count`, `collect`, ...) was called inside a task, that
+    /// is, inside a closure given to a transformation. Actions run on the
+    /// driver: compute the value first and capture it (or broadcast it).
+    #[error(
+        "{action}() was called inside a task (job {job}, stage {stage}, partition {partition}): \
+         actions cannot run inside transformations; compute the value before and capture it"
+    )]
+    ActionInTask {
+        /// The action that was called.
+        action: &'static str,
+        /// The job of the task it was called in.
+        job: u64,
+        /// The stage of that task.
+        stage: u64,
+        /// The partition of that task.
+        partition: usize,
+    },
     /// A streaming context was used in a state that does not allow it
     /// (started twice, a stream defined after start, ...).
     #[error("streaming context: {0}")]
@@ -140,6 +157,40 @@ impl Error {
         }
     }
 
+    /// Whether another attempt of the task that met this error may succeed.
+    /// Errors that no retry can change (a full disk, permission denied,
+    /// invalid UTF-8, a corrupt checkpoint, a file cut short, misuse of the
+    /// API) fail the task at once instead of being tried again.
+    pub fn is_retryable(&self) -> bool {
+        use std::io::ErrorKind as K;
+        match self {
+            Error::Io { source, .. } => !matches!(
+                source.kind(),
+                K::StorageFull
+                    | K::QuotaExceeded
+                    | K::FileTooLarge
+                    | K::PermissionDenied
+                    | K::ReadOnlyFilesystem
+                    | K::NotADirectory
+                    | K::IsADirectory
+                    | K::UnexpectedEof
+            ),
+            Error::InvalidUtf8 { .. }
+            | Error::CorruptCheckpoint { .. }
+            | Error::LostLocalCheckpoint { .. }
+            | Error::InvalidArgument(_)
+            | Error::ActionInTask { .. }
+            | Error::OutputExists(_)
+            | Error::ZipMismatch(_)
+            | Error::EmptyDataset(_)
+            | Error::NoInput(_) => false,
+            Error::TaskFailed { cause, .. } | Error::BatchFailed { cause, .. } => {
+                cause.is_retryable()
+            }
+            _ => true,
+        }
+    }
+
     /// The innermost cause: for an aborted task, the last attempt's error.
     pub fn root_cause(&self) -> &Error {
         match self {
@@ -148,5 +199,84 @@ impl Error {
             }
             e => e,
         }
+    }
+}
+
+/// An [`Error`] as a person reads it: `fn main() -> Result<(), spate::Report>`
+/// prints the error's sentence and its causes when `main` fails, where
+/// returning [`Error`] itself would print a `Debug` dump of the enum.
+///
+/// ```
+/// fn run() -> Result<u64, spate::Report> {
+///     let ctx = spate::Context::new()?;
+///     Ok(ctx.text_file("/no/such/input.txt", 2)?.count()?)
+/// }
+/// let report = run().unwrap_err();
+/// let text = format!("{report:?}");
+/// assert!(text.starts_with("I/O error on /no/such/input.txt"), "{text}");
+/// assert!(!text.contains("Io {"), "{text}");
+/// ```
+pub struct Report(pub Error);
+
+impl From<Error> for Report {
+    fn from(e: Error) -> Self {
+        Report(e)
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Debug for Report {
+    /// The error's sentence, then each cause the sentence does not already
+    /// hold, one per line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        write!(f, "{text}")?;
+        let mut source = std::error::Error::source(&self.0);
+        while let Some(cause) = source {
+            let line = cause.to_string();
+            if !text.contains(&line) {
+                write!(f, "\n  caused by: {line}")?;
+            }
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    fn io(kind: ErrorKind) -> Error {
+        Error::io("/x", std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn a_full_disk_or_a_permission_problem_is_not_retried_a_lost_connection_is() {
+        for kind in [ErrorKind::StorageFull, ErrorKind::PermissionDenied] {
+            assert!(!io(kind).is_retryable(), "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::Interrupted,
+            ErrorKind::ConnectionReset,
+            ErrorKind::TimedOut,
+        ] {
+            assert!(io(kind).is_retryable(), "{kind:?}");
+        }
+        let wrapped = Error::TaskFailed {
+            job: 0,
+            stage: 0,
+            partition: 0,
+            attempts: 1,
+            cause: Box::new(io(ErrorKind::StorageFull)),
+        };
+        assert!(!wrapped.is_retryable());
+        assert!(Error::Panicked("flaky".into()).is_retryable());
     }
 }

@@ -48,7 +48,7 @@ pub mod streaming;
 
 pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Value};
-pub use error::{Error, Result};
+pub use error::{Error, Report, Result};
 pub use fault::{FaultPlan, ShuffleLoss};
 pub use partitioner::{Partitioner, stable_hash};
 pub use rdd::{Histogram, Numeric, PartitionIter, Partitioning, Rdd, RddId, StatCounter};

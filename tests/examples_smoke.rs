@@ -91,3 +91,24 @@ fn network_word_count_writes_each_batch_s_counts() {
     found.sort();
     assert_eq!(found, ["be\t2", "not\t1", "or\t1", "to\t2"]);
 }
+
+#[test]
+fn a_failing_example_prints_the_error_as_a_sentence_not_a_debug_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-input.txt");
+    let out = Command::new(example("word_count"))
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("Error: I/O error on {}", missing.display())),
+        "{err}"
+    );
+    assert!(
+        err.to_lowercase().contains("no such file or directory"),
+        "{err}"
+    );
+    assert!(!err.contains("Io {"), "a Debug dump: {err}");
+}

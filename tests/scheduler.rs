@@ -392,3 +392,32 @@ fn debug_string_shows_lineage_and_stage_boundaries() {
         "{s}"
     );
 }
+
+#[test]
+fn errors_no_retry_can_change_fail_the_task_at_once_and_others_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"fine\n\xff\xfe not utf-8\n").unwrap();
+    let (ctx, log) = common::logged_ctx();
+    let err = ctx.text_file(&bad, 1).unwrap().count().unwrap_err();
+    assert!(
+        matches!(&err, Error::TaskFailed { attempts: 1, cause, .. } if matches!(**cause, Error::InvalidUtf8 { .. })),
+        "{err}"
+    );
+    let started = |log: &spate::EventLog| {
+        log.events()
+            .iter()
+            .filter(|e| matches!(e, spate::Event::TaskStart { .. }))
+            .count()
+    };
+    assert_eq!(started(&log), 1, "one attempt");
+    let err = ctx
+        .range(0, 2, 1, 1)
+        .map(|_| -> i64 { panic!("flaky") })
+        .count()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::TaskFailed { attempts, .. } if *attempts == ctx.max_task_failures()),
+        "a panic may be transient: {err}"
+    );
+}

@@ -237,3 +237,50 @@ fn devices_and_fifos_are_refused_at_once_instead_of_hanging() {
         }
     }
 }
+
+/// Set in the child process of the permission test.
+const UNPRIVILEGED_CHILD: &str = "SPATE_TEST_UNPRIVILEGED_CHILD";
+
+#[test]
+fn a_permission_problem_says_permission_denied_not_no_such_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let file = write(&locked, "data.txt", b"a\n");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let privileged = std::fs::metadata(&file).is_ok();
+    if privileged && std::env::var_os(UNPRIVILEGED_CHILD).is_none() {
+        // Root reads anything: run this test again as `nobody`.
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let child = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_permission_problem_says_permission_denied_not_no_such_file",
+            ])
+            .env(UNPRIVILEGED_CHILD, "1")
+            .env("TMPDIR", "/tmp")
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&child.stdout);
+        assert!(
+            child.status.success() && out.contains("1 passed"),
+            "{out}{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        return;
+    }
+    assert!(!privileged, "the child runs unprivileged");
+    let err = ctx().text_file(&file, 1).unwrap_err();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    match &err {
+        Error::Io { path, source } => {
+            assert_eq!(path, &file);
+            assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("Permission denied"), "{err}");
+}

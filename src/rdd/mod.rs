@@ -224,36 +224,63 @@ impl<T> Drop for Node<T> {
     /// (which holds typed parent handles) is dropped first while the
     /// dependency list still keeps the parents alive; the parents are then
     /// queued and released one by one by the outermost drop on this thread.
+    ///
+    /// Panic-safe: a user type whose `Drop` panics (in a closure's captures
+    /// or a cached block) does not stop the rest of the lineage from being
+    /// released, nor leave the queue claimed; the first panic is resumed
+    /// once everything is dropped.
     fn drop(&mut self) {
+        let mut panic = None;
         if self.base.storage.get_mut().is_some() {
             // Nothing can read this dataset's cached blocks any more.
-            self.base.ctx.blocks().remove_rdd(self.base.id);
+            let (blocks, id) = (self.base.ctx.blocks(), self.base.id);
+            drop_catching(|| blocks.remove_rdd(id), &mut panic);
         }
-        drop(std::mem::replace(self.op.get_mut(), Arc::new(Dropped)));
+        let op = std::mem::replace(self.op.get_mut(), Arc::new(Dropped));
+        drop_catching(|| drop(op), &mut panic);
         let deps = std::mem::take(self.base.deps.get_mut());
-        if deps.is_empty() {
-            return;
+        if !deps.is_empty() {
+            release_deps(deps, &mut panic);
         }
-        let outermost = DROPPING.with(|q| {
-            let mut q = q.borrow_mut();
-            match q.as_mut() {
-                Some(queue) => {
-                    queue.extend(deps);
-                    None
-                }
-                None => {
-                    *q = Some(Vec::new());
-                    Some(deps)
-                }
-            }
-        });
-        let Some(first) = outermost else { return };
-        drop(first);
-        while let Some(dep) = DROPPING.with(|q| q.borrow_mut().as_mut().and_then(Vec::pop)) {
-            drop(dep);
+        if let Some(payload) = panic
+            && !std::thread::panicking()
+        {
+            std::panic::resume_unwind(payload);
         }
-        DROPPING.with(|q| *q.borrow_mut() = None);
     }
+}
+
+type PanicPayload = Box<dyn std::any::Any + Send>;
+
+/// Runs `f`, keeping the first panic it raises for later.
+fn drop_catching(f: impl FnOnce(), first: &mut Option<PanicPayload>) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        first.get_or_insert(payload);
+    }
+}
+
+/// Queues `deps` on this thread's drop list, or, if no drop loop runs
+/// further up the stack, becomes that loop until the list is empty.
+fn release_deps(deps: Vec<Dependency>, panic: &mut Option<PanicPayload>) {
+    let outermost = DROPPING.with(|q| {
+        let mut q = q.borrow_mut();
+        match q.as_mut() {
+            Some(queue) => {
+                queue.extend(deps);
+                None
+            }
+            None => {
+                *q = Some(Vec::new());
+                Some(deps)
+            }
+        }
+    });
+    let Some(first) = outermost else { return };
+    drop_catching(|| drop(first), panic);
+    while let Some(dep) = DROPPING.with(|q| q.borrow_mut().as_mut().and_then(Vec::pop)) {
+        drop_catching(|| drop(dep), panic);
+    }
+    DROPPING.with(|q| *q.borrow_mut() = None);
 }
 
 /// The operator of a dataset being dropped.

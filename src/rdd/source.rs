@@ -99,27 +99,40 @@ const MAX_SPLIT: u64 = 32 << 20;
 /// directory, or the files matching a glob pattern; sorted by name.
 pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
-    let mut files = if path.is_dir() {
+    // `is_dir`/`exists` would turn "permission denied" into "not found".
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut files = if meta.as_ref().is_some_and(|m| m.is_dir()) {
         let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, e))?;
         let mut files = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(path, e))?;
             let name = entry.file_name();
             let hidden = name.to_string_lossy().starts_with(['.', '_']);
-            if !hidden && entry.path().is_file() {
+            // Subdirectories are not read; anything else that is not a
+            // regular file is refused by the reader, not skipped silently.
+            if !hidden && !entry.path().is_dir() {
                 files.push(entry.path());
             }
         }
         files
-    } else if path.exists() {
+    } else if meta.is_some() {
         vec![path.to_path_buf()]
     } else if text.contains(['*', '?', '[']) {
         let matches = glob::glob(&text)
             .map_err(|e| Error::InvalidArgument(format!("bad glob {text}: {e}")))?;
-        matches
-            .filter_map(|m| m.ok())
-            .filter(|p| p.is_file())
-            .collect()
+        let mut files = Vec::new();
+        for m in matches {
+            // An unreadable directory on the way is an error, not no match.
+            let p = m.map_err(|e| Error::io(e.path().to_path_buf(), e.into()))?;
+            if !p.is_dir() {
+                files.push(p);
+            }
+        }
+        files
     } else {
         return Err(Error::io(
             path,

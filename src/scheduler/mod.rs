@@ -22,6 +22,7 @@ mod task;
 pub(crate) use events::ListenerBus;
 pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use task::{MetricsCell, TaskContext};
+use task::{Running, running_task};
 
 use crate::Data;
 use crate::context::Context;
@@ -74,6 +75,16 @@ fn run_one_job<T: Data, R: Send>(
     action: &'static str,
     func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    if let Some(task) = running_task() {
+        // The job lock is held by the job running this task (or, for
+        // another context, by a worker that may be waiting on this one).
+        return Err(Error::ActionInTask {
+            action,
+            job: task.job,
+            stage: task.stage,
+            partition: task.partition,
+        });
+    }
     let sched = ctx.scheduler();
     let _one_job = sched.job_lock.lock();
     let job = sched.next_job.fetch_add(1, Ordering::Relaxed);
@@ -331,9 +342,12 @@ impl JobRun<'_> {
                 .ctx
                 .faults()
                 .and_then(|f| f.task_fault(self.job, stage, partition));
-            let ran = match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
-                Ok(r) => r,
-                Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+            let ran = {
+                let _running = Running::enter(id);
+                match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
+                    Ok(r) => r,
+                    Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+                }
             };
             // An injected failure strikes when the attempt ends, so its
             // whole work is lost, the costliest place for a crash.
@@ -376,16 +390,25 @@ impl JobRun<'_> {
                 // it; the other tasks go on, so one stage attempt finds every
                 // lost output its tasks need.
                 Err(e @ Error::ShuffleFetch { .. }) => return Err(e),
-                Err(e) => last = Some(e),
+                Err(e) => {
+                    let permanent = !e.is_retryable();
+                    last = Some((attempt + 1, e));
+                    if permanent {
+                        // Another attempt would meet the same full disk,
+                        // bad input or misuse: fail now.
+                        break;
+                    }
+                }
             }
         }
         abort.store(true, Ordering::Relaxed);
+        let (attempts, cause) = last.unwrap_or((max, Error::Cancelled(self.job)));
         Err(Error::TaskFailed {
             job: self.job,
             stage,
             partition,
-            attempts: max,
-            cause: Box::new(last.unwrap_or(Error::Cancelled(self.job))),
+            attempts,
+            cause: Box::new(cause),
         })
     }
 }

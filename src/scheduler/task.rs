@@ -5,6 +5,33 @@ use crate::context::Context;
 use std::cell::Cell;
 use std::rc::Rc;
 
+thread_local! {
+    /// The task attempt running on this thread, if any.
+    static RUNNING: Cell<Option<TaskId>> = const { Cell::new(None) };
+}
+
+/// The task attempt this thread is running, if it is running one: an
+/// action started there could only wait on the job that runs it.
+pub(crate) fn running_task() -> Option<TaskId> {
+    RUNNING.with(Cell::get)
+}
+
+/// Marks this thread as running `id` until dropped (tasks may nest when a
+/// waiting worker steals another task).
+pub(crate) struct Running(Option<TaskId>);
+
+impl Running {
+    pub(crate) fn enter(id: TaskId) -> Running {
+        Running(RUNNING.with(|r| r.replace(Some(id))))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.with(|r| r.set(self.0));
+    }
+}
+
 /// What a running task knows about itself: its id, its context and its
 /// counters. Passed to every partition computation.
 #[derive(Clone)]

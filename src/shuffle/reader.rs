@@ -36,6 +36,8 @@ enum Current<X> {
         map: usize,
         bytes: Vec<u8>,
         pos: usize,
+        /// The files the block was read from, for error messages.
+        files: String,
     },
 }
 
@@ -91,7 +93,17 @@ impl<X: Value> ShuffleReader<X> {
                 }
                 self.metrics
                     .update(|m| m.shuffle_bytes_read += bytes.len() as u64);
-                Ok(Some(Current::Disk { map, bytes, pos: 0 }))
+                let files: Vec<String> = segments
+                    .iter()
+                    .filter_map(|s| output.files.get(s.file))
+                    .map(|p| p.display().to_string())
+                    .collect();
+                Ok(Some(Current::Disk {
+                    map,
+                    bytes,
+                    pos: 0,
+                    files: files.join(", "),
+                }))
             }
         }
     }
@@ -157,7 +169,12 @@ impl<X: Value> Batches<X> for ShuffleReader<X> {
                     }
                     return Ok(true);
                 }
-                Current::Disk { map, bytes, pos } => {
+                Current::Disk {
+                    map,
+                    bytes,
+                    pos,
+                    files,
+                } => {
                     if *pos >= bytes.len() {
                         self.current = Current::None;
                         continue;
@@ -172,6 +189,7 @@ impl<X: Value> Batches<X> for ShuffleReader<X> {
                         }
                         Err(reason) => {
                             let map = *map;
+                            let reason = format!("{reason} at byte {pos} of the block in {files}");
                             self.current = Current::None;
                             self.lost.push((map, reason));
                         }

@@ -1,0 +1,123 @@
+//! Misuse of the API ends in a clear error, never a hang or an abort.
+
+mod common;
+use common::ctx;
+use spate::{Error, StorageLevel};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Runs `f` on its own thread and fails the test if it takes longer than
+/// `secs`: the bugs guarded here were hangs.
+fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .expect("finished instead of hanging")
+}
+
+#[test]
+fn an_action_inside_a_task_of_the_same_context_is_an_error_not_a_deadlock() {
+    let seen = within(60, || {
+        let ctx = ctx();
+        let inner = ctx.range(0, 10, 1, 2);
+        ctx.range(0, 8, 1, 4)
+            .map(move |_| match inner.count() {
+                Err(Error::ActionInTask {
+                    action: "count", ..
+                }) => 1,
+                other => panic!("unexpected {other:?}"),
+            })
+            .sum()
+    });
+    assert_eq!(seen.unwrap(), 8, "every task saw the error");
+}
+
+#[test]
+fn an_action_on_another_context_inside_a_task_is_an_error_not_a_deadlock() {
+    let seen = within(60, || {
+        let (outer, other) = (ctx(), ctx());
+        let inner = other.range(0, 10, 1, 2);
+        outer
+            .range(0, 8, 1, 4)
+            .map(move |_| i64::from(matches!(inner.count(), Err(Error::ActionInTask { .. }))))
+            .sum()
+    });
+    assert_eq!(seen.unwrap(), 8);
+}
+
+#[test]
+fn an_unwrapped_action_inside_a_task_fails_the_job_with_the_reason() {
+    let err = within(60, || {
+        let ctx = ctx();
+        let inner = ctx.range(0, 10, 1, 2);
+        let r = ctx
+            .range(0, 4, 1, 2)
+            .map(move |x| x + inner.count().unwrap() as i64);
+        let err = r.collect().unwrap_err();
+        // The context is still usable.
+        assert_eq!(ctx.range(0, 4, 1, 2).count().unwrap(), 4);
+        err
+    });
+    // `unwrap` shows the error's Debug form: the variant names the misuse.
+    assert!(err.to_string().contains("ActionInTask {"), "{err}");
+}
+
+/// A value whose drop panics, as a careless user type might.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("PanicsOnDrop dropped");
+        }
+    }
+}
+
+#[test]
+fn a_panicking_drop_of_a_user_type_leaks_nothing_and_does_not_abort_the_thread() {
+    let files_left = within(60, || {
+        let ctx = ctx();
+        let captured = PanicsOnDrop;
+        let grandparent = ctx.range(0, 100, 1, 2).persist(StorageLevel::DiskOnly);
+        // The panic must strike inside the drop loop: in a parent's drop.
+        let parent = grandparent.map(move |x| {
+            let _keep = &captured;
+            x + 1
+        });
+        let child = parent.map(|x| x * 2);
+        assert_eq!(child.sum().unwrap(), 10_100);
+        drop((grandparent, parent));
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(child)));
+        assert!(dropped.is_err(), "the user's panic is passed on");
+        let blocks = |ctx: &spate::Context| {
+            std::fs::read_dir(ctx.scratch_dir())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("block")
+                })
+                .count()
+        };
+        // The grandparent's disk blocks went with it despite the panic.
+        assert_eq!(blocks(&ctx), 0, "grandparent released");
+        assert!(ctx.storage_info().is_empty());
+        // Later drops on this thread still release their lineage, even of a
+        // fresh context.
+        let fresh = spate::Context::builder().parallelism(1).build().unwrap();
+        let cached = fresh.range(0, 10, 1, 2).persist(StorageLevel::DiskOnly);
+        let mapped = cached.map(|x| x * 2);
+        assert_eq!(mapped.sum().unwrap(), 90);
+        assert_eq!(blocks(&fresh), 2);
+        drop(cached);
+        drop(mapped);
+        assert_eq!(blocks(&fresh), 0, "later lineages are not leaked");
+        blocks(&ctx)
+        // The thread now exits: with a claimed drop queue it aborted here.
+    });
+    assert_eq!(files_left, 0);
+}
