@@ -49,7 +49,7 @@ pub use metrics::{
 };
 pub use rate::Backpressure;
 pub use replay::ReplayableSource;
-pub use source::{Receiver, Sink};
+pub use source::{DEFAULT_MAX_LINE_BYTES, Receiver, Sink};
 pub use state::{MapWithStateStream, State, StateOptions, StateSpec};
 pub use time::{ManualClock, Time};
 pub use watermark::{EventStream, EventTime, NO_WATERMARK, Stamped, WatermarkStrategy};

@@ -211,11 +211,33 @@ impl StreamingContext {
     /// Lines of text from a TCP server at `host:port`: connects as a
     /// client (as Spark does), reconnects with backoff (100 ms doubling to
     /// 5 s) when the connection fails or closes, and splits on `\n`
-    /// (dropping a trailing `\r`). Lines that are not UTF-8 are skipped and
-    /// counted in [`BatchInfo::invalid_records`](super::BatchInfo).
+    /// (dropping a trailing `\r`). Lines that are not UTF-8, and lines
+    /// longer than [`DEFAULT_MAX_LINE_BYTES`], are skipped and counted in
+    /// [`BatchInfo::invalid_records`](super::BatchInfo) (an over-long line
+    /// is also reported as an input warning), so a peer that never sends a
+    /// newline cannot grow the process without bound.
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
+        self.socket_text_stream_with(host, port, DEFAULT_MAX_LINE_BYTES)
+    }
+
+    /// [`socket_text_stream`](StreamingContext::socket_text_stream) with
+    /// another cap on a line's length, in bytes (at least 1).
+    ///
+    /// ```no_run
+    /// # let ctx = spate::Context::new().unwrap();
+    /// # let ssc = spate::streaming::StreamingContext::new(&ctx, std::time::Duration::from_secs(1)).unwrap();
+    /// // JSON documents of up to 16 MiB, one per line.
+    /// let docs = ssc.socket_text_stream_with("localhost", 9999, 16 << 20);
+    /// ```
+    pub fn socket_text_stream_with(
+        &self,
+        host: &str,
+        port: u16,
+        max_line_bytes: usize,
+    ) -> DStream<String> {
         self.receiver_stream(SocketLines {
             addr: format!("{host}:{port}"),
+            max_line: max_line_bytes.max(1),
         })
     }
 
@@ -263,9 +285,13 @@ impl<T: Data, F: Fn(u64) -> T + Send + 'static> Receiver for Generator<F> {
     }
 }
 
+/// The longest line `socket_text_stream` accepts: 1 MiB.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
 /// The TCP line client behind `socket_text_stream`.
 struct SocketLines {
     addr: String,
+    max_line: usize,
 }
 
 impl Receiver for SocketLines {
@@ -276,12 +302,12 @@ impl Receiver for SocketLines {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the socket receiver's runtime", e))?;
-        rt.block_on(read_socket_lines(&self.addr, sink));
+        rt.block_on(read_socket_lines(&self.addr, self.max_line, sink));
         Ok(())
     }
 }
 
-async fn read_socket_lines(addr: &str, sink: &Sink<String>) {
+async fn read_socket_lines(addr: &str, max_line: usize, sink: &Sink<String>) {
     use tokio::io::AsyncReadExt;
     let mut backoff = Duration::from_millis(100);
     while !sink.is_stopped() {
@@ -311,7 +337,7 @@ async fn read_socket_lines(addr: &str, sink: &Sink<String>) {
         backoff = Duration::from_millis(100);
         let mut stream = stream;
         let mut buf = vec![0u8; 1 << 16];
-        let mut partial: Vec<u8> = Vec::new();
+        let mut lines = LineSplitter::new(max_line);
         loop {
             if sink.is_stopped() {
                 return;
@@ -331,13 +357,13 @@ async fn read_socket_lines(addr: &str, sink: &Sink<String>) {
                     break;
                 }
             };
-            let lines = split_lines(&mut partial, &buf[..n], sink);
-            if !sink.store(lines) {
+            let complete = lines.split(&buf[..n], sink, addr);
+            if !sink.store(complete) {
                 return;
             }
         }
         // A line cut off by the lost connection is incomplete: counted.
-        if !partial.is_empty() {
+        if lines.has_partial() {
             sink.report_invalid(1);
         }
     }
@@ -353,28 +379,80 @@ async fn pause(backoff: &mut Duration, sink: &Sink<String>) {
     *backoff = (*backoff * 2).min(Duration::from_secs(5));
 }
 
-/// Appends `data` to the carried-over `partial` line and returns the
-/// complete lines; invalid UTF-8 lines are counted on `sink` and skipped.
-fn split_lines(partial: &mut Vec<u8>, data: &[u8], sink: &Sink<String>) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', data) {
-        let line: &[u8] = if partial.is_empty() {
-            &data[start..end]
-        } else {
-            partial.extend_from_slice(&data[start..end]);
-            partial.as_slice()
-        };
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match std::str::from_utf8(line) {
-            Ok(s) => lines.push(s.to_owned()),
-            Err(_) => sink.report_invalid(1),
+/// Cuts a byte stream into lines, carrying an unfinished line from one
+/// read to the next but never more than `max_line` bytes of it.
+struct LineSplitter {
+    partial: Vec<u8>,
+    max_line: usize,
+    /// Inside an over-long line: its bytes are dropped up to its newline.
+    skipping: bool,
+}
+
+impl LineSplitter {
+    fn new(max_line: usize) -> Self {
+        LineSplitter {
+            partial: Vec::new(),
+            max_line,
+            skipping: false,
         }
-        partial.clear();
-        start = end + 1;
     }
-    partial.extend_from_slice(&data[start..]);
-    lines
+
+    fn has_partial(&self) -> bool {
+        self.skipping || !self.partial.is_empty()
+    }
+
+    /// The complete lines in `data` (after what was carried over); lines
+    /// that are not UTF-8 or are too long are counted on `sink` and skipped.
+    fn split(&mut self, data: &[u8], sink: &Sink<String>, from: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', data) {
+            let piece = &data[start..end];
+            start = end + 1;
+            if self.skipping {
+                self.skipping = false;
+                continue;
+            }
+            if self.partial.len() + piece.len() > self.max_line + 1 {
+                self.partial.clear();
+                self.oversized(sink, from);
+                continue;
+            }
+            let line: &[u8] = if self.partial.is_empty() {
+                piece
+            } else {
+                self.partial.extend_from_slice(piece);
+                self.partial.as_slice()
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            match std::str::from_utf8(line) {
+                Ok(s) if s.len() <= self.max_line => lines.push(s.to_owned()),
+                Ok(_) => self.oversized(sink, from),
+                Err(_) => sink.report_invalid(1),
+            }
+            self.partial.clear();
+        }
+        let rest = &data[start..];
+        if !self.skipping {
+            if self.partial.len() + rest.len() > self.max_line + 1 {
+                // Stop buffering: the line is too long whatever follows.
+                self.partial = Vec::new();
+                self.skipping = true;
+                self.oversized(sink, from);
+            } else {
+                self.partial.extend_from_slice(rest);
+            }
+        }
+        lines
+    }
+
+    fn oversized(&self, sink: &Sink<String>, from: &str) {
+        sink.report_invalid(1);
+        sink.warn(format!(
+            "skipped a line from {from} longer than {} bytes",
+            self.max_line
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -396,11 +474,36 @@ mod tests {
     #[test]
     fn lines_split_across_reads_are_joined_and_bad_utf8_is_counted() {
         let s = sink();
-        let mut partial = Vec::new();
-        let mut lines = split_lines(&mut partial, b"ab\r\ncd", &s);
-        lines.extend(split_lines(&mut partial, b"ef\n\xff\xfe\nok\n", &s));
+        let mut split = LineSplitter::new(DEFAULT_MAX_LINE_BYTES);
+        let mut lines = split.split(b"ab\r\ncd", &s, "peer");
+        lines.extend(split.split(b"ef\n\xff\xfe\nok\n", &s, "peer"));
         assert_eq!(lines, ["ab", "cdef", "ok"]);
-        assert!(partial.is_empty());
+        assert!(!split.has_partial());
         assert_eq!(s.shared.invalid.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_line_without_end_is_not_buffered_past_the_cap_and_is_counted_once() {
+        let s = sink();
+        let mut split = LineSplitter::new(16);
+        let mut lines = split.split(b"0123456789abcdef\n", &s, "peer");
+        assert_eq!(lines, ["0123456789abcdef"], "exactly the cap is fine");
+        // A megabyte without a newline, in reads of 64 KiB.
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..16 {
+            lines.extend(split.split(&chunk, &s, "peer"));
+            assert!(split.partial.capacity() <= 17 + (1 << 16), "bounded");
+            assert!(split.partial.len() <= 17);
+        }
+        lines.extend(split.split(b"xx\nafter\n0123456789abcdefg\nend\r\n", &s, "peer"));
+        assert_eq!(lines, ["0123456789abcdef", "after", "end"]);
+        assert_eq!(
+            s.shared.invalid.load(Ordering::Relaxed),
+            2,
+            "two long lines"
+        );
+        let warnings = s.shared.warnings.lock().clone();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("longer than 16 bytes"), "{warnings:?}");
     }
 }
