@@ -788,6 +788,43 @@ fn text_file_stream_reads_each_new_file_once_in_the_batch_after_it_appears() {
 }
 
 #[test]
+fn text_file_stream_skips_and_reports_a_line_that_is_not_utf8_instead_of_stopping() {
+    let h = Harness::new();
+    let log = Arc::new(StreamingLog::default());
+    h.ssc.add_listener(log.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.bin");
+    std::fs::write(dir.path().join(".bad.tmp"), b"ok1\nbr\xffoken\nok2\n").unwrap();
+    std::fs::rename(dir.path().join(".bad.tmp"), &bad).unwrap();
+    // Two outputs read the batch: the bad line still counts once.
+    let stream = h.ssc.text_file_stream(dir.path());
+    let out = h.collect(&stream);
+    stream.count().foreach_rdd(|_, _| Ok(())).unwrap();
+    h.run(1);
+    drop_file(dir.path(), "good.txt", "ok3\n");
+    h.run(1);
+    assert_eq!(
+        outputs(&out),
+        [
+            vec!["ok1".to_string(), "ok2".to_string()],
+            vec!["ok3".to_string()]
+        ]
+    );
+    let invalid: Vec<u64> = log.batches().iter().map(|b| b.invalid_records).collect();
+    assert_eq!(invalid, [1, 0]);
+    let warnings: Vec<String> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            spate::streaming::StreamingEvent::InputWarning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    let at = format!("{} that is not UTF-8 (bad byte at offset 6)", bad.display());
+    assert!(warnings.iter().any(|w| w.contains(&at)), "{warnings:?}");
+}
+
+#[test]
 fn text_file_stream_on_a_missing_directory_fails_the_batch_naming_it() {
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();

@@ -29,7 +29,9 @@ mod zip;
 pub use actions::Histogram;
 pub use numeric::{Numeric, StatCounter};
 pub use pair::Partitioning;
-pub(crate) use source::{ParallelCollection, RangeSource, TextSource, WholeTextSource};
+pub(crate) use source::{
+    BadLines, ParallelCollection, RangeSource, SkippedLines, TextSource, WholeTextSource,
+};
 pub(crate) use union::union_all;
 
 use crate::Data;

@@ -172,10 +172,33 @@ struct FileSplit {
 
 pub(crate) struct TextSource {
     splits: Vec<FileSplit>,
+    bad_lines: BadLines,
+}
+
+/// Where skipped lines are recorded: (file, offset of the first bad byte).
+pub(crate) type SkippedLines = Arc<parking_lot::Mutex<std::collections::BTreeSet<(PathBuf, u64)>>>;
+
+/// What a text reader does with a line that is not UTF-8.
+#[derive(Clone)]
+pub(crate) enum BadLines {
+    /// Fail the task with [`Error::InvalidUtf8`] (datasets).
+    Fail,
+    /// Skip the line and record where it was (file streams, which report
+    /// them with the batch; a set, so a recomputed partition counts once).
+    Skip(SkippedLines),
 }
 
 impl TextSource {
     pub(crate) fn rdd(ctx: &Context, path: &Path, min_partitions: usize) -> Result<Rdd<String>> {
+        Self::rdd_with(ctx, path, min_partitions, BadLines::Fail)
+    }
+
+    pub(crate) fn rdd_with(
+        ctx: &Context,
+        path: &Path,
+        min_partitions: usize,
+        bad_lines: BadLines,
+    ) -> Result<Rdd<String>> {
         let files = list_files(path)?;
         let mut sized = Vec::with_capacity(files.len());
         for f in files {
@@ -218,14 +241,17 @@ impl TextSource {
         Ok(Rdd::from_op(
             ctx,
             source("text_file", n),
-            TextSource { splits },
+            TextSource { splits, bad_lines },
         ))
     }
 }
 
 impl Compute<String> for TextSource {
     fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<String>> {
-        Ok(Box::new(LineReader::open(&self.splits[split])?))
+        Ok(Box::new(LineReader::open(
+            &self.splits[split],
+            self.bad_lines.clone(),
+        )?))
     }
 }
 
@@ -246,12 +272,13 @@ struct LineReader {
     /// Lines starting at or after this offset belong to the next split.
     end: u64,
     eof: bool,
+    bad_lines: BadLines,
 }
 
 const READ_CHUNK: usize = 1 << 20;
 
 impl LineReader {
-    fn open(split: &FileSplit) -> Result<Self> {
+    fn open(split: &FileSplit, bad_lines: BadLines) -> Result<Self> {
         let path = split.path.clone();
         let mut file = File::open(path.as_path()).map_err(|e| Error::io(path.as_path(), e))?;
         // Start one byte early: if that byte is a newline, a line starts
@@ -269,6 +296,7 @@ impl LineReader {
             buf_offset: seek_to,
             end: split.end,
             eof: false,
+            bad_lines,
         };
         if split.start > 0 {
             r.skip_line()?;
@@ -351,48 +379,57 @@ impl LineReader {
 
     /// The next line (without `\n` or `\r\n`), or `None` past the split.
     fn next_line(&mut self) -> Result<Option<String>> {
-        if self.offset() >= self.end {
-            return Ok(None);
-        }
-        loop {
-            let unread = &self.buf[self.pos..self.filled];
-            let found = memchr::memchr(b'\n', unread);
-            if found.is_some() || (self.eof && !unread.is_empty()) {
-                let len = found.unwrap_or(unread.len());
-                let trimmed = if unread[..len].last() == Some(&b'\r') {
-                    len - 1
-                } else {
-                    len
-                };
-                let line_end = self.pos + trimmed;
-                if line_end > self.valid {
-                    self.validate_ahead();
-                }
-                let line = &self.buf[self.pos..line_end];
-                let checked = if line_end <= self.valid {
-                    // SAFETY: `buf[..valid]` was checked to be UTF-8 and
-                    // splits at line ends, which are char boundaries.
-                    Ok(unsafe { std::str::from_utf8_unchecked(line) })
-                } else {
-                    // The line holds the bad bytes: find them exactly.
-                    std::str::from_utf8(line)
-                };
-                let text = match checked {
-                    Ok(s) => s.to_owned(),
-                    Err(e) => {
-                        return Err(Error::InvalidUtf8 {
-                            path: self.path.to_path_buf(),
-                            offset: self.offset() + e.valid_up_to() as u64,
-                        });
-                    }
-                };
-                self.pos += found.map_or(len, |i| i + 1);
-                return Ok(Some(text));
-            }
-            if self.eof {
+        'lines: loop {
+            if self.offset() >= self.end {
                 return Ok(None);
             }
-            self.fill()?;
+            loop {
+                let unread = &self.buf[self.pos..self.filled];
+                let found = memchr::memchr(b'\n', unread);
+                if found.is_some() || (self.eof && !unread.is_empty()) {
+                    let len = found.unwrap_or(unread.len());
+                    let trimmed = if unread[..len].last() == Some(&b'\r') {
+                        len - 1
+                    } else {
+                        len
+                    };
+                    let line_end = self.pos + trimmed;
+                    if line_end > self.valid {
+                        self.validate_ahead();
+                    }
+                    let line = &self.buf[self.pos..line_end];
+                    let checked = if line_end <= self.valid {
+                        // SAFETY: `buf[..valid]` was checked to be UTF-8 and
+                        // splits at line ends, which are char boundaries.
+                        Ok(unsafe { std::str::from_utf8_unchecked(line) })
+                    } else {
+                        // The line holds the bad bytes: find them exactly.
+                        std::str::from_utf8(line)
+                    };
+                    let next = self.pos + found.map_or(len, |i| i + 1);
+                    let text = match checked {
+                        Ok(s) => s.to_owned(),
+                        Err(e) => {
+                            let offset = self.offset() + e.valid_up_to() as u64;
+                            let BadLines::Skip(skipped) = &self.bad_lines else {
+                                return Err(Error::InvalidUtf8 {
+                                    path: self.path.to_path_buf(),
+                                    offset,
+                                });
+                            };
+                            skipped.lock().insert((self.path.to_path_buf(), offset));
+                            self.pos = next;
+                            continue 'lines;
+                        }
+                    };
+                    self.pos = next;
+                    return Ok(Some(text));
+                }
+                if self.eof {
+                    return Ok(None);
+                }
+                self.fill()?;
+            }
         }
     }
 }

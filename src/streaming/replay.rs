@@ -11,7 +11,7 @@ use super::time::Time;
 use crate::context::Context;
 use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::rdd::Rdd;
+use crate::rdd::{BadLines, Rdd, SkippedLines, TextSource};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -58,6 +58,13 @@ pub trait ReplayableSource: Send + 'static {
     /// `max` (default: its record count, or 0 if unknown).
     fn size(&self, from: &Self::Offset, to: &Self::Offset) -> u64 {
         self.count(from, to).unwrap_or(0)
+    }
+
+    /// Records that could not be read and were skipped since the last call,
+    /// each described with where it was; reported with the batch (as
+    /// [`BatchInfo::invalid_records`](super::BatchInfo) and input warnings).
+    fn take_skipped(&mut self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -150,6 +157,11 @@ impl<S: ReplayableSource> Input for ReplayInput<S> {
 
     fn rate_limited(&self) -> bool {
         true
+    }
+
+    fn take_warnings(&self) -> (u64, Vec<String>) {
+        let skipped = self.source.lock().take_skipped();
+        (skipped.len() as u64, skipped)
     }
 
     fn set_rate(&self, rate: Option<f64>) {
@@ -256,6 +268,12 @@ impl StreamingContext {
     /// are ignored. Files present at start are read by the first batch.
     /// The offsets are the set of file names read, so a recovered batch
     /// reads the same files.
+    ///
+    /// A line that is not UTF-8 is skipped, as the socket source does: it
+    /// is counted in the batch's
+    /// [`BatchInfo::invalid_records`](super::BatchInfo) and reported as an
+    /// input warning naming the file and the offset of the bad byte. One
+    /// bad line neither stops the stream nor fails again on every restart.
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
         self.text_file_stream_with(dir, None)
     }
@@ -272,6 +290,7 @@ impl StreamingContext {
         self.replayable_stream(NewFiles {
             dir: dir.into(),
             max_files,
+            skipped: SkippedLines::default(),
         })
     }
 }
@@ -280,6 +299,8 @@ impl StreamingContext {
 struct NewFiles {
     dir: PathBuf,
     max_files: Option<u64>,
+    /// Lines that were not UTF-8, not yet reported.
+    skipped: SkippedLines,
 }
 
 impl NewFiles {
@@ -332,11 +353,26 @@ impl ReplayableSource for NewFiles {
     ) -> Result<Rdd<String>> {
         let files: Vec<Rdd<String>> = to
             .difference(from)
-            .map(|name| ctx.text_file(self.dir.join(name), 1))
+            .map(|name| {
+                let skip = BadLines::Skip(self.skipped.clone());
+                TextSource::rdd_with(ctx, &self.dir.join(name), 1, skip)
+            })
             .collect::<Result<_>>()?;
         Ok(match files.len() {
             0 => ctx.empty(),
             _ => ctx.union(&files),
         })
+    }
+
+    fn take_skipped(&mut self) -> Vec<String> {
+        std::mem::take(&mut *self.skipped.lock())
+            .into_iter()
+            .map(|(file, offset)| {
+                format!(
+                    "skipped a line of {} that is not UTF-8 (bad byte at offset {offset})",
+                    file.display()
+                )
+            })
+            .collect()
     }
 }
