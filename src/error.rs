@@ -87,6 +87,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A streaming checkpoint directory is locked by another streaming
+    /// context (of this process or of another one still running).
+    #[error(
+        "checkpoint directory is in use by process {pid} (lock file {path}); \
+         two streaming contexts on one checkpoint would corrupt it"
+    )]
+    CheckpointInUse {
+        /// The lock file.
+        path: PathBuf,
+        /// The process that holds it.
+        pid: u32,
+    },
     /// A block of a local checkpoint is gone; it cannot be recomputed
     /// because the lineage was truncated.
     #[error(

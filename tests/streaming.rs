@@ -1107,3 +1107,178 @@ fn an_output_may_stop_its_own_context() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(*seen.lock().unwrap(), [1, 2], "no batch after the stop");
 }
+
+/// The `rdd-*` state directories under a streaming checkpoint, and its
+/// `run-*` directories.
+fn state_dirs(ckpt: &std::path::Path) -> (usize, usize) {
+    let (mut states, mut runs) = (0, 0);
+    for run in std::fs::read_dir(ckpt).unwrap().map(|e| e.unwrap().path()) {
+        if run
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("run-")
+        {
+            runs += 1;
+            states += std::fs::read_dir(&run).unwrap().count();
+        }
+    }
+    (states, runs)
+}
+
+#[test]
+fn a_streaming_checkpoint_directory_stays_bounded_over_many_batches_and_restarts() {
+    let ctx = common::ctx();
+    let (_root, ckpt, input) = checkpoint_dirs();
+    let mut start = ms(0);
+    let mut file = 0;
+    for restart in 0..4 {
+        let (ssc, clock, out, _) = checkpointed_totals(&ctx, &ckpt, &input, start, 1);
+        ssc.start().unwrap();
+        for _ in 0..15 {
+            drop_file(&input, &format!("f{file:03}"), "w\n");
+            file += 1;
+            clock.advance(TICK);
+            ssc.wait_for_batch(clock.now()).unwrap();
+            // One stateful stream: its current state, and at most the one
+            // the batch just wrote before the metadata names it.
+            let (states, runs) = state_dirs(&ckpt);
+            assert!(states <= 2, "restart {restart}: {states} state dirs");
+            assert!(runs <= 2, "restart {restart}: {runs} run dirs");
+        }
+        let last = out.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last.1, [("w".to_string(), file as u64)], "state carried on");
+        start = clock.now();
+        drop(ssc);
+    }
+    assert_eq!(state_dirs(&ckpt), (1, 1), "only what the metadata names");
+}
+
+#[test]
+fn a_second_streaming_context_on_a_checkpoint_directory_is_refused_until_the_first_is_gone() {
+    let ctx = common::ctx();
+    let (_root, ckpt, input) = checkpoint_dirs();
+    let (first, _, _, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
+    let second = StreamingContext::get_or_create(&ckpt, || {
+        StreamingContext::with_manual_clock(&ctx, TICK, ManualClock::new())
+    });
+    match second {
+        Err(Error::CheckpointInUse { pid, path }) => {
+            assert_eq!(pid, std::process::id());
+            assert!(path.starts_with(ckpt.canonicalize().unwrap()), "{path:?}");
+        }
+        other => panic!("expected CheckpointInUse, got {:?}", other.err()),
+    }
+    drop(first);
+    let (again, _, _, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
+    drop(again);
+}
+
+#[test]
+fn emptied_state_part_files_fail_the_restart_instead_of_continuing_with_empty_state() {
+    let ctx = common::ctx();
+    let (_root, ckpt, input) = checkpoint_dirs();
+    let (ssc, clock, _, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(0), 1);
+    ssc.start().unwrap();
+    for i in 0..3 {
+        drop_file(&input, &format!("f{i}"), "a\nb\n");
+        clock.advance(TICK);
+        ssc.wait_for_batch(clock.now()).unwrap();
+    }
+    drop(ssc);
+    let mut emptied = Vec::new();
+    for run in std::fs::read_dir(&ckpt).unwrap().map(|e| e.unwrap().path()) {
+        if !run.is_dir() {
+            continue;
+        }
+        for state in std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().path()) {
+            for part in std::fs::read_dir(&state)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+            {
+                let name = part.file_name().unwrap().to_string_lossy().into_owned();
+                if name.starts_with("part-") && std::fs::metadata(&part).unwrap().len() > 0 {
+                    std::fs::write(&part, b"").unwrap();
+                    emptied.push(name);
+                }
+            }
+        }
+    }
+    assert!(!emptied.is_empty(), "the state had data");
+    let (ssc, _, out, _) = checkpointed_totals(&ctx, &ckpt, &input, ms(300), 1);
+    let err = ssc.start().unwrap_err();
+    assert!(
+        matches!(err.root_cause(), Error::CorruptCheckpoint { path, .. }
+            if emptied.iter().any(|n| path.ends_with(n))),
+        "{err}"
+    );
+    assert!(
+        out.lock().unwrap().is_empty(),
+        "no batch ran on empty state"
+    );
+}
+
+/// Set in the child process of the relative-path test: its working directory
+/// holds `ckpt` and `in`.
+const RELATIVE_CHILD: &str = "SPATE_TEST_RELATIVE_CHECKPOINT_CHILD";
+
+#[test]
+fn a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_reads_its_own_state() {
+    if std::env::var_os(RELATIVE_CHILD).is_some() {
+        // The child: three batches with relative paths, then exit.
+        let ctx = common::ctx();
+        let rel = std::path::Path::new;
+        let (ssc, clock, _, _) = checkpointed_totals(&ctx, rel("ckpt"), rel("in"), ms(0), 1);
+        ssc.start().unwrap();
+        for i in 0..3 {
+            drop_file(rel("in"), &format!("f{i}"), "a\n");
+            clock.advance(TICK);
+            ssc.wait_for_batch(clock.now()).unwrap();
+        }
+        return;
+    }
+    let (root, ckpt, input) = checkpoint_dirs();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_reads_its_own_state",
+            "--test-threads=1",
+        ])
+        .env(RELATIVE_CHILD, "1")
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    // Copy the checkpoint, and take the original away.
+    let copy = root.path().join("copy");
+    copy_dir(&ckpt, &copy);
+    std::fs::rename(&ckpt, root.path().join("gone")).unwrap();
+    std::fs::remove_file(copy.join(".lock")).ok();
+    let ctx = common::ctx();
+    drop_file(&input, "f3", "a\n");
+    let (ssc, clock, out, _) = checkpointed_totals(&ctx, &copy, &input, ms(300), 1);
+    ssc.start().unwrap();
+    clock.advance(TICK);
+    ssc.wait_for_batch(ms(400)).unwrap();
+    assert_eq!(
+        out.lock().unwrap().last().unwrap().1,
+        [("a".to_string(), 4)],
+        "three a's from the checkpointed state, one new"
+    );
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().map(|e| e.unwrap()) {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -7,9 +7,13 @@
 //! recent watermarks.
 //!
 //! Layout of the checkpoint directory: `metadata` (one checksummed frame,
-//! replaced atomically at the start and at the end of every batch) and
-//! `run-<pid>-<ms>/rdd-<id>/` (state datasets written by each run).
+//! replaced atomically at the start and at the end of every batch),
+//! `.lock` (the owning process, see `checkpoint_dir`) and
+//! `run-<pid>-<ms>/rdd-<id>/` (state datasets written by each run, named
+//! in the metadata relative to the directory, so a checkpoint can be moved
+//! or copied, and restarted from any working directory).
 
+use super::checkpoint_dir::DirLock;
 use super::context::StreamingContext;
 use super::watermark::Progress;
 use crate::codec;
@@ -19,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Bumped when the layout changes; an unknown version is an error.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// The saved progress of a streaming context.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -53,6 +57,7 @@ pub(crate) struct SavedInput {
 pub(crate) struct SavedState {
     pub(crate) stream: usize,
     pub(crate) time_ms: u64,
+    /// Relative to the checkpoint directory.
     pub(crate) dir: PathBuf,
 }
 
@@ -120,18 +125,28 @@ impl StreamingContext {
     /// program after a crash: metadata every batch, and the datasets of
     /// stateful streams every checkpoint interval (see
     /// [`set_checkpoint_interval`](Self::set_checkpoint_interval)).
+    ///
+    /// The directory belongs to this context while it lives: a second
+    /// streaming context (in this process or another) is refused with
+    /// [`Error::CheckpointInUse`], and state datasets that a newer
+    /// checkpoint supersedes are deleted, so its size stays bounded.
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let run = dir.join(format!(
+        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+        if self.graph().checkpoint_dir().as_deref() == Some(dir.as_path()) {
+            return Ok(());
+        }
+        let lock = DirLock::acquire(&dir)?;
+        let run = PathBuf::from(format!(
             "run-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis())
         ));
-        self.context().set_checkpoint_dir(&run)?;
-        self.graph().set_checkpoint_dir(dir.to_path_buf());
+        self.context().set_checkpoint_dir(dir.join(&run))?;
+        self.graph().set_checkpoint_dir(dir, run, lock);
         Ok(())
     }
 

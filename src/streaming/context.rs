@@ -449,6 +449,7 @@ impl Drop for StreamingContext {
         self.inner.graph.outputs.lock().clear();
         self.inner.graph.drop_restorers();
         self.inner.graph.inputs.lock().clear();
+        self.inner.graph.release_checkpoint_dir();
     }
 }
 

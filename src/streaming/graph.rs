@@ -4,6 +4,7 @@
 
 use super::adaptive::AdaptiveBatching;
 use super::checkpoint::{self, Checkpoint, SavedInput, SavedState};
+use super::checkpoint_dir::{self, DirLock};
 use super::dstream::AnyStream;
 use super::metrics::StateSize;
 use super::rate::Backpressure;
@@ -14,7 +15,7 @@ use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::rdd::Rdd;
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,7 +104,15 @@ pub(crate) struct Graph {
 
 #[derive(Default)]
 struct CheckpointSettings {
+    /// Absolute.
     dir: Option<PathBuf>,
+    /// This run's directory of state datasets, relative to `dir`.
+    run: PathBuf,
+    /// Held while the context lives.
+    lock: Option<DirLock>,
+    /// State directories recorded by this run (relative to `dir`), deleted
+    /// once a newer one of their stream is in the metadata.
+    written: BTreeSet<PathBuf>,
     every: Option<Duration>,
     /// A checkpoint to continue from, set by `get_or_create`.
     restored: Option<Checkpoint>,
@@ -290,8 +299,16 @@ impl Graph {
             .collect()
     }
 
-    pub(crate) fn set_checkpoint_dir(&self, dir: PathBuf) {
-        self.checkpoint.lock().dir = Some(dir);
+    pub(crate) fn set_checkpoint_dir(&self, dir: PathBuf, run: PathBuf, lock: DirLock) {
+        let mut c = self.checkpoint.lock();
+        c.dir = Some(dir);
+        c.run = run;
+        c.lock = Some(lock);
+    }
+
+    /// Lets another context use the checkpoint directory.
+    pub(crate) fn release_checkpoint_dir(&self) {
+        self.checkpoint.lock().lock = None;
     }
 
     pub(crate) fn checkpoint_dir(&self) -> Option<PathBuf> {
@@ -337,7 +354,7 @@ impl Graph {
         let restorers = std::mem::take(&mut self.checkpoint.lock().restorers);
         for saved in &cp.states {
             if let Some((_, restore)) = restorers.iter().find(|(id, _)| *id == saved.stream) {
-                restore(Time::from_millis(saved.time_ms), &saved.dir)?;
+                restore(Time::from_millis(saved.time_ms), &dir.join(&saved.dir))?;
                 self.checkpoint
                     .lock()
                     .saved
@@ -386,17 +403,22 @@ impl Graph {
     fn collect_written_states(&self) {
         let mut c = self.checkpoint.lock();
         let pending = std::mem::take(&mut c.pending);
+        let root = c.dir.clone().unwrap_or_default();
         for p in pending {
-            if let Some(dir) = (p.path)() {
-                c.saved.insert(
-                    p.stream,
-                    SavedState {
-                        stream: p.stream,
-                        time_ms: p.time.millis(),
-                        dir,
-                    },
-                );
-            }
+            let Some(written) = (p.path)() else { continue };
+            let dir = written
+                .strip_prefix(&root)
+                .expect("state is written inside the checkpoint directory")
+                .to_path_buf();
+            c.written.insert(dir.clone());
+            c.saved.insert(
+                p.stream,
+                SavedState {
+                    stream: p.stream,
+                    time_ms: p.time.millis(),
+                    dir,
+                },
+            );
         }
     }
 
@@ -454,6 +476,21 @@ impl Graph {
             states,
             watermarks,
         };
-        checkpoint::write(&dir, &cp)
+        checkpoint::write(&dir, &cp)?;
+        // What the metadata no longer names, no recovery can need.
+        let referenced: Vec<PathBuf> = cp.states.iter().map(|s| s.dir.clone()).collect();
+        let (run, superseded) = {
+            let mut c = self.checkpoint.lock();
+            let superseded: Vec<PathBuf> = c
+                .written
+                .iter()
+                .filter(|w| !referenced.contains(w))
+                .cloned()
+                .collect();
+            c.written.retain(|w| referenced.contains(w));
+            (c.run.clone(), superseded)
+        };
+        checkpoint_dir::remove_unreferenced(&dir, &run, &referenced, &superseded);
+        Ok(())
     }
 }

@@ -18,6 +18,7 @@
 
 mod adaptive;
 mod checkpoint;
+mod checkpoint_dir;
 mod context;
 mod dstream;
 mod event_state;
