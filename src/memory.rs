@@ -41,6 +41,13 @@ impl MemoryBudget {
         }
     }
 
+    /// Counts `bytes` that are in use whether or not they fit (bookkeeping
+    /// of data that exists already); later reservations see them.
+    pub(crate) fn reserve_anyway(&self, bytes: usize) {
+        let next = self.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        self.peak.fetch_max(next, Ordering::Relaxed);
+    }
+
     pub(crate) fn release(&self, bytes: usize) {
         let prev = self.used.fetch_sub(bytes, Ordering::AcqRel);
         assert!(prev >= bytes, "released more memory than was reserved");

@@ -363,3 +363,72 @@ fn reduce_side_aggregation_spills_hash_ordered_runs_and_merges_equal_keys() {
         "peak within the budget: {job:?}"
     );
 }
+
+/// Set in the child process of the many-partitions test: its partition count.
+const MANY_PARTITIONS_CHILD: &str = "SPATE_TEST_MANY_PARTITIONS_CHILD";
+
+/// The peak resident memory of this process, in bytes.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count() {
+    if let Ok(n) = std::env::var(MANY_PARTITIONS_CHILD) {
+        // The child: n maps of one record each into n reduce partitions.
+        let n: i64 = n.parse().unwrap();
+        let (ctx, log) = common::logged(Context::builder().memory_limit(64 << 20));
+        let sums = ctx
+            .parallelize((0..n).map(|i| (i % 100, 1u64)).collect(), n as usize)
+            .reduce_by_key(|a, b| a + b);
+        let mut got = sums.collect().unwrap();
+        got.sort();
+        assert_eq!(got.len(), 100);
+        assert!(got.iter().all(|&(_, c)| c == (n / 100) as u64));
+        println!("PEAK_RSS={}", peak_rss());
+        println!("PEAK_MEMORY={}", log.job_metrics().peak_memory);
+        return;
+    }
+    let run = |n: usize| -> (u64, u64) {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MANY_PARTITIONS_CHILD, n.to_string())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&child.stdout);
+        assert!(
+            child.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        let value = |key: &str| -> u64 {
+            out.lines()
+                .find_map(|l| l.split(key).nth(1))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {out}"))
+        };
+        (value("PEAK_RSS="), value("PEAK_MEMORY="))
+    };
+    let (small_rss, small_peak) = run(500);
+    let (big_rss, big_peak) = run(5_000);
+    eprintln!("peak RSS {small_rss} -> {big_rss}; budget peak {small_peak} -> {big_peak}");
+    // Ten times the partitions may cost ten times the bookkeeping (linear),
+    // not a hundred (quadratic: 788 MB at 5,000 before the fix).
+    assert!(
+        big_rss < small_rss + (150 << 20),
+        "peak RSS {small_rss} at 500 partitions, {big_rss} at 5,000"
+    );
+    assert!(big_peak > 0, "the bookkeeping is charged to the budget");
+}

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// One reduce partition's share of one map output.
+/// One reduce partition's share of one map output (never empty: empty
+/// shares are not stored).
 pub(crate) enum Block {
-    Empty,
     /// Typed records, `Arc<Vec<X>>` behind `Any`.
     Memory {
         data: Arc<dyn Any + Send + Sync>,
@@ -20,9 +20,7 @@ pub(crate) enum Block {
     },
     /// Checksummed frames in one or more segments of the map's files
     /// (several when the map task spilled).
-    Disk {
-        segments: Vec<Segment>,
-    },
+    Disk { segments: Vec<Segment> },
 }
 
 /// A byte range of one of a map output's files.
@@ -34,9 +32,14 @@ pub(crate) struct Segment {
     pub(crate) len: u64,
 }
 
-/// Everything one map task produced: a block per reduce partition.
+/// Everything one map task produced: a block per reduce partition that
+/// got records. Empty shares cost nothing, so n maps into n reduce
+/// partitions cost memory by the data, not by n².
 pub(crate) struct MapOutput {
-    pub(crate) blocks: Vec<Block>,
+    /// Non-empty blocks, sorted by reduce partition.
+    pub(crate) blocks: Vec<(usize, Block)>,
+    /// The number of reduce partitions.
+    pub(crate) reduces: usize,
     /// The files holding the disk blocks (spills, then the final file).
     pub(crate) files: Vec<PathBuf>,
     /// Memory reserved from the budget for the in-memory blocks.
@@ -44,6 +47,36 @@ pub(crate) struct MapOutput {
     pub(crate) budget: Arc<MemoryBudget>,
     /// Set by fault injection: in-memory blocks then read as lost.
     pub(crate) damaged: Mutex<Option<ShuffleLoss>>,
+}
+
+impl MapOutput {
+    /// Reduce partition `reduce`'s block; `None` when it got no records.
+    pub(crate) fn block(&self, reduce: usize) -> Option<&Block> {
+        let at = self
+            .blocks
+            .binary_search_by_key(&reduce, |(r, _)| *r)
+            .ok()?;
+        Some(&self.blocks[at].1)
+    }
+
+    /// Bytes the output's bookkeeping takes (block index, segment lists,
+    /// per-block allocations), charged to the memory budget beside the
+    /// blocks' records.
+    pub(crate) fn bookkeeping_bytes(&self) -> usize {
+        // An in-memory block also holds an `Arc` and a `Vec` header and
+        // the allocator's rounding.
+        const PER_MEMORY_BLOCK: usize = 64;
+        let index = self.blocks.capacity() * size_of::<(usize, Block)>();
+        let extra: usize = self
+            .blocks
+            .iter()
+            .map(|(_, b)| match b {
+                Block::Memory { .. } => PER_MEMORY_BLOCK,
+                Block::Disk { segments } => segments.capacity() * size_of::<Segment>(),
+            })
+            .sum();
+        index + extra + self.files.iter().map(|f| f.capacity() + 24).sum::<usize>()
+    }
 }
 
 impl Drop for MapOutput {
@@ -97,8 +130,14 @@ impl ShuffleManager {
         self.shuffles.lock().get(&shuffle)?.get(map)?.clone()
     }
 
-    pub(crate) fn num_maps(&self, shuffle: ShuffleId) -> usize {
-        self.shuffles.lock().get(&shuffle).map_or(0, |m| m.len())
+    /// Every map's output (`None`: missing), under one lock: a reducer of
+    /// an n-way shuffle takes it once, not n times.
+    pub(crate) fn outputs(&self, shuffle: ShuffleId) -> Vec<Option<Arc<MapOutput>>> {
+        self.shuffles
+            .lock()
+            .get(&shuffle)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Damages a registered map output (fault injection): a file is deleted
@@ -110,7 +149,7 @@ impl ShuffleManager {
         if output
             .blocks
             .iter()
-            .any(|b| matches!(b, Block::Memory { .. }))
+            .any(|(_, b)| matches!(b, Block::Memory { .. }))
         {
             *output.damaged.lock() = Some(how);
         }

@@ -14,11 +14,12 @@ use std::sync::Arc;
 
 /// The records of reduce partition `reduce` of `shuffle`, map by map. `X` is the record type the map side wrote.
 pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext) -> BatchIter<X> {
+    let outputs = tc.ctx.shuffles().outputs(shuffle);
     Box::new(ShuffleReader::<X> {
-        ctx_shuffles: tc.ctx.clone(),
         shuffle,
         reduce,
-        num_maps: tc.ctx.shuffles().num_maps(shuffle),
+        num_maps: outputs.len(),
+        outputs,
         read: 0,
         current: Current::None,
         lost: Vec::new(),
@@ -42,7 +43,8 @@ enum Current<X> {
 }
 
 struct ShuffleReader<X> {
-    ctx_shuffles: crate::Context,
+    /// The map outputs as registered when the task started.
+    outputs: Vec<Option<Arc<MapOutput>>>,
     shuffle: ShuffleId,
     reduce: usize,
     num_maps: usize,
@@ -59,14 +61,14 @@ impl<X: Value> ShuffleReader<X> {
     /// Opens map `map`'s block: `None` when it is empty, `Err(reason)` when
     /// it cannot be read.
     fn open(&self, map: usize) -> std::result::Result<Option<Current<X>>, String> {
-        let output = self
-            .ctx_shuffles
-            .shuffles()
-            .get(self.shuffle, map)
+        let output = self.outputs[map]
+            .as_ref()
             .ok_or_else(|| "map output is missing".to_string())?;
-        match output.blocks.get(self.reduce) {
-            None => Err("map output has no such reduce block".into()),
-            Some(Block::Empty) => Ok(None),
+        if self.reduce >= output.reduces {
+            return Err("map output has no such reduce block".into());
+        }
+        match output.block(self.reduce) {
+            None => Ok(None),
             Some(Block::Memory { .. }) if output.damaged.lock().is_some() => {
                 Err(match *output.damaged.lock() {
                     Some(crate::fault::ShuffleLoss::Corrupt) => {
@@ -89,7 +91,7 @@ impl<X: Value> ShuffleReader<X> {
                 // decode as one stream.
                 let mut bytes = Vec::new();
                 for s in segments {
-                    bytes.extend(read_disk(&output, *s)?);
+                    bytes.extend(read_disk(output, *s)?);
                 }
                 self.metrics
                     .update(|m| m.shuffle_bytes_read += bytes.len() as u64);

@@ -147,7 +147,8 @@ impl<'a, X: Value> MapWriter<'a, X> {
             self.spill()?;
         }
         let mut out = MapOutput {
-            blocks: Vec::with_capacity(self.buckets.len()),
+            blocks: Vec::new(),
+            reduces: self.buckets.len(),
             files: std::mem::take(&mut self.files),
             reserved: 0,
             budget,
@@ -160,11 +161,9 @@ impl<'a, X: Value> MapWriter<'a, X> {
         for (b, bucket) in buckets.into_iter().enumerate() {
             let mut segments = std::mem::take(&mut self.segments[b]);
             if bucket.is_empty() {
-                out.blocks.push(if segments.is_empty() {
-                    Block::Empty
-                } else {
-                    Block::Disk { segments }
-                });
+                if !segments.is_empty() {
+                    out.blocks.push((b, Block::Disk { segments }));
+                }
                 continue;
             }
             let records = bucket.len() as u64;
@@ -172,10 +171,13 @@ impl<'a, X: Value> MapWriter<'a, X> {
             if self.ctx.blocks().reserve_for_execution(size)? {
                 out.reserved += size;
                 in_memory += 1;
-                out.blocks.push(Block::Memory {
-                    data: Arc::new(bucket),
-                    records,
-                });
+                out.blocks.push((
+                    b,
+                    Block::Memory {
+                        data: Arc::new(bucket),
+                        records,
+                    },
+                ));
             } else {
                 let file = match &mut disk {
                     Some(f) => f,
@@ -194,9 +196,18 @@ impl<'a, X: Value> MapWriter<'a, X> {
                     offset,
                     len: file.position() - offset,
                 });
-                out.blocks.push(Block::Disk { segments });
+                out.blocks.push((b, Block::Disk { segments }));
             }
         }
+        out.blocks.shrink_to_fit();
+        // The index is charged too: it may not be refused (the blocks
+        // exist), but it counts, so later blocks go to disk sooner and
+        // the job's peak memory shows it.
+        let index = out.bookkeeping_bytes();
+        if !self.ctx.blocks().reserve_for_execution(index)? {
+            out.budget.reserve_anyway(index);
+        }
+        out.reserved += index;
         let final_bytes = match disk {
             Some(f) => f.finish()?,
             None => 0,
