@@ -261,7 +261,26 @@ impl Context {
     /// Reads a dataset checkpointed by [`Rdd::checkpoint`] (possibly by
     /// another process) from its directory ([`Rdd::checkpoint_path`]). The
     /// element type must be the one that was written; a foreign, corrupt or
-    /// incomplete directory is an error, never a panic.
+    /// incomplete directory is an error, never a panic. Each part is checked
+    /// against the metadata (length when opened; record count and CRC-32 of
+    /// the whole part when read), so a truncated or swapped part is an
+    /// [`Error::CorruptCheckpoint`] naming it.
+    ///
+    /// The type is compared by its [`std::any::type_name`], which the
+    /// compiler does not promise to keep stable: a checkpoint written by a
+    /// build with another compiler version may be refused.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// ctx.set_checkpoint_dir(dir.path()).unwrap();
+    /// let r = ctx.range(0, 100, 1, 4);
+    /// r.checkpoint().unwrap();
+    /// r.count().unwrap();
+    /// let back = ctx.checkpoint_file::<i64>(r.checkpoint_path().unwrap()).unwrap();
+    /// assert_eq!(back.sum().unwrap(), 4950);
+    /// assert!(ctx.checkpoint_file::<u32>(r.checkpoint_path().unwrap()).is_err());
+    /// ```
     pub fn checkpoint_file<T: Value>(&self, dir: impl AsRef<Path>) -> Result<Rdd<T>> {
         self.checkpoint_file_with(dir.as_ref(), None)
     }
@@ -287,7 +306,11 @@ impl Context {
         if meta.type_name != want {
             return Err(corrupt(
                 &meta_path,
-                format!("holds {}, not {want}", meta.type_name),
+                format!(
+                    "holds {}, not {want} (types are compared by name as this compiler \
+                     spells them)",
+                    meta.type_name
+                ),
             ));
         }
         // Cheap checks now (every part there, at its recorded length);

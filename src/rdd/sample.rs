@@ -54,7 +54,6 @@ impl<T: Data> Rdd<T> {
         if with_replacement {
             Ok(self.map_partitions_op("sample", true, move |split, it| {
                 let mut rng = partition_rng(seed, split);
-                let poisson = poisson.clone();
                 it.flat_map(move |x| {
                     let k = poisson.as_ref().map_or(0, |p| p.sample(&mut rng) as usize);
                     std::iter::repeat_n(x, k)
