@@ -39,6 +39,12 @@ impl Codec for Bincode {
     }
 }
 
+/// Appends one record's encoding to `out` (for size estimates: a record's
+/// encoded length is a good guess of its heap size).
+pub(crate) fn encode_record<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    Bincode::encode(value, out)
+}
+
 /// Frame header size: compressed length and checksum.
 pub(crate) const FRAME_HEADER: usize = 8;
 

@@ -1,19 +1,19 @@
-//! The entry point: a `Context` owns the task pool, the scratch directory,
-//! the memory budget, the scheduler and the registries of shuffle outputs
-//! and cached blocks.
+//! The entry point: a `Context` is the runtime (task pool, scratch
+//! directory, memory budget, cached blocks, shuffle outputs, listeners),
+//! the scheduler that runs jobs on it, and the functions that create
+//! datasets and shared variables.
 
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, FaultPlan};
-use crate::memory::{self, MemoryBudget};
+use crate::ids::RddId;
 use crate::rdd::{ParallelCollection, RangeSource, Rdd, TextSource, WholeTextSource};
-use crate::scheduler::{Event, Listener, ListenerBus, Scheduler};
+use crate::runtime::{Event, Listener, Runtime, RuntimeConfig};
+use crate::scheduler::Scheduler;
 use crate::shared::{Accumulator, Broadcast};
-use crate::shuffle::ShuffleManager;
 use crate::storage::{BlockManager, RddStorageInfo};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Spate's `SparkContext`: creates datasets and runs their jobs.
 ///
@@ -30,35 +30,11 @@ pub struct Context {
     inner: Arc<Inner>,
 }
 
+/// A context is its scheduler (which owns the runtime) plus the settings of
+/// the dataset layer.
 struct Inner {
-    pool: rayon::ThreadPool,
-    parallelism: usize,
-    scratch: Scratch,
-    max_task_failures: u32,
-    memory: Arc<MemoryBudget>,
-    next_rdd: AtomicU64,
-    next_shuffle: AtomicU64,
-    next_shared: AtomicU64,
     scheduler: Scheduler,
-    shuffles: ShuffleManager,
-    blocks: BlockManager,
-    listeners: ListenerBus,
-    faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
     checkpoint_dir: parking_lot::RwLock<Option<PathBuf>>,
-}
-
-enum Scratch {
-    Temp(tempfile::TempDir),
-    Given(PathBuf),
-}
-
-impl Scratch {
-    fn path(&self) -> &Path {
-        match self {
-            Scratch::Temp(t) => t.path(),
-            Scratch::Given(p) => p,
-        }
-    }
 }
 
 /// Configures a [`Context`]; see [`Context::builder`].
@@ -101,48 +77,15 @@ impl ContextBuilder {
 
     /// Creates the context: its thread pool and scratch directory.
     pub fn build(self) -> Result<Context> {
-        let parallelism = self
-            .parallelism
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let scratch = match self.scratch_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-                Scratch::Given(dir)
-            }
-            None => {
-                let tmp = tempfile::Builder::new()
-                    .prefix("spate-")
-                    .tempdir()
-                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
-                Scratch::Temp(tmp)
-            }
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(parallelism)
-            .thread_name(|i| format!("spate-worker-{i}"))
-            // Deep narrow chains compute as nested calls; give them room.
-            .stack_size(64 << 20)
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot start the task pool: {e}")))?;
-        let memory = Arc::new(MemoryBudget::new(
-            self.memory_limit.unwrap_or_else(memory::default_limit),
-        ));
-        let blocks = BlockManager::new(memory.clone(), scratch.path());
+        let runtime = Runtime::new(RuntimeConfig {
+            parallelism: self.parallelism,
+            scratch_dir: self.scratch_dir,
+            max_task_failures: self.max_task_failures,
+            memory_limit: self.memory_limit,
+        })?;
         Ok(Context {
             inner: Arc::new(Inner {
-                pool,
-                parallelism,
-                scratch,
-                max_task_failures: self.max_task_failures.unwrap_or(4),
-                memory,
-                next_rdd: AtomicU64::new(0),
-                next_shuffle: AtomicU64::new(0),
-                next_shared: AtomicU64::new(0),
-                scheduler: Scheduler::default(),
-                shuffles: ShuffleManager::default(),
-                blocks,
-                listeners: ListenerBus::default(),
-                faults: parking_lot::RwLock::new(None),
+                scheduler: Scheduler::new(Arc::new(runtime)),
                 checkpoint_dir: parking_lot::RwLock::new(None),
             }),
         })
@@ -162,33 +105,34 @@ impl Context {
 
     /// Worker threads; also the default partition count.
     pub fn default_parallelism(&self) -> usize {
-        self.inner.parallelism
+        self.runtime().parallelism()
     }
 
     /// Attempts per task before its job fails.
     pub fn max_task_failures(&self) -> u32 {
-        self.inner.max_task_failures
+        self.runtime().max_task_failures()
     }
 
     /// Where shuffle files are written.
     pub fn scratch_dir(&self) -> &Path {
-        self.inner.scratch.path()
+        self.runtime().scratch_dir()
     }
 
     /// The persisted datasets: level, partitions cached in memory and on
     /// disk, and their sizes (Spark's `getRDDStorageInfo`).
     pub fn storage_info(&self) -> Vec<RddStorageInfo> {
-        self.inner.blocks.info()
+        self.runtime().blocks().info()
     }
 
     /// The memory budget in bytes, and how much of it is in use.
     pub fn memory_usage(&self) -> (usize, usize) {
-        (self.inner.memory.used(), self.inner.memory.limit())
+        let memory = self.runtime().memory();
+        (memory.used(), memory.limit())
     }
 
     /// Registers a listener for scheduler events.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
-        self.inner.listeners.add(listener);
+        self.runtime().listeners().add(listener);
     }
 
     /// Sets the directory under which [`Rdd::checkpoint`] writes; created if
@@ -208,16 +152,16 @@ impl Context {
     /// Injects the faults of `plan` into the jobs that run from now on
     /// (replacing any earlier plan). See [`FaultPlan`].
     pub fn set_fault_plan(&self, plan: FaultPlan) {
-        *self.inner.faults.write() = Some(Arc::new(FaultInjector::new(plan)));
+        self.runtime().set_fault_plan(Some(plan));
     }
 
     /// Stops injecting faults.
     pub fn clear_fault_plan(&self) {
-        *self.inner.faults.write() = None;
+        self.runtime().set_fault_plan(None);
     }
 
     pub(crate) fn faults(&self) -> Option<Arc<FaultInjector>> {
-        self.inner.faults.read().clone()
+        self.runtime().faults()
     }
 
     /// Distributes a local collection over `num_partitions` partitions with
@@ -302,49 +246,38 @@ impl Context {
         self.accumulator(name, T::default(), |a, b| *a += b)
     }
 
-    pub(crate) fn next_rdd_id(&self) -> u64 {
-        self.inner.next_rdd.fetch_add(1, Ordering::Relaxed)
+    /// The runtime tasks use.
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        self.inner.scheduler.runtime()
     }
 
-    pub(crate) fn next_shuffle_id(&self) -> u64 {
-        self.inner.next_shuffle.fetch_add(1, Ordering::Relaxed)
+    pub(crate) fn next_rdd_id(&self) -> RddId {
+        self.runtime().next_rdd_id()
     }
 
     fn next_shared_id(&self) -> u64 {
-        self.inner.next_shared.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
-        &self.inner.pool
-    }
-
-    pub(crate) fn memory(&self) -> &Arc<MemoryBudget> {
-        &self.inner.memory
+        self.runtime().next_shared_id()
     }
 
     pub(crate) fn scheduler(&self) -> &Scheduler {
         &self.inner.scheduler
     }
 
-    pub(crate) fn shuffles(&self) -> &ShuffleManager {
-        &self.inner.shuffles
-    }
-
     pub(crate) fn blocks(&self) -> &BlockManager {
-        &self.inner.blocks
+        self.runtime().blocks()
     }
 
     pub(crate) fn post(&self, event: Event) {
-        self.inner.listeners.post(event);
+        self.runtime().post(event);
     }
 }
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
-            .field("parallelism", &self.inner.parallelism)
+            .field("parallelism", &self.default_parallelism())
             .field("scratch_dir", &self.scratch_dir())
-            .field("max_task_failures", &self.inner.max_task_failures)
+            .field("max_task_failures", &self.max_task_failures())
             .finish_non_exhaustive()
     }
 }

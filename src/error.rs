@@ -214,6 +214,17 @@ impl Error {
     }
 }
 
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
 /// An [`Error`] as a person reads it: `fn main() -> Result<(), spate::Report>`
 /// prints the error's sentence and its causes when `main` fails, where
 /// returning [`Error`] itself would print a `Debug` dump of the enum.

@@ -8,8 +8,8 @@
 //! Probabilistic faults are decided by a hash of the seed and the target's
 //! ids, so the same plan, program and data inject the same faults.
 
+use crate::ids::RddId;
 use crate::partitioner::stable_hash;
-use crate::rdd::RddId;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 

@@ -31,28 +31,40 @@
 // spelling them out is clearer than aliases.
 #![allow(clippy::type_complexity)]
 
+// Layers, lowest first (ARCHITECTURE.md; `tests/layers.rs` keeps them):
+// leaves, runtime, lineage, scheduler, datasets, streaming.
+mod chunk;
 mod codec;
-mod context;
 mod data;
 mod error;
 mod fault;
+mod ids;
 mod memory;
 mod partitioner;
-mod rdd;
-mod scheduler;
+mod small_str;
+
+mod runtime;
 mod shared;
 mod shuffle;
-mod small_str;
 mod storage;
+
+mod lineage;
+
+mod scheduler;
+
+mod context;
+mod rdd;
+
 pub mod streaming;
 
 pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Value};
 pub use error::{Error, Report, Result};
 pub use fault::{FaultPlan, ShuffleLoss};
+pub use ids::RddId;
 pub use partitioner::{Partitioner, stable_hash};
-pub use rdd::{Histogram, Numeric, PartitionIter, Partitioning, Rdd, RddId, StatCounter};
-pub use scheduler::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
+pub use rdd::{Histogram, Numeric, PartitionIter, Partitioning, Rdd, StatCounter};
+pub use runtime::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub use shared::{Accumulator, Broadcast};
 pub use small_str::Str;
 pub use storage::{RddStorageInfo, StorageLevel};

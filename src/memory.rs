@@ -86,9 +86,7 @@ pub(crate) fn estimate_size<T: serde::Serialize>(items: &[T]) -> usize {
     let mut buf = Vec::new();
     for item in items.iter().step_by(step).take(16) {
         buf.clear();
-        if bincode::serde::encode_into_std_write(item, &mut buf, bincode::config::standard())
-            .is_ok()
-        {
+        if crate::codec::encode_record(item, &mut buf).is_ok() {
             sampled += buf.len();
         }
         n += 1;

@@ -4,8 +4,8 @@
 use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
+use crate::ids::RddId;
 use crate::memory::MemoryBudget;
-use crate::rdd::RddId;
 use parking_lot::Mutex;
 use std::any::Any;
 use std::collections::{HashMap, HashSet};

@@ -4,7 +4,7 @@ use super::sample::partition_rng;
 use super::{BATCH, BatchIter, Rdd, for_each_batch};
 use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
-use crate::scheduler::run_job;
+use crate::rdd::run_job;
 use crate::small_str::Str;
 use rand::Rng;
 use std::any::Any;

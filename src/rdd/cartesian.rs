@@ -3,7 +3,7 @@
 use super::{BatchIter, Batches, Compute, NewRdd, Rdd, drain_all};
 use crate::data::Data;
 use crate::error::Result;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 
 struct CartesianOp<T, U> {
     left: Rdd<T>,

@@ -14,14 +14,12 @@ use crate::codec;
 use crate::context::Context;
 use crate::data::Value;
 use crate::error::{Error, Result};
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
-/// Writes a dataset's checkpoint and truncates its lineage; set by
-/// `checkpoint()`, run after the next job over the dataset.
-pub(crate) type PendingCheckpoint = Arc<dyn Fn() -> Result<()> + Send + Sync>;
+use crate::lineage::PendingCheckpoint;
 
 const FORMAT_VERSION: u32 = 2;
 const FRAME_RECORDS: usize = 4096;
@@ -137,7 +135,7 @@ fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<Vec<PartInfo>>
     let all: Vec<usize> = (0..rdd.num_partitions()).collect();
     // Each task writes its own part file (temp file, then rename) and
     // returns what the metadata records of it.
-    let parts = crate::scheduler::run_job(rdd.context(), rdd, &all, "checkpoint", |tc, it| {
+    let parts = crate::rdd::run_job(rdd.context(), rdd, &all, "checkpoint", |tc, it| {
         let (bytes, records) = drain_frames(it)?;
         let (split, attempt) = (tc.id.partition, tc.id.attempt);
         let tmp = dir.join(format!(".part-{split:05}-{attempt}.tmp"));

@@ -4,7 +4,7 @@ use super::source::slice_bounds;
 use super::{BatchIter, Batches, Compute, NewRdd, Rdd};
 use crate::data::{Data, Value};
 use crate::error::Result;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 
 struct CoalesceOp<T> {
     parent: Rdd<T>,

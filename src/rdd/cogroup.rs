@@ -1,13 +1,14 @@
 //! Grouping two keyed datasets together by key, and the `Side` that brings
 //! each input of a two-input keyed operation into the output partitioning.
 
+use super::ShuffleDependency;
 use super::{BatchIter, Compute, Dependency, NewRdd, Rdd, for_each_batch};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use crate::shuffle::external_agg::{Growth, SpillingMap};
-use crate::shuffle::{self, NoAggregate, ShuffleDependency};
+use crate::shuffle::{self, NoAggregate};
 use std::sync::Arc;
 
 /// How one input of a cogroup or join reaches the output partitioning.

@@ -9,7 +9,7 @@ use super::{BatchIter, Batches, Compute, NewRdd, Rdd, for_each_batch};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use crate::shuffle::CombineMap;
 use crate::shuffle::external_agg::{Growth, SpillingMap, hash_of};
 use crate::shuffle::external_sort::{self, SortOrder};

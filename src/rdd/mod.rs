@@ -1,11 +1,12 @@
-//! Datasets: the `Rdd<T>` handle, its lineage, and how a partition is computed.
+//! Datasets: the typed `Rdd<T>` handle, its operators, and how a partition
+//! is computed. The untyped lineage the scheduler sees is in `lineage.rs`.
 //!
 //! An [`Rdd`] is an `Arc` to a node that records the dataset's partitions,
 //! its dependencies on parent datasets, an optional partitioner, and an
 //! operator that computes one partition from the parents' partitions.
 //!
-//! Partitions are computed as a pull of *batches*: every operator's
-//! [`Batches::next_batch`] asks its parent for about `hint` records, then
+//! Partitions are computed as a pull of *batches* (`chunk.rs`): every
+//! operator's `Batches::next_batch` asks its parent for about `hint` records, then
 //! transforms the whole batch in a loop the compiler sees through (closures
 //! are type parameters, not trait objects). A narrow chain therefore costs
 //! one dynamic call per batch per operator, never per record, and a consumer
@@ -21,6 +22,7 @@ mod narrow;
 mod numeric;
 mod pair;
 mod sample;
+mod shuffle_dep;
 mod source;
 mod transform;
 mod union;
@@ -29,104 +31,29 @@ mod zip;
 pub use actions::Histogram;
 pub use numeric::{Numeric, StatCounter};
 pub use pair::Partitioning;
+pub(crate) use shuffle_dep::ShuffleDependency;
 pub(crate) use source::{
     BadLines, ParallelCollection, RangeSource, SkippedLines, TextSource, WholeTextSource,
 };
 pub(crate) use union::union_all;
 
+pub(crate) use crate::chunk::{
+    BATCH, BatchIter, Batches, IterBatches, SharedBatches, drain_all, for_each_batch,
+};
+pub use crate::ids::RddId;
+pub(crate) use crate::lineage::{AnyRdd, Dependency};
+
 use crate::Data;
 use crate::context::Context;
 use crate::error::Result;
+use crate::lineage::{RddBase, debug_lines};
 use crate::partitioner::Partitioner;
-use crate::scheduler::TaskContext;
-use crate::shuffle::ShuffleDep;
+use crate::runtime::{MetricsCell, TaskContext};
 use crate::storage::{Cached, StorageLevel};
 use parking_lot::{Mutex, RwLock};
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::Arc;
-
-/// Dataset id, assigned per context in creation order.
-pub type RddId = u64;
-
-/// Records per batch when a consumer wants a whole partition. Small enough
-/// that a batch expanded by `flat_map` (ten words a line, say) stays in cache
-/// next to the hash maps that consume it; 1024 measured a few percent slower.
-pub(crate) const BATCH: usize = 256;
-
-/// A partition being computed, pulled a batch at a time.
-pub(crate) trait Batches<T> {
-    /// Appends about `hint` further records to `out` (possibly none, possibly
-    /// more). Returns `Ok(false)` once the partition is exhausted; records
-    /// appended by that last call are still valid.
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool>;
-}
-
-pub(crate) type BatchIter<T> = Box<dyn Batches<T>>;
-
-/// Drains a partition, calling `f` on each batch.
-pub(crate) fn for_each_batch<T>(
-    mut it: BatchIter<T>,
-    mut f: impl FnMut(&mut Vec<T>) -> Result<()>,
-) -> Result<()> {
-    let mut buf = Vec::with_capacity(BATCH);
-    loop {
-        let more = it.next_batch(&mut buf, BATCH)?;
-        f(&mut buf)?;
-        buf.clear();
-        if !more {
-            return Ok(());
-        }
-    }
-}
-
-/// Collects a whole partition.
-pub(crate) fn drain_all<T>(it: BatchIter<T>) -> Result<Vec<T>> {
-    let mut all = Vec::new();
-    for_each_batch(it, |b| {
-        all.append(b);
-        Ok(())
-    })?;
-    Ok(all)
-}
-
-/// Batches over any iterator (owned vectors, hash map drains, ...).
-pub(crate) struct IterBatches<I>(pub(crate) I);
-
-impl<I: Iterator> Batches<I::Item> for IterBatches<I> {
-    fn next_batch(&mut self, out: &mut Vec<I::Item>, hint: usize) -> Result<bool> {
-        for _ in 0..hint.max(1) {
-            match self.0.next() {
-                Some(x) => out.push(x),
-                None => return Ok(false),
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// Batches that clone out of a shared vector (cached blocks, parallelized
-/// slices, in-memory shuffle blocks).
-pub(crate) struct SharedBatches<T> {
-    data: Arc<Vec<T>>,
-    pos: usize,
-}
-
-impl<T> SharedBatches<T> {
-    pub(crate) fn new(data: Arc<Vec<T>>) -> Self {
-        SharedBatches { data, pos: 0 }
-    }
-}
-
-impl<T: Clone> Batches<T> for SharedBatches<T> {
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
-        let end = (self.pos + hint.max(1)).min(self.data.len());
-        out.extend_from_slice(&self.data[self.pos..end]);
-        self.pos = end;
-        Ok(end < self.data.len())
-    }
-}
 
 /// The records of one partition as a plain iterator, handed to
 /// [`Rdd::map_partitions`] closures.
@@ -183,43 +110,6 @@ pub(crate) trait Compute<T>: Send + Sync + 'static {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>>;
 }
 
-/// How a dataset depends on a parent.
-#[derive(Clone)]
-pub(crate) enum Dependency {
-    /// Each partition reads a bounded set of parent partitions in the same
-    /// task (map, filter, union, coalesce, zip, cartesian ...).
-    Narrow(Arc<dyn AnyRdd>),
-    /// The parent is redistributed by key: a stage boundary.
-    Shuffle(Arc<dyn ShuffleDep>),
-}
-
-/// The untyped part of a dataset: what the scheduler and `to_debug_string`
-/// need.
-pub(crate) struct RddBase {
-    pub(crate) id: RddId,
-    pub(crate) ctx: Context,
-    pub(crate) op_name: &'static str,
-    pub(crate) num_partitions: usize,
-    /// Emptied when the lineage is truncated by a checkpoint.
-    pub(crate) deps: RwLock<Vec<Dependency>>,
-    pub(crate) partitioner: Option<Partitioner>,
-    pub(crate) storage: Mutex<Option<StorageLevel>>,
-    pub(crate) name: Mutex<Option<String>>,
-    /// Set by `checkpoint()`/`local_checkpoint()`: writes the data and
-    /// truncates the lineage after the next job that computes this dataset.
-    pub(crate) pending_checkpoint: Mutex<Option<checkpoint::PendingCheckpoint>>,
-    /// Where the checkpoint was written, once it has been.
-    pub(crate) checkpoint_path: Mutex<Option<std::path::PathBuf>>,
-    /// Whether the lineage was truncated by a checkpoint.
-    pub(crate) checkpointed: std::sync::atomic::AtomicBool,
-}
-
-thread_local! {
-    /// Dependencies waiting to be dropped on this thread; `Some` while a
-    /// drop loop runs further up the stack.
-    static DROPPING: std::cell::RefCell<Option<Vec<Dependency>>> = const { std::cell::RefCell::new(None) };
-}
-
 impl<T> Drop for Node<T> {
     /// Drops a lineage iteratively: a chain of 10,000 narrow transformations
     /// would otherwise drop recursively and overflow the stack. The operator
@@ -232,10 +122,11 @@ impl<T> Drop for Node<T> {
     /// released, nor leave the queue claimed; the first panic is resumed
     /// once everything is dropped.
     fn drop(&mut self) {
+        use crate::lineage::{drop_catching, release_deps};
         let mut panic = None;
         if self.base.storage.get_mut().is_some() {
             // Nothing can read this dataset's cached blocks any more.
-            let (blocks, id) = (self.base.ctx.blocks(), self.base.id);
+            let (blocks, id) = (self.ctx.blocks(), self.base.id);
             drop_catching(|| blocks.remove_rdd(id), &mut panic);
         }
         let op = std::mem::replace(self.op.get_mut(), Arc::new(Dropped));
@@ -252,39 +143,6 @@ impl<T> Drop for Node<T> {
     }
 }
 
-type PanicPayload = Box<dyn std::any::Any + Send>;
-
-/// Runs `f`, keeping the first panic it raises for later.
-fn drop_catching(f: impl FnOnce(), first: &mut Option<PanicPayload>) {
-    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        first.get_or_insert(payload);
-    }
-}
-
-/// Queues `deps` on this thread's drop list, or, if no drop loop runs
-/// further up the stack, becomes that loop until the list is empty.
-fn release_deps(deps: Vec<Dependency>, panic: &mut Option<PanicPayload>) {
-    let outermost = DROPPING.with(|q| {
-        let mut q = q.borrow_mut();
-        match q.as_mut() {
-            Some(queue) => {
-                queue.extend(deps);
-                None
-            }
-            None => {
-                *q = Some(Vec::new());
-                Some(deps)
-            }
-        }
-    });
-    let Some(first) = outermost else { return };
-    drop_catching(|| drop(first), panic);
-    while let Some(dep) = DROPPING.with(|q| q.borrow_mut().as_mut().and_then(Vec::pop)) {
-        drop_catching(|| drop(dep), panic);
-    }
-    DROPPING.with(|q| *q.borrow_mut() = None);
-}
-
 /// The operator of a dataset being dropped.
 struct Dropped;
 
@@ -294,13 +152,9 @@ impl<T> Compute<T> for Dropped {
     }
 }
 
-/// A dataset seen without its element type.
-pub(crate) trait AnyRdd: Send + Sync {
-    fn base(&self) -> &RddBase;
-}
-
 pub(crate) struct Node<T> {
     base: RddBase,
+    ctx: Context,
     /// Replaced by a checkpoint reader when the lineage is truncated.
     op: RwLock<Arc<dyn Compute<T>>>,
 }
@@ -378,9 +232,9 @@ impl<T: Data> Rdd<T> {
     pub(crate) fn from_op(ctx: &Context, spec: NewRdd, op: impl Compute<T>) -> Self {
         Rdd {
             node: Arc::new(Node {
+                ctx: ctx.clone(),
                 base: RddBase {
                     id: ctx.next_rdd_id(),
-                    ctx: ctx.clone(),
                     op_name: spec.op_name,
                     num_partitions: spec.num_partitions,
                     deps: RwLock::new(spec.deps),
@@ -422,7 +276,7 @@ impl<T: Data> Rdd<T> {
 
     /// The context the dataset belongs to.
     pub fn context(&self) -> &Context {
-        &self.node.base.ctx
+        &self.node.ctx
     }
 
     /// Names the dataset (shown by [`to_debug_string`](Rdd::to_debug_string)).
@@ -545,47 +399,44 @@ impl<T: Data> Rdd<T> {
     }
 }
 
-fn debug_lines(root: &dyn AnyRdd, out: &mut String) {
-    // (dataset, depth, first line after a stage boundary), walked with an
-    // explicit stack so deep lineages cannot overflow.
-    let mut stack: Vec<(Arc<dyn AnyRdd>, usize, bool)> = Vec::new();
-    let mut visit = |rdd: &dyn AnyRdd,
-                     depth: usize,
-                     first: bool,
-                     stack: &mut Vec<(Arc<dyn AnyRdd>, usize, bool)>| {
-        let b = rdd.base();
-        let indent = "   ".repeat(depth.saturating_sub(1));
-        let prefix = if depth == 0 {
-            String::new()
-        } else if first {
-            format!("{indent} +-")
-        } else {
-            format!("{indent} | ")
-        };
-        let name = b
-            .name
-            .lock()
-            .clone()
-            .map(|n| format!(" '{n}'"))
-            .unwrap_or_default();
-        let cached = match *b.storage.lock() {
-            Some(level) => format!(" [{level:?}]"),
-            None => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "{prefix}({}) {}[{}]{name}{cached}",
-            b.num_partitions, b.op_name, b.id
-        );
-        for dep in b.deps.read().iter().rev() {
-            match dep {
-                Dependency::Narrow(parent) => stack.push((parent.clone(), depth.max(1), false)),
-                Dependency::Shuffle(s) => stack.push((s.parent(), depth + 1, true)),
-            }
-        }
-    };
-    visit(root, 0, true, &mut stack);
-    while let Some((rdd, depth, first)) = stack.pop() {
-        visit(rdd.as_ref(), depth, first, &mut stack);
+/// Runs `func` over `partitions` of `rdd` as one job (the typed face of
+/// [`Scheduler::run_job`](crate::scheduler::Scheduler::run_job)); results
+/// come back in the order of `partitions`. As in Spark, checkpoints marked
+/// in the lineage are written after the job, by jobs of their own.
+pub(crate) fn run_job<T: Data, R: Send>(
+    ctx: &Context,
+    rdd: &Rdd<T>,
+    partitions: &[usize],
+    action: &'static str,
+    func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let root = rdd.as_any_rdd();
+    let result = ctx
+        .scheduler()
+        .run_job(&root, partitions, action, |tc: &TaskContext| {
+            let it = rdd.iterator(tc.partition(), tc)?;
+            let counted = Box::new(Counted {
+                inner: it,
+                metrics: tc.metrics.clone(),
+            });
+            func(tc, counted)
+        })?;
+    checkpoint::run_pending(&root)?;
+    Ok(result)
+}
+
+/// Counts the records a result task's pipeline produces.
+struct Counted<T> {
+    inner: BatchIter<T>,
+    metrics: Rc<MetricsCell>,
+}
+
+impl<T> Batches<T> for Counted<T> {
+    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+        let before = out.len();
+        let more = self.inner.next_batch(out, hint)?;
+        let n = (out.len() - before) as u64;
+        self.metrics.update(|m| m.records_out += n);
+        Ok(more)
     }
 }

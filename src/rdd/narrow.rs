@@ -5,7 +5,7 @@
 use super::{BatchIter, Batches, Compute, PartitionIter, Rdd};
 use crate::data::Data;
 use crate::error::Result;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;

@@ -1,6 +1,7 @@
 //! Transformations and actions of key-value datasets (`Rdd<(K, V)>`),
 //! Spark's `PairRDDFunctions`.
 
+use super::ShuffleDependency;
 use super::cogroup::CoGroupOp;
 use super::join::{FullOuter, HashJoinOp, Inner, StreamOuter, StreamOuterFlipped};
 use super::{BatchIter, Compute, NewRdd, Rdd, for_each_batch};
@@ -8,10 +9,10 @@ use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
 use crate::rdd::Dependency;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use crate::shuffle::external_agg::SpillingMap;
 use crate::shuffle::external_sort::SortOrder;
-use crate::shuffle::{self, Aggregate, Combiner, GroupValues, NoAggregate, ShuffleDependency};
+use crate::shuffle::{self, Aggregate, Combiner, GroupValues, NoAggregate};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -539,7 +540,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
             Some(p) => vec![p.for_keys::<K>()?.partition(&key)],
             None => (0..self.num_partitions()).collect(),
         };
-        let found = crate::scheduler::run_job(self.context(), self, &parts, "lookup", |_, it| {
+        let found = crate::rdd::run_job(self.context(), self, &parts, "lookup", |_, it| {
             let mut vs = Vec::new();
             for_each_batch(it, |b| {
                 vs.extend(b.drain(..).filter(|(k, _)| *k == key).map(|(_, v)| v));

@@ -4,7 +4,7 @@ use super::{BatchIter, Batches, Compute, IterBatches, NewRdd, Rdd, SharedBatches
 use crate::context::Context;
 use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@ use super::{BatchIter, Batches, Compute, NewRdd, Rdd};
 use crate::context::Context;
 use crate::data::Data;
 use crate::error::Result;
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 
 /// The partitions of several datasets side by side: partition `i` of the
 /// union is partition `splits[i].1` of parent `splits[i].0`.

@@ -3,7 +3,7 @@
 use super::{BatchIter, Batches, Compute, NewRdd, Rdd};
 use crate::data::Data;
 use crate::error::{Error, Result};
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 
 struct ZipOp<T, U> {
     left: Rdd<T>,
@@ -111,13 +111,10 @@ impl<T: Data> Rdd<T> {
         let mut starts = vec![0u64; n];
         if n > 1 {
             let parts: Vec<usize> = (0..n - 1).collect();
-            let counts = crate::scheduler::run_job(
-                self.context(),
-                self,
-                &parts,
-                "zip_with_index",
-                |_, it| super::actions::count_partition(it),
-            )?;
+            let counts =
+                crate::rdd::run_job(self.context(), self, &parts, "zip_with_index", |_, it| {
+                    super::actions::count_partition(it)
+                })?;
             for i in 1..n {
                 starts[i] = starts[i - 1] + counts[i - 1];
             }

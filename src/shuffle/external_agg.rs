@@ -9,10 +9,10 @@
 
 use super::aggregate::{CombineMap, combine_batch, new_map};
 use super::external_sort::Run;
+use crate::chunk::{BatchIter, Batches, IterBatches};
 use crate::data::{Key, Value};
 use crate::error::Result;
-use crate::rdd::{BatchIter, Batches, IterBatches};
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
@@ -50,7 +50,7 @@ impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
         SpillingMap {
             map: new_map(),
             runs: Vec::new(),
-            limit: tc.ctx.memory().limit() / tc.ctx.default_parallelism().max(1),
+            limit: tc.rt.memory().limit() / tc.rt.parallelism().max(1),
             growth,
             unit_bytes: None,
             held_bytes: 0,

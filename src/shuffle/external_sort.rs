@@ -2,12 +2,12 @@
 //! spilled to the scratch directory once the buffer passes the task's share
 //! of the memory budget, then merged k ways while the output is pulled.
 
+use crate::chunk::{BatchIter, Batches, IterBatches, for_each_batch};
 use crate::codec::{self, FRAME_HEADER};
 use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::memory::estimate_size;
-use crate::rdd::{BatchIter, Batches, IterBatches, for_each_batch};
-use crate::scheduler::TaskContext;
+use crate::runtime::TaskContext;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::io::{BufReader, Read};
@@ -37,7 +37,7 @@ pub(crate) fn sort<X: Value>(
     order: &SortOrder<X>,
     tc: &TaskContext,
 ) -> Result<BatchIter<X>> {
-    let limit = tc.ctx.memory().limit() / tc.ctx.default_parallelism().max(1);
+    let limit = tc.rt.memory().limit() / tc.rt.parallelism().max(1);
     let mut buf: Vec<X> = Vec::new();
     let mut record_bytes: Option<usize> = None;
     let mut runs: Vec<Run<X>> = Vec::new();
@@ -96,7 +96,7 @@ pub(crate) struct Run<X> {
 
 impl<X: Value> Run<X> {
     pub(crate) fn write(sorted: &[X], tc: &TaskContext) -> Result<Self> {
-        let dir = tc.ctx.scratch_dir();
+        let dir = tc.rt.scratch_dir();
         let tmp = tempfile::Builder::new()
             .prefix("sort-run-")
             .tempfile_in(dir)

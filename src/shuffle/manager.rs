@@ -1,8 +1,8 @@
 //! Where map outputs live between the map and the reduce stage, and across
 //! jobs: shuffle outputs are reused until their dataset is dropped.
 
-use super::ShuffleId;
 use crate::fault::ShuffleLoss;
+use crate::ids::ShuffleId;
 use crate::memory::MemoryBudget;
 use parking_lot::Mutex;
 use std::any::Any;

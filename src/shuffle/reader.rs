@@ -1,20 +1,20 @@
 //! The reduce side: reading one reduce partition's blocks from every map
 //! output, verifying on-disk frames as they are decoded.
 
-use super::ShuffleId;
 use super::manager::{Block, MapOutput, Segment};
+use crate::chunk::{BatchIter, Batches};
 use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
-use crate::rdd::{BatchIter, Batches};
-use crate::scheduler::{MetricsCell, TaskContext};
+use crate::ids::ShuffleId;
+use crate::runtime::{MetricsCell, TaskContext};
 use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;
 use std::sync::Arc;
 
 /// The records of reduce partition `reduce` of `shuffle`, map by map. `X` is the record type the map side wrote.
 pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext) -> BatchIter<X> {
-    let outputs = tc.ctx.shuffles().outputs(shuffle);
+    let outputs = tc.rt.shuffles().outputs(shuffle);
     Box::new(ShuffleReader::<X> {
         shuffle,
         reduce,

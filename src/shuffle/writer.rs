@@ -2,14 +2,14 @@
 //! disk when they outgrow the task's share of the memory budget, and
 //! turning the result into in-memory or on-disk blocks.
 
-use super::ShuffleId;
 use super::manager::{Block, MapOutput, Segment};
 use crate::codec;
-use crate::context::Context;
 use crate::data::Value;
 use crate::error::Result;
+use crate::ids::ShuffleId;
 use crate::memory::estimate_size;
-use crate::scheduler::TaskContext;
+use crate::runtime::Runtime;
+use crate::runtime::TaskContext;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ const FRAME_RECORDS: usize = 4096;
 const CHECK_EVERY: usize = 1024;
 
 pub(crate) struct MapWriter<'a, X> {
-    ctx: &'a Context,
+    rt: &'a Runtime,
     shuffle: ShuffleId,
     tc: &'a TaskContext,
     buckets: Vec<Vec<X>>,
@@ -40,14 +40,14 @@ pub(crate) struct MapWriter<'a, X> {
 
 impl<'a, X: Value> MapWriter<'a, X> {
     pub(crate) fn new(
-        ctx: &'a Context,
+        rt: &'a Runtime,
         shuffle: ShuffleId,
         tc: &'a TaskContext,
         reduces: usize,
     ) -> Self {
-        let limit = ctx.memory().limit() / ctx.default_parallelism().max(1);
+        let limit = rt.memory().limit() / rt.parallelism().max(1);
         MapWriter {
-            ctx,
+            rt,
             shuffle,
             tc,
             buckets: (0..reduces).map(|_| Vec::new()).collect(),
@@ -138,7 +138,7 @@ impl<'a, X: Value> MapWriter<'a, X> {
     /// from here on; a writer dropped before `finish` (a failed attempt)
     /// deletes its spill files.
     pub(crate) fn finish(mut self) -> Result<MapOutput> {
-        let budget = self.ctx.memory().clone();
+        let budget = self.rt.memory().clone();
         let written: u64 =
             self.buckets.iter().map(|b| b.len() as u64).sum::<u64>() + self.spilled_records;
         if !self.files.is_empty() {
@@ -168,7 +168,7 @@ impl<'a, X: Value> MapWriter<'a, X> {
             }
             let records = bucket.len() as u64;
             let size = estimate_size(&bucket);
-            if self.ctx.blocks().reserve_for_execution(size)? {
+            if self.rt.blocks().reserve_for_execution(size)? {
                 out.reserved += size;
                 in_memory += 1;
                 out.blocks.push((
@@ -204,7 +204,7 @@ impl<'a, X: Value> MapWriter<'a, X> {
         // exist), but it counts, so later blocks go to disk sooner and
         // the job's peak memory shows it.
         let index = out.bookkeeping_bytes();
-        if !self.ctx.blocks().reserve_for_execution(index)? {
+        if !self.rt.blocks().reserve_for_execution(index)? {
             out.budget.reserve_anyway(index);
         }
         out.reserved += index;
@@ -228,8 +228,8 @@ impl<'a, X: Value> MapWriter<'a, X> {
     /// lost map task must not overwrite (or be deleted with) the old file.
     fn file_path(&self) -> PathBuf {
         let id = self.tc.id;
-        let unique = self.ctx.shuffles().next_file_id();
-        self.ctx.scratch_dir().join(format!(
+        let unique = self.rt.shuffles().next_file_id();
+        self.rt.scratch_dir().join(format!(
             "shuffle_{}_{}_job{}_attempt{}_{unique}.data",
             self.shuffle, id.partition, id.job, id.attempt
         ))
@@ -241,6 +241,73 @@ impl<X> Drop for MapWriter<'_, X> {
         // Non-empty only when the attempt failed before `finish`.
         for file in &self.files {
             let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::drain_all;
+    use crate::runtime::{RuntimeConfig, TaskId};
+
+    /// A task of map partition `map` on `rt`, outside any job.
+    fn task(rt: &Arc<Runtime>, map: usize) -> TaskContext {
+        let id = TaskId {
+            job: 0,
+            stage: 0,
+            partition: map,
+            attempt: 0,
+        };
+        TaskContext::new(rt.clone(), id)
+    }
+
+    #[test]
+    fn map_outputs_round_trip_through_memory_and_disk_with_a_runtime_and_no_scheduler() {
+        // A budget too small for the second map's blocks: they go to disk.
+        for limit in [usize::MAX / 2, 1 << 10] {
+            let rt = Arc::new(
+                Runtime::without_pool(RuntimeConfig {
+                    memory_limit: Some(limit),
+                    ..RuntimeConfig::default()
+                })
+                .unwrap(),
+            );
+            let (shuffle, maps, reduces) = (7, 3, 5);
+            rt.shuffles().register(shuffle, maps);
+            let mut expected: Vec<Vec<(u64, String)>> = vec![Vec::new(); reduces];
+            for map in 0..maps {
+                let tc = task(&rt, map);
+                let mut writer = MapWriter::<(u64, String)>::new(&rt, shuffle, &tc, reduces);
+                // Map 1 writes nothing to reduce partition 3: an empty block.
+                for i in 0..200u64 {
+                    let reduce = (i as usize * (map + 1)) % reduces;
+                    if map == 1 && reduce == 3 {
+                        continue;
+                    }
+                    let record = (i, format!("m{map}-r{reduce}-{i}"));
+                    expected[reduce].push(record.clone());
+                    writer.push(reduce, record).unwrap();
+                }
+                rt.shuffles().put(shuffle, map, writer.finish().unwrap());
+            }
+            for (reduce, want) in expected.iter_mut().enumerate() {
+                let tc = task(&rt, reduce);
+                let read = crate::shuffle::reader::read::<(u64, String)>(shuffle, reduce, &tc);
+                let mut got = drain_all(read).unwrap();
+                got.sort();
+                want.sort();
+                assert_eq!(&got, want, "reduce {reduce}, limit {limit}");
+            }
+            let on_disk = std::fs::read_dir(rt.scratch_dir()).unwrap().count();
+            assert_eq!(
+                on_disk > 0,
+                limit < 1 << 20,
+                "limit {limit}: {on_disk} files"
+            );
+            rt.shuffles().unregister(shuffle);
+            assert_eq!(std::fs::read_dir(rt.scratch_dir()).unwrap().count(), 0);
+            assert_eq!(rt.memory().used(), 0, "everything released");
         }
     }
 }

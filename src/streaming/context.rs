@@ -574,7 +574,7 @@ impl Inner {
             // batch like an error, instead of killing the batch thread.
             let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (op.run)(time)));
             let result = run.unwrap_or_else(|payload| {
-                Err(Error::Panicked(crate::scheduler::panic_message(
+                Err(Error::Panicked(crate::error::panic_message(
                     payload.as_ref(),
                 )))
             });

@@ -1,4 +1,5 @@
-//! What the scheduler reports while it runs jobs: the listener interface.
+//! What the engine reports while it runs jobs (scheduler, storage and
+//! fault events): the listener interface and the bus that delivers them.
 
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -380,19 +381,25 @@ impl Listener for EventLog {
     }
 }
 
-/// The context's listeners.
+/// The context's listeners. Posting takes a snapshot of the list and calls
+/// each listener with no lock held, so a listener may add a listener (or
+/// post) without deadlocking.
 #[derive(Default)]
 pub(crate) struct ListenerBus {
-    listeners: parking_lot::RwLock<Vec<Arc<dyn Listener>>>,
+    listeners: parking_lot::RwLock<Arc<Vec<Arc<dyn Listener>>>>,
 }
 
 impl ListenerBus {
     pub(crate) fn add(&self, l: Arc<dyn Listener>) {
-        self.listeners.write().push(l);
+        let mut list = self.listeners.write();
+        let mut next = Vec::clone(&list);
+        next.push(l);
+        *list = Arc::new(next);
     }
 
     pub(crate) fn post(&self, event: Event) {
-        for l in self.listeners.read().iter() {
+        let snapshot = self.listeners.read().clone();
+        for l in snapshot.iter() {
             l.on_event(&event);
         }
     }

@@ -16,25 +16,17 @@
 //! - The driver walks lineage with explicit stacks, never recursion over
 //!   narrow chains, so deep lineages do not overflow.
 
-mod events;
-mod task;
-
-pub(crate) use events::ListenerBus;
-pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
-pub(crate) use task::{MetricsCell, TaskContext};
-use task::{Running, running_task};
-
-use crate::Data;
-use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::rdd::{AnyRdd, BatchIter, Batches, Dependency, Rdd};
+use crate::ids::ShuffleId;
+use crate::lineage::{AnyRdd, Dependency, ShuffleDep};
+use crate::runtime::{
+    Event, JobMetrics, Running, Runtime, StageKind, TaskContext, TaskId, running_task,
+};
 use crate::shared::TaskUpdates;
-use crate::shuffle::{ShuffleDep, ShuffleId};
 use parking_lot::Mutex;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -42,8 +34,9 @@ use std::time::Instant;
 /// Consecutive attempts of one stage before the job is failed.
 const MAX_STAGE_ATTEMPTS: u32 = 4;
 
-#[derive(Default)]
+/// Runs jobs on a runtime: the driver's part of a context.
 pub(crate) struct Scheduler {
+    rt: Arc<Runtime>,
     next_job: AtomicU64,
     next_stage: AtomicU64,
     /// Shuffle map stages keep their id across jobs, as in Spark.
@@ -52,65 +45,72 @@ pub(crate) struct Scheduler {
     job_lock: Mutex<()>,
 }
 
-/// Runs `func` over `partitions` of `rdd` as one job; results come back in
-/// the order of `partitions`.
-pub(crate) fn run_job<T: Data, R: Send>(
-    ctx: &Context,
-    rdd: &Rdd<T>,
-    partitions: &[usize],
-    action: &'static str,
-    func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let result = run_one_job(ctx, rdd, partitions, action, func)?;
-    // As in Spark, checkpoints marked in the lineage are written after the
-    // job that computed them, by jobs of their own.
-    crate::rdd::checkpoint::run_pending(&rdd.as_any_rdd())?;
-    Ok(result)
-}
-
-fn run_one_job<T: Data, R: Send>(
-    ctx: &Context,
-    rdd: &Rdd<T>,
-    partitions: &[usize],
-    action: &'static str,
-    func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    if let Some(task) = running_task() {
-        // The job lock is held by the job running this task (or, for
-        // another context, by a worker that may be waiting on this one).
-        return Err(Error::ActionInTask {
-            action,
-            job: task.job,
-            stage: task.stage,
-            partition: task.partition,
-        });
+impl Scheduler {
+    pub(crate) fn new(rt: Arc<Runtime>) -> Scheduler {
+        Scheduler {
+            rt,
+            next_job: AtomicU64::new(0),
+            next_stage: AtomicU64::new(0),
+            shuffle_stages: Mutex::new(HashMap::new()),
+            job_lock: Mutex::new(()),
+        }
     }
-    let sched = ctx.scheduler();
-    let _one_job = sched.job_lock.lock();
-    let job = sched.next_job.fetch_add(1, Ordering::Relaxed);
-    let started = Instant::now();
-    ctx.post(Event::JobStart { job, action });
-    let run = JobRun {
-        ctx,
-        job,
-        metrics: Mutex::new(JobMetrics::default()),
-        stage_attempts: Mutex::new(HashMap::new()),
-    };
-    ctx.memory().reset_peak();
-    let result = run.run(rdd, partitions, &func);
-    let mut metrics = *run.metrics.lock();
-    metrics.peak_memory = ctx.memory().peak() as u64;
-    ctx.post(Event::JobEnd {
-        job,
-        succeeded: result.is_ok(),
-        duration: started.elapsed(),
-        metrics,
-    });
-    result
+
+    /// The runtime jobs run on.
+    pub(crate) fn runtime(&self) -> &Arc<Runtime> {
+        &self.rt
+    }
+
+    /// Runs `task` over `partitions` of the dataset `root` as one job: first
+    /// the map stages of the shuffles it needs (only their missing outputs),
+    /// then one task per partition. Results come back in the order of
+    /// `partitions`. The scheduler never sees element types: `task` computes
+    /// a partition however its caller likes.
+    pub(crate) fn run_job<R: Send>(
+        &self,
+        root: &Arc<dyn AnyRdd>,
+        partitions: &[usize],
+        action: &'static str,
+        task: impl Fn(&TaskContext) -> Result<R> + Sync,
+    ) -> Result<Vec<R>> {
+        if let Some(task) = running_task() {
+            // The job lock is held by the job running this task (or, for
+            // another context, by a worker that may be waiting on this one).
+            return Err(Error::ActionInTask {
+                action,
+                job: task.job,
+                stage: task.stage,
+                partition: task.partition,
+            });
+        }
+        let _one_job = self.job_lock.lock();
+        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        self.rt.post(Event::JobStart { job, action });
+        let run = JobRun {
+            sched: self,
+            rt: &self.rt,
+            job,
+            metrics: Mutex::new(JobMetrics::default()),
+            stage_attempts: Mutex::new(HashMap::new()),
+        };
+        self.rt.memory().reset_peak();
+        let result = run.run(root, partitions, &task);
+        let mut metrics = *run.metrics.lock();
+        metrics.peak_memory = self.rt.memory().peak() as u64;
+        self.rt.post(Event::JobEnd {
+            job,
+            succeeded: result.is_ok(),
+            duration: started.elapsed(),
+            metrics,
+        });
+        result
+    }
 }
 
 struct JobRun<'a> {
-    ctx: &'a Context,
+    sched: &'a Scheduler,
+    rt: &'a Runtime,
     job: u64,
     metrics: Mutex<JobMetrics>,
     /// Submissions of each stage in this job, for attempt numbers.
@@ -118,21 +118,17 @@ struct JobRun<'a> {
 }
 
 impl JobRun<'_> {
-    fn run<T: Data, R: Send>(
+    fn run<R: Send>(
         &self,
-        rdd: &Rdd<T>,
+        root: &Arc<dyn AnyRdd>,
         partitions: &[usize],
-        func: &(impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync),
+        task: &(impl Fn(&TaskContext) -> Result<R> + Sync),
     ) -> Result<Vec<R>> {
-        let stage = self
-            .ctx
-            .scheduler()
-            .next_stage
-            .fetch_add(1, Ordering::Relaxed);
+        let stage = self.sched.next_stage.fetch_add(1, Ordering::Relaxed);
         let mut results: Vec<Option<R>> = partitions.iter().map(|_| None).collect();
         let mut attempt = 0;
         loop {
-            self.ensure_parents(&rdd.as_any_rdd())?;
+            self.ensure_parents(root)?;
             let todo: Vec<usize> = (0..partitions.len())
                 .filter(|&i| results[i].is_none())
                 .collect();
@@ -141,14 +137,7 @@ impl JobRun<'_> {
             }
             let splits: Vec<usize> = todo.iter().map(|&i| partitions[i]).collect();
             let kind = StageKind::Result;
-            let outcomes = self.run_stage(stage, kind, rdd.id(), &splits, &|tc: &TaskContext| {
-                let it = rdd.iterator(tc.partition(), tc)?;
-                let counted = Box::new(Counted {
-                    inner: it,
-                    metrics: tc.metrics.clone(),
-                });
-                func(tc, counted)
-            });
+            let outcomes = self.run_stage(stage, kind, root.base().id, &splits, task);
             let mut lost = None;
             for (i, outcome) in todo.into_iter().zip(outcomes) {
                 match outcome {
@@ -178,9 +167,9 @@ impl JobRun<'_> {
                 ..
             } => {
                 for m in std::iter::once(map).chain(other_maps.iter().copied()) {
-                    if self.ctx.shuffles().remove_map(shuffle, m) {
+                    if self.rt.shuffles().remove_map(shuffle, m) {
                         self.metrics.lock().map_outputs_recomputed += 1;
-                        self.ctx.post(Event::MapOutputLost {
+                        self.rt.post(Event::MapOutputLost {
                             job: self.job,
                             shuffle,
                             map: m,
@@ -198,7 +187,7 @@ impl JobRun<'_> {
     /// Makes sure every shuffle the dataset reads (through narrow
     /// dependencies) has all its map outputs.
     fn ensure_parents(&self, rdd: &Arc<dyn AnyRdd>) -> Result<()> {
-        for dep in direct_shuffle_deps(self.ctx, rdd) {
+        for dep in direct_shuffle_deps(self.rt, rdd) {
             self.ensure_shuffle(&dep)?;
         }
         Ok(())
@@ -207,24 +196,18 @@ impl JobRun<'_> {
     fn ensure_shuffle(&self, dep: &Arc<dyn ShuffleDep>) -> Result<()> {
         let shuffle = dep.shuffle_id();
         let stage = *self
-            .ctx
-            .scheduler()
+            .sched
             .shuffle_stages
             .lock()
             .entry(shuffle)
-            .or_insert_with(|| {
-                self.ctx
-                    .scheduler()
-                    .next_stage
-                    .fetch_add(1, Ordering::Relaxed)
-            });
+            .or_insert_with(|| self.sched.next_stage.fetch_add(1, Ordering::Relaxed));
         let mut attempt = 0;
         loop {
             self.ensure_parents(&dep.parent())?;
-            let missing = self.ctx.shuffles().missing(shuffle);
+            let missing = self.rt.shuffles().missing(shuffle);
             if missing.is_empty() {
                 if attempt == 0 {
-                    self.ctx.post(Event::StageSkipped {
+                    self.rt.post(Event::StageSkipped {
                         job: self.job,
                         stage,
                         shuffle,
@@ -241,7 +224,7 @@ impl JobRun<'_> {
             for (map, outcome) in missing.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(output) => {
-                        self.ctx.shuffles().put(shuffle, map, output);
+                        self.rt.shuffles().put(shuffle, map, output);
                         self.inject_output_loss(shuffle, map);
                     }
                     Err(e) => keep_cause(&mut lost, self.classify(e)?),
@@ -257,15 +240,15 @@ impl JobRun<'_> {
     /// Applies the fault plan to a freshly registered map output.
     fn inject_output_loss(&self, shuffle: u64, map: usize) {
         let Some(how) = self
-            .ctx
+            .rt
             .faults()
             .and_then(|f| f.map_output_loss(shuffle, map))
         else {
             return;
         };
-        self.ctx.shuffles().damage(shuffle, map, how);
+        self.rt.shuffles().damage(shuffle, map, how);
         self.metrics.lock().faults_injected += 1;
-        self.ctx.post(Event::FaultInjected {
+        self.rt.post(Event::FaultInjected {
             job: self.job,
             description: format!("{how:?} output of map {map} of shuffle {shuffle}"),
         });
@@ -288,7 +271,7 @@ impl JobRun<'_> {
             *n - 1
         };
         self.metrics.lock().stage_attempts += 1;
-        self.ctx.post(Event::StageSubmitted {
+        self.rt.post(Event::StageSubmitted {
             job: self.job,
             stage,
             attempt,
@@ -297,14 +280,14 @@ impl JobRun<'_> {
             tasks: partitions.len(),
         });
         let abort = AtomicBool::new(false);
-        let outcomes: Vec<Result<R>> = self.ctx.pool().install(|| {
+        let outcomes: Vec<Result<R>> = self.rt.pool().install(|| {
             partitions
                 .par_iter()
                 .with_max_len(1)
                 .map(|&p| self.run_task(stage, kind, p, &abort, task))
                 .collect()
         });
-        self.ctx.post(Event::StageCompleted {
+        self.rt.post(Event::StageCompleted {
             job: self.job,
             stage,
             succeeded: outcomes.iter().all(|o| o.is_ok()),
@@ -322,7 +305,7 @@ impl JobRun<'_> {
         abort: &AtomicBool,
         task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
     ) -> Result<R> {
-        let max = self.ctx.max_task_failures();
+        let max = self.rt.max_task_failures();
         let mut last = None;
         for attempt in 0..max {
             if abort.load(Ordering::Relaxed) {
@@ -334,19 +317,21 @@ impl JobRun<'_> {
                 partition,
                 attempt,
             };
-            self.ctx.post(Event::TaskStart { task: id, kind });
-            let tc = TaskContext::new(self.ctx.clone(), id);
+            self.rt.post(Event::TaskStart { task: id, kind });
+            let tc = TaskContext::new(self.sched.rt.clone(), id);
             let started = Instant::now();
             let updates = TaskUpdates::begin();
             let injected = self
-                .ctx
+                .rt
                 .faults()
                 .and_then(|f| f.task_fault(self.job, stage, partition));
             let ran = {
                 let _running = Running::enter(id);
                 match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
                     Ok(r) => r,
-                    Err(payload) => Err(Error::Panicked(panic_message(payload.as_ref()))),
+                    Err(payload) => Err(Error::Panicked(crate::error::panic_message(
+                        payload.as_ref(),
+                    ))),
                 }
             };
             // An injected failure strikes when the attempt ends, so its
@@ -354,7 +339,7 @@ impl JobRun<'_> {
             let outcome = match injected {
                 Some(reason) => {
                     self.metrics.lock().faults_injected += 1;
-                    self.ctx.post(Event::FaultInjected {
+                    self.rt.post(Event::FaultInjected {
                         job: self.job,
                         description: reason.clone(),
                     });
@@ -377,7 +362,7 @@ impl JobRun<'_> {
                 Ok(_) => updates.commit(),
                 Err(_) => drop(updates),
             }
-            self.ctx.post(Event::TaskEnd {
+            self.rt.post(Event::TaskEnd {
                 task: id,
                 kind,
                 failure,
@@ -415,7 +400,7 @@ impl JobRun<'_> {
 
 /// The shuffles a dataset reads through its narrow lineage. A persisted
 /// dataset whose partitions are all cached hides its parents.
-fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn ShuffleDep>> {
+fn direct_shuffle_deps(rt: &Runtime, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn ShuffleDep>> {
     let mut out: Vec<Arc<dyn ShuffleDep>> = Vec::new();
     let mut seen_shuffles = HashSet::new();
     let mut seen = HashSet::new();
@@ -426,7 +411,7 @@ fn direct_shuffle_deps(ctx: &Context, rdd: &Arc<dyn AnyRdd>) -> Vec<Arc<dyn Shuf
             continue;
         }
         if base.storage.lock().is_some()
-            && ctx.blocks().cached_partitions(base.id) == base.num_partitions
+            && rt.blocks().cached_partitions(base.id) == base.num_partitions
         {
             continue;
         }
@@ -462,32 +447,5 @@ fn next_attempt(stage: u64, attempt: &mut u32, cause: Error) -> Result<()> {
 fn keep_cause(lost: &mut Option<Error>, e: Error) {
     if lost.is_none() || !matches!(e, Error::Cancelled(_)) {
         *lost = Some(e);
-    }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    }
-}
-
-/// Counts the records a result task's pipeline produces.
-struct Counted<T> {
-    inner: BatchIter<T>,
-    metrics: Rc<MetricsCell>,
-}
-
-impl<T> Batches<T> for Counted<T> {
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
-        let before = out.len();
-        let more = self.inner.next_batch(out, hint)?;
-        let n = (out.len() - before) as u64;
-        self.metrics.update(|m| m.records_out += n);
-        Ok(more)
     }
 }

@@ -1,9 +1,10 @@
 //! The context a task attempt runs in.
 
+use super::Runtime;
 use super::events::{TaskId, TaskMetrics};
-use crate::context::Context;
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 thread_local! {
     /// The task attempt running on this thread, if any.
@@ -32,11 +33,11 @@ impl Drop for Running {
     }
 }
 
-/// What a running task knows about itself: its id, its context and its
+/// What a running task knows about itself: its id, the runtime and its
 /// counters. Passed to every partition computation.
 #[derive(Clone)]
 pub(crate) struct TaskContext {
-    pub(crate) ctx: Context,
+    pub(crate) rt: Arc<Runtime>,
     pub(crate) id: TaskId,
     pub(crate) metrics: Rc<MetricsCell>,
 }
@@ -58,9 +59,9 @@ impl MetricsCell {
 }
 
 impl TaskContext {
-    pub(crate) fn new(ctx: Context, id: TaskId) -> Self {
+    pub(crate) fn new(rt: Arc<Runtime>, id: TaskId) -> Self {
         TaskContext {
-            ctx,
+            rt,
             id,
             metrics: Rc::new(MetricsCell::default()),
         }

@@ -1,0 +1,186 @@
+//! The runtime: everything a task needs, below [`Context`](crate::Context)
+//! and the scheduler (Spark's `SparkEnv`): the task pool, the scratch
+//! directory, the memory budget, the block manager of cached partitions,
+//! the shuffle manager, the listener bus, the fault injector, and the id
+//! counters. A process that only runs tasks (a cluster executor) needs
+//! this and no scheduler; shuffle and storage can be tested with a runtime
+//! alone.
+
+mod events;
+mod task;
+
+pub(crate) use events::ListenerBus;
+pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
+pub(crate) use task::{MetricsCell, Running, TaskContext, running_task};
+
+use crate::error::{Error, Result};
+use crate::fault::{FaultInjector, FaultPlan};
+use crate::ids::{RddId, ShuffleId};
+use crate::memory::{self, MemoryBudget};
+use crate::shuffle::ShuffleManager;
+use crate::storage::BlockManager;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How to build a [`Runtime`]; unset fields take their defaults.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuntimeConfig {
+    pub(crate) parallelism: Option<usize>,
+    pub(crate) scratch_dir: Option<PathBuf>,
+    pub(crate) max_task_failures: Option<u32>,
+    pub(crate) memory_limit: Option<usize>,
+}
+
+/// What every task of one context shares.
+pub(crate) struct Runtime {
+    /// `None` only in unit tests of the parts below the scheduler.
+    pool: Option<rayon::ThreadPool>,
+    parallelism: usize,
+    scratch: Scratch,
+    max_task_failures: u32,
+    memory: Arc<MemoryBudget>,
+    next_rdd: AtomicU64,
+    next_shuffle: AtomicU64,
+    next_shared: AtomicU64,
+    shuffles: ShuffleManager,
+    blocks: BlockManager,
+    listeners: ListenerBus,
+    faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
+}
+
+enum Scratch {
+    Temp(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        match self {
+            Scratch::Temp(t) => t.path(),
+            Scratch::Given(p) => p,
+        }
+    }
+}
+
+impl Runtime {
+    /// Creates the scratch directory and the task pool.
+    pub(crate) fn new(config: RuntimeConfig) -> Result<Runtime> {
+        let parallelism = config
+            .parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(parallelism)
+            .thread_name(|i| format!("spate-worker-{i}"))
+            // Deep narrow chains compute as nested calls; give them room.
+            .stack_size(64 << 20)
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start the task pool: {e}")))?;
+        Self::with_pool(config, parallelism, Some(pool))
+    }
+
+    /// A runtime without a task pool, for tests of shuffle and storage.
+    #[cfg(test)]
+    pub(crate) fn without_pool(config: RuntimeConfig) -> Result<Runtime> {
+        let parallelism = config.parallelism.unwrap_or(1);
+        Self::with_pool(config, parallelism, None)
+    }
+
+    fn with_pool(
+        config: RuntimeConfig,
+        parallelism: usize,
+        pool: Option<rayon::ThreadPool>,
+    ) -> Result<Runtime> {
+        let scratch = match config.scratch_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                Scratch::Given(dir)
+            }
+            None => {
+                let tmp = tempfile::Builder::new()
+                    .prefix("spate-")
+                    .tempdir()
+                    .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+                Scratch::Temp(tmp)
+            }
+        };
+        let memory = Arc::new(MemoryBudget::new(
+            config.memory_limit.unwrap_or_else(memory::default_limit),
+        ));
+        let blocks = BlockManager::new(memory.clone(), scratch.path());
+        Ok(Runtime {
+            pool,
+            parallelism,
+            scratch,
+            max_task_failures: config.max_task_failures.unwrap_or(4),
+            memory,
+            next_rdd: AtomicU64::new(0),
+            next_shuffle: AtomicU64::new(0),
+            next_shared: AtomicU64::new(0),
+            shuffles: ShuffleManager::default(),
+            blocks,
+            listeners: ListenerBus::default(),
+            faults: parking_lot::RwLock::new(None),
+        })
+    }
+
+    /// The task pool.
+    pub(crate) fn pool(&self) -> &rayon::ThreadPool {
+        self.pool
+            .as_ref()
+            .expect("only unit tests build a runtime without a pool, and they run no job")
+    }
+
+    /// Worker threads; also the default partition count.
+    pub(crate) fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    pub(crate) fn max_task_failures(&self) -> u32 {
+        self.max_task_failures
+    }
+
+    pub(crate) fn scratch_dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    pub(crate) fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
+    }
+
+    pub(crate) fn shuffles(&self) -> &ShuffleManager {
+        &self.shuffles
+    }
+
+    pub(crate) fn blocks(&self) -> &BlockManager {
+        &self.blocks
+    }
+
+    pub(crate) fn listeners(&self) -> &ListenerBus {
+        &self.listeners
+    }
+
+    pub(crate) fn post(&self, event: Event) {
+        self.listeners.post(event);
+    }
+
+    pub(crate) fn set_fault_plan(&self, plan: Option<FaultPlan>) {
+        *self.faults.write() = plan.map(|p| Arc::new(FaultInjector::new(p)));
+    }
+
+    pub(crate) fn faults(&self) -> Option<Arc<FaultInjector>> {
+        self.faults.read().clone()
+    }
+
+    pub(crate) fn next_rdd_id(&self) -> RddId {
+        self.next_rdd.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_shuffle_id(&self) -> ShuffleId {
+        self.next_shuffle.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_shared_id(&self) -> u64 {
+        self.next_shared.fetch_add(1, Ordering::Relaxed)
+    }
+}
