@@ -1,33 +1,33 @@
 //! The pull protocol every partition is computed through: a consumer asks
 //! its source for about `hint` records at a time, so a narrow chain costs
-//! one dynamic call per batch of records per operator, never one per record.
+//! one dynamic call per chunk of records per operator, never one per record.
 
 use crate::error::Result;
 use std::sync::Arc;
 
-/// Records per batch when a consumer wants a whole partition. Small enough
-/// that a batch expanded by `flat_map` (ten words a line, say) stays in cache
+/// Records per chunk when a consumer wants a whole partition. Small enough
+/// that a chunk expanded by `flat_map` (ten words a line, say) stays in cache
 /// next to the hash maps that consume it; 1024 measured a few percent slower.
-pub(crate) const BATCH: usize = 256;
+pub(crate) const CHUNK: usize = 256;
 
-/// A partition being computed, pulled a batch at a time.
-pub(crate) trait Batches<T> {
+/// A partition being computed, pulled a chunk at a time.
+pub(crate) trait Chunks<T> {
     /// Appends about `hint` further records to `out` (possibly none, possibly
     /// more). Returns `Ok(false)` once the partition is exhausted; records
     /// appended by that last call are still valid.
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool>;
+    fn next_chunk(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool>;
 }
 
-pub(crate) type BatchIter<T> = Box<dyn Batches<T>>;
+pub(crate) type ChunkIter<T> = Box<dyn Chunks<T>>;
 
-/// Drains a partition, calling `f` on each batch.
-pub(crate) fn for_each_batch<T>(
-    mut it: BatchIter<T>,
+/// Drains a partition, calling `f` on each chunk.
+pub(crate) fn for_each_chunk<T>(
+    mut it: ChunkIter<T>,
     mut f: impl FnMut(&mut Vec<T>) -> Result<()>,
 ) -> Result<()> {
-    let mut buf = Vec::with_capacity(BATCH);
+    let mut buf = Vec::with_capacity(CHUNK);
     loop {
-        let more = it.next_batch(&mut buf, BATCH)?;
+        let more = it.next_chunk(&mut buf, CHUNK)?;
         f(&mut buf)?;
         buf.clear();
         if !more {
@@ -37,20 +37,20 @@ pub(crate) fn for_each_batch<T>(
 }
 
 /// Collects a whole partition.
-pub(crate) fn drain_all<T>(it: BatchIter<T>) -> Result<Vec<T>> {
+pub(crate) fn drain_all<T>(it: ChunkIter<T>) -> Result<Vec<T>> {
     let mut all = Vec::new();
-    for_each_batch(it, |b| {
+    for_each_chunk(it, |b| {
         all.append(b);
         Ok(())
     })?;
     Ok(all)
 }
 
-/// Batches over any iterator (owned vectors, hash map drains, ...).
-pub(crate) struct IterBatches<I>(pub(crate) I);
+/// Chunks over any iterator (owned vectors, hash map drains, ...).
+pub(crate) struct IterChunks<I>(pub(crate) I);
 
-impl<I: Iterator> Batches<I::Item> for IterBatches<I> {
-    fn next_batch(&mut self, out: &mut Vec<I::Item>, hint: usize) -> Result<bool> {
+impl<I: Iterator> Chunks<I::Item> for IterChunks<I> {
+    fn next_chunk(&mut self, out: &mut Vec<I::Item>, hint: usize) -> Result<bool> {
         for _ in 0..hint.max(1) {
             match self.0.next() {
                 Some(x) => out.push(x),
@@ -61,21 +61,21 @@ impl<I: Iterator> Batches<I::Item> for IterBatches<I> {
     }
 }
 
-/// Batches that clone out of a shared vector (cached blocks, parallelized
+/// Chunks that clone out of a shared vector (cached blocks, parallelized
 /// slices, in-memory shuffle blocks).
-pub(crate) struct SharedBatches<T> {
+pub(crate) struct SharedChunks<T> {
     data: Arc<Vec<T>>,
     pos: usize,
 }
 
-impl<T> SharedBatches<T> {
+impl<T> SharedChunks<T> {
     pub(crate) fn new(data: Arc<Vec<T>>) -> Self {
-        SharedBatches { data, pos: 0 }
+        SharedChunks { data, pos: 0 }
     }
 }
 
-impl<T: Clone> Batches<T> for SharedBatches<T> {
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+impl<T: Clone> Chunks<T> for SharedChunks<T> {
+    fn next_chunk(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
         let end = (self.pos + hint.max(1)).min(self.data.len());
         out.extend_from_slice(&self.data[self.pos..end]);
         self.pos = end;

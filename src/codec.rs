@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// Turns a batch of records into bytes and back.
+/// Turns a chunk of records into bytes and back.
 pub(crate) trait Codec {
     fn encode<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()>;
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T>;

@@ -1,7 +1,7 @@
 //! Actions: operations that run a job and bring a result to the driver.
 
 use super::sample::partition_rng;
-use super::{BATCH, BatchIter, Rdd, for_each_batch};
+use super::{CHUNK, ChunkIter, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
 use crate::rdd::run_job;
@@ -14,28 +14,28 @@ use std::fmt::Display;
 use std::io::Write;
 use std::path::Path;
 
-pub(crate) fn count_partition<T>(it: BatchIter<T>) -> Result<u64> {
+pub(crate) fn count_partition<T>(it: ChunkIter<T>) -> Result<u64> {
     let mut n = 0u64;
-    for_each_batch(it, |b| {
+    for_each_chunk(it, |b| {
         n += b.len() as u64;
         Ok(())
     })?;
     Ok(n)
 }
 
-/// Pulls at most `n` records, asking for small batches first so that
+/// Pulls at most `n` records, asking for small chunks first so that
 /// `take(1)` computes one record, not a partition.
-fn take_from<T>(mut it: BatchIter<T>, n: usize) -> Result<Vec<T>> {
+fn take_from<T>(mut it: ChunkIter<T>, n: usize) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    let mut hint = n.clamp(1, BATCH);
+    let mut hint = n.clamp(1, CHUNK);
     while out.len() < n {
         let before = out.len();
-        let more = it.next_batch(&mut out, hint.min(n - before).max(1))?;
+        let more = it.next_chunk(&mut out, hint.min(n - before).max(1))?;
         if !more {
             break;
         }
         if out.len() == before {
-            hint = (hint * 2).min(BATCH);
+            hint = (hint * 2).min(CHUNK);
         }
     }
     out.truncate(n);
@@ -128,7 +128,7 @@ pub(crate) fn range_bounds<K: Key + Ord>(keys: &Rdd<K>, partitions: usize) -> Re
             let mut rng = partition_rng(0x5EED, tc.partition());
             let mut reservoir: Vec<K> = Vec::with_capacity(per_partition);
             let mut seen = 0u64;
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 for k in b.drain(..) {
                     seen += 1;
                     if reservoir.len() < per_partition {
@@ -189,7 +189,7 @@ impl<T: Data> Rdd<T> {
     pub(crate) fn run_partitions<R: Send>(
         &self,
         action: &'static str,
-        f: impl Fn(BatchIter<T>) -> Result<R> + Sync,
+        f: impl Fn(ChunkIter<T>) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
         run_job(
             self.context(),
@@ -269,7 +269,7 @@ impl<T: Data> Rdd<T> {
     ) -> Result<Vec<T>> {
         let parts = self.run_partitions("take_ordered", |it| {
             let mut best = Smallest::new(n, cmp);
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 b.drain(..).for_each(|x| best.push(x));
                 Ok(())
             })?;
@@ -308,7 +308,7 @@ impl<T: Data> Rdd<T> {
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Sync) -> Result<T> {
         let parts = self.run_partitions("reduce", |it| {
             let mut acc: Option<T> = None;
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 for x in b.drain(..) {
                     acc = Some(match acc.take() {
                         Some(a) => f(a, x),
@@ -350,7 +350,7 @@ impl<T: Data> Rdd<T> {
         let seq = &seq;
         let parts = self.run_partitions("aggregate", move |it| {
             let mut acc = Some(z.clone());
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 for x in b.drain(..) {
                     acc = acc.take().map(|a| seq(a, x));
                 }
@@ -408,7 +408,7 @@ impl<T: Data> Rdd<T> {
     /// Runs `f` on every element, on the task threads.
     pub fn foreach(&self, f: impl Fn(T) + Sync) -> Result<()> {
         self.run_partitions("foreach", |it| {
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 b.drain(..).for_each(&f);
                 Ok(())
             })
@@ -490,7 +490,7 @@ impl<T: Data> Rdd<T> {
                 let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
                 let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-                for_each_batch(it, |b| {
+                for_each_chunk(it, |b| {
                     for x in b.drain(..) {
                         write_line(&mut w, &x).map_err(|e| Error::io(&tmp, e))?;
                     }
@@ -587,8 +587,8 @@ impl<T: Data> Rdd<T> {
         let parts = self.run_partitions("histogram", |it| {
             let mut counts = vec![0u64; b.len() - 1];
             let last = b.len() - 1;
-            for_each_batch(it, |batch| {
-                for x in batch.drain(..) {
+            for_each_chunk(it, |chunk| {
+                for x in chunk.drain(..) {
                     let v = x.to_f64();
                     if v < b[0] || v > b[last] || v.is_nan() {
                         continue;

@@ -1,6 +1,6 @@
 //! The cartesian product of two datasets.
 
-use super::{BatchIter, Batches, Compute, NewRdd, Rdd, drain_all};
+use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd, drain_all};
 use crate::data::Data;
 use crate::error::Result;
 use crate::runtime::TaskContext;
@@ -11,7 +11,7 @@ struct CartesianOp<T, U> {
 }
 
 impl<T: Data, U: Data> Compute<(T, U)> for CartesianOp<T, U> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(T, U)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(T, U)>> {
         let n = self.right.num_partitions();
         let right = drain_all(self.right.iterator(split % n, tc)?)?;
         Ok(Box::new(Product {
@@ -25,15 +25,15 @@ impl<T: Data, U: Data> Compute<(T, U)> for CartesianOp<T, U> {
 /// Streams the left partition, pairing each element with the whole
 /// (materialized) right partition.
 struct Product<T, U> {
-    left: BatchIter<T>,
+    left: ChunkIter<T>,
     buf: Vec<T>,
     right: Vec<U>,
 }
 
-impl<T: Clone, U: Clone> Batches<(T, U)> for Product<T, U> {
-    fn next_batch(&mut self, out: &mut Vec<(T, U)>, hint: usize) -> Result<bool> {
+impl<T: Clone, U: Clone> Chunks<(T, U)> for Product<T, U> {
+    fn next_chunk(&mut self, out: &mut Vec<(T, U)>, hint: usize) -> Result<bool> {
         let want = (hint / self.right.len().max(1)).max(1);
-        let more = self.left.next_batch(&mut self.buf, want)?;
+        let more = self.left.next_chunk(&mut self.buf, want)?;
         for x in self.buf.drain(..) {
             out.extend(self.right.iter().map(|y| (x.clone(), y.clone())));
         }

@@ -9,7 +9,7 @@
 //! alone cannot tell a part that lost its tail or was swapped for another;
 //! the per-part entries can, so every mismatch is an error naming the part.
 
-use super::{BatchIter, Compute, IterBatches, NewRdd, Rdd, for_each_batch};
+use super::{ChunkIter, Compute, IterChunks, NewRdd, Rdd, for_each_chunk};
 use crate::codec;
 use crate::context::Context;
 use crate::data::Value;
@@ -106,7 +106,7 @@ impl<T: Value> Rdd<T> {
             };
             let rdd = Rdd { node };
             // Every partition must be in the cache before the lineage goes.
-            rdd.run_partitions("local_checkpoint", |it| for_each_batch(it, |_| Ok(())))?;
+            rdd.run_partitions("local_checkpoint", |it| for_each_chunk(it, |_| Ok(())))?;
             rdd.truncate_lineage(LocalCheckpointOp { rdd: rdd.id() });
             Ok(())
         });
@@ -162,10 +162,10 @@ fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<Vec<PartInfo>>
 }
 
 /// Encodes a partition as checksummed frames; returns them and the record count.
-fn drain_frames<T: Value>(it: BatchIter<T>) -> Result<(Vec<u8>, u64)> {
+fn drain_frames<T: Value>(it: ChunkIter<T>) -> Result<(Vec<u8>, u64)> {
     let (mut scratch, mut out, mut pending) = (Vec::new(), Vec::new(), Vec::new());
     let mut records = 0u64;
-    for_each_batch(it, |b| {
+    for_each_chunk(it, |b| {
         records += b.len() as u64;
         pending.append(b);
         if pending.len() >= FRAME_RECORDS {
@@ -188,7 +188,7 @@ struct CheckpointOp<T> {
 }
 
 impl<T: Value> Compute<T> for CheckpointOp<T> {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<T>> {
         let info = self.parts[split];
         let path = part_path(&self.dir, split);
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -222,7 +222,7 @@ impl<T: Value> Compute<T> for CheckpointOp<T> {
                 ),
             ));
         }
-        Ok(Box::new(IterBatches(records.into_iter())))
+        Ok(Box::new(IterChunks(records.into_iter())))
     }
 }
 
@@ -247,7 +247,7 @@ struct LocalCheckpointOp {
 }
 
 impl<T: Value> Compute<T> for LocalCheckpointOp {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<T>> {
         Err(Error::LostLocalCheckpoint {
             rdd: self.rdd,
             partition: split,

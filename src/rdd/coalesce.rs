@@ -1,7 +1,7 @@
 //! Merging partitions without a shuffle.
 
 use super::source::slice_bounds;
-use super::{BatchIter, Batches, Compute, NewRdd, Rdd};
+use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd};
 use crate::data::{Data, Value};
 use crate::error::Result;
 use crate::runtime::TaskContext;
@@ -13,7 +13,7 @@ struct CoalesceOp<T> {
 }
 
 impl<T: Data> Compute<T> for CoalesceOp<T> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         Ok(Box::new(Sequential {
             parent: self.parent.clone(),
             splits: self.groups[split].clone(),
@@ -29,15 +29,15 @@ struct Sequential<T> {
     parent: Rdd<T>,
     splits: Vec<usize>,
     next: usize,
-    current: Option<BatchIter<T>>,
+    current: Option<ChunkIter<T>>,
     tc: TaskContext,
 }
 
-impl<T: Data> Batches<T> for Sequential<T> {
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+impl<T: Data> Chunks<T> for Sequential<T> {
+    fn next_chunk(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
         loop {
             if let Some(cur) = &mut self.current {
-                let more = cur.next_batch(out, hint)?;
+                let more = cur.next_chunk(out, hint)?;
                 if !more {
                     self.current = None;
                 }

@@ -2,7 +2,7 @@
 //! each input of a two-input keyed operation into the output partitioning.
 
 use super::ShuffleDependency;
-use super::{BatchIter, Compute, Dependency, NewRdd, Rdd, for_each_batch};
+use super::{ChunkIter, Compute, Dependency, NewRdd, Rdd, for_each_chunk};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -40,7 +40,7 @@ impl<K: Key, V: Value> Side<K, V> {
         }
     }
 
-    pub(crate) fn read(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, V)>> {
+    pub(crate) fn read(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, V)>> {
         match self {
             Side::Narrow(rdd) => rdd.iterator(split, tc),
             Side::Shuffled(dep) => Ok(shuffle::reader::read::<(K, V)>(dep.id(), split, tc)),
@@ -74,11 +74,11 @@ impl<K: Key, V: Value, W: Value> CoGroupOp<K, V, W> {
 }
 
 impl<K: Key, V: Value, W: Value> Compute<(K, (Vec<V>, Vec<W>))> for CoGroupOp<K, V, W> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, (Vec<V>, Vec<W>))>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, (Vec<V>, Vec<W>))>> {
         let mut groups = SpillingMap::<K, (Vec<V>, Vec<W>)>::new(tc, Growth::PerRecord);
-        for_each_batch(self.left.read(split, tc)?, |batch| {
+        for_each_chunk(self.left.read(split, tc)?, |chunk| {
             groups.insert_batch(
-                batch,
+                chunk,
                 |v| (vec![v], Vec::new()),
                 |(mut vs, ws), v| {
                     vs.push(v);
@@ -87,9 +87,9 @@ impl<K: Key, V: Value, W: Value> Compute<(K, (Vec<V>, Vec<W>))> for CoGroupOp<K,
             )
         })?;
         groups.new_input();
-        for_each_batch(self.right.read(split, tc)?, |batch| {
+        for_each_chunk(self.right.read(split, tc)?, |chunk| {
             groups.insert_batch(
-                batch,
+                chunk,
                 |w| (Vec::new(), vec![w]),
                 |(vs, mut ws), w| {
                     ws.push(w);

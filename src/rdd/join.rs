@@ -1,11 +1,11 @@
 //! Hash joins: one input (the build side) is loaded into a hash table per
-//! partition, the other (the stream side) is pulled through it batch by
-//! batch, so output streams without grouping the stream side's values.
+//! partition, the other (the stream side) is pulled through it chunk by
+//! chunk, so output streams without grouping the stream side's values.
 //! A build side larger than the task's memory share spills; then the stream
 //! side is sorted by key hash as well and the two are merged.
 
 use super::cogroup::Side;
-use super::{BatchIter, Batches, Compute, NewRdd, Rdd, for_each_batch};
+use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -127,11 +127,11 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> HashJoinOp<K, S, B, J> {
 }
 
 impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Compute<J::Out> for HashJoinOp<K, S, B, J> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<J::Out>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<J::Out>> {
         let mut build = SpillingMap::<K, (BuildValues<B>, bool)>::new(tc, Growth::PerRecord);
-        for_each_batch(self.build.read(split, tc)?, |batch| {
+        for_each_chunk(self.build.read(split, tc)?, |chunk| {
             build.insert_batch(
-                batch,
+                chunk,
                 |b| (smallvec![b], false),
                 |(mut bs, m), b| {
                     bs.push(b);
@@ -176,8 +176,8 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Compute<J::Out> for HashJ
 /// Joins a stream side and a build side that both arrive in ascending key
 /// hash order: the build entries of one hash at a time are held.
 struct MergeJoin<K, S, B, J> {
-    stream: Option<BatchIter<(K, S)>>,
-    build: Option<BatchIter<(K, (BuildValues<B>, bool))>>,
+    stream: Option<ChunkIter<(K, S)>>,
+    build: Option<ChunkIter<(K, (BuildValues<B>, bool))>>,
     /// Build entries read but not yet grouped.
     ahead: VecDeque<(K, (BuildValues<B>, bool))>,
     /// The build entries whose hash is `group_hash`.
@@ -202,9 +202,9 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> MergeJoin<K, S, B, J> {
         loop {
             if self.ahead.is_empty() {
                 let Some(build) = &mut self.build else { break };
-                let mut batch = Vec::new();
-                let more = build.next_batch(&mut batch, super::BATCH)?;
-                self.ahead.extend(batch);
+                let mut chunk = Vec::new();
+                let more = build.next_chunk(&mut chunk, super::CHUNK)?;
+                self.ahead.extend(chunk);
                 if !more {
                     self.build = None;
                 }
@@ -223,12 +223,12 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> MergeJoin<K, S, B, J> {
     }
 }
 
-impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for MergeJoin<K, S, B, J> {
-    fn next_batch(&mut self, out: &mut Vec<J::Out>, hint: usize) -> Result<bool> {
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Chunks<J::Out> for MergeJoin<K, S, B, J> {
+    fn next_chunk(&mut self, out: &mut Vec<J::Out>, hint: usize) -> Result<bool> {
         let Some(stream) = &mut self.stream else {
             return Ok(false);
         };
-        let more = stream.next_batch(&mut self.buf, hint)?;
+        let more = stream.next_chunk(&mut self.buf, hint)?;
         let records = std::mem::take(&mut self.buf);
         for (k, s) in records.iter() {
             let h = hash_of(k);
@@ -264,19 +264,19 @@ impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for Merge
 }
 
 struct Probe<K, S, B, J> {
-    stream: Option<BatchIter<(K, S)>>,
+    stream: Option<ChunkIter<(K, S)>>,
     table: CombineMap<K, (BuildValues<B>, bool)>,
     buf: Vec<(K, S)>,
     _kind: PhantomData<fn() -> J>,
 }
 
-impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Batches<J::Out> for Probe<K, S, B, J> {
-    fn next_batch(&mut self, out: &mut Vec<J::Out>, hint: usize) -> Result<bool> {
+impl<K: Key, S: Value, B: Value, J: JoinKind<K, S, B>> Chunks<J::Out> for Probe<K, S, B, J> {
+    fn next_chunk(&mut self, out: &mut Vec<J::Out>, hint: usize) -> Result<bool> {
         let Some(stream) = &mut self.stream else {
             return Ok(false);
         };
-        let more = stream.next_batch(&mut self.buf, hint)?;
-        // Probe with keys where they lie in the batch (see `combine_batch`).
+        let more = stream.next_chunk(&mut self.buf, hint)?;
+        // Probe with keys where they lie in the chunk (see `combine_chunk`).
         for (k, s) in self.buf.iter() {
             match self.table.get_mut(k) {
                 Some((bs, matched)) => {

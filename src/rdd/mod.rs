@@ -5,12 +5,12 @@
 //! its dependencies on parent datasets, an optional partitioner, and an
 //! operator that computes one partition from the parents' partitions.
 //!
-//! Partitions are computed as a pull of *batches* (`chunk.rs`): every
-//! operator's `Batches::next_batch` asks its parent for about `hint` records, then
-//! transforms the whole batch in a loop the compiler sees through (closures
+//! Partitions are computed as a pull of *chunks* (`chunk.rs`): every
+//! operator's `Chunks::next_chunk` asks its parent for about `hint` records, then
+//! transforms the whole chunk in a loop the compiler sees through (closures
 //! are type parameters, not trait objects). A narrow chain therefore costs
-//! one dynamic call per batch per operator, never per record, and a consumer
-//! that wants one record (`take(1)`) asks for a batch of one.
+//! one dynamic call per chunk per operator, never per record, and a consumer
+//! that wants one record (`take(1)`) asks for a chunk of one.
 
 mod actions;
 mod cartesian;
@@ -38,7 +38,7 @@ pub(crate) use source::{
 pub(crate) use union::union_all;
 
 pub(crate) use crate::chunk::{
-    BATCH, BatchIter, Batches, IterBatches, SharedBatches, drain_all, for_each_batch,
+    CHUNK, ChunkIter, Chunks, IterChunks, SharedChunks, drain_all, for_each_chunk,
 };
 pub use crate::ids::RddId;
 pub(crate) use crate::lineage::{AnyRdd, Dependency};
@@ -63,14 +63,14 @@ use std::sync::Arc;
 /// output has been consumed, so an error is never mistaken for the end of
 /// the data.
 pub struct PartitionIter<T> {
-    source: BatchIter<T>,
+    source: ChunkIter<T>,
     buf: std::vec::IntoIter<T>,
     more: bool,
     error: Rc<RefCell<Option<crate::Error>>>,
 }
 
 impl<T> PartitionIter<T> {
-    pub(crate) fn new(source: BatchIter<T>, error: Rc<RefCell<Option<crate::Error>>>) -> Self {
+    pub(crate) fn new(source: ChunkIter<T>, error: Rc<RefCell<Option<crate::Error>>>) -> Self {
         PartitionIter {
             source,
             buf: Vec::new().into_iter(),
@@ -93,7 +93,7 @@ impl<T> Iterator for PartitionIter<T> {
             }
             let mut v = std::mem::take(&mut self.buf).collect::<Vec<T>>();
             v.clear();
-            match self.source.next_batch(&mut v, BATCH) {
+            match self.source.next_chunk(&mut v, CHUNK) {
                 Ok(more) => self.more = more,
                 Err(e) => {
                     *self.error.borrow_mut() = Some(e);
@@ -107,7 +107,7 @@ impl<T> Iterator for PartitionIter<T> {
 
 /// Computes one partition of a dataset from its parents.
 pub(crate) trait Compute<T>: Send + Sync + 'static {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>>;
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>>;
 }
 
 impl<T> Drop for Node<T> {
@@ -147,7 +147,7 @@ impl<T> Drop for Node<T> {
 struct Dropped;
 
 impl<T> Compute<T> for Dropped {
-    fn compute(&self, _: usize, _: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, _: usize, _: &TaskContext) -> Result<ChunkIter<T>> {
         unreachable!("a dataset is computed after it was dropped")
     }
 }
@@ -322,7 +322,7 @@ impl<T: Data> Rdd<T> {
         *self.node.base.storage.lock()
     }
 
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         let op = self.node.op.read().clone();
         op.compute(split, tc)
     }
@@ -340,7 +340,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Computes (or reads from the cache) partition `split`.
-    pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+    pub(crate) fn iterator(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         if self.storage_level().is_none() {
             return self.compute(split, tc);
         }
@@ -350,7 +350,7 @@ impl<T: Data> Rdd<T> {
             Cached::Hit(data) => {
                 let dropped = ctx.faults().is_some_and(|f| f.drop_block(self.id(), split));
                 if !dropped {
-                    return Ok(Box::new(SharedBatches::new(data)));
+                    return Ok(Box::new(SharedChunks::new(data)));
                 }
                 blocks.remove(self.id(), split);
                 tc.metrics.update(|m| m.faults_injected += 1);
@@ -377,7 +377,7 @@ impl<T: Data> Rdd<T> {
                 partition: split,
             });
         }
-        Ok(Box::new(SharedBatches::new(data)))
+        Ok(Box::new(SharedChunks::new(data)))
     }
 
     /// The lineage of this dataset, one line per dataset, indented one level
@@ -408,7 +408,7 @@ pub(crate) fn run_job<T: Data, R: Send>(
     rdd: &Rdd<T>,
     partitions: &[usize],
     action: &'static str,
-    func: impl Fn(&TaskContext, BatchIter<T>) -> Result<R> + Sync,
+    func: impl Fn(&TaskContext, ChunkIter<T>) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
     let root = rdd.as_any_rdd();
     let result = ctx
@@ -427,14 +427,14 @@ pub(crate) fn run_job<T: Data, R: Send>(
 
 /// Counts the records a result task's pipeline produces.
 struct Counted<T> {
-    inner: BatchIter<T>,
+    inner: ChunkIter<T>,
     metrics: Rc<MetricsCell>,
 }
 
-impl<T> Batches<T> for Counted<T> {
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+impl<T> Chunks<T> for Counted<T> {
+    fn next_chunk(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
         let before = out.len();
-        let more = self.inner.next_batch(out, hint)?;
+        let more = self.inner.next_chunk(out, hint)?;
         let n = (out.len() - before) as u64;
         self.metrics.update(|m| m.records_out += n);
         Ok(more)

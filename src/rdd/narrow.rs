@@ -1,8 +1,8 @@
 //! The two building blocks of every one-to-one narrow transformation:
-//! a batch-to-batch function ([`PipeOp`]) and a partition-to-iterator
+//! a chunk-to-chunk function ([`PipeOp`]) and a partition-to-iterator
 //! function ([`MapPartitionsOp`]).
 
-use super::{BatchIter, Batches, Compute, PartitionIter, Rdd};
+use super::{ChunkIter, Chunks, Compute, PartitionIter, Rdd};
 use crate::data::Data;
 use crate::error::Result;
 use crate::runtime::TaskContext;
@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Computes a partition by applying `f(input_batch, output)` to each batch
+/// Computes a partition by applying `f(input_batch, output)` to each chunk
 /// of the parent partition. `f` drains its input. Map, filter, flat_map and
 /// their keyed variants are all `PipeOp`s with different closures, each
 /// compiled into its own tight loop.
@@ -27,7 +27,7 @@ where
     U: Data,
     F: Fn(&mut Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
 {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<U>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<U>> {
         Ok(Box::new(Pipe {
             parent: self.parent.iterator(split, tc)?,
             buf: Vec::new(),
@@ -37,15 +37,15 @@ where
 }
 
 struct Pipe<T, F> {
-    parent: BatchIter<T>,
+    parent: ChunkIter<T>,
     buf: Vec<T>,
     f: Arc<F>,
 }
 
-impl<T, U, F: Fn(&mut Vec<T>, &mut Vec<U>)> Batches<U> for Pipe<T, F> {
+impl<T, U, F: Fn(&mut Vec<T>, &mut Vec<U>)> Chunks<U> for Pipe<T, F> {
     #[inline]
-    fn next_batch(&mut self, out: &mut Vec<U>, hint: usize) -> Result<bool> {
-        let more = self.parent.next_batch(&mut self.buf, hint)?;
+    fn next_chunk(&mut self, out: &mut Vec<U>, hint: usize) -> Result<bool> {
+        let more = self.parent.next_chunk(&mut self.buf, hint)?;
         (self.f)(&mut self.buf, out);
         self.buf.clear();
         Ok(more)
@@ -68,7 +68,7 @@ where
     I::IntoIter: 'static,
     F: Fn(usize, PartitionIter<T>) -> I + Send + Sync + 'static,
 {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<U>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<U>> {
         let error = Rc::new(RefCell::new(None));
         let input = PartitionIter::new(self.parent.iterator(split, tc)?, error.clone());
         Ok(Box::new(UserIter {
@@ -78,15 +78,15 @@ where
     }
 }
 
-/// Batches pulled from a user's iterator; an input error seen by the
+/// Chunks pulled from a user's iterator; an input error seen by the
 /// iterator surfaces once it ends.
 struct UserIter<I> {
     iter: I,
     error: Rc<RefCell<Option<crate::Error>>>,
 }
 
-impl<I: Iterator> Batches<I::Item> for UserIter<I> {
-    fn next_batch(&mut self, out: &mut Vec<I::Item>, hint: usize) -> Result<bool> {
+impl<I: Iterator> Chunks<I::Item> for UserIter<I> {
+    fn next_chunk(&mut self, out: &mut Vec<I::Item>, hint: usize) -> Result<bool> {
         for _ in 0..hint.max(1) {
             match self.iter.next() {
                 Some(x) => out.push(x),

@@ -1,6 +1,6 @@
 //! Statistics of numeric datasets (Spark's `DoubleRDDFunctions`).
 
-use super::{Rdd, for_each_batch};
+use super::{Rdd, for_each_chunk};
 use crate::data::Data;
 use crate::error::Result;
 
@@ -171,7 +171,7 @@ impl<T: Numeric> Rdd<T> {
     pub fn sum(&self) -> Result<T> {
         let parts = self.run_partitions("sum", |it| {
             let mut s = T::zero();
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 s = b.iter().fold(s, |a, x| a.plus(*x));
                 Ok(())
             })?;
@@ -190,7 +190,7 @@ impl<T: Numeric> Rdd<T> {
     pub fn stats(&self) -> Result<StatCounter> {
         let parts = self.run_partitions("stats", |it| {
             let mut s = StatCounter::default();
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 b.iter().for_each(|x| s.push(x.to_f64()));
                 Ok(())
             })?;

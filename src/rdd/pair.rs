@@ -4,7 +4,7 @@
 use super::ShuffleDependency;
 use super::cogroup::CoGroupOp;
 use super::join::{FullOuter, HashJoinOp, Inner, StreamOuter, StreamOuterFlipped};
-use super::{BatchIter, Compute, NewRdd, Rdd, for_each_batch};
+use super::{ChunkIter, Compute, NewRdd, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -542,7 +542,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         };
         let found = crate::rdd::run_job(self.context(), self, &parts, "lookup", |_, it| {
             let mut vs = Vec::new();
-            for_each_batch(it, |b| {
+            for_each_chunk(it, |b| {
                 vs.extend(b.drain(..).filter(|(k, _)| *k == key).map(|(_, v)| v));
                 Ok(())
             })?;
@@ -562,7 +562,7 @@ struct PlainShuffledOp<K, V> {
 }
 
 impl<K: Key, V: Value> Compute<(K, V)> for PlainShuffledOp<K, V> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, V)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, V)>> {
         let records = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
         match &self.sorter {
             None => Ok(records),
@@ -581,13 +581,13 @@ struct CombinedShuffleOp<K, V, C, A> {
 impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
     for CombinedShuffleOp<K, V, C, A>
 {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, C)>> {
         let agg = self.agg.clone();
         let mut map = SpillingMap::<K, C>::new(tc, self.agg.growth());
         if self.dep.map_side_combine {
             let input = shuffle::reader::read::<(K, C)>(self.dep.id(), split, tc);
-            for_each_batch(input, |batch| {
-                map.insert_batch(batch, |c| c, |old, c| agg.merge_combiners(old, c))
+            for_each_chunk(input, |chunk| {
+                map.insert_batch(chunk, |c| c, |old, c| agg.merge_combiners(old, c))
             })?;
         } else {
             let input = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
@@ -598,12 +598,12 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
 }
 
 fn combine_values<K: Key, V: Value, C: Value, A: Aggregate<V, C>>(
-    input: BatchIter<(K, V)>,
+    input: ChunkIter<(K, V)>,
     agg: &A,
     map: &mut SpillingMap<'_, K, C>,
 ) -> Result<()> {
-    for_each_batch(input, |batch| {
-        map.insert_batch(batch, |v| agg.create(v), |c, v| agg.merge_value(c, v))
+    for_each_chunk(input, |chunk| {
+        map.insert_batch(chunk, |v| agg.create(v), |c, v| agg.merge_value(c, v))
     })
 }
 
@@ -615,7 +615,7 @@ struct LocalCombineOp<K, V, A> {
 }
 
 impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for LocalCombineOp<K, V, A> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(K, C)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, C)>> {
         let mut map = SpillingMap::<K, C>::new(tc, self.agg.growth());
         combine_values(
             self.parent.iterator(split, tc)?,

@@ -3,7 +3,7 @@
 //! partition into the shuffle machinery's writer.
 
 use super::Rdd;
-use crate::chunk::for_each_batch;
+use crate::chunk::for_each_chunk;
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::ids::ShuffleId;
@@ -11,7 +11,7 @@ use crate::lineage::{AnyRdd, ShuffleDep};
 use crate::partitioner::Partitioner;
 use crate::runtime::{Runtime, TaskContext};
 use crate::shuffle::writer::MapWriter;
-use crate::shuffle::{Aggregate, MapOutput, combine_batch, combined_entry_bytes, new_map};
+use crate::shuffle::{Aggregate, MapOutput, combine_chunk, combined_entry_bytes, new_map};
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -82,10 +82,10 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> ShuffleDep for ShuffleDepen
                 let mut writer = MapWriter::<(K, C)>::new(&self.rt, self.id, tc, reduces);
                 let mut combined = new_map::<K, C>();
                 let mut entry_bytes = None;
-                for_each_batch(input, |batch| {
-                    combine_batch(
+                for_each_chunk(input, |chunk| {
+                    combine_chunk(
                         &mut combined,
-                        batch,
+                        chunk,
                         |v| agg.create(v),
                         |c, v| agg.merge_value(c, v),
                     );
@@ -107,8 +107,8 @@ impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> ShuffleDep for ShuffleDepen
             }
             _ => {
                 let mut writer = MapWriter::<(K, V)>::new(&self.rt, self.id, tc, reduces);
-                for_each_batch(input, |batch| {
-                    for (k, v) in batch.drain(..) {
+                for_each_chunk(input, |chunk| {
+                    for (k, v) in chunk.drain(..) {
                         writer.push(by_key.partition(&k), (k, v))?;
                     }
                     Ok(())

@@ -1,6 +1,6 @@
 //! Datasets without parents: local collections, integer ranges, text files.
 
-use super::{BatchIter, Batches, Compute, IterBatches, NewRdd, Rdd, SharedBatches};
+use super::{ChunkIter, Chunks, Compute, IterChunks, NewRdd, Rdd, SharedChunks};
 use crate::context::Context;
 use crate::data::Data;
 use crate::error::{Error, Result};
@@ -47,8 +47,8 @@ impl<T: Data> ParallelCollection<T> {
 }
 
 impl<T: Data> Compute<T> for ParallelCollection<T> {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<T>> {
-        Ok(Box::new(SharedBatches::new(self.slices[split].clone())))
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<T>> {
+        Ok(Box::new(SharedChunks::new(self.slices[split].clone())))
     }
 }
 
@@ -82,10 +82,10 @@ impl RangeSource {
 }
 
 impl Compute<i64> for RangeSource {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<i64>> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<i64>> {
         let (a, b) = slice_bounds(self.count as usize, self.parts, split);
         let (start, step) = (self.start, self.step);
-        Ok(Box::new(IterBatches(
+        Ok(Box::new(IterChunks(
             (a as i64..b as i64).map(move |i| start.wrapping_add(i.wrapping_mul(step))),
         )))
     }
@@ -184,7 +184,7 @@ pub(crate) enum BadLines {
     /// Fail the task with [`Error::InvalidUtf8`] (datasets).
     Fail,
     /// Skip the line and record where it was (file streams, which report
-    /// them with the batch; a set, so a recomputed partition counts once).
+    /// them with the chunk; a set, so a recomputed partition counts once).
     Skip(SkippedLines),
 }
 
@@ -247,7 +247,7 @@ impl TextSource {
 }
 
 impl Compute<String> for TextSource {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<String>> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<String>> {
         Ok(Box::new(LineReader::open(
             &self.splits[split],
             self.bad_lines.clone(),
@@ -434,8 +434,8 @@ impl LineReader {
     }
 }
 
-impl Batches<String> for LineReader {
-    fn next_batch(&mut self, out: &mut Vec<String>, hint: usize) -> Result<bool> {
+impl Chunks<String> for LineReader {
+    fn next_chunk(&mut self, out: &mut Vec<String>, hint: usize) -> Result<bool> {
         for _ in 0..hint.max(1) {
             match self.next_line()? {
                 Some(line) => out.push(line),
@@ -477,7 +477,7 @@ impl WholeTextSource {
 }
 
 impl Compute<(String, String)> for WholeTextSource {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<BatchIter<(String, String)>> {
+    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<(String, String)>> {
         let mut out = Vec::new();
         for path in &self.groups[split] {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -487,6 +487,6 @@ impl Compute<(String, String)> for WholeTextSource {
             })?;
             out.push((path.to_string_lossy().into_owned(), text));
         }
-        Ok(Box::new(IterBatches(out.into_iter())))
+        Ok(Box::new(IterChunks(out.into_iter())))
     }
 }

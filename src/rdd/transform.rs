@@ -24,7 +24,7 @@ impl<T: Data> Rdd<T> {
         }
     }
 
-    /// A one-to-one child whose batches are transformed by `f`.
+    /// A one-to-one child whose chunks are transformed by `f`.
     pub(crate) fn pipe<U: Data>(
         &self,
         op_name: &'static str,

@@ -1,6 +1,6 @@
 //! Concatenating datasets.
 
-use super::{BatchIter, Batches, Compute, NewRdd, Rdd};
+use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd};
 use crate::context::Context;
 use crate::data::Data;
 use crate::error::Result;
@@ -14,7 +14,7 @@ struct UnionOp<T> {
 }
 
 impl<T: Data> Compute<T> for UnionOp<T> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         let (parent, inner) = self.splits[split];
         self.parents[parent].iterator(inner, tc)
     }
@@ -27,7 +27,7 @@ struct PartitionerAwareUnionOp<T> {
 }
 
 impl<T: Data> Compute<T> for PartitionerAwareUnionOp<T> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<T>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         let mut parts = Vec::with_capacity(self.parents.len());
         for p in &self.parents {
             parts.push(p.iterator(split, tc)?);
@@ -39,13 +39,13 @@ impl<T: Data> Compute<T> for PartitionerAwareUnionOp<T> {
 
 /// Reads several partitions one after another (stored in reverse order).
 struct Chain<T> {
-    parts: Vec<BatchIter<T>>,
+    parts: Vec<ChunkIter<T>>,
 }
 
-impl<T> Batches<T> for Chain<T> {
-    fn next_batch(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+impl<T> Chunks<T> for Chain<T> {
+    fn next_chunk(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
         while let Some(current) = self.parts.last_mut() {
-            if current.next_batch(out, hint)? {
+            if current.next_chunk(out, hint)? {
                 return Ok(true);
             }
             self.parts.pop();

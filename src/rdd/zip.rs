@@ -1,6 +1,6 @@
 //! Pairing elements positionally: zip, zip_with_index, zip_with_unique_id.
 
-use super::{BatchIter, Batches, Compute, NewRdd, Rdd};
+use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd};
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::runtime::TaskContext;
@@ -11,7 +11,7 @@ struct ZipOp<T, U> {
 }
 
 impl<T: Data, U: Data> Compute<(T, U)> for ZipOp<T, U> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<BatchIter<(T, U)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(T, U)>> {
         Ok(Box::new(Zipped {
             left: self.left.iterator(split, tc)?,
             right: self.right.iterator(split, tc)?,
@@ -25,8 +25,8 @@ impl<T: Data, U: Data> Compute<(T, U)> for ZipOp<T, U> {
 }
 
 struct Zipped<T, U> {
-    left: BatchIter<T>,
-    right: BatchIter<U>,
+    left: ChunkIter<T>,
+    right: ChunkIter<U>,
     lbuf: std::collections::VecDeque<T>,
     rbuf: std::collections::VecDeque<U>,
     lmore: bool,
@@ -34,16 +34,16 @@ struct Zipped<T, U> {
     split: usize,
 }
 
-impl<T, U> Batches<(T, U)> for Zipped<T, U> {
-    fn next_batch(&mut self, out: &mut Vec<(T, U)>, hint: usize) -> Result<bool> {
+impl<T, U> Chunks<(T, U)> for Zipped<T, U> {
+    fn next_chunk(&mut self, out: &mut Vec<(T, U)>, hint: usize) -> Result<bool> {
         let mut tmp_l = Vec::new();
         let mut tmp_r = Vec::new();
         if self.lbuf.len() < hint && self.lmore {
-            self.lmore = self.left.next_batch(&mut tmp_l, hint)?;
+            self.lmore = self.left.next_chunk(&mut tmp_l, hint)?;
             self.lbuf.extend(tmp_l);
         }
         if self.rbuf.len() < hint && self.rmore {
-            self.rmore = self.right.next_batch(&mut tmp_r, hint)?;
+            self.rmore = self.right.next_chunk(&mut tmp_r, hint)?;
             self.rbuf.extend(tmp_r);
         }
         while !self.lbuf.is_empty() && !self.rbuf.is_empty() {

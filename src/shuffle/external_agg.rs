@@ -7,9 +7,9 @@
 //! map is sized by the records put in, and a hot key's values are spilled
 //! across runs and only brought together when its group is emitted.
 
-use super::aggregate::{CombineMap, combine_batch, new_map};
+use super::aggregate::{CombineMap, combine_chunk, new_map};
 use super::external_sort::Run;
-use crate::chunk::{BatchIter, Batches, IterBatches};
+use crate::chunk::{ChunkIter, Chunks, IterChunks};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::runtime::TaskContext;
@@ -58,25 +58,25 @@ impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
         }
     }
 
-    /// Folds a batch in (see `combine_batch`), spilling if the map grew
+    /// Folds a chunk in (see `combine_chunk`), spilling if the map grew
     /// past the task's share.
     pub(crate) fn insert_batch<V: Value>(
         &mut self,
-        batch: &mut Vec<(K, V)>,
+        chunk: &mut Vec<(K, V)>,
         create: impl Fn(V) -> C,
         merge: impl Fn(C, V) -> C,
     ) -> Result<()> {
-        if batch.is_empty() {
+        if chunk.is_empty() {
             return Ok(());
         }
         if self.growth == Growth::PerRecord {
             let each = *self.unit_bytes.get_or_insert_with(|| {
-                let sample = &batch[..batch.len().min(64)];
+                let sample = &chunk[..chunk.len().min(64)];
                 (crate::memory::estimate_size(sample) / sample.len()).max(1) + 16
             });
-            self.held_bytes = self.held_bytes.saturating_add(batch.len() * each);
+            self.held_bytes = self.held_bytes.saturating_add(chunk.len() * each);
         }
-        combine_batch(&mut self.map, batch, create, merge);
+        combine_chunk(&mut self.map, chunk, create, merge);
         if self.estimated_bytes() > self.limit {
             self.spill()?;
         }
@@ -96,7 +96,7 @@ impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
     }
 
     /// Starts an input whose records differ in size from the previous
-    /// one's (cogroup's second side): the next batch is sampled afresh.
+    /// one's (cogroup's second side): the next chunk is sampled afresh.
     pub(crate) fn new_input(&mut self) {
         if self.growth == Growth::PerRecord {
             self.unit_bytes = None;
@@ -130,9 +130,9 @@ impl<'a, K: Key, C: Value> SpillingMap<'a, K, C> {
     /// any. Order unspecified, except that after a spill (see
     /// [`into_memory`](Self::into_memory)) entries come in ascending
     /// [`hash_of`] order.
-    pub(crate) fn finish(self, merge: impl Fn(C, C) -> C + 'static) -> Result<BatchIter<(K, C)>> {
+    pub(crate) fn finish(self, merge: impl Fn(C, C) -> C + 'static) -> Result<ChunkIter<(K, C)>> {
         if self.runs.is_empty() {
-            return Ok(Box::new(IterBatches(self.map.into_iter())));
+            return Ok(Box::new(IterChunks(self.map.into_iter())));
         }
         let mut rest: Vec<(K, C)> = self.map.into_iter().collect();
         rest.sort_unstable_by_key(|(k, _)| hash_of(k));
@@ -185,8 +185,8 @@ impl<K: Key, C: Value, M: Fn(C, C) -> C> HashMerge<K, C, M> {
     }
 }
 
-impl<K: Key, C: Value, M: Fn(C, C) -> C> Batches<(K, C)> for HashMerge<K, C, M> {
-    fn next_batch(&mut self, out: &mut Vec<(K, C)>, hint: usize) -> Result<bool> {
+impl<K: Key, C: Value, M: Fn(C, C) -> C> Chunks<(K, C)> for HashMerge<K, C, M> {
+    fn next_chunk(&mut self, out: &mut Vec<(K, C)>, hint: usize) -> Result<bool> {
         let mut group: Vec<(K, C)> = Vec::new();
         while out.len() < hint.max(1) {
             let Some(&Reverse((hash, _))) = self.heap.peek() else {

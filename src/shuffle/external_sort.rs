@@ -2,7 +2,7 @@
 //! spilled to the scratch directory once the buffer passes the task's share
 //! of the memory budget, then merged k ways while the output is pulled.
 
-use crate::chunk::{BatchIter, Batches, IterBatches, for_each_batch};
+use crate::chunk::{ChunkIter, Chunks, IterChunks, for_each_chunk};
 use crate::codec::{self, FRAME_HEADER};
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -33,29 +33,29 @@ const RUN_FRAME: usize = 4096;
 
 /// Sorts `input` within the task's share of the memory budget.
 pub(crate) fn sort<X: Value>(
-    input: BatchIter<X>,
+    input: ChunkIter<X>,
     order: &SortOrder<X>,
     tc: &TaskContext,
-) -> Result<BatchIter<X>> {
+) -> Result<ChunkIter<X>> {
     let limit = tc.rt.memory().limit() / tc.rt.parallelism().max(1);
     let mut buf: Vec<X> = Vec::new();
     let mut record_bytes: Option<usize> = None;
     let mut runs: Vec<Run<X>> = Vec::new();
-    for_each_batch(input, |batch| {
-        if record_bytes.is_none() && !batch.is_empty() {
-            let sample = &batch[..batch.len().min(64)];
+    for_each_chunk(input, |chunk| {
+        if record_bytes.is_none() && !chunk.is_empty() {
+            let sample = &chunk[..chunk.len().min(64)];
             record_bytes = Some((estimate_size(sample) / sample.len()).max(1));
         }
         let each = record_bytes.unwrap_or(1);
-        let needed = buf.len() + batch.len();
+        let needed = buf.len() + chunk.len();
         if needed > buf.capacity() {
             // Grow by doubling, but never past what the share holds: a
             // doubling vector could overshoot it by up to its whole size.
-            let most = limit / each + batch.len();
+            let most = limit / each + chunk.len();
             let target = (buf.capacity() * 2).min(most).max(needed);
             buf.reserve_exact(target - buf.len());
         }
-        buf.append(batch);
+        buf.append(chunk);
         if buf.len() * each > limit {
             (order.sort)(&mut buf);
             runs.push(Run::write(&buf, tc)?);
@@ -65,7 +65,7 @@ pub(crate) fn sort<X: Value>(
     })?;
     (order.sort)(&mut buf);
     if runs.is_empty() {
-        return Ok(Box::new(IterBatches(buf.into_iter())));
+        return Ok(Box::new(IterChunks(buf.into_iter())));
     }
     let spilled: u64 = runs.iter().map(|r| r.bytes).sum();
     let n = runs.len() as u64;
@@ -194,8 +194,8 @@ impl<X: Value> Merge<X> {
     }
 }
 
-impl<X: Value> Batches<X> for Merge<X> {
-    fn next_batch(&mut self, out: &mut Vec<X>, hint: usize) -> Result<bool> {
+impl<X: Value> Chunks<X> for Merge<X> {
+    fn next_chunk(&mut self, out: &mut Vec<X>, hint: usize) -> Result<bool> {
         for _ in 0..hint.max(1) {
             let Some(head) = self.heap.pop() else {
                 return Ok(false);

@@ -20,7 +20,7 @@ pub(crate) mod reader;
 pub(crate) mod writer;
 
 pub(crate) use aggregate::{
-    Aggregate, CombineMap, Combiner, GroupValues, NoAggregate, combine_batch, new_map,
+    Aggregate, CombineMap, Combiner, GroupValues, NoAggregate, combine_chunk, new_map,
 };
 pub(crate) use manager::{MapOutput, ShuffleManager};
 

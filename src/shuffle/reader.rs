@@ -2,7 +2,7 @@
 //! output, verifying on-disk frames as they are decoded.
 
 use super::manager::{Block, MapOutput, Segment};
-use crate::chunk::{BatchIter, Batches};
+use crate::chunk::{ChunkIter, Chunks};
 use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// The records of reduce partition `reduce` of `shuffle`, map by map. `X` is the record type the map side wrote.
-pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext) -> BatchIter<X> {
+pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext) -> ChunkIter<X> {
     let outputs = tc.rt.shuffles().outputs(shuffle);
     Box::new(ShuffleReader::<X> {
         shuffle,
@@ -139,11 +139,11 @@ fn read_disk(output: &MapOutput, segment: Segment) -> std::result::Result<Vec<u8
     Ok(bytes)
 }
 
-impl<X: Value> Batches<X> for ShuffleReader<X> {
+impl<X: Value> Chunks<X> for ShuffleReader<X> {
     /// Reads on past an unreadable block, so that one failed attempt
     /// reports every lost map output this reducer needs; the task fails at
     /// the end of the partition.
-    fn next_batch(&mut self, out: &mut Vec<X>, hint: usize) -> Result<bool> {
+    fn next_chunk(&mut self, out: &mut Vec<X>, hint: usize) -> Result<bool> {
         loop {
             match &mut self.current {
                 Current::None => {
