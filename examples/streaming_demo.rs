@@ -70,8 +70,13 @@ fn main() -> Result<(), spate::Report> {
     let totals = counts.update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
         Some(total.unwrap_or(0) + new.iter().sum::<u64>())
     });
-    totals.foreach_rdd(|rdd, time| {
+    // The words counted so far: three per line once every line is in.
+    let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sink = counted.clone();
+    totals.foreach_rdd(move |rdd, time| {
         let mut top = rdd.collect()?;
+        let words: u64 = top.iter().map(|(_, n)| n).sum();
+        sink.store(words, std::sync::atomic::Ordering::Relaxed);
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let shown: Vec<String> = top
             .iter()
@@ -89,5 +94,9 @@ fn main() -> Result<(), spate::Report> {
     std::thread::sleep(Duration::from_secs(args.seconds));
     ssc.stop(true)?;
     println!("summary: {}", ssc.summary());
+    println!(
+        "words counted: {}",
+        counted.load(std::sync::atomic::Ordering::Relaxed)
+    );
     Ok(())
 }

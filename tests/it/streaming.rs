@@ -3,8 +3,8 @@
 //! output with a reference computed on plain vectors.
 #![allow(clippy::type_complexity)]
 
-mod common;
-use common::sorted;
+use crate::common;
+use crate::common::sorted;
 use spate::streaming::{
     DStream, ManualClock, StateOptions, StateSpec, StreamQueue, StreamingContext, StreamingLog,
     Time,
@@ -1241,7 +1241,7 @@ fn a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_rea
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_reads_its_own_state",
+            "streaming::a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_reads_its_own_state",
             "--test-threads=1",
         ])
         .env(RELATIVE_CHILD, "1")

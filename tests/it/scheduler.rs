@@ -1,7 +1,7 @@
 //! Stages, shuffle reuse, caching, retries, errors and events.
 
-mod common;
-use common::{ctx, logged_ctx, sorted};
+use crate::common;
+use crate::common::{ctx, logged_ctx, sorted};
 use spate::{Error, Event, StageKind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,7 +8,7 @@
 //! totals with `update_state_by_key`, or event-time sessions with allowed
 //! lateness (window state, watermarks and late records).
 
-mod common;
+use crate::common;
 use spate::Str;
 use spate::streaming::{DStream, OutputMode, SessionWindows, StreamingContext, WatermarkStrategy};
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ fn spawn(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "recovery_child",
+            "streaming_recovery::recovery_child",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -31,13 +31,20 @@ fn streaming_demo_runs_without_set_up_and_prints_its_summary() {
         .lines()
         .find(|l| l.starts_with("summary:"))
         .unwrap_or_default();
-    // About 2000 lines were generated and every one was processed.
     let records: u64 = summary
         .split_whitespace()
         .nth(3)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(records >= 1000, "{summary}");
+    let words: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("words counted: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    // About 2000 lines were generated (a second at 2000 a second), and
+    // every line received was counted: three words each.
+    assert!(records >= 1500, "{summary}");
+    assert_eq!(words, 3 * records, "{text}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Receiver inputs on the system clock: the TCP line client, the generator,
 //! and backpressure.
 
-mod common;
+use crate::common;
 use spate::streaming::{Backpressure, StreamingContext, StreamingEvent, StreamingLog};
 use std::io::Write;
 use std::net::TcpListener;

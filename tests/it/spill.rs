@@ -1,8 +1,8 @@
 //! Every shuffle operation under a 64 KiB memory budget (many spills)
 //! against the same operation with an unbounded budget.
 
-mod common;
-use common::sorted;
+use crate::common;
+use crate::common::sorted;
 use spate::{Context, EventLog, Partitioner};
 use std::sync::Arc;
 
@@ -174,12 +174,18 @@ fn a_failed_map_task_leaves_no_spill_files_behind() {
             }
         })
         .group_by_key();
-    assert!(r.count().is_err());
+    let err = r.count().unwrap_err();
+    assert!(
+        matches!(err.root_cause(), spate::Error::Panicked(m) if m == "late failure"),
+        "{err}"
+    );
     let left: Vec<_> = std::fs::read_dir(ctx.scratch_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    // Only the successful map task (partition 0) keeps its output files.
+    // Only the successful map task (partition 0) keeps its output files
+    // (on disk: the budget is zero); the failed attempts left none.
+    assert!(!left.is_empty(), "map 0's output is on disk");
     assert!(
         left.iter()
             .all(|f| f.to_string_lossy().starts_with("shuffle_0_0_")),
@@ -400,7 +406,7 @@ fn shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count
         let child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count",
+                "spill::shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -1,7 +1,7 @@
 //! Storage levels, LRU eviction under the memory budget, storage info.
 
-mod common;
-use common::sorted;
+use crate::common;
+use crate::common::sorted;
 use spate::{Context, Event, EventLog, StorageLevel};
 use std::sync::Arc;
 

@@ -1,7 +1,6 @@
 //! Reading text files: splits, line endings, errors.
 
-mod common;
-use common::ctx;
+use crate::common::ctx;
 use spate::Error;
 use std::io::Write;
 
@@ -258,7 +257,7 @@ fn a_permission_problem_says_permission_denied_not_no_such_file() {
             .arg(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "a_permission_problem_says_permission_denied_not_no_such_file",
+                "text_io::a_permission_problem_says_permission_denied_not_no_such_file",
             ])
             .env(UNPRIVILEGED_CHILD, "1")
             .env("TMPDIR", "/tmp")

@@ -1,7 +1,6 @@
 //! Misuse of the API ends in a clear error, never a hang or an abort.
 
-mod common;
-use common::ctx;
+use crate::common::ctx;
 use spate::{Error, StorageLevel};
 use std::sync::mpsc;
 use std::time::Duration;

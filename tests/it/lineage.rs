@@ -1,7 +1,6 @@
 //! Long lineages: deep narrow chains must not overflow any stack.
 
-mod common;
-use common::ctx;
+use crate::common::ctx;
 
 #[test]
 fn ten_thousand_chained_narrow_transformations_run_print_and_drop() {

@@ -1,8 +1,7 @@
 //! Wide transformations against HashMap/BTreeMap references.
 #![allow(clippy::type_complexity)]
 
-mod common;
-use common::{PARTITIONS, ctx, logged_ctx, sorted};
+use crate::common::{PARTITIONS, ctx, logged_ctx, sorted};
 use spate::{Partitioner, Str};
 use std::collections::{BTreeMap, HashMap, HashSet};
 

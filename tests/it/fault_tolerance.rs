@@ -1,8 +1,8 @@
 //! Recovery under injected faults: each test checks the answer and exactly
 //! which work was redone.
 
-mod common;
-use common::{logged, sorted};
+use crate::common;
+use crate::common::{logged, sorted};
 use spate::{Context, Error, Event, EventLog, FaultPlan, ShuffleLoss, StageKind};
 use std::collections::BTreeMap;
 

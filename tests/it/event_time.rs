@@ -3,7 +3,7 @@
 //! results are the same whatever the batch interval.
 #![allow(clippy::type_complexity)]
 
-mod common;
+use crate::common;
 use spate::streaming::{
     BatchInfo, CountWindows, EventStream, ManualClock, OutputMode, SessionWindows, SlidingWindows,
     StreamQueue, StreamingContext, Time, TumblingWindows, WatermarkStrategy, Window, WindowResult,

@@ -1,7 +1,7 @@
 //! Narrow transformations against plain Vec computations.
 
-mod common;
-use common::{PARTITIONS, ctx, sorted};
+use crate::common;
+use crate::common::{PARTITIONS, ctx, sorted};
 use spate::Partitioner;
 
 fn data() -> Vec<i64> {
@@ -268,8 +268,13 @@ fn sample_is_reproducible_and_respects_fraction() {
     assert!((38_000..42_000).contains(&b.len()), "{}", b.len());
     assert_eq!(r.sample(false, 0.0, 1).unwrap().count().unwrap(), 0);
     assert_eq!(r.sample(false, 1.0, 1).unwrap().count().unwrap(), 20_000);
-    assert!(r.sample(false, 1.5, 1).is_err());
-    assert!(r.sample(true, -0.1, 1).is_err());
+    for (replace, fraction) in [(false, 1.5), (true, -0.1)] {
+        let err = r.sample(replace, fraction, 1).unwrap_err();
+        assert!(
+            matches!(&err, spate::Error::InvalidArgument(m) if m.contains(&fraction.to_string())),
+            "{err}"
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Actions against Vec references, with Spark's rules for zeros and empty data.
 
-mod common;
-use common::{PARTITIONS, ctx, sorted};
+use crate::common;
+use crate::common::{PARTITIONS, ctx, sorted};
 use spate::{Error, Partitioner};
 use std::collections::HashMap;
 

@@ -1,7 +1,7 @@
 //! Checkpoints: round trips, truncation, corruption, long iterative jobs.
 
-mod common;
-use common::{ctx, sorted};
+use crate::common;
+use crate::common::{ctx, sorted};
 use spate::{Context, Error, FaultPlan};
 
 #[test]
@@ -69,13 +69,14 @@ fn a_corrupt_checkpoint_is_an_error_never_a_panic() {
         Err(Error::Io { .. })
     ));
     assert!(ctx.range(0, 1, 1, 1).checkpoint().is_ok());
+    let no_dir = spate::Context::new()
+        .unwrap()
+        .range(0, 1, 1, 1)
+        .checkpoint()
+        .unwrap_err();
     assert!(
-        spate::Context::new()
-            .unwrap()
-            .range(0, 1, 1, 1)
-            .checkpoint()
-            .is_err(),
-        "no checkpoint dir"
+        matches!(&no_dir, Error::InvalidArgument(m) if m.contains("set_checkpoint_dir")),
+        "{no_dir}"
     );
 }
 
@@ -155,7 +156,7 @@ fn a_checkpoint_written_by_another_process_reads_back() {
     let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_checkpoint_written_by_another_process_reads_back",
+            "checkpoint::a_checkpoint_written_by_another_process_reads_back",
             "--nocapture",
             "--test-threads=1",
         ])

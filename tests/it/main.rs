@@ -1,0 +1,26 @@
+//! The integration tests, linked as one binary (one link instead of one per
+//! file). Each module tests one part of the engine against a reference.
+
+// Pair operations return nested tuples; spelling them out reads best.
+#![allow(clippy::type_complexity)]
+
+mod common;
+
+mod actions;
+mod checkpoint;
+mod event_time;
+mod examples_smoke;
+mod fault_tolerance;
+mod layers;
+mod lineage;
+mod misuse;
+mod narrow;
+mod properties;
+mod scheduler;
+mod spill;
+mod storage;
+mod streaming;
+mod streaming_recovery;
+mod streaming_sources;
+mod text_io;
+mod wide;
