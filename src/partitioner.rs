@@ -245,6 +245,79 @@ impl Hasher for StableHasher {
     }
 }
 
+/// How a wide transformation partitions its output.
+///
+/// `Default` follows Spark's rule: reuse the partitioner of an input that
+/// has one (and is not much smaller than the largest input), else hash into
+/// as many partitions as the largest input has. A count hashes into that many
+/// partitions; a [`Partitioner`] is used as given.
+///
+/// ```
+/// use spate::{Partitioner, Partitioning};
+/// let _: Partitioning = 8.into();
+/// let _: Partitioning = Partitioner::hash(8).into();
+/// let _: Partitioning = Partitioning::Default;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub enum Partitioning {
+    /// Spark's default partitioner rule.
+    #[default]
+    Default,
+    /// Hash into this many partitions.
+    Count(usize),
+    /// Use this partitioner.
+    By(Partitioner),
+}
+
+impl From<usize> for Partitioning {
+    fn from(n: usize) -> Self {
+        Partitioning::Count(n)
+    }
+}
+
+impl From<Partitioner> for Partitioning {
+    fn from(p: Partitioner) -> Self {
+        Partitioning::By(p)
+    }
+}
+
+impl From<Option<usize>> for Partitioning {
+    fn from(n: Option<usize>) -> Self {
+        n.map_or(Partitioning::Default, Partitioning::Count)
+    }
+}
+
+impl Partitioning {
+    /// Resolves to a partitioner for an operation over datasets with these
+    /// partitioners and partition counts.
+    pub(crate) fn resolve(self, inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner {
+        match self {
+            Partitioning::Count(n) => Partitioner::hash(n),
+            Partitioning::By(p) => p,
+            Partitioning::Default => default_partitioner(inputs),
+        }
+    }
+}
+
+/// Spark's `Partitioner.defaultPartitioner`, without a configured default
+/// parallelism: the largest existing partitioner when it is eligible (its
+/// partition count within a factor of ten of the largest input's), else a
+/// hash partitioner over the largest input's partition count.
+fn default_partitioner(inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner {
+    let max_parts = inputs.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let best = inputs
+        .iter()
+        .filter_map(|(p, _)| *p)
+        .filter(|p| p.num_partitions() > 0)
+        .max_by_key(|p| p.num_partitions());
+    match best {
+        Some(p) if (max_parts as f64).log10() - (p.num_partitions() as f64).log10() < 1.0 => {
+            p.clone()
+        }
+        _ => Partitioner::hash(max_parts),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,10 @@
 //! Actions: operations that run a job and bring a result to the driver.
 
-use super::sample::partition_rng;
 use super::{CHUNK, ChunkIter, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
 use crate::rdd::run_job;
 use crate::small_str::Str;
-use rand::Rng;
 use std::any::Any;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -106,78 +104,6 @@ impl<T, F: Fn(&T, &T) -> Ordering + Copy> Smallest<T, F> {
         v.sort_by(self.cmp);
         v
     }
-}
-
-/// Upper bounds of `partitions - 1` ranges holding about equal numbers of
-/// keys, from a weighted sample (Spark's `RangePartitioner` sketch and
-/// `determineBounds`).
-pub(crate) fn range_bounds<K: Key + Ord>(keys: &Rdd<K>, partitions: usize) -> Result<Vec<K>> {
-    if partitions <= 1 || keys.num_partitions() == 0 {
-        return Ok(Vec::new());
-    }
-    let sample_size = (20 * partitions).min(1_000_000);
-    let per_partition = (3 * sample_size).div_ceil(keys.num_partitions());
-    let all: Vec<usize> = (0..keys.num_partitions()).collect();
-    let sketches = run_job(
-        keys.context(),
-        keys,
-        &all,
-        "sort_by_key sample",
-        |tc, it| {
-            // Reservoir sampling, seeded by partition: the bounds are reproducible.
-            let mut rng = partition_rng(0x5EED, tc.partition());
-            let mut reservoir: Vec<K> = Vec::with_capacity(per_partition);
-            let mut seen = 0u64;
-            for_each_chunk(it, |b| {
-                for k in b.drain(..) {
-                    seen += 1;
-                    if reservoir.len() < per_partition {
-                        reservoir.push(k);
-                    } else {
-                        let j = rng.random_range(0..seen);
-                        if (j as usize) < per_partition {
-                            reservoir[j as usize] = k;
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-            Ok((seen, reservoir))
-        },
-    )?;
-    let mut candidates: Vec<(K, f64)> = Vec::new();
-    for (seen, sample) in sketches {
-        if sample.is_empty() {
-            continue;
-        }
-        let weight = seen as f64 / sample.len() as f64;
-        candidates.extend(sample.into_iter().map(|k| (k, weight)));
-    }
-    candidates.sort_by(|a, b| a.0.cmp(&b.0));
-    let total: f64 = candidates.iter().map(|c| c.1).sum();
-    let step = total / partitions as f64;
-    let mut bounds: Vec<K> = Vec::with_capacity(partitions - 1);
-    let (mut cumulative, mut target) = (0.0, step);
-    for (key, weight) in candidates {
-        cumulative += weight;
-        if cumulative >= target && bounds.last().is_none_or(|b| key > *b) {
-            bounds.push(key);
-            target += step;
-            if bounds.len() == partitions - 1 {
-                break;
-            }
-        }
-    }
-    Ok(bounds)
-}
-
-/// Bucket boundaries and counts, from [`Rdd::histogram`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct Histogram {
-    /// `buckets.len() + 1` boundaries, ascending.
-    pub boundaries: Vec<f64>,
-    /// Elements per bucket; the last bucket includes its upper boundary.
-    pub counts: Vec<u64>,
 }
 
 impl<T: Data> Rdd<T> {
@@ -519,95 +445,4 @@ fn write_line<T: Display + 'static>(w: &mut impl Write, x: &T) -> std::io::Resul
         write!(w, "{x}")?;
     }
     w.write_all(b"\n")
-}
-
-impl<T: Data> Rdd<T> {
-    /// A histogram with `buckets` evenly spaced buckets between the minimum
-    /// and the maximum (one bucket if they are equal). An error on an empty
-    /// dataset or one holding NaN or infinite values.
-    ///
-    /// ```
-    /// let ctx = spate::Context::new().unwrap();
-    /// let h = ctx.parallelize(vec![0.0, 1.0, 2.0, 3.0, 4.0], 2).histogram(2).unwrap();
-    /// assert_eq!(h.boundaries, [0.0, 2.0, 4.0]);
-    /// assert_eq!(h.counts, [2, 3]);
-    /// ```
-    pub fn histogram(&self, buckets: usize) -> Result<Histogram>
-    where
-        T: super::Numeric,
-    {
-        if buckets == 0 {
-            return Err(Error::InvalidArgument(
-                "histogram needs at least one bucket".into(),
-            ));
-        }
-        let stats = self.stats()?;
-        if stats.count() == 0 {
-            return Err(Error::EmptyDataset("histogram"));
-        }
-        let (lo, hi) = (stats.min(), stats.max());
-        if !lo.is_finite() || !hi.is_finite() {
-            return Err(Error::InvalidArgument(
-                "histogram of NaN or infinite values".into(),
-            ));
-        }
-        let boundaries: Vec<f64> = if lo == hi {
-            vec![lo, hi]
-        } else {
-            (0..=buckets)
-                .map(|i| {
-                    if i == buckets {
-                        hi
-                    } else {
-                        lo + (hi - lo) * i as f64 / buckets as f64
-                    }
-                })
-                .collect()
-        };
-        let counts = self.histogram_with(&boundaries)?;
-        Ok(Histogram { boundaries, counts })
-    }
-
-    /// Counts per bucket for the given ascending `boundaries`: bucket i is
-    /// \[b\[i\], b\[i+1\]), the last one closed. Values outside are ignored.
-    pub fn histogram_with(&self, boundaries: &[f64]) -> Result<Vec<u64>>
-    where
-        T: super::Numeric,
-    {
-        if boundaries.len() < 2
-            || boundaries
-                .windows(2)
-                .any(|w| !(w[0] < w[1] || (w[0] == w[1] && boundaries.len() == 2)))
-        {
-            return Err(Error::InvalidArgument(
-                "histogram boundaries must be at least two, sorted and distinct".into(),
-            ));
-        }
-        let b = boundaries.to_vec();
-        let parts = self.run_partitions("histogram", |it| {
-            let mut counts = vec![0u64; b.len() - 1];
-            let last = b.len() - 1;
-            for_each_chunk(it, |chunk| {
-                for x in chunk.drain(..) {
-                    let v = x.to_f64();
-                    if v < b[0] || v > b[last] || v.is_nan() {
-                        continue;
-                    }
-                    let i = if v == b[last] {
-                        last - 1
-                    } else {
-                        b.partition_point(|e| *e <= v) - 1
-                    };
-                    counts[i] += 1;
-                }
-                Ok(())
-            })?;
-            Ok(counts)
-        })?;
-        let mut total = vec![0u64; boundaries.len() - 1];
-        for p in parts {
-            total.iter_mut().zip(p).for_each(|(t, c)| *t += c);
-        }
-        Ok(total)
-    }
 }

@@ -23,14 +23,14 @@ mod numeric;
 mod pair;
 mod sample;
 mod shuffle_dep;
+mod shuffled;
+mod sort;
 mod source;
 mod transform;
 mod union;
 mod zip;
 
-pub use actions::Histogram;
-pub use numeric::{Numeric, StatCounter};
-pub use pair::Partitioning;
+pub use numeric::{Histogram, Numeric, StatCounter};
 pub(crate) use shuffle_dep::ShuffleDependency;
 pub(crate) use source::{
     BadLines, ParallelCollection, RangeSource, SkippedLines, TextSource, WholeTextSource,

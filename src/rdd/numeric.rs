@@ -2,7 +2,7 @@
 
 use super::{Rdd, for_each_chunk};
 use crate::data::Data;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A number a dataset can be summed and measured over.
 pub trait Numeric: Data + Copy + PartialOrd {
@@ -224,5 +224,105 @@ impl<T: Numeric> Rdd<T> {
     /// The sample standard deviation.
     pub fn sample_stdev(&self) -> Result<f64> {
         Ok(self.stats()?.sample_stdev())
+    }
+}
+
+/// Bucket boundaries and counts, from [`Rdd::histogram`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    /// `buckets.len() + 1` boundaries, ascending.
+    pub boundaries: Vec<f64>,
+    /// Elements per bucket; the last bucket includes its upper boundary.
+    pub counts: Vec<u64>,
+}
+
+impl<T: Data> Rdd<T> {
+    /// A histogram with `buckets` evenly spaced buckets between the minimum
+    /// and the maximum (one bucket if they are equal). An error on an empty
+    /// dataset or one holding NaN or infinite values.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let h = ctx.parallelize(vec![0.0, 1.0, 2.0, 3.0, 4.0], 2).histogram(2).unwrap();
+    /// assert_eq!(h.boundaries, [0.0, 2.0, 4.0]);
+    /// assert_eq!(h.counts, [2, 3]);
+    /// ```
+    pub fn histogram(&self, buckets: usize) -> Result<Histogram>
+    where
+        T: super::Numeric,
+    {
+        if buckets == 0 {
+            return Err(Error::InvalidArgument(
+                "histogram needs at least one bucket".into(),
+            ));
+        }
+        let stats = self.stats()?;
+        if stats.count() == 0 {
+            return Err(Error::EmptyDataset("histogram"));
+        }
+        let (lo, hi) = (stats.min(), stats.max());
+        if !lo.is_finite() || !hi.is_finite() {
+            return Err(Error::InvalidArgument(
+                "histogram of NaN or infinite values".into(),
+            ));
+        }
+        let boundaries: Vec<f64> = if lo == hi {
+            vec![lo, hi]
+        } else {
+            (0..=buckets)
+                .map(|i| {
+                    if i == buckets {
+                        hi
+                    } else {
+                        lo + (hi - lo) * i as f64 / buckets as f64
+                    }
+                })
+                .collect()
+        };
+        let counts = self.histogram_with(&boundaries)?;
+        Ok(Histogram { boundaries, counts })
+    }
+
+    /// Counts per bucket for the given ascending `boundaries`: bucket i is
+    /// \[b\[i\], b\[i+1\]), the last one closed. Values outside are ignored.
+    pub fn histogram_with(&self, boundaries: &[f64]) -> Result<Vec<u64>>
+    where
+        T: super::Numeric,
+    {
+        if boundaries.len() < 2
+            || boundaries
+                .windows(2)
+                .any(|w| !(w[0] < w[1] || (w[0] == w[1] && boundaries.len() == 2)))
+        {
+            return Err(Error::InvalidArgument(
+                "histogram boundaries must be at least two, sorted and distinct".into(),
+            ));
+        }
+        let b = boundaries.to_vec();
+        let parts = self.run_partitions("histogram", |it| {
+            let mut counts = vec![0u64; b.len() - 1];
+            let last = b.len() - 1;
+            for_each_chunk(it, |chunk| {
+                for x in chunk.drain(..) {
+                    let v = x.to_f64();
+                    if v < b[0] || v > b[last] || v.is_nan() {
+                        continue;
+                    }
+                    let i = if v == b[last] {
+                        last - 1
+                    } else {
+                        b.partition_point(|e| *e <= v) - 1
+                    };
+                    counts[i] += 1;
+                }
+                Ok(())
+            })?;
+            Ok(counts)
+        })?;
+        let mut total = vec![0u64; boundaries.len() - 1];
+        for p in parts {
+            total.iter_mut().zip(p).for_each(|(t, c)| *t += c);
+        }
+        Ok(total)
     }
 }

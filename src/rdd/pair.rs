@@ -4,90 +4,16 @@
 use super::ShuffleDependency;
 use super::cogroup::CoGroupOp;
 use super::join::{FullOuter, HashJoinOp, Inner, StreamOuter, StreamOuterFlipped};
-use super::{ChunkIter, Compute, NewRdd, Rdd, for_each_chunk};
+use super::shuffled::{CombinedShuffleOp, LocalCombineOp, PlainShuffledOp, Sorter};
+use super::{NewRdd, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
+use crate::partitioner::Partitioning;
 use crate::rdd::Dependency;
-use crate::runtime::TaskContext;
-use crate::shuffle::external_agg::SpillingMap;
-use crate::shuffle::external_sort::SortOrder;
-use crate::shuffle::{self, Aggregate, Combiner, GroupValues, NoAggregate};
+use crate::shuffle::{Aggregate, Combiner, GroupValues, NoAggregate};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// How a wide transformation partitions its output.
-///
-/// `Default` follows Spark's rule: reuse the partitioner of an input that
-/// has one (and is not much smaller than the largest input), else hash into
-/// as many partitions as the largest input has. A count hashes into that many
-/// partitions; a [`Partitioner`] is used as given.
-///
-/// ```
-/// use spate::{Partitioner, Partitioning};
-/// let _: Partitioning = 8.into();
-/// let _: Partitioning = Partitioner::hash(8).into();
-/// let _: Partitioning = Partitioning::Default;
-/// ```
-#[derive(Clone, Debug, Default)]
-pub enum Partitioning {
-    /// Spark's default partitioner rule.
-    #[default]
-    Default,
-    /// Hash into this many partitions.
-    Count(usize),
-    /// Use this partitioner.
-    By(Partitioner),
-}
-
-impl From<usize> for Partitioning {
-    fn from(n: usize) -> Self {
-        Partitioning::Count(n)
-    }
-}
-
-impl From<Partitioner> for Partitioning {
-    fn from(p: Partitioner) -> Self {
-        Partitioning::By(p)
-    }
-}
-
-impl From<Option<usize>> for Partitioning {
-    fn from(n: Option<usize>) -> Self {
-        n.map_or(Partitioning::Default, Partitioning::Count)
-    }
-}
-
-impl Partitioning {
-    /// Resolves to a partitioner for an operation over datasets with these
-    /// partitioners and partition counts.
-    pub(crate) fn resolve(self, inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner {
-        match self {
-            Partitioning::Count(n) => Partitioner::hash(n),
-            Partitioning::By(p) => p,
-            Partitioning::Default => default_partitioner(inputs),
-        }
-    }
-}
-
-/// Spark's `Partitioner.defaultPartitioner`, without a configured default
-/// parallelism: the largest existing partitioner when it is eligible (its
-/// partition count within a factor of ten of the largest input's), else a
-/// hash partitioner over the largest input's partition count.
-fn default_partitioner(inputs: &[(Option<&Partitioner>, usize)]) -> Partitioner {
-    let max_parts = inputs.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
-    let best = inputs
-        .iter()
-        .filter_map(|(p, _)| *p)
-        .filter(|p| p.num_partitions() > 0)
-        .max_by_key(|p| p.num_partitions());
-    match best {
-        Some(p) if (max_parts as f64).log10() - (p.num_partitions() as f64).log10() < 1.0 => {
-            p.clone()
-        }
-        _ => Partitioner::hash(max_parts),
-    }
-}
 
 impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Applies `f` to every value, keeping keys and the partitioner.
@@ -343,42 +269,6 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         self.aggregate_into("group_by_key", partitioning.into(), GroupValues, false)
     }
 
-    /// Sorts by key: samples the keys (running a job now, as Spark does) to
-    /// build a range partitioner, shuffles, and sorts each partition.
-    /// Reading the partitions in order gives the whole dataset in order.
-    ///
-    /// ```
-    /// let ctx = spate::Context::new().unwrap();
-    /// let s = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(false, None).unwrap();
-    /// assert_eq!(s.collect().unwrap(), [(3, 'c'), (2, 'b'), (1, 'a')]);
-    /// ```
-    pub fn sort_by_key(&self, ascending: bool, num_partitions: Option<usize>) -> Result<Rdd<(K, V)>>
-    where
-        K: Ord,
-    {
-        let n = num_partitions.unwrap_or(self.num_partitions()).max(1);
-        let bounds = super::actions::range_bounds(&self.keys(), n)?;
-        let partitioner = Partitioner::range(bounds, ascending);
-        let sorter: Sorter<K, V> = SortOrder {
-            sort: Arc::new(move |v: &mut Vec<(K, V)>| {
-                // Ties may come in any order, as in Spark: an unstable sort is faster.
-                if ascending {
-                    v.sort_unstable_by(|a, b| a.0.cmp(&b.0))
-                } else {
-                    v.sort_unstable_by(|a, b| b.0.cmp(&a.0))
-                }
-            }),
-            cmp: Arc::new(move |a: &(K, V), b: &(K, V)| {
-                if ascending {
-                    a.0.cmp(&b.0)
-                } else {
-                    b.0.cmp(&a.0)
-                }
-            }),
-        };
-        Ok(self.shuffle_plain("sort_by_key", partitioner, Some(sorter)))
-    }
-
     /// Groups the values of both datasets by key: for every key in either,
     /// `(key, (values in self, values in other))`.
     pub fn cogroup<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
@@ -549,80 +439,5 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
             Ok(vs)
         })?;
         Ok(found.into_iter().flatten().collect())
-    }
-}
-
-/// Orders one reduce partition of a sorting shuffle.
-pub(crate) type Sorter<K, V> = SortOrder<(K, V)>;
-
-/// The reduce side of a shuffle that only moves records.
-struct PlainShuffledOp<K, V> {
-    dep: Arc<ShuffleDependency<K, V, V, NoAggregate>>,
-    sorter: Option<Sorter<K, V>>,
-}
-
-impl<K: Key, V: Value> Compute<(K, V)> for PlainShuffledOp<K, V> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, V)>> {
-        let records = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
-        match &self.sorter {
-            None => Ok(records),
-            Some(order) => shuffle::external_sort::sort(records, order, tc),
-        }
-    }
-}
-
-/// The reduce side of an aggregating shuffle: merges map-side combiners (or
-/// raw values when the map side did not combine) per key.
-struct CombinedShuffleOp<K, V, C, A> {
-    dep: Arc<ShuffleDependency<K, V, C, A>>,
-    agg: Arc<A>,
-}
-
-impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)>
-    for CombinedShuffleOp<K, V, C, A>
-{
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, C)>> {
-        let agg = self.agg.clone();
-        let mut map = SpillingMap::<K, C>::new(tc, self.agg.growth());
-        if self.dep.map_side_combine {
-            let input = shuffle::reader::read::<(K, C)>(self.dep.id(), split, tc);
-            for_each_chunk(input, |chunk| {
-                map.insert_batch(chunk, |c| c, |old, c| agg.merge_combiners(old, c))
-            })?;
-        } else {
-            let input = shuffle::reader::read::<(K, V)>(self.dep.id(), split, tc);
-            combine_values(input, agg.as_ref(), &mut map)?;
-        }
-        map.finish(move |a, b| agg.merge_combiners(a, b))
-    }
-}
-
-fn combine_values<K: Key, V: Value, C: Value, A: Aggregate<V, C>>(
-    input: ChunkIter<(K, V)>,
-    agg: &A,
-    map: &mut SpillingMap<'_, K, C>,
-) -> Result<()> {
-    for_each_chunk(input, |chunk| {
-        map.insert_batch(chunk, |v| agg.create(v), |c, v| agg.merge_value(c, v))
-    })
-}
-
-/// Aggregation of a dataset already partitioned by the target partitioner:
-/// no shuffle, each partition is combined where it is.
-struct LocalCombineOp<K, V, A> {
-    parent: Rdd<(K, V)>,
-    agg: Arc<A>,
-}
-
-impl<K: Key, V: Value, C: Value, A: Aggregate<V, C>> Compute<(K, C)> for LocalCombineOp<K, V, A> {
-    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(K, C)>> {
-        let mut map = SpillingMap::<K, C>::new(tc, self.agg.growth());
-        combine_values(
-            self.parent.iterator(split, tc)?,
-            self.agg.as_ref(),
-            &mut map,
-        )?;
-        let agg = self.agg.clone();
-        map.finish(move |a, b| agg.merge_combiners(a, b))
     }
 }

@@ -4,8 +4,8 @@
 use super::narrow::{MapPartitionsOp, PipeOp};
 use super::{NewRdd, PartitionIter, Rdd};
 use crate::data::{Data, Key};
+use crate::partitioner::Partitioning;
 use crate::partitioner::{Partitioner, stable_hash};
-use crate::rdd::pair::Partitioning;
 use std::marker::PhantomData;
 use std::sync::Arc;
 

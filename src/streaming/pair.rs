@@ -3,7 +3,7 @@
 use super::dstream::DStream;
 use crate::data::{Key, Value};
 use crate::error::Result;
-use crate::rdd::Partitioning;
+use crate::partitioner::Partitioning;
 use std::sync::Arc;
 
 impl<K: Key, V: Value> DStream<(K, V)> {
