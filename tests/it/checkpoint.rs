@@ -153,22 +153,10 @@ fn a_checkpoint_written_by_another_process_reads_back() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "checkpoint::a_checkpoint_written_by_another_process_reads_back",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        child.status.success(),
-        "{}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&child.stdout);
+    let stdout = common::run_child_test(&mut common::child_test(
+        "checkpoint::a_checkpoint_written_by_another_process_reads_back",
+        (CHILD_ENV, dir.path().as_os_str()),
+    ));
     let path = stdout
         .lines()
         .find_map(|l| l.split("CHECKPOINT_PATH=").nth(1))

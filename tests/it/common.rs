@@ -68,3 +68,25 @@ pub fn counted_range(
     });
     (rdd, computed)
 }
+
+/// This test binary, set up to run only the test `name` (its full path,
+/// `module::test`) with `env` set: for tests that need a process of their
+/// own (a crash, a peak RSS, another working directory).
+pub fn child_test(name: &str, env: (&str, &std::ffi::OsStr)) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(env.0, env.1);
+    cmd
+}
+
+/// Runs a child test to its end; its stdout, after checking it passed.
+pub fn run_child_test(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -403,22 +403,10 @@ fn shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count
         return;
     }
     let run = |n: usize| -> (u64, u64) {
-        let child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "spill::shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(MANY_PARTITIONS_CHILD, n.to_string())
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&child.stdout);
-        assert!(
-            child.status.success(),
-            "{out}{}",
-            String::from_utf8_lossy(&child.stderr)
-        );
+        let out = common::run_child_test(&mut common::child_test(
+            "spill::shuffle_bookkeeping_grows_with_the_data_not_the_square_of_the_partition_count",
+            (MANY_PARTITIONS_CHILD, n.to_string().as_ref()),
+        ));
         let value = |key: &str| -> u64 {
             out.lines()
                 .find_map(|l| l.split(key).nth(1))

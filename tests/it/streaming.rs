@@ -1238,21 +1238,11 @@ fn a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_rea
         return;
     }
     let (root, ckpt, input) = checkpoint_dirs();
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "streaming::a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_reads_its_own_state",
-            "--test-threads=1",
-        ])
-        .env(RELATIVE_CHILD, "1")
-        .current_dir(root.path())
-        .output()
-        .unwrap();
-    assert!(
-        child.status.success(),
-        "{}",
-        String::from_utf8_lossy(&child.stderr)
+    let mut child = common::child_test(
+        "streaming::a_checkpoint_made_with_a_relative_path_restarts_from_elsewhere_and_a_copy_reads_its_own_state",
+        (RELATIVE_CHILD, "1".as_ref()),
     );
+    common::run_child_test(child.current_dir(root.path()));
     // Copy the checkpoint, and take the original away.
     let copy = root.path().join("copy");
     copy_dir(&ckpt, &copy);

@@ -12,7 +12,7 @@ use crate::common;
 use spate::Str;
 use spate::streaming::{DStream, OutputMode, SessionWindows, StreamingContext, WatermarkStrategy};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "SPATE_RECOVERY_CHILD";
@@ -147,16 +147,12 @@ fn spawn(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> Child {
         input.display(),
         out.display()
     );
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "streaming_recovery::recovery_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, args)
-        .spawn()
-        .expect("spawn the streaming program")
+    common::child_test(
+        "streaming_recovery::recovery_child",
+        (CHILD_ENV, args.as_ref()),
+    )
+    .spawn()
+    .expect("spawn the streaming program")
 }
 
 fn wait_ok(mut child: Child, what: &str) {
