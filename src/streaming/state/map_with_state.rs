@@ -1,268 +1,18 @@
-//! Stateful streams: state per key carried from batch to batch.
-//! `update_state_by_key` calls the update function for every key that has
-//! state or new values; `map_with_state` calls its function for every new
-//! record, and once more for a key whose idle timeout passed.
-//!
-//! A batch's state dataset is the previous batch's, cogrouped with the new
-//! values by the state's partitioner (so only the new values shuffle); it
-//! is kept in memory and its lineage cut after the batch that computes it.
+//! `map_with_state`: the function runs for every new record, and once more
+//! for a key whose idle timeout passed; its output is a stream of mapped
+//! elements, its state is carried beside them.
 
-use super::dstream::{DStream, NewStream, StreamOp};
-use super::metrics::StateSize;
-use super::time::Time;
-use super::watermark::EventTime;
+use super::{StateMeter, Tracked, previous_state};
 use crate::data::{Data, Key, Value};
 use crate::error::Result;
-use crate::partitioner::Partitioner;
-use crate::partitioner::Partitioning;
+use crate::partitioner::{Partitioner, Partitioning};
 use crate::rdd::Rdd;
-use crate::shared::Accumulator;
-use parking_lot::Mutex;
+use crate::streaming::dstream::{DStream, StreamOp};
+use crate::streaming::time::Time;
+use crate::streaming::watermark::EventTime;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Options of [`update_state_by_key_with`](DStream::update_state_by_key_with).
-pub struct StateOptions<K, S> {
-    /// How the state is partitioned (default: hash into the context's
-    /// parallelism).
-    pub partitioning: Partitioning,
-    /// State the first batch starts from.
-    pub initial: Option<Rdd<(K, S)>>,
-    /// Drops a key whose state got no new values for this long (batch
-    /// time), without calling the update function: bounds the state of
-    /// keys that stop arriving.
-    pub ttl: Option<Duration>,
-}
-
-impl<K, S> Default for StateOptions<K, S> {
-    fn default() -> Self {
-        StateOptions {
-            partitioning: Partitioning::Default,
-            initial: None,
-            ttl: None,
-        }
-    }
-}
-
-/// Counts keys and estimated bytes of each batch's state, per batch time.
-#[derive(Clone)]
-pub(crate) struct StateMeter {
-    per_batch: Arc<Mutex<BTreeMap<Time, Accumulator<(u64, u64)>>>>,
-}
-
-impl StateMeter {
-    pub(crate) fn new() -> StateMeter {
-        StateMeter {
-            per_batch: Arc::default(),
-        }
-    }
-
-    /// Reports the sizes counted for `stream` after each batch.
-    pub(crate) fn attach(&self, stream: &DStream<impl Data>) {
-        let m = self.clone();
-        let id = stream.node.base.id;
-        stream.graph().add_state_meter(Box::new(move |time| {
-            let acc = m.per_batch.lock().remove(&time)?;
-            let (keys, bytes) = acc.value();
-            Some(StateSize {
-                stream: id,
-                keys,
-                bytes,
-            })
-        }));
-    }
-
-    pub(crate) fn for_batch(&self, ctx: &crate::Context, time: Time) -> Accumulator<(u64, u64)> {
-        let acc = ctx.accumulator("state size", (0u64, 0u64), |a, b| {
-            a.0 += b.0;
-            a.1 += b.1;
-        });
-        self.per_batch.lock().insert(time, acc.clone());
-        acc
-    }
-}
-
-impl<P: Data> DStream<P> {
-    /// A stateful child of this stream (state, event windows): its datasets
-    /// build on each other, so they are cached, their sizes metered, and a
-    /// recovery restores them partitioned by `partitioner`.
-    pub(crate) fn stateful_child<T: Value>(
-        &self,
-        name: &'static str,
-        partitioner: &Partitioner,
-        meter: &StateMeter,
-        op: impl StreamOp<T>,
-    ) -> DStream<T> {
-        let mut spec = NewStream::child_of(name, self.as_any().as_ref());
-        spec.parents.push(self.as_any());
-        spec.persist = true;
-        let stream = DStream::from_op(self.graph(), spec, op);
-        meter.attach(&stream);
-        stream.register_stateful(partitioner.clone());
-        stream
-    }
-}
-
-impl<K: Key, V: Value> DStream<(K, V)> {
-    /// Running state per key: for every key with state or new values in a
-    /// batch, `update(key, new values, previous state)` gives the new
-    /// state; `None` removes the key.
-    ///
-    /// ```
-    /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
-    /// use std::sync::{Arc, Mutex};
-    /// use std::time::Duration;
-    /// let ctx = spate::Context::new().unwrap();
-    /// let clock = ManualClock::new();
-    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(10), clock.clone()).unwrap();
-    /// let q = StreamQueue::new();
-    /// q.push(ctx.parallelize(vec![('a', 1), ('b', 1)], 1));
-    /// q.push(ctx.parallelize(vec![('a', 5)], 1));
-    /// let seen = Arc::new(Mutex::new(Vec::new()));
-    /// let sink = seen.clone();
-    /// ssc.queue_stream(&q, true)
-    ///     .update_state_by_key(|_k, new: Vec<i32>, total: Option<i32>| {
-    ///         Some(total.unwrap_or(0) + new.iter().sum::<i32>())
-    ///     })
-    ///     .foreach_rdd(move |rdd, _| {
-    ///         let mut s = rdd.collect()?;
-    ///         s.sort();
-    ///         sink.lock().unwrap().push(s);
-    ///         Ok(())
-    ///     })
-    ///     .unwrap();
-    /// ssc.start().unwrap();
-    /// clock.advance(Duration::from_millis(20));
-    /// ssc.wait_for_batch(Time::from_millis(20)).unwrap();
-    /// assert_eq!(seen.lock().unwrap()[1], [('a', 6), ('b', 1)]);
-    /// ```
-    pub fn update_state_by_key<S: Value>(
-        &self,
-        update: impl Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
-    ) -> DStream<(K, S)> {
-        self.update_state_by_key_with(StateOptions::default(), update)
-    }
-
-    /// [`update_state_by_key`](DStream::update_state_by_key) with a
-    /// partitioning and an initial state.
-    pub fn update_state_by_key_with<S: Value>(
-        &self,
-        options: StateOptions<K, S>,
-        update: impl Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
-    ) -> DStream<(K, S)> {
-        let partitioner = options
-            .partitioning
-            .resolve(&[(None, self.context().default_parallelism())]);
-        let initial = options.initial.map(|r| r.partition_by(partitioner.clone()));
-        let meter = StateMeter::new();
-        let tracked = self.stateful_child(
-            "update_state_by_key",
-            &partitioner,
-            &meter,
-            UpdateState {
-                parent: self.clone(),
-                partitioner: partitioner.clone(),
-                initial,
-                update: Arc::new(update),
-                ttl: options.ttl.map(super::time::millis),
-                meter: meter.clone(),
-            },
-        );
-        tracked.derive("update_state_by_key", |rdd, _| {
-            Ok(rdd.pipe("state", true, |input, out| {
-                out.extend(input.drain(..).map(|(k, t)| (k, t.value)))
-            }))
-        })
-    }
-}
-
-type UpdateFn<K, V, S> = dyn Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync;
-
-struct UpdateState<K, V, S> {
-    parent: DStream<(K, V)>,
-    partitioner: Partitioner,
-    initial: Option<Rdd<(K, S)>>,
-    update: Arc<UpdateFn<K, V, S>>,
-    /// Time to live of a key without new values, in ms.
-    ttl: Option<u64>,
-    meter: StateMeter,
-}
-
-/// The previous state of a stateful stream: its own dataset of the batch
-/// before, or `initial` (counted as seen now) for the first batch.
-fn previous_state<K: Key, S: Value, T: Data>(
-    this: &DStream<T>,
-    time: Time,
-    initial: &Option<Rdd<(K, S)>>,
-    own: impl FnOnce(Rdd<T>) -> Rdd<(K, Tracked<S>)>,
-) -> Result<Rdd<(K, Tracked<S>)>> {
-    let now = time.millis();
-    let prev = if let Some(before) = this.previous_batch(time) {
-        this.get_or_compute(before)?.map(own)
-    } else {
-        initial.as_ref().map(|r| {
-            r.pipe("initial_state", true, move |input, out| {
-                out.extend(input.drain(..).map(|(k, value)| {
-                    (
-                        k,
-                        Tracked {
-                            value,
-                            last_seen_ms: now,
-                        },
-                    )
-                }))
-            })
-        })
-    };
-    Ok(prev.unwrap_or_else(|| this.context().empty()))
-}
-
-impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V, S> {
-    fn compute(
-        &self,
-        this: &DStream<(K, Tracked<S>)>,
-        time: Time,
-    ) -> Result<Option<Rdd<(K, Tracked<S>)>>> {
-        let ctx = this.context().clone();
-        let previous = previous_state(this, time, &self.initial, |r| r)?;
-        let batch = self.parent.dataset_or_empty(time)?;
-        let update = self.update.clone();
-        let size = self.meter.for_batch(&ctx, time);
-        let (ttl, now) = (self.ttl, time.millis());
-        let state = previous
-            .cogroup_with(&batch, self.partitioner.clone())
-            .pipe("update_state_by_key", true, move |input, out| {
-                let before = out.len();
-                for (k, (old, new)) in input.drain(..) {
-                    let old = old.into_iter().next();
-                    let last_seen_ms = match (&old, new.is_empty()) {
-                        (Some(t), true) => t.last_seen_ms,
-                        _ => now,
-                    };
-                    if new.is_empty() && ttl.is_some_and(|ttl| last_seen_ms + ttl <= now) {
-                        continue;
-                    }
-                    if let Some(value) = update(&k, new, old.map(|t| t.value)) {
-                        out.push((
-                            k,
-                            Tracked {
-                                value,
-                                last_seen_ms,
-                            },
-                        ));
-                    }
-                }
-                let added = &out[before..];
-                size.add((
-                    added.len() as u64,
-                    crate::memory::estimate_size(added) as u64,
-                ));
-            });
-        Ok(Some(this.graph().cut_lineage(state, this.id(), time)))
-    }
-}
 
 /// The state of one key as `map_with_state`'s function sees it.
 #[derive(Debug)]
@@ -283,7 +33,7 @@ impl<S> State<S> {
             timing_out: false,
             timers: Vec::new(),
             fired: None,
-            watermark: super::watermark::NO_WATERMARK,
+            watermark: crate::streaming::watermark::NO_WATERMARK,
         }
     }
 }
@@ -405,13 +155,6 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
         self.timeout = Some(idle);
         self
     }
-}
-
-/// A key's state with the time of its last record.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Tracked<S> {
-    pub(crate) value: S,
-    pub(crate) last_seen_ms: u64,
 }
 
 /// What one batch of `map_with_state` produces: the new state of a key, or
@@ -563,8 +306,8 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
         let previous = previous_state(this, time, &self.initial, |r| states_of(&r))?;
         let batch = self.parent.dataset_or_empty(time)?;
         let function = self.function.clone();
-        let timeout = self.timeout.map(super::time::millis);
-        let ttl = self.ttl.map(super::time::millis);
+        let timeout = self.timeout.map(crate::streaming::time::millis);
+        let ttl = self.ttl.map(crate::streaming::time::millis);
         let size = self.meter.for_batch(&ctx, time);
         let out = previous
             .cogroup_with(&batch, self.partitioner.clone())

@@ -1,0 +1,281 @@
+//! Defining keyed windows: keying an event stream, lateness and output
+//! mode, and the aggregation adapters (reduce, aggregate, process) behind
+//! one `WindowAgg` trait.
+
+use super::EventWindowOp;
+use super::assigner::{Window, WindowAssigner, ms};
+use super::key_state::Emit;
+use crate::data::{Key, Value};
+use crate::partitioner::Partitioning;
+use crate::shared::Accumulator;
+use crate::streaming::dstream::DStream;
+use crate::streaming::state::StateMeter;
+use crate::streaming::watermark::{EventStream, EventTime};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What is emitted: final results once, or every update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// Each window once, when it closes (watermark past end + lateness).
+    #[default]
+    Append,
+    /// At the firing and at every re-firing by a late record.
+    Update,
+}
+
+/// One emitted window result.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WindowResult<K, R> {
+    /// The key.
+    pub key: K,
+    /// The window.
+    pub window: Window,
+    /// The aggregate.
+    pub value: R,
+    /// How many late records had re-fired the window when this was
+    /// emitted (0 for the on-time firing).
+    pub late_updates: u32,
+}
+
+/// A keyed event stream.
+pub struct KeyedEventStream<K, T> {
+    pub(crate) events: EventStream<T>,
+    pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+}
+
+impl<T: Value> EventStream<T> {
+    /// Partitions the records by `key_of`, for keyed windows.
+    pub fn key_by<K: Key>(
+        &self,
+        key_of: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> KeyedEventStream<K, T> {
+        KeyedEventStream {
+            events: self.clone(),
+            key_of: Arc::new(key_of),
+        }
+    }
+}
+
+/// Keyed windows being defined: set lateness and output mode, then give
+/// the aggregation.
+pub struct WindowedStream<K, T> {
+    keyed: KeyedEventStream<K, T>,
+    assigner: Arc<dyn WindowAssigner>,
+    lateness: EventTime,
+    mode: OutputMode,
+    partitioning: Partitioning,
+}
+
+impl<K: Key, T: Value> KeyedEventStream<K, T> {
+    /// Windows from `assigner` per key.
+    pub fn window(&self, assigner: impl WindowAssigner) -> WindowedStream<K, T> {
+        WindowedStream {
+            keyed: KeyedEventStream {
+                events: self.events.clone(),
+                key_of: self.key_of.clone(),
+            },
+            assigner: Arc::new(assigner),
+            lateness: 0,
+            mode: OutputMode::Append,
+            partitioning: Partitioning::Default,
+        }
+    }
+}
+
+/// The results of keyed windows and the records that came too late.
+pub struct WindowedOutput<K, R, T> {
+    /// Window results, as the output mode emits them.
+    pub results: DStream<WindowResult<K, R>>,
+    /// Records later than the allowed lateness.
+    pub late: DStream<T>,
+}
+
+/// How a window's records are aggregated.
+pub(crate) trait WindowAgg<K, T>: Send + Sync + 'static {
+    type Acc: Value;
+    type Out: Value;
+    fn start(&self, x: T) -> Self::Acc;
+    fn add(&self, acc: Self::Acc, x: T) -> Self::Acc;
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+    fn result(&self, key: &K, window: &Window, acc: &Self::Acc) -> Self::Out;
+}
+
+struct Reduce<F>(F);
+
+impl<K, T: Value, F: Fn(T, T) -> T + Send + Sync + 'static> WindowAgg<K, T> for Reduce<F> {
+    type Acc = T;
+    type Out = T;
+    fn start(&self, x: T) -> T {
+        x
+    }
+    fn add(&self, acc: T, x: T) -> T {
+        (self.0)(acc, x)
+    }
+    fn merge(&self, a: T, b: T) -> T {
+        (self.0)(a, b)
+    }
+    fn result(&self, _: &K, _: &Window, acc: &T) -> T {
+        acc.clone()
+    }
+}
+
+struct Process<F>(F);
+
+impl<K, T: Value, U: Value, F> WindowAgg<K, T> for Process<F>
+where
+    F: Fn(&K, &Window, &[T]) -> U + Send + Sync + 'static,
+{
+    type Acc = Vec<T>;
+    type Out = U;
+    fn start(&self, x: T) -> Vec<T> {
+        vec![x]
+    }
+    fn add(&self, mut acc: Vec<T>, x: T) -> Vec<T> {
+        acc.push(x);
+        acc
+    }
+    fn merge(&self, mut a: Vec<T>, mut b: Vec<T>) -> Vec<T> {
+        a.append(&mut b);
+        a
+    }
+    fn result(&self, key: &K, window: &Window, acc: &Vec<T>) -> U {
+        (self.0)(key, window, acc)
+    }
+}
+
+struct Aggregate<C, A, M, F> {
+    create: C,
+    add: A,
+    merge: M,
+    finish: F,
+}
+
+impl<K, T, Acc: Value, R: Value, C, A, M, F> WindowAgg<K, T> for Aggregate<C, A, M, F>
+where
+    C: Fn(T) -> Acc + Send + Sync + 'static,
+    A: Fn(Acc, T) -> Acc + Send + Sync + 'static,
+    M: Fn(Acc, Acc) -> Acc + Send + Sync + 'static,
+    F: Fn(&Acc) -> R + Send + Sync + 'static,
+{
+    type Acc = Acc;
+    type Out = R;
+    fn start(&self, x: T) -> Acc {
+        (self.create)(x)
+    }
+    fn add(&self, acc: Acc, x: T) -> Acc {
+        (self.add)(acc, x)
+    }
+    fn merge(&self, a: Acc, b: Acc) -> Acc {
+        (self.merge)(a, b)
+    }
+    fn result(&self, _: &K, _: &Window, acc: &Acc) -> R {
+        (self.finish)(acc)
+    }
+}
+
+impl<K: Key, T: Value> WindowedStream<K, T> {
+    /// Keeps windows open for records up to `d` late: each re-fires its
+    /// window with an updated result.
+    pub fn allowed_lateness(mut self, d: Duration) -> Self {
+        self.lateness = ms(d);
+        self
+    }
+
+    /// What is emitted (default [`OutputMode::Append`]).
+    pub fn output_mode(mut self, mode: OutputMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How keys are partitioned.
+    pub fn partitioning(mut self, p: impl Into<Partitioning>) -> Self {
+        self.partitioning = p.into();
+        self
+    }
+
+    /// Incremental aggregation with an associative `f`.
+    pub fn reduce(self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> WindowedOutput<K, T, T> {
+        self.build(Reduce(f))
+    }
+
+    /// Incremental aggregation: `create` an accumulator from a window's
+    /// first record, `add` records, `merge` accumulators (merging
+    /// sessions), and `finish` it into the result.
+    pub fn aggregate<Acc: Value, R: Value>(
+        self,
+        create: impl Fn(T) -> Acc + Send + Sync + 'static,
+        add: impl Fn(Acc, T) -> Acc + Send + Sync + 'static,
+        merge: impl Fn(Acc, Acc) -> Acc + Send + Sync + 'static,
+        finish: impl Fn(&Acc) -> R + Send + Sync + 'static,
+    ) -> WindowedOutput<K, R, T> {
+        self.build(Aggregate {
+            create,
+            add,
+            merge,
+            finish,
+        })
+    }
+
+    /// A full-window function: `f(key, window, records in arrival order)`
+    /// when the window is emitted (the records are kept until the window
+    /// closes).
+    pub fn process<U: Value>(
+        self,
+        f: impl Fn(&K, &Window, &[T]) -> U + Send + Sync + 'static,
+    ) -> WindowedOutput<K, U, T> {
+        self.build(Process(f))
+    }
+
+    fn build<G: WindowAgg<K, T>>(self, agg: G) -> WindowedOutput<K, G::Out, T> {
+        let stamped = &self.keyed.events.stamped;
+        let partitioner = self
+            .partitioning
+            .resolve(&[(None, stamped.context().default_parallelism())]);
+        let meter = StateMeter::new();
+        let late_meter = Arc::new(Mutex::new(BTreeMap::new()));
+        let combined = stamped.stateful_child(
+            "event_windows",
+            &partitioner,
+            &meter,
+            EventWindowOp {
+                input: stamped.clone(),
+                watermarks: self.keyed.events.watermarks.clone(),
+                key_of: self.keyed.key_of.clone(),
+                assigner: self.assigner.clone(),
+                lateness: self.lateness,
+                mode: self.mode,
+                agg: Arc::new(agg),
+                partitioner: partitioner.clone(),
+                meter: meter.clone(),
+                late_meter: late_meter.clone(),
+            },
+        );
+        combined.graph().add_late_meter(Box::new(move |time| {
+            late_meter
+                .lock()
+                .remove(&time)
+                .map_or(0, |a: Accumulator<u64>| a.value())
+        }));
+        let results = combined.derive("window_results", |rdd, _| {
+            Ok(rdd.pipe("window_results", false, |input, out| {
+                out.extend(input.drain(..).filter_map(|o| match o {
+                    Emit::Result(r) => Some(r),
+                    _ => None,
+                }))
+            }))
+        });
+        let late = combined.derive("late_records", |rdd, _| {
+            Ok(rdd.pipe("late_records", false, |input, out| {
+                out.extend(input.drain(..).filter_map(|o| match o {
+                    Emit::Late(t) => Some(t),
+                    _ => None,
+                }))
+            }))
+        });
+        WindowedOutput { results, late }
+    }
+}
