@@ -13,14 +13,11 @@
 //! in the metadata relative to the directory, so a checkpoint can be moved
 //! or copied, and restarted from any working directory).
 
-use super::checkpoint_dir::DirLock;
-use super::context::StreamingContext;
 use super::watermark::Progress;
 use crate::codec;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Bumped when the layout changes; an unknown version is an error.
 pub(crate) const VERSION: u32 = 3;
@@ -117,85 +114,4 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(dir: &Path, bytes: &[u8]) -
                 "an input offset does not decode ({reason}); was the stream graph changed?"
             ),
         })
-}
-
-impl StreamingContext {
-    /// Saves progress in `dir` so that
-    /// [`get_or_create`](StreamingContext::get_or_create) can restart the
-    /// program after a crash: metadata every batch, and the datasets of
-    /// stateful streams every checkpoint interval (see
-    /// [`set_checkpoint_interval`](Self::set_checkpoint_interval)).
-    ///
-    /// The directory belongs to this context while it lives: a second
-    /// streaming context (in this process or another) is refused with
-    /// [`Error::CheckpointInUse`], and state datasets that a newer
-    /// checkpoint supersedes are deleted, so its size stays bounded.
-    pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-        if self.graph().checkpoint_dir().as_deref() == Some(dir.as_path()) {
-            return Ok(());
-        }
-        let lock = DirLock::acquire(&dir)?;
-        let run = PathBuf::from(format!(
-            "run-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        ));
-        self.context().set_checkpoint_dir(dir.join(&run))?;
-        self.graph().set_checkpoint_dir(dir, run, lock);
-        Ok(())
-    }
-
-    /// How often the datasets of stateful streams (state, incremental
-    /// windows) are written to the checkpoint directory, cutting their
-    /// lineage for good (default: every 10 batches, at least 1 s). Between
-    /// those, lineage is cut with in-memory checkpoints.
-    pub fn set_checkpoint_interval(&self, every: Duration) -> Result<()> {
-        let every = super::time::check_duration("checkpoint interval", every)?;
-        if every.as_millis() % self.batch_interval().as_millis() != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "checkpoint interval {every:?} is not a multiple of the batch interval {:?}",
-                self.batch_interval()
-            )));
-        }
-        self.graph().set_checkpoint_every(every);
-        Ok(())
-    }
-
-    /// Restarts the program whose checkpoint is in `dir`, or starts it
-    /// afresh. `build` defines the streaming context and its streams, the
-    /// same way every time (it runs in both cases: no code is stored); if
-    /// `dir` holds a checkpoint, the returned context continues from it
-    /// when started: batches that were generated but not finished run
-    /// again with the same input ranges, state continues from its last
-    /// checkpoint, and the batch times missed while the program was down
-    /// run one by one, each taking at most as much input as the largest
-    /// batch before the crash. State is recomputed from its last
-    /// checkpoint through the batches after it, by the code of the
-    /// restarted program.
-    pub fn get_or_create(
-        dir: impl AsRef<Path>,
-        build: impl FnOnce() -> Result<StreamingContext>,
-    ) -> Result<StreamingContext> {
-        let dir = dir.as_ref();
-        let saved = read(dir)?;
-        let ssc = build()?;
-        ssc.checkpoint(dir)?;
-        if let Some(cp) = saved {
-            let interval = super::time::millis(ssc.batch_interval());
-            if cp.batch_ms != interval {
-                return Err(Error::InvalidArgument(format!(
-                    "the checkpoint in {} was written with a {} ms batch interval, not {interval} ms",
-                    dir.display(),
-                    cp.batch_ms
-                )));
-            }
-            ssc.graph().set_restored(cp);
-        }
-        Ok(ssc)
-    }
 }

@@ -160,7 +160,7 @@ impl StreamingContext {
                 "backpressure must be set before start".into(),
             ));
         }
-        self.inner.graph.set_backpressure(backpressure);
+        self.inner.graph.pacing.set_backpressure(backpressure);
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl StreamingContext {
                 "adaptive batching needs min <= max and a utilization in (0, 1): {settings:?}"
             )));
         }
-        self.inner.graph.set_adaptive(settings);
+        self.inner.graph.pacing.set_adaptive(settings);
         Ok(())
     }
 
@@ -217,7 +217,7 @@ impl StreamingContext {
         }
         let interval = inner.graph.batch;
         let now = inner.clock.now();
-        let restored = inner.graph.take_restored();
+        let restored = inner.graph.recovery.take_restored();
         let zero = match (&restored, &inner.clock) {
             (Some(cp), _) => Time::from_millis(cp.zero_ms),
             (None, Clock::Manual(_)) => now,
@@ -227,7 +227,7 @@ impl StreamingContext {
         };
         inner.graph.set_zero_time(zero);
         let streams = all_streams(&inner.graph);
-        if let Some(a) = inner.graph.adaptive() {
+        if let Some(a) = inner.graph.pacing.adaptive() {
             let windowed = |s: &&Arc<dyn AnyStream>| {
                 s.base().slide != interval || !s.base().reads_back.is_zero()
             };
@@ -260,8 +260,8 @@ impl StreamingContext {
                 inner.progress.lock().last_done = Some(Time::from_millis(done));
             }
         }
-        inner.graph.drop_restorers();
-        let backpressure = inner.graph.backpressure();
+        inner.graph.recovery.drop_restorers();
+        let backpressure = inner.graph.pacing.backpressure();
         if backpressure.enabled {
             *inner.rate_estimator.lock() = Some(PidEstimator::new(interval, backpressure.min_rate));
         }
@@ -286,28 +286,6 @@ impl StreamingContext {
             .spawn(move || run.generate_batches(first))
             .map_err(|e| Error::io("spawning the batch thread", e))?;
         *inner.generator.lock() = Some(handle);
-        Ok(())
-    }
-
-    /// Puts a checkpoint's state and input ranges back.
-    fn restore(&self, cp: &super::checkpoint::Checkpoint, now: Time) -> Result<()> {
-        let graph = &self.inner.graph;
-        let dir = graph.checkpoint_dir().unwrap_or_default();
-        graph.restore_states(cp, &dir)?;
-        graph.restore_watermarks(cp, &dir)?;
-        let inputs = graph.inputs.lock().clone();
-        for saved in &cp.inputs {
-            let Some((_, input)) = inputs.iter().find(|(id, _)| *id == saved.stream) else {
-                return Err(Error::CorruptCheckpoint {
-                    path: dir.clone(),
-                    reason: format!(
-                        "the checkpoint has an input for stream {}, which is no replayable input in this program; was the stream graph changed?",
-                        saved.stream
-                    ),
-                });
-            };
-            input.restore(saved, &dir, now)?;
-        }
         Ok(())
     }
 
@@ -447,9 +425,9 @@ impl Drop for StreamingContext {
         let _ = self.stop(false);
         // Outputs hold streams, which hold the graph: break the cycle.
         self.inner.graph.outputs.lock().clear();
-        self.inner.graph.drop_restorers();
+        self.inner.graph.recovery.drop_restorers();
         self.inner.graph.inputs.lock().clear();
-        self.inner.graph.release_checkpoint_dir();
+        self.inner.graph.recovery.release_checkpoint_dir();
     }
 }
 
@@ -492,7 +470,12 @@ impl Inner {
             info.processing_time.as_secs_f64() * 1000.0,
             info.scheduling_delay.as_secs_f64() * 1000.0,
         )?;
-        let max = self.graph.backpressure().max_rate.unwrap_or(f64::INFINITY);
+        let max = self
+            .graph
+            .pacing
+            .backpressure()
+            .max_rate
+            .unwrap_or(f64::INFINITY);
         Some(rate.min(max))
     }
 
@@ -522,7 +505,7 @@ impl Inner {
                     continue;
                 }
             }
-            self.graph.note_batch(next);
+            self.graph.pacing.note_batch(next);
             let processing = match self.run_batch(next, interval) {
                 Ok(p) => p,
                 Err(e) => break Err(e),
@@ -584,9 +567,9 @@ impl Inner {
             .write_checkpoint(Some(time), remember)
             .map_err(failed)?;
         let processing_time = started.elapsed();
-        let state = self.graph.state_sizes(time);
-        let watermarks = self.graph.watermarks(time);
-        let late_records = self.graph.late_records(time);
+        let state = self.graph.meters.state_sizes(time);
+        let watermarks = self.graph.meters.watermarks(time);
+        let late_records = self.graph.meters.late_records(time);
         // Forget what no later batch reads.
         let mut seen = HashSet::new();
         let mut stack: Vec<Arc<dyn AnyStream>> = outputs.iter().map(|o| o.stream.clone()).collect();
@@ -616,7 +599,7 @@ impl Inner {
         let info = BatchInfo {
             time,
             interval,
-            input_records: self.graph.take_input_count(time),
+            input_records: self.graph.meters.take_input_count(time),
             invalid_records,
             scheduling_delay,
             processing_time,

@@ -264,7 +264,7 @@ impl<T: crate::data::Value> DStream<T> {
     /// back partitioned by `partitioner`.
     pub(crate) fn register_stateful(&self, partitioner: crate::partitioner::Partitioner) {
         let this = self.clone();
-        self.graph().add_stateful(
+        self.graph().recovery.add_stateful(
             self.id(),
             Box::new(move |time, dir| {
                 let rdd = this

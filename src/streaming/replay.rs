@@ -131,7 +131,7 @@ impl<S: ReplayableSource> ReplayInput<S> {
         let checkpointed = self
             .graph
             .upgrade()
-            .is_some_and(|g| g.checkpoint_dir().is_some());
+            .is_some_and(|g| g.recovery.checkpoint_dir().is_some());
         if !checkpointed {
             while st.batches.len() > 64 {
                 st.batches.pop_first();
@@ -223,7 +223,7 @@ impl<S: ReplayableSource> StreamOp<S::Item> for ReplayStream<S> {
         let (from, to) = self.input.range(time)?;
         let mut source = self.input.source.lock();
         if let (Some(n), Some(g)) = (source.count(&from, &to), self.input.graph.upgrade()) {
-            g.count_input(time, n);
+            g.meters.count_input(time, n);
         }
         Ok(Some(source.read(this.context(), &from, &to)?))
     }
@@ -245,7 +245,7 @@ impl StreamingContext {
                 catch_up: None,
                 largest: 0,
             }),
-            rate: Mutex::new(graph.backpressure().initial_or_max()),
+            rate: Mutex::new(graph.pacing.backpressure().initial_or_max()),
             batch: graph.batch,
             graph: Arc::downgrade(graph),
             stream: graph.peek_stream_id(),

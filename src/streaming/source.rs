@@ -162,7 +162,7 @@ impl<T: Data> StreamOp<T> for ReceiverStream<T> {
     fn compute(&self, this: &DStream<T>, time: Time) -> Result<Option<Rdd<T>>> {
         let records = std::mem::take(&mut *self.received.records.lock());
         if let Some(g) = self.graph.upgrade() {
-            g.count_input(time, records.len() as u64);
+            g.meters.count_input(time, records.len() as u64);
         }
         let ctx = this.context();
         if records.is_empty() {
@@ -184,7 +184,7 @@ impl StreamingContext {
         let received = Arc::new(Received {
             records: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
-            limiter: RateLimiter::new(graph.backpressure().initial_or_max()),
+            limiter: RateLimiter::new(graph.pacing.backpressure().initial_or_max()),
             invalid: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         });

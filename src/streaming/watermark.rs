@@ -301,8 +301,10 @@ fn register<T: Value>(stamped: &DStream<Stamped<T>>, watermarks: &Arc<Watermarks
     let id = stamped.id();
     let w = watermarks.clone();
     let graph = stamped.graph();
-    graph.add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
-    graph.add_watermark_store(id, watermarks.clone());
+    graph
+        .meters
+        .add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
+    graph.recovery.add_watermark_store(id, watermarks.clone());
 }
 
 struct Stamp<T> {

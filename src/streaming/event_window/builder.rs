@@ -254,12 +254,15 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
                 late_meter: late_meter.clone(),
             },
         );
-        combined.graph().add_late_meter(Box::new(move |time| {
-            late_meter
-                .lock()
-                .remove(&time)
-                .map_or(0, |a: Accumulator<u64>| a.value())
-        }));
+        combined
+            .graph()
+            .meters
+            .add_late_meter(Box::new(move |time| {
+                late_meter
+                    .lock()
+                    .remove(&time)
+                    .map_or(0, |a: Accumulator<u64>| a.value())
+            }));
         let results = combined.derive("window_results", |rdd, _| {
             Ok(rdd.pipe("window_results", false, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {

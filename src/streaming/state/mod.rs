@@ -47,7 +47,7 @@ impl StateMeter {
     pub(crate) fn attach(&self, stream: &DStream<impl Data>) {
         let m = self.clone();
         let id = stream.node.base.id;
-        stream.graph().add_state_meter(Box::new(move |time| {
+        stream.graph().meters.add_state_meter(Box::new(move |time| {
             let acc = m.per_batch.lock().remove(&time)?;
             let (keys, bytes) = acc.value();
             Some(StateSize {
