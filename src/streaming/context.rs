@@ -4,7 +4,8 @@
 
 use super::adaptive::{AdaptiveBatching, Controller};
 use super::dstream::AnyStream;
-use super::graph::Graph;
+use super::generator::JobGenerator;
+use super::graph::{Graph, Input};
 use super::metrics::{BatchInfo, StreamingEvent, StreamingListener, StreamingSummary};
 use super::rate::{Backpressure, PidEstimator};
 use super::time::{Clock, ManualClock, Time, check_duration, millis};
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -51,7 +52,7 @@ use std::time::{Duration, Instant};
 ///
 /// [`start`]: StreamingContext::start
 pub struct StreamingContext {
-    inner: Arc<Inner>,
+    inner: Arc<Shared>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -61,37 +62,28 @@ enum Life {
     Stopped,
 }
 
-struct Progress {
+pub(super) struct Progress {
     life: Life,
     /// The latest batch that finished.
-    last_done: Option<Time>,
+    pub(super) last_done: Option<Time>,
     /// The time of the next batch, while the batch thread waits for it.
-    next_due: Option<Time>,
+    pub(super) next_due: Option<Time>,
     /// Why the batches stopped, until `await_termination` reports it.
-    error: Option<Error>,
+    pub(super) error: Option<Error>,
     /// The generator thread has exited.
-    terminated: bool,
+    pub(super) terminated: bool,
 }
 
-struct Inner {
-    graph: Arc<Graph>,
-    clock: Clock,
-    progress: Mutex<Progress>,
-    changed: Condvar,
-    stop_requested: AtomicBool,
-    graceful: AtomicBool,
+pub(super) struct Shared {
+    pub(super) graph: Arc<Graph>,
+    pub(super) clock: Clock,
+    pub(super) progress: Mutex<Progress>,
+    pub(super) changed: Condvar,
+    pub(super) stop_requested: AtomicBool,
+    pub(super) graceful: AtomicBool,
     generator: Mutex<Option<JoinHandle<()>>>,
     listeners: RwLock<Vec<Arc<dyn StreamingListener>>>,
-    batches: Mutex<Vec<BatchInfo>>,
-    /// Set at start when backpressure is enabled.
-    rate_estimator: Mutex<Option<PidEstimator>>,
-    /// Set at start with adaptive batching.
-    controller: Mutex<Option<Controller>>,
-    /// Rate-limited inputs (receivers), counted at start.
-    receivers: AtomicUsize,
-    /// The longest any stream remembers its datasets (set at start): how
-    /// far back a recovery may need input ranges.
-    max_remember: Mutex<Duration>,
+    pub(super) batches: Mutex<Vec<BatchInfo>>,
 }
 
 impl StreamingContext {
@@ -114,7 +106,7 @@ impl StreamingContext {
     fn with_clock(ctx: &Context, batch_interval: Duration, clock: Clock) -> Result<Self> {
         let interval = check_duration("batch interval", batch_interval)?;
         Ok(StreamingContext {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Shared {
                 graph: Arc::new(Graph::new(ctx.clone(), interval)),
                 clock,
                 progress: Mutex::new(Progress {
@@ -130,10 +122,6 @@ impl StreamingContext {
                 generator: Mutex::new(None),
                 listeners: RwLock::new(Vec::new()),
                 batches: Mutex::new(Vec::new()),
-                rate_estimator: Mutex::new(None),
-                controller: Mutex::new(None),
-                receivers: AtomicUsize::new(0),
-                max_remember: Mutex::new(Duration::ZERO),
             }),
         })
     }
@@ -215,6 +203,57 @@ impl StreamingContext {
             }
             p.life = Life::Active;
         }
+        // Everything that can fail before anything runs; an error leaves
+        // the context stopped with nothing started.
+        let prepared = self.prepare();
+        let (generator, first, zero) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.set_stopped();
+                return Err(e);
+            }
+        };
+        let interval = inner.graph.batch;
+        // Then the inputs and the batch thread; if one of them fails, what
+        // was started is stopped again.
+        let inputs: Vec<_> = inner.graph.inputs.lock().clone();
+        let mut started = Vec::new();
+        for (_, input) in &inputs {
+            if let Err(e) = input.start() {
+                started.iter().for_each(|i: &&Arc<dyn Input>| i.stop());
+                self.set_stopped();
+                return Err(e);
+            }
+            started.push(input);
+        }
+        inner.post(&StreamingEvent::Started { zero, interval });
+        let spawned = std::thread::Builder::new()
+            .name("spate-batches".into())
+            .spawn(move || generator.run(first));
+        match spawned {
+            Ok(handle) => {
+                *inner.generator.lock() = Some(handle);
+                Ok(())
+            }
+            Err(e) => {
+                started.iter().for_each(|i| i.stop());
+                self.set_stopped();
+                Err(Error::io("spawning the batch thread", e))
+            }
+        }
+    }
+
+    /// Marks a context whose start failed as stopped.
+    fn set_stopped(&self) {
+        self.inner.progress.lock().life = Life::Stopped;
+        self.inner.changed.notify_all();
+    }
+
+    /// Fixes the zero time, checks the graph, restores a checkpoint, and
+    /// builds the batch loop; returns it with the first batch time and the
+    /// zero time.
+    fn prepare(&self) -> Result<(JobGenerator, Time, Time)> {
+        let inner = &self.inner;
         let interval = inner.graph.batch;
         let now = inner.clock.now();
         let restored = inner.graph.recovery.take_restored();
@@ -227,34 +266,31 @@ impl StreamingContext {
         };
         inner.graph.set_zero_time(zero);
         let streams = all_streams(&inner.graph);
+        let mut controller = None;
         if let Some(a) = inner.graph.pacing.adaptive() {
             let windowed = |s: &&Arc<dyn AnyStream>| {
                 s.base().slide != interval || !s.base().reads_back.is_zero()
             };
             if let Some(s) = streams.iter().find(windowed) {
-                inner.progress.lock().life = Life::Stopped;
                 return Err(Error::StreamingState(format!(
                     "stream {} ({}) is a processing-time window, which needs a fixed batch interval; with adaptive batching use event-time windows",
                     s.base().id,
                     s.base().name
                 )));
             }
-            *inner.controller.lock() = Some(Controller::new(a));
+            controller = Some(Controller::new(a));
         }
         for op in inner.graph.outputs.lock().iter() {
             op.stream.remember(interval);
         }
-        *inner.max_remember.lock() = streams
+        let max_remember = streams
             .iter()
             .map(|s| s.remembered())
             .max()
             .unwrap_or(interval);
         let mut first = zero + interval;
         if let Some(cp) = &restored {
-            if let Err(e) = self.restore(cp, now) {
-                inner.progress.lock().life = Life::Stopped;
-                return Err(e);
-            }
+            self.restore(cp, now)?;
             if let Some(done) = cp.last_done_ms {
                 first = Time::from_millis(done) + interval;
                 inner.progress.lock().last_done = Some(Time::from_millis(done));
@@ -262,9 +298,9 @@ impl StreamingContext {
         }
         inner.graph.recovery.drop_restorers();
         let backpressure = inner.graph.pacing.backpressure();
-        if backpressure.enabled {
-            *inner.rate_estimator.lock() = Some(PidEstimator::new(interval, backpressure.min_rate));
-        }
+        let rate_estimator = backpressure
+            .enabled
+            .then(|| PidEstimator::new(interval, backpressure.min_rate));
         let receivers = inner
             .graph
             .inputs
@@ -272,21 +308,14 @@ impl StreamingContext {
             .iter()
             .filter(|(_, i)| i.rate_limited())
             .count();
-        inner.receivers.store(receivers, Ordering::Relaxed);
-        for (_, input) in inner.graph.inputs.lock().iter() {
-            if let Err(e) = input.start() {
-                self.inner.progress.lock().life = Life::Stopped;
-                return Err(e);
-            }
-        }
-        inner.post(&StreamingEvent::Started { zero, interval });
-        let run = inner.clone();
-        let handle = std::thread::Builder::new()
-            .name("spate-batches".into())
-            .spawn(move || run.generate_batches(first))
-            .map_err(|e| Error::io("spawning the batch thread", e))?;
-        *inner.generator.lock() = Some(handle);
-        Ok(())
+        let generator = JobGenerator {
+            shared: inner.clone(),
+            rate_estimator,
+            controller,
+            receivers,
+            max_remember,
+        };
+        Ok((generator, first, zero))
     }
 
     /// Blocks until the context stops; the error that stopped it, if any
@@ -418,7 +447,7 @@ impl StreamingContext {
 
 /// How many finished batches a context keeps for `batches()` and the
 /// summary.
-const MAX_KEPT_BATCHES: usize = 100_000;
+pub(super) const MAX_KEPT_BATCHES: usize = 100_000;
 
 impl Drop for StreamingContext {
     fn drop(&mut self) {
@@ -450,181 +479,10 @@ fn all_streams(graph: &Graph) -> Vec<Arc<dyn AnyStream>> {
     out
 }
 
-impl Inner {
-    fn post(&self, event: &StreamingEvent) {
+impl Shared {
+    pub(super) fn post(&self, event: &StreamingEvent) {
         for l in self.listeners.read().iter() {
             l.on_event(event);
         }
-    }
-
-    /// Backpressure: a new receiving rate from the PID estimator, capped
-    /// by the maximum rate.
-    fn adapt_rate(&self, info: &BatchInfo) -> Option<f64> {
-        let mut pid = self.rate_estimator.lock();
-        let pid = pid.as_mut()?;
-        let receivers = self.receivers.load(Ordering::Relaxed).max(1);
-        let records_per_receiver = info.input_records / receivers as u64;
-        let rate = pid.compute(
-            info.time.millis() as i64,
-            records_per_receiver,
-            info.processing_time.as_secs_f64() * 1000.0,
-            info.scheduling_delay.as_secs_f64() * 1000.0,
-        )?;
-        let max = self
-            .graph
-            .pacing
-            .backpressure()
-            .max_rate
-            .unwrap_or(f64::INFINITY);
-        Some(rate.min(max))
-    }
-
-    fn generate_batches(&self, first: Time) {
-        let mut interval = self.graph.batch;
-        let mut next = first;
-        let result = loop {
-            if self.stop_requested.load(Ordering::SeqCst) {
-                let pending = self
-                    .graph
-                    .inputs
-                    .lock()
-                    .iter()
-                    .any(|(_, i)| i.has_pending());
-                if !self.graceful.load(Ordering::SeqCst) || !pending {
-                    break Ok(());
-                }
-                // Draining: run the next batch now.
-            } else {
-                self.progress.lock().next_due = Some(next);
-                self.changed.notify_all();
-                let reached = self
-                    .clock
-                    .wait_until(next, || self.stop_requested.load(Ordering::SeqCst));
-                self.progress.lock().next_due = None;
-                if !reached {
-                    continue;
-                }
-            }
-            self.graph.pacing.note_batch(next);
-            let processing = match self.run_batch(next, interval) {
-                Ok(p) => p,
-                Err(e) => break Err(e),
-            };
-            if let Some(c) = self.controller.lock().as_ref() {
-                let new = c.next(interval, processing);
-                if new != interval {
-                    interval = new;
-                    self.post(&StreamingEvent::IntervalChanged {
-                        time: next,
-                        interval,
-                    });
-                }
-            }
-            next = next + interval;
-        };
-        let mut p = self.progress.lock();
-        p.terminated = true;
-        if let Err(e) = result {
-            p.error = Some(e);
-        }
-        drop(p);
-        self.changed.notify_all();
-    }
-
-    /// Runs the batch at `time`; returns its processing time.
-    fn run_batch(&self, time: Time, interval: Duration) -> Result<Duration> {
-        let scheduling_delay = self.clock.now() - time;
-        self.post(&StreamingEvent::BatchStarted { time });
-        let started = Instant::now();
-        let failed = |cause: Error| Error::BatchFailed {
-            time_ms: time.millis(),
-            cause: Box::new(cause),
-        };
-        let remember = *self.max_remember.lock();
-        let last_done = self.progress.lock().last_done;
-        // Write ahead: the batch's input ranges are on disk before any of
-        // its output is.
-        let inputs: Vec<_> = self.graph.inputs.lock().clone();
-        for (_, input) in &inputs {
-            input.plan(time).map_err(failed)?;
-        }
-        self.graph
-            .write_checkpoint(last_done, remember)
-            .map_err(failed)?;
-        let outputs: Vec<_> = self.graph.outputs.lock().clone();
-        for op in &outputs {
-            // Output closures run on this thread: a panic in one fails the
-            // batch like an error, instead of killing the batch thread.
-            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (op.run)(time)));
-            let result = run.unwrap_or_else(|payload| {
-                Err(Error::Panicked(crate::error::panic_message(
-                    payload.as_ref(),
-                )))
-            });
-            result.map_err(failed)?;
-        }
-        self.graph
-            .write_checkpoint(Some(time), remember)
-            .map_err(failed)?;
-        let processing_time = started.elapsed();
-        let state = self.graph.meters.state_sizes(time);
-        let watermarks = self.graph.meters.watermarks(time);
-        let late_records = self.graph.meters.late_records(time);
-        // Forget what no later batch reads.
-        let mut seen = HashSet::new();
-        let mut stack: Vec<Arc<dyn AnyStream>> = outputs.iter().map(|o| o.stream.clone()).collect();
-        while let Some(s) = stack.pop() {
-            if seen.insert(s.base().id) {
-                s.forget_old(time);
-                stack.extend(s.base().parents.iter().cloned());
-            }
-        }
-        let mut invalid_records = 0;
-        for (stream, input) in &inputs {
-            let (invalid, warnings) = input.take_warnings();
-            invalid_records += invalid;
-            if invalid > 0 {
-                self.post(&StreamingEvent::InputWarning {
-                    stream: *stream,
-                    message: format!("{invalid} records could not be read and were skipped"),
-                });
-            }
-            for message in warnings {
-                self.post(&StreamingEvent::InputWarning {
-                    stream: *stream,
-                    message,
-                });
-            }
-        }
-        let info = BatchInfo {
-            time,
-            interval,
-            input_records: self.graph.meters.take_input_count(time),
-            invalid_records,
-            scheduling_delay,
-            processing_time,
-            total_delay: scheduling_delay + processing_time,
-            state,
-            watermarks,
-            late_records,
-        };
-        {
-            let mut batches = self.batches.lock();
-            // A long run keeps its recent batches only.
-            if batches.len() >= MAX_KEPT_BATCHES {
-                batches.drain(..MAX_KEPT_BATCHES / 10);
-            }
-            batches.push(info.clone());
-        }
-        self.post(&StreamingEvent::BatchCompleted(info.clone()));
-        if let Some(rate) = self.adapt_rate(&info) {
-            for (_, input) in &inputs {
-                input.set_rate(Some(rate));
-            }
-            self.post(&StreamingEvent::RateChanged { time, rate });
-        }
-        self.progress.lock().last_done = Some(time);
-        self.changed.notify_all();
-        Ok(processing_time)
     }
 }

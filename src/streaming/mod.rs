@@ -23,6 +23,7 @@ mod context;
 mod dstream;
 mod event_state;
 mod event_window;
+mod generator;
 mod graph;
 mod input;
 mod meters;

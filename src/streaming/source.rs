@@ -28,6 +28,14 @@ pub trait Receiver: Send + 'static {
     /// The records it produces.
     type Item: Data;
 
+    /// Prepares to receive (checks settings, opens what must be open),
+    /// called by [`StreamingContext::start`] on its own thread before the
+    /// receiving thread starts (Spark's `onStart`). An error fails `start`,
+    /// which then stops every input it had started. By default nothing.
+    fn on_start(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Receives until `sink.is_stopped()` or the input ends. An error is
     /// reported as an input warning and ends this receiver.
     fn receive(&mut self, sink: &Sink<Self::Item>) -> Result<()>;
@@ -110,6 +118,7 @@ impl<T: Data, R: Receiver<Item = T>> Input for ReceiverInput<T, R> {
         let Some(mut receiver) = self.receiver.lock().take() else {
             return Ok(());
         };
+        receiver.on_start()?;
         let sink = Sink {
             shared: self.received.clone(),
         };

@@ -171,3 +171,62 @@ fn backpressure_caps_and_lowers_the_receiving_rate_when_batches_fall_behind() {
         "{received} records in {span:?}"
     );
 }
+
+/// Runs until stopped, counting the receiving threads that ended.
+struct Counted {
+    ended: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl spate::streaming::Receiver for Counted {
+    type Item = u64;
+    fn receive(&mut self, sink: &spate::streaming::Sink<u64>) -> spate::Result<()> {
+        while !sink.is_stopped() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Fails at start, as a receiver with bad settings would.
+struct Misconfigured;
+
+impl spate::streaming::Receiver for Misconfigured {
+    type Item = u64;
+    fn on_start(&mut self) -> spate::Result<()> {
+        Err(spate::Error::InvalidArgument("no such topic".into()))
+    }
+    fn receive(&mut self, _: &spate::streaming::Sink<u64>) -> spate::Result<()> {
+        unreachable!("never started")
+    }
+}
+
+#[test]
+fn a_start_that_fails_part_way_stops_the_receivers_it_had_started() {
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, Duration::from_millis(20)).unwrap();
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let first = ssc.receiver_stream(Counted {
+        ended: ended.clone(),
+    });
+    let second = ssc.receiver_stream(Misconfigured);
+    first
+        .union(&second)
+        .unwrap()
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    let err = ssc.start().unwrap_err();
+    assert!(
+        matches!(&err, spate::Error::InvalidArgument(m) if m == "no such topic"),
+        "{err}"
+    );
+    // The first receiver's thread was started and is stopped again,
+    // joined before start returned.
+    assert_eq!(
+        ended.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the first receiver's thread still runs"
+    );
+    assert!(matches!(ssc.start(), Err(spate::Error::StreamingState(_))));
+    ssc.stop(false).unwrap();
+}

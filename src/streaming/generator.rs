@@ -1,0 +1,210 @@
+//! The batch loop of a streaming context (Spark's `JobGenerator`): waits
+//! for each batch time, writes the checkpoint ahead, runs the outputs'
+//! jobs, reports the batch, and adapts the receiving rate and the batch
+//! interval. It runs on its own thread from `start` until the context
+//! stops; the lifecycle around it is `context.rs`.
+
+use super::adaptive::Controller;
+use super::context::{MAX_KEPT_BATCHES, Shared};
+use super::dstream::AnyStream;
+use super::metrics::{BatchInfo, StreamingEvent};
+use super::rate::PidEstimator;
+use super::time::Time;
+use crate::error::{Error, Result};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The batch loop and what it alone uses.
+pub(super) struct JobGenerator {
+    pub(super) shared: Arc<Shared>,
+    /// Set when backpressure is enabled.
+    pub(super) rate_estimator: Option<PidEstimator>,
+    /// Set with adaptive batching.
+    pub(super) controller: Option<Controller>,
+    /// Rate-limited inputs (receivers).
+    pub(super) receivers: usize,
+    /// The longest any stream remembers its datasets: how far back a
+    /// recovery may need input ranges.
+    pub(super) max_remember: Duration,
+}
+
+impl JobGenerator {
+    /// Backpressure: a new receiving rate from the PID estimator, capped
+    /// by the maximum rate.
+    fn adapt_rate(&mut self, info: &BatchInfo) -> Option<f64> {
+        let pid = self.rate_estimator.as_mut()?;
+        let receivers = self.receivers.max(1);
+        let records_per_receiver = info.input_records / receivers as u64;
+        let rate = pid.compute(
+            info.time.millis() as i64,
+            records_per_receiver,
+            info.processing_time.as_secs_f64() * 1000.0,
+            info.scheduling_delay.as_secs_f64() * 1000.0,
+        )?;
+        let max = self
+            .shared
+            .graph
+            .pacing
+            .backpressure()
+            .max_rate
+            .unwrap_or(f64::INFINITY);
+        Some(rate.min(max))
+    }
+
+    /// The batch loop: waits for each batch time (or, draining after a
+    /// graceful stop, runs at once), runs the batch, adapts the interval.
+    pub(super) fn run(mut self, first: Time) {
+        let shared = self.shared.clone();
+        let mut interval = shared.graph.batch;
+        let mut next = first;
+        let result = loop {
+            if shared.stop_requested.load(Ordering::SeqCst) {
+                let pending = shared
+                    .graph
+                    .inputs
+                    .lock()
+                    .iter()
+                    .any(|(_, i)| i.has_pending());
+                if !shared.graceful.load(Ordering::SeqCst) || !pending {
+                    break Ok(());
+                }
+                // Draining: run the next batch now.
+            } else {
+                shared.progress.lock().next_due = Some(next);
+                shared.changed.notify_all();
+                let reached = shared
+                    .clock
+                    .wait_until(next, || shared.stop_requested.load(Ordering::SeqCst));
+                shared.progress.lock().next_due = None;
+                if !reached {
+                    continue;
+                }
+            }
+            shared.graph.pacing.note_batch(next);
+            let processing = match self.run_batch(next, interval) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
+            if let Some(c) = self.controller.as_ref() {
+                let new = c.next(interval, processing);
+                if new != interval {
+                    interval = new;
+                    shared.post(&StreamingEvent::IntervalChanged {
+                        time: next,
+                        interval,
+                    });
+                }
+            }
+            next = next + interval;
+        };
+        let mut p = shared.progress.lock();
+        p.terminated = true;
+        if let Err(e) = result {
+            p.error = Some(e);
+        }
+        drop(p);
+        shared.changed.notify_all();
+    }
+
+    /// Runs the batch at `time`; returns its processing time.
+    fn run_batch(&mut self, time: Time, interval: Duration) -> Result<Duration> {
+        let shared = self.shared.clone();
+        let scheduling_delay = shared.clock.now() - time;
+        shared.post(&StreamingEvent::BatchStarted { time });
+        let started = Instant::now();
+        let failed = |cause: Error| Error::BatchFailed {
+            time_ms: time.millis(),
+            cause: Box::new(cause),
+        };
+        let remember = self.max_remember;
+        let last_done = shared.progress.lock().last_done;
+        // Write ahead: the batch's input ranges are on disk before any of
+        // its output is.
+        let inputs: Vec<_> = shared.graph.inputs.lock().clone();
+        for (_, input) in &inputs {
+            input.plan(time).map_err(failed)?;
+        }
+        shared
+            .graph
+            .write_checkpoint(last_done, remember)
+            .map_err(failed)?;
+        let outputs: Vec<_> = shared.graph.outputs.lock().clone();
+        for op in &outputs {
+            // Output closures run on this thread: a panic in one fails the
+            // batch like an error, instead of killing the batch thread.
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (op.run)(time)));
+            let result = run.unwrap_or_else(|payload| {
+                Err(Error::Panicked(crate::error::panic_message(
+                    payload.as_ref(),
+                )))
+            });
+            result.map_err(failed)?;
+        }
+        shared
+            .graph
+            .write_checkpoint(Some(time), remember)
+            .map_err(failed)?;
+        let processing_time = started.elapsed();
+        let state = shared.graph.meters.state_sizes(time);
+        let watermarks = shared.graph.meters.watermarks(time);
+        let late_records = shared.graph.meters.late_records(time);
+        // Forget what no later batch reads.
+        let mut seen = HashSet::new();
+        let mut stack: Vec<Arc<dyn AnyStream>> = outputs.iter().map(|o| o.stream.clone()).collect();
+        while let Some(s) = stack.pop() {
+            if seen.insert(s.base().id) {
+                s.forget_old(time);
+                stack.extend(s.base().parents.iter().cloned());
+            }
+        }
+        let mut invalid_records = 0;
+        for (stream, input) in &inputs {
+            let (invalid, warnings) = input.take_warnings();
+            invalid_records += invalid;
+            if invalid > 0 {
+                shared.post(&StreamingEvent::InputWarning {
+                    stream: *stream,
+                    message: format!("{invalid} records could not be read and were skipped"),
+                });
+            }
+            for message in warnings {
+                shared.post(&StreamingEvent::InputWarning {
+                    stream: *stream,
+                    message,
+                });
+            }
+        }
+        let info = BatchInfo {
+            time,
+            interval,
+            input_records: shared.graph.meters.take_input_count(time),
+            invalid_records,
+            scheduling_delay,
+            processing_time,
+            total_delay: scheduling_delay + processing_time,
+            state,
+            watermarks,
+            late_records,
+        };
+        {
+            let mut batches = shared.batches.lock();
+            // A long run keeps its recent batches only.
+            if batches.len() >= MAX_KEPT_BATCHES {
+                batches.drain(..MAX_KEPT_BATCHES / 10);
+            }
+            batches.push(info.clone());
+        }
+        shared.post(&StreamingEvent::BatchCompleted(info.clone()));
+        if let Some(rate) = self.adapt_rate(&info) {
+            for (_, input) in &inputs {
+                input.set_rate(Some(rate));
+            }
+            shared.post(&StreamingEvent::RateChanged { time, rate });
+        }
+        shared.progress.lock().last_done = Some(time);
+        shared.changed.notify_all();
+        Ok(processing_time)
+    }
+}
