@@ -34,6 +34,7 @@
 // Layers, lowest first (ARCHITECTURE.md; `tests/layers.rs` keeps them):
 // leaves, runtime, lineage, scheduler, datasets, streaming.
 mod chunk;
+mod cleanup;
 mod codec;
 mod data;
 mod error;

@@ -365,7 +365,7 @@ impl BlockManager {
     fn release(&self, entry: Entry) {
         self.budget.release(entry.charged);
         if let Stored::Disk { path, .. } = entry.stored {
-            let _ = std::fs::remove_file(path);
+            crate::cleanup::remove_file(&path);
         }
     }
 
@@ -470,7 +470,7 @@ impl Drop for BlockManager {
         for (_, e) in std::mem::take(&mut self.state.get_mut().blocks) {
             self.budget.release(e.charged);
             if let Stored::Disk { path, .. } = e.stored {
-                let _ = std::fs::remove_file(path);
+                crate::cleanup::remove_file(&path);
             }
         }
     }

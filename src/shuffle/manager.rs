@@ -83,7 +83,7 @@ impl Drop for MapOutput {
     fn drop(&mut self) {
         self.budget.release(self.reserved);
         for file in &self.files {
-            let _ = std::fs::remove_file(file);
+            crate::cleanup::remove_file(file);
         }
     }
 }

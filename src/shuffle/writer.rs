@@ -240,7 +240,7 @@ impl<X> Drop for MapWriter<'_, X> {
     fn drop(&mut self) {
         // Non-empty only when the attempt failed before `finish`.
         for file in &self.files {
-            let _ = std::fs::remove_file(file);
+            crate::cleanup::remove_file(file);
         }
     }
 }

@@ -81,7 +81,7 @@ impl DirLock {
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join(LOCK_FILE));
+        crate::cleanup::remove_file(&self.dir.join(LOCK_FILE));
         if let Some(held) = HELD.lock().as_mut() {
             held.remove(&self.dir);
         }
@@ -152,7 +152,7 @@ fn start_time(pid: u32) -> Option<u64> {
 /// metadata was written: `superseded` state directories of this run, and in
 /// every earlier `run-*` directory whatever `referenced` (paths relative to
 /// `dir`) does not name. Best effort: a directory that cannot be removed is
-/// left for the next time.
+/// logged and left for the next time.
 pub(crate) fn remove_unreferenced(
     dir: &Path,
     current_run: &Path,
@@ -160,7 +160,7 @@ pub(crate) fn remove_unreferenced(
     superseded: &[PathBuf],
 ) {
     for old in superseded.iter().filter(|p| !referenced.contains(p)) {
-        let _ = std::fs::remove_dir_all(dir.join(old));
+        crate::cleanup::remove_dir_all(&dir.join(old));
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -176,7 +176,7 @@ pub(crate) fn remove_unreferenced(
         };
         for child in children.flatten() {
             if !referenced.contains(&name.join(child.file_name())) {
-                let _ = std::fs::remove_dir_all(child.path());
+                crate::cleanup::remove_dir_all(&child.path());
             }
         }
         // Removed only once empty.

@@ -21,6 +21,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "data",
             "fault",
             "chunk",
+            "cleanup",
         ],
     ),
     ("runtime", &["runtime", "storage", "shuffle", "shared"]),
