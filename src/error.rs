@@ -1,5 +1,6 @@
 //! The one error type of the engine.
 
+use crate::ids::{RddId, ShuffleId};
 use std::path::PathBuf;
 
 /// Everything that can go wrong in Spate, as a typed enum.
@@ -53,7 +54,7 @@ pub enum Error {
     #[error("shuffle {shuffle} map {map} reduce {reduce}: {reason}{}", if other_maps.is_empty() { String::new() } else { format!(" (maps {other_maps:?} are unreadable too)") })]
     ShuffleFetch {
         /// Shuffle id.
-        shuffle: u64,
+        shuffle: ShuffleId,
         /// Map partition whose output is bad.
         map: usize,
         /// Reduce partition that was being read.
@@ -106,7 +107,7 @@ pub enum Error {
     )]
     LostLocalCheckpoint {
         /// Dataset id.
-        rdd: u64,
+        rdd: RddId,
         /// Partition.
         partition: usize,
     },

@@ -8,7 +8,7 @@
 //! Probabilistic faults are decided by a hash of the seed and the target's
 //! ids, so the same plan, program and data inject the same faults.
 
-use crate::ids::RddId;
+use crate::ids::{RddId, ShuffleId};
 use crate::partitioner::stable_hash;
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -45,8 +45,8 @@ pub struct FaultPlan {
     fail_probability: Option<(f64, u64)>,
     drop_blocks: Vec<(RddId, usize)>,
     drop_probability: Option<(f64, u64)>,
-    lose_outputs: Vec<(u64, usize, ShuffleLoss)>,
-    lose_always: Vec<(u64, usize, ShuffleLoss)>,
+    lose_outputs: Vec<(ShuffleId, usize, ShuffleLoss)>,
+    lose_always: Vec<(ShuffleId, usize, ShuffleLoss)>,
     lose_probability: Option<(f64, u64, ShuffleLoss)>,
 }
 
@@ -89,8 +89,13 @@ impl FaultPlan {
 
     /// Loses the output of map task `map` of shuffle `shuffle` right after
     /// it is written.
-    pub fn lose_map_output(mut self, shuffle: u64, map: usize, how: ShuffleLoss) -> Self {
-        self.lose_outputs.push((shuffle, map, how));
+    pub fn lose_map_output(
+        mut self,
+        shuffle: impl Into<ShuffleId>,
+        map: usize,
+        how: ShuffleLoss,
+    ) -> Self {
+        self.lose_outputs.push((shuffle.into(), map, how));
         self
     }
 
@@ -99,11 +104,11 @@ impl FaultPlan {
     /// used up its attempts.
     pub fn lose_map_output_every_time(
         mut self,
-        shuffle: u64,
+        shuffle: impl Into<ShuffleId>,
         map: usize,
         how: ShuffleLoss,
     ) -> Self {
-        self.lose_always.push((shuffle, map, how));
+        self.lose_always.push((shuffle.into(), map, how));
         self
     }
 
@@ -132,7 +137,7 @@ fn chance(seed: u64, ids: &(impl std::hash::Hash + ?Sized)) -> f64 {
 enum Target {
     Attempt(u64, u64, usize, u32),
     Block(RddId, usize),
-    Output(u64, usize),
+    Output(ShuffleId, usize),
 }
 
 /// A plan in force, remembering which faults have fired.
@@ -191,7 +196,7 @@ impl FaultInjector {
     }
 
     /// How a freshly written map output should be lost, if at all.
-    pub(crate) fn map_output_loss(&self, shuffle: u64, map: usize) -> Option<ShuffleLoss> {
+    pub(crate) fn map_output_loss(&self, shuffle: ShuffleId, map: usize) -> Option<ShuffleLoss> {
         let listed = self
             .plan
             .lose_outputs
@@ -232,12 +237,12 @@ mod tests {
         let inj = FaultInjector::new(
             FaultPlan::new()
                 .fail_attempt(1, 2, 0)
-                .drop_cached_block(5, 0),
+                .drop_cached_block(RddId(5), 0),
         );
         assert!(inj.task_fault(0, 1, 2).is_some(), "first start fails");
         assert!(inj.task_fault(0, 1, 2).is_none(), "the retry runs");
         assert!(inj.task_fault(1, 1, 2).is_some(), "counted per job");
-        assert!(inj.drop_block(5, 0));
-        assert!(!inj.drop_block(5, 0));
+        assert!(inj.drop_block(RddId(5), 0));
+        assert!(!inj.drop_block(RddId(5), 0));
     }
 }

@@ -62,7 +62,7 @@ pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Value};
 pub use error::{Error, Report, Result};
 pub use fault::{FaultPlan, ShuffleLoss};
-pub use ids::RddId;
+pub use ids::{RddId, ShuffleId};
 pub use partitioner::{Partitioner, Partitioning, stable_hash};
 pub use rdd::{Histogram, Numeric, PartitionIter, Rdd, StatCounter};
 pub use runtime::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};

@@ -17,7 +17,7 @@
 //!   narrow chains, so deep lineages do not overflow.
 
 use crate::error::{Error, Result};
-use crate::ids::ShuffleId;
+use crate::ids::{RddId, ShuffleId};
 use crate::lineage::{AnyRdd, Dependency, ShuffleDep};
 use crate::runtime::{
     Event, JobMetrics, Running, Runtime, StageKind, TaskContext, TaskId, running_task,
@@ -238,7 +238,7 @@ impl JobRun<'_> {
     }
 
     /// Applies the fault plan to a freshly registered map output.
-    fn inject_output_loss(&self, shuffle: u64, map: usize) {
+    fn inject_output_loss(&self, shuffle: ShuffleId, map: usize) {
         let Some(how) = self
             .rt
             .faults()
@@ -259,7 +259,7 @@ impl JobRun<'_> {
         &self,
         stage: u64,
         kind: StageKind,
-        rdd: u64,
+        rdd: RddId,
         partitions: &[usize],
         task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
     ) -> Vec<Result<R>> {

@@ -295,7 +295,7 @@ impl BlockManager {
     /// cached blocks if needed, as Spark's unified memory manager lets
     /// execution borrow from storage.
     pub(crate) fn reserve_for_execution(&self, bytes: usize) -> Result<bool> {
-        self.reserve(RddId::MAX, bytes)
+        self.reserve(RddId(u64::MAX), bytes)
     }
 
     /// Reserves `bytes` of memory, evicting LRU blocks of other datasets.

@@ -243,7 +243,7 @@ fn check_part(path: &Path, info: &PartInfo, len: u64) -> Result<()> {
 /// Reads partitions of a local checkpoint from the cache; a lost block
 /// cannot be recomputed.
 struct LocalCheckpointOp {
-    rdd: u64,
+    rdd: super::RddId,
 }
 
 impl<T: Value> Compute<T> for LocalCheckpointOp {

@@ -1,6 +1,7 @@
 //! What the engine reports while it runs jobs (scheduler, storage and
 //! fault events): the listener interface and the bus that delivers them.
 
+use crate::ids::{RddId, ShuffleId};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ pub enum StageKind {
     /// Writes the map side of a shuffle.
     ShuffleMap {
         /// The shuffle it writes.
-        shuffle: u64,
+        shuffle: ShuffleId,
     },
     /// Computes the job's result.
     Result,
@@ -147,7 +148,7 @@ pub enum Event {
         /// Job id.
         job: u64,
         /// Shuffle id.
-        shuffle: u64,
+        shuffle: ShuffleId,
         /// The lost map partition.
         map: usize,
         /// Why it could not be read.
@@ -158,7 +159,7 @@ pub enum Event {
     /// recomputed from lineage (a [`PartitionRecomputed`](Event::PartitionRecomputed) follows).
     CachedBlockLost {
         /// Dataset id.
-        rdd: u64,
+        rdd: RddId,
         /// Partition.
         partition: usize,
         /// What was wrong with the block, naming its file.
@@ -168,7 +169,7 @@ pub enum Event {
     /// was recomputed from lineage.
     PartitionRecomputed {
         /// Dataset id.
-        rdd: u64,
+        rdd: RddId,
         /// Partition.
         partition: usize,
     },
@@ -183,7 +184,7 @@ pub enum Event {
         /// Shuffle map or result stage.
         kind: StageKind,
         /// Id of the dataset the stage's tasks compute.
-        rdd: u64,
+        rdd: RddId,
         /// Number of tasks (only the missing partitions).
         tasks: usize,
     },
@@ -194,7 +195,7 @@ pub enum Event {
         /// Stage id.
         stage: u64,
         /// The shuffle whose outputs are reused.
-        shuffle: u64,
+        shuffle: ShuffleId,
     },
     /// A stage ended.
     StageCompleted {

@@ -173,11 +173,11 @@ impl Runtime {
     }
 
     pub(crate) fn next_rdd_id(&self) -> RddId {
-        self.next_rdd.fetch_add(1, Ordering::Relaxed)
+        RddId(self.next_rdd.fetch_add(1, Ordering::Relaxed))
     }
 
     pub(crate) fn next_shuffle_id(&self) -> ShuffleId {
-        self.next_shuffle.fetch_add(1, Ordering::Relaxed)
+        ShuffleId(self.next_shuffle.fetch_add(1, Ordering::Relaxed))
     }
 
     pub(crate) fn next_shared_id(&self) -> u64 {

@@ -273,7 +273,7 @@ mod tests {
                 })
                 .unwrap(),
             );
-            let (shuffle, maps, reduces) = (7, 3, 5);
+            let (shuffle, maps, reduces) = (ShuffleId(7), 3, 5);
             rt.shuffles().register(shuffle, maps);
             let mut expected: Vec<Vec<(u64, String)>> = vec![Vec::new(); reduces];
             for map in 0..maps {

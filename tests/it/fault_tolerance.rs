@@ -15,7 +15,7 @@ fn map_starts(log: &EventLog) -> BTreeMap<(u64, usize), usize> {
             kind: StageKind::ShuffleMap { shuffle },
         } = e
         {
-            *m.entry((shuffle, task.partition)).or_default() += 1;
+            *m.entry((shuffle.0, task.partition)).or_default() += 1;
         }
     }
     m
@@ -25,7 +25,7 @@ fn lost_outputs(log: &EventLog) -> Vec<(u64, usize)> {
     log.events()
         .into_iter()
         .filter_map(|e| match e {
-            Event::MapOutputLost { shuffle, map, .. } => Some((shuffle, map)),
+            Event::MapOutputLost { shuffle, map, .. } => Some((shuffle.0, map)),
             _ => None,
         })
         .collect()
