@@ -152,6 +152,16 @@ pub enum Error {
         /// The partition of that task.
         partition: usize,
     },
+    /// A connection between cluster processes was refused: another
+    /// protocol version, a different build of the program, a wrong secret,
+    /// or a peer that is not Spate.
+    #[error("connection with {peer} refused: {reason}")]
+    Handshake {
+        /// The other side, as this side knows it.
+        peer: String,
+        /// Why, naming the cause.
+        reason: String,
+    },
     /// A streaming context was used in a state that does not allow it
     /// (started twice, a stream defined after start, ...).
     #[error("streaming context: {0}")]
@@ -193,6 +203,7 @@ impl Error {
             | Error::LostLocalCheckpoint { .. }
             | Error::InvalidArgument(_)
             | Error::ActionInTask { .. }
+            | Error::Handshake { .. }
             | Error::OutputExists(_)
             | Error::ZipMismatch(_)
             | Error::EmptyDataset(_)

@@ -44,6 +44,7 @@ mod memory;
 mod partitioner;
 mod small_str;
 
+pub mod cluster;
 mod runtime;
 mod shared;
 mod shuffle;

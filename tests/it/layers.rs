@@ -24,7 +24,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "cleanup",
         ],
     ),
-    ("runtime", &["runtime", "storage", "shuffle", "shared"]),
+    (
+        "runtime",
+        &["runtime", "storage", "shuffle", "shared", "cluster"],
+    ),
     ("lineage", &["lineage"]),
     ("scheduler", &["scheduler"]),
     ("datasets", &["context", "rdd"]),

@@ -67,7 +67,7 @@ impl<S> State<S> {
     /// set, once the watermark reaches `at`. Ignored on streams without
     /// event time.
     ///
-    /// [`KeyedEventStream::map_with_state`]: super::KeyedEventStream::map_with_state
+    /// [`KeyedEventStream::map_with_state`]: crate::streaming::KeyedEventStream::map_with_state
     pub fn set_event_timer(&mut self, at: EventTime) {
         if !self.timers.contains(&at) {
             self.timers.push(at);
