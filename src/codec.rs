@@ -45,6 +45,12 @@ pub(crate) fn encode_record<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Resul
     Bincode::encode(value, out)
 }
 
+/// Decodes one record written by [`encode_record`]; trailing bytes are an
+/// error.
+pub(crate) fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    Bincode::decode(bytes)
+}
+
 /// Frame header size: compressed length and checksum.
 pub(crate) const FRAME_HEADER: usize = 8;
 

@@ -162,6 +162,11 @@ pub enum Error {
         /// Why, naming the cause.
         reason: String,
     },
+    /// Cluster mode could not start or lost a process: executors that did
+    /// not join in time, a driver that cannot be reached, an executor or
+    /// driver that was lost.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A streaming context was used in a state that does not allow it
     /// (started twice, a stream defined after start, ...).
     #[error("streaming context: {0}")]
