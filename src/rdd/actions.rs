@@ -331,6 +331,43 @@ impl<T: Data> Rdd<T> {
         partial.aggregate(zero, |a, u| c(a, u), |a, b| comb(a, b))
     }
 
+    /// Reduces with `f` like [`reduce`](Rdd::reduce), but merges partition
+    /// results in a tree of the given `depth` (≥ 1), as
+    /// [`tree_aggregate`](Rdd::tree_aggregate) does. An error on an empty
+    /// dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// assert_eq!(ctx.range(1, 101, 1, 40).tree_reduce(|a, b| a + b, 2).unwrap(), 5050);
+    /// ```
+    pub fn tree_reduce(
+        &self,
+        f: impl Fn(T, T) -> T + Send + Sync + 'static,
+        depth: usize,
+    ) -> Result<T>
+    where
+        T: Value,
+    {
+        let f = std::sync::Arc::new(f);
+        let (seq, comb) = (f.clone(), f);
+        let merge = move |a: Option<T>, b: Option<T>| match (a, b) {
+            (Some(a), Some(b)) => Some(comb(a, b)),
+            (a, b) => a.or(b),
+        };
+        self.tree_aggregate(
+            None,
+            move |acc: Option<T>, x| {
+                Some(match acc {
+                    Some(a) => seq(a, x),
+                    None => x,
+                })
+            },
+            merge,
+            depth,
+        )?
+        .ok_or(Error::EmptyDataset("tree_reduce"))
+    }
+
     /// Runs `f` on every element, on the task threads.
     pub fn foreach(&self, f: impl Fn(T) + Sync) -> Result<()> {
         self.run_partitions("foreach", |it| {
@@ -382,6 +419,70 @@ impl<T: Data> Rdd<T> {
     {
         self.reduce(std::cmp::max)
             .map_err(|_| Error::EmptyDataset("max"))
+    }
+
+    /// The largest element under `cmp`; of equal ones, the last in
+    /// partition order (as `Iterator::max_by`). An error on an empty
+    /// dataset. For floats, `f64::total_cmp` gives a total order.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let xs = ctx.parallelize(vec![2.5, -1.0, 7.25, 0.0], 3);
+    /// assert_eq!(xs.max_by(f64::total_cmp).unwrap(), 7.25);
+    /// assert_eq!(xs.min_by(f64::total_cmp).unwrap(), -1.0);
+    /// ```
+    pub fn max_by(&self, cmp: impl Fn(&T, &T) -> Ordering + Sync) -> Result<T> {
+        self.reduce(|a, b| if cmp(&b, &a) == Ordering::Less { a } else { b })
+            .map_err(|_| Error::EmptyDataset("max_by"))
+    }
+
+    /// The smallest element under `cmp`; of equal ones, the first in
+    /// partition order (as `Iterator::min_by`). An error on an empty
+    /// dataset.
+    pub fn min_by(&self, cmp: impl Fn(&T, &T) -> Ordering + Sync) -> Result<T> {
+        self.reduce(|a, b| if cmp(&b, &a) == Ordering::Less { b } else { a })
+            .map_err(|_| Error::EmptyDataset("min_by"))
+    }
+
+    /// The element with the largest `key`; of equal keys, the last in
+    /// partition order. An error on an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let words = ctx.parallelize(vec!["a", "ccc", "bb", "ddd"], 2);
+    /// assert_eq!(words.max_by_key(|w| w.len()).unwrap(), "ddd");
+    /// assert_eq!(words.min_by_key(|w| w.len()).unwrap(), "a");
+    /// ```
+    pub fn max_by_key<K: Ord>(&self, key: impl Fn(&T) -> K + Sync) -> Result<T> {
+        self.max_by(|a, b| key(a).cmp(&key(b)))
+            .map_err(|_| Error::EmptyDataset("max_by_key"))
+    }
+
+    /// The element with the smallest `key`; of equal keys, the first in
+    /// partition order. An error on an empty dataset.
+    pub fn min_by_key<K: Ord>(&self, key: impl Fn(&T) -> K + Sync) -> Result<T> {
+        self.min_by(|a, b| key(a).cmp(&key(b)))
+            .map_err(|_| Error::EmptyDataset("min_by_key"))
+    }
+
+    /// The elements as an iterator that holds one partition in memory at a
+    /// time: each partition is computed by a job of its own when the
+    /// iterator reaches it (Spark's `toLocalIterator`). An item is an error
+    /// if its partition's job failed; the iterator then ends.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 10, 1, 3);
+    /// let all: Vec<i64> = r.to_local_iterator().collect::<Result<_, _>>().unwrap();
+    /// assert_eq!(all, (0..10).collect::<Vec<_>>());
+    /// ```
+    pub fn to_local_iterator(&self) -> LocalIterator<T> {
+        LocalIterator {
+            rdd: self.clone(),
+            next_partition: 0,
+            current: Vec::new().into_iter(),
+            failed: false,
+        }
     }
 
     /// Writes the elements as lines of text, one `part-NNNNN` file per
@@ -445,4 +546,45 @@ fn write_line<T: Display + 'static>(w: &mut impl Write, x: &T) -> std::io::Resul
         write!(w, "{x}")?;
     }
     w.write_all(b"\n")
+}
+
+/// The iterator of [`Rdd::to_local_iterator`]: one partition in memory at a
+/// time.
+#[must_use = "iterators are lazy: no partition is computed until it is consumed"]
+pub struct LocalIterator<T> {
+    rdd: Rdd<T>,
+    next_partition: usize,
+    current: std::vec::IntoIter<T>,
+    failed: bool,
+}
+
+impl<T: Data> Iterator for LocalIterator<T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        loop {
+            if let Some(x) = self.current.next() {
+                return Some(Ok(x));
+            }
+            if self.failed || self.next_partition >= self.rdd.num_partitions() {
+                return None;
+            }
+            let split = self.next_partition;
+            self.next_partition += 1;
+            let got = run_job(
+                self.rdd.context(),
+                &self.rdd,
+                &[split],
+                "to_local_iterator",
+                |_, it| super::drain_all(it),
+            );
+            match got {
+                Ok(mut parts) => self.current = parts.pop().unwrap_or_default().into_iter(),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
 }

@@ -122,6 +122,21 @@ impl<T: Value> Rdd<T> {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether the lineage was truncated by
+    /// [`local_checkpoint`](Rdd::local_checkpoint) (its blocks are then the
+    /// only copy of the data).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 10, 1, 2).map(|x| x + 1).local_checkpoint();
+    /// assert!(!r.is_locally_checkpointed(), "written by the next job");
+    /// r.count().unwrap();
+    /// assert!(r.is_checkpointed() && r.is_locally_checkpointed());
+    /// ```
+    pub fn is_locally_checkpointed(&self) -> bool {
+        self.is_checkpointed() && self.checkpoint_path().is_none()
+    }
+
     /// The directory a reliable checkpoint was written to, for
     /// [`Context::checkpoint_file`].
     pub fn checkpoint_path(&self) -> Option<PathBuf> {

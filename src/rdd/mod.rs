@@ -30,6 +30,7 @@ mod transform;
 mod union;
 mod zip;
 
+pub use actions::LocalIterator;
 pub use numeric::{Histogram, Numeric, StatCounter};
 pub(crate) use shuffle_dep::ShuffleDependency;
 pub(crate) use source::{
@@ -277,6 +278,19 @@ impl<T: Data> Rdd<T> {
     /// The context the dataset belongs to.
     pub fn context(&self) -> &Context {
         &self.node.ctx
+    }
+
+    /// The name given by [`set_name`](Rdd::set_name), if any.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 3, 1, 1);
+    /// assert_eq!(r.name(), None);
+    /// let r = r.set_name("ids");
+    /// assert_eq!(r.name().as_deref(), Some("ids"));
+    /// ```
+    pub fn name(&self) -> Option<String> {
+        self.node.base.name.lock().clone()
     }
 
     /// Names the dataset (shown by [`to_debug_string`](Rdd::to_debug_string)).

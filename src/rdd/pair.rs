@@ -400,6 +400,41 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
             })
     }
 
+    /// Merges the values of each key with `f` into a map on the driver,
+    /// without a shuffle: each task merges its partition into a map, and the
+    /// driver merges the maps (Spark's `reduceByKeyLocally`).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let m = ctx.parallelize(vec![('a', 1), ('b', 2), ('a', 3)], 2)
+    ///     .reduce_by_key_locally(|x, y| x + y)
+    ///     .unwrap();
+    /// assert_eq!((m[&'a'], m[&'b']), (4, 2));
+    /// ```
+    pub fn reduce_by_key_locally(&self, f: impl Fn(V, V) -> V + Sync) -> Result<HashMap<K, V>> {
+        let merge = |map: &mut HashMap<K, V>, k: K, v: V| match map.remove(&k) {
+            Some(old) => {
+                map.insert(k, f(old, v));
+            }
+            None => {
+                map.insert(k, v);
+            }
+        };
+        let parts = self.run_partitions("reduce_by_key_locally", |it| {
+            let mut map = HashMap::new();
+            for_each_chunk(it, |b| {
+                b.drain(..).for_each(|(k, v)| merge(&mut map, k, v));
+                Ok(())
+            })?;
+            Ok(map)
+        })?;
+        let mut all = HashMap::new();
+        for part in parts {
+            part.into_iter().for_each(|(k, v)| merge(&mut all, k, v));
+        }
+        Ok(all)
+    }
+
     /// The number of pairs per key, on the driver.
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
         self.map_values(|_| 1u64)

@@ -297,3 +297,143 @@ fn take_ordered_and_top_with_a_huge_n_return_everything_instead_of_aborting() {
     assert_eq!(r.take_ordered(usize::MAX / 2).unwrap(), [1, 2, 3, 4, 5]);
     assert_eq!(r.top(1 << 40).unwrap(), [5, 4, 3, 2, 1]);
 }
+
+/// Pairs (key, position) with repeated keys, so ties show which is kept.
+fn ranked(n: usize, seed: u64) -> Vec<(i32, usize)> {
+    (0..n)
+        .map(|i| ((((i as u64 + 1) * seed) % 17) as i32 - 8, i))
+        .collect()
+}
+
+#[test]
+fn max_by_and_min_by_match_iterators_ties_included() {
+    let ctx = ctx();
+    for parts in PARTITIONS {
+        let data = ranked(300, 7919);
+        let r = ctx.parallelize(data.clone(), parts);
+        let by_key = |a: &(i32, usize), b: &(i32, usize)| a.0.cmp(&b.0);
+        assert_eq!(
+            r.max_by(by_key).unwrap(),
+            data.iter().copied().max_by(by_key).unwrap(),
+            "{parts}"
+        );
+        assert_eq!(
+            r.min_by(by_key).unwrap(),
+            data.iter().copied().min_by(by_key).unwrap(),
+            "{parts}"
+        );
+        assert_eq!(
+            r.max_by_key(|p| p.0).unwrap(),
+            data.iter().copied().max_by_key(|p| p.0).unwrap()
+        );
+        assert_eq!(
+            r.min_by_key(|p| p.0).unwrap(),
+            data.iter().copied().min_by_key(|p| p.0).unwrap()
+        );
+    }
+    let empty = ctx.parallelize(Vec::<f64>::new(), 3);
+    assert!(matches!(
+        empty.max_by(f64::total_cmp),
+        Err(Error::EmptyDataset("max_by"))
+    ));
+    assert!(matches!(
+        empty.min_by_key(|x| *x as i64),
+        Err(Error::EmptyDataset("min_by_key"))
+    ));
+    // Floats in a total order: NaN is the largest.
+    let floats = ctx.parallelize(vec![1.5, f64::NAN, -0.0, 0.0, -7.0], 2);
+    assert!(floats.max_by(f64::total_cmp).unwrap().is_nan());
+    assert_eq!(floats.min_by(f64::total_cmp).unwrap(), -7.0);
+}
+
+#[test]
+fn tree_reduce_matches_reduce_at_every_depth() {
+    let ctx = ctx();
+    for parts in PARTITIONS {
+        let r = ctx.range(1, 1001, 1, parts);
+        for depth in [1, 2, 3, 5] {
+            assert_eq!(
+                r.tree_reduce(|a, b| a + b, depth).unwrap(),
+                500_500,
+                "{parts} {depth}"
+            );
+            assert_eq!(r.tree_reduce(i64::max, depth).unwrap(), 1000);
+        }
+    }
+    assert!(matches!(
+        ctx.parallelize(Vec::<i64>::new(), 4)
+            .tree_reduce(|a, b| a + b, 2),
+        Err(Error::EmptyDataset("tree_reduce"))
+    ));
+    assert!(matches!(
+        ctx.range(0, 5, 1, 2).tree_reduce(|a, b| a + b, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn to_local_iterator_computes_one_partition_per_job_lazily_and_stops_at_a_failure() {
+    let (ctx, log) = crate::common::logged_ctx();
+    let r = ctx.range(0, 50, 1, 5);
+    let jobs = |log: &spate::EventLog| {
+        log.events()
+            .iter()
+            .filter(|e| matches!(e, spate::Event::JobStart { .. }))
+            .count()
+    };
+    let first: Vec<i64> = r.to_local_iterator().take(3).map(|x| x.unwrap()).collect();
+    assert_eq!(first, [0, 1, 2]);
+    assert_eq!(jobs(&log), 1, "only the first partition was computed");
+    let all: Vec<i64> = r.to_local_iterator().map(|x| x.unwrap()).collect();
+    assert_eq!(all, (0..50).collect::<Vec<_>>());
+    assert_eq!(jobs(&log), 1 + 5);
+    // Empty partitions are skipped; a failing partition ends the iteration.
+    let sparse = ctx.parallelize(vec![1, 2], 6);
+    assert_eq!(
+        sparse
+            .to_local_iterator()
+            .map(|x| x.unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let failing = ctx
+        .range(0, 30, 1, 3)
+        .map(|x| if x == 15 { panic!("bad record") } else { x });
+    let got: Vec<spate::Result<i64>> = failing.to_local_iterator().collect();
+    assert_eq!(got.len(), 11, "10 records, then the error");
+    assert!(got[..10].iter().all(|x| x.is_ok()));
+    assert!(
+        got[10]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("bad record")
+    );
+}
+
+#[test]
+fn reduce_by_key_locally_matches_a_map_and_runs_no_shuffle() {
+    let (ctx, log) = crate::common::logged_ctx();
+    for parts in PARTITIONS {
+        let data: Vec<(u32, u64)> = (0..500u64).map(|i| ((i * 31 % 23) as u32, i)).collect();
+        let mut expected = HashMap::new();
+        for &(k, v) in &data {
+            *expected.entry(k).or_insert(0) += v;
+        }
+        let got = ctx
+            .parallelize(data, parts)
+            .reduce_by_key_locally(|a, b| a + b)
+            .unwrap();
+        assert_eq!(got, expected, "{parts}");
+    }
+    assert!(
+        !log.events().iter().any(|e| matches!(
+            e,
+            spate::Event::StageSubmitted {
+                kind: spate::StageKind::ShuffleMap { .. },
+                ..
+            }
+        )),
+        "no shuffle stage"
+    );
+}

@@ -21,6 +21,7 @@ fn a_checkpoint_round_trips_through_a_new_context() {
         assert!(!r.is_checkpointed(), "written by the next job, not now");
         let before = sorted(r.collect().unwrap());
         assert!(r.is_checkpointed());
+        assert!(!r.is_locally_checkpointed(), "a reliable checkpoint");
         assert_eq!(r.to_debug_string().lines().count(), 1, "lineage truncated");
         assert_eq!(sorted(r.collect().unwrap()), before);
         (r.checkpoint_path().unwrap(), before)
@@ -86,7 +87,7 @@ fn a_local_checkpoint_truncates_lineage_and_a_lost_block_is_a_clear_error() {
     let (counted, computed) = common::counted_range(&ctx, 100, 4);
     let r = counted.local_checkpoint();
     assert_eq!(r.sum().unwrap(), 4950);
-    assert!(r.is_checkpointed());
+    assert!(r.is_checkpointed() && r.is_locally_checkpointed());
     assert_eq!(r.count().unwrap(), 100);
     assert_eq!(
         computed.value(),
