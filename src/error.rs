@@ -162,6 +162,17 @@ pub enum Error {
         /// Why, naming the cause.
         reason: String,
     },
+    /// An external command run by [`Rdd::pipe`](crate::Rdd::pipe) could
+    /// not start or exited unsuccessfully.
+    #[error("command `{command}` {status}{}", if stderr.is_empty() { String::new() } else { format!("; it wrote: {stderr}") })]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// How it ended (its exit status, or why it could not start).
+        status: String,
+        /// The end of what it wrote to standard error.
+        stderr: String,
+    },
     /// Cluster mode could not start or lost a process: executors that did
     /// not join in time, a driver that cannot be reached, an executor or
     /// driver that was lost.

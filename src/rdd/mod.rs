@@ -21,6 +21,7 @@ mod join;
 mod narrow;
 mod numeric;
 mod pair;
+mod pipe;
 mod sample;
 mod shuffle_dep;
 mod shuffled;

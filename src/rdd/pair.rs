@@ -18,7 +18,7 @@ use std::sync::Arc;
 impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Applies `f` to every value, keeping keys and the partitioner.
     pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
-        self.pipe("map_values", true, move |input, out| {
+        self.pipe_chunks("map_values", true, move |input, out| {
             out.extend(input.drain(..).map(|(k, v)| (k, f(v))))
         })
     }
@@ -29,7 +29,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         &self,
         f: impl Fn(V) -> I + Send + Sync + 'static,
     ) -> Rdd<(K, U)> {
-        self.pipe("flat_map_values", true, move |input, out| {
+        self.pipe_chunks("flat_map_values", true, move |input, out| {
             for (k, v) in input.drain(..) {
                 out.extend(f(v).into_iter().map(|u| (k.clone(), u)));
             }
@@ -38,14 +38,14 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// The keys.
     pub fn keys(&self) -> Rdd<K> {
-        self.pipe("keys", false, |input, out| {
+        self.pipe_chunks("keys", false, |input, out| {
             out.extend(input.drain(..).map(|(k, _)| k))
         })
     }
 
     /// The values.
     pub fn values(&self) -> Rdd<V> {
-        self.pipe("values", false, |input, out| {
+        self.pipe_chunks("values", false, |input, out| {
             out.extend(input.drain(..).map(|(_, v)| v))
         })
     }
@@ -391,7 +391,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         partitioning: impl Into<Partitioning>,
     ) -> Rdd<(K, V)> {
         self.cogroup_with(other, partitioning)
-            .pipe("subtract_by_key", true, |input, out| {
+            .pipe_chunks("subtract_by_key", true, |input, out| {
                 for (k, (vs, ws)) in input.drain(..) {
                     if ws.is_empty() {
                         out.extend(vs.into_iter().map(|v| (k.clone(), v)));

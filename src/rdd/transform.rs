@@ -25,7 +25,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// A one-to-one child whose chunks are transformed by `f`.
-    pub(crate) fn pipe<U: Data>(
+    pub(crate) fn pipe_chunks<U: Data>(
         &self,
         op_name: &'static str,
         keeps_partitioner: bool,
@@ -48,7 +48,7 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(lens.collect().unwrap(), [1, 3]);
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Rdd<U> {
-        self.pipe("map", false, move |input, out| {
+        self.pipe_chunks("map", false, move |input, out| {
             out.extend(input.drain(..).map(&f))
         })
     }
@@ -61,7 +61,7 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(even.collect().unwrap(), [0, 2, 4, 6, 8]);
     /// ```
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Rdd<T> {
-        self.pipe("filter", true, move |input, out| {
+        self.pipe_chunks("filter", true, move |input, out| {
             out.extend(input.drain(..).filter(|x| f(x)))
         })
     }
@@ -78,7 +78,7 @@ impl<T: Data> Rdd<T> {
         &self,
         f: impl Fn(T) -> I + Send + Sync + 'static,
     ) -> Rdd<U> {
-        self.pipe("flat_map", false, move |input, out| {
+        self.pipe_chunks("flat_map", false, move |input, out| {
             for x in input.drain(..) {
                 out.extend(f(x));
             }
@@ -156,7 +156,7 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(by_len.collect().unwrap(), [(2, "aa"), (1, "b")]);
     /// ```
     pub fn key_by<K: Data>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Rdd<(K, T)> {
-        self.pipe("key_by", false, move |input, out| {
+        self.pipe_chunks("key_by", false, move |input, out| {
             out.extend(input.drain(..).map(|x| (f(&x), x)))
         })
     }
@@ -314,7 +314,7 @@ impl<T: Data> Rdd<T> {
     {
         self.map(|x| (x, ()))
             .cogroup_with(&other.map(|x| (x, ())), partitioning)
-            .pipe("intersection", false, |input, out| {
+            .pipe_chunks("intersection", false, |input, out| {
                 out.extend(
                     input
                         .drain(..)

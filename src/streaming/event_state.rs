@@ -60,7 +60,7 @@ impl<K: Key, T: Value> KeyedEventStream<K, T> {
         );
         let mapped = mapped_of(&combined);
         let snapshots = combined.derive("state_snapshots", |rdd, _| {
-            Ok(rdd.pipe("state", true, |input, out| {
+            Ok(rdd.pipe_chunks("state", true, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
                     StateOut::State(k, t) => t.value.value.map(|v| (k, v)),
                     StateOut::Mapped(_) => None,
@@ -92,7 +92,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
         let ctx = this.context().clone();
         let previous: Rdd<(K, Keyed<S>)> = if let Some(before) = this.previous_batch(time) {
             match this.get_or_compute(before)? {
-                Some(r) => r.pipe("state", true, |input, out| {
+                Some(r) => r.pipe_chunks("state", true, |input, out| {
                     out.extend(input.drain(..).filter_map(|o| match o {
                         StateOut::State(k, t) => Some((k, t.value)),
                         StateOut::Mapped(_) => None,
@@ -102,7 +102,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
             }
         } else {
             match &self.initial {
-                Some(r) => r.pipe("initial_state", true, |input, out| {
+                Some(r) => r.pipe_chunks("initial_state", true, |input, out| {
                     out.extend(input.drain(..).map(|(k, v)| {
                         (
                             k,
@@ -124,7 +124,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
         let now = time.millis();
         let out = previous
             .cogroup_with(&keyed, self.partitioner.clone())
-            .pipe("event_map_with_state", true, move |input, out| {
+            .pipe_chunks("event_map_with_state", true, move |input, out| {
                 let start = out.len();
                 let mut keys = 0u64;
                 for (k, (old, mut records)) in input.drain(..) {

@@ -283,7 +283,7 @@ impl<K: Key, V: Value> StreamOp<(K, V)> for IncrementalWindow<K, V> {
         // only the changes are shuffled.
         let merged = previous
             .cogroup_with(&changes, self.partitioner.clone())
-            .pipe("reduce_by_key_and_window", true, move |input, out| {
+            .pipe_chunks("reduce_by_key_and_window", true, move |input, out| {
                 for (k, (prev, changes)) in input.drain(..) {
                     let (mut left, mut entered): (Option<V>, Option<V>) = (None, None);
                     for (change, v) in changes {

@@ -329,3 +329,162 @@ fn sample_with_an_infinite_or_absurd_fraction_is_an_invalid_argument_not_an_empt
     ));
     assert_eq!(r.sample(true, 0.0, 1).unwrap().count().unwrap(), 0);
 }
+
+#[test]
+fn random_split_puts_every_element_in_exactly_one_split_reproducibly() {
+    let ctx = ctx();
+    for parts in PARTITIONS {
+        let data = ctx.range(0, 3000, 1, parts);
+        let splits = data.random_split(&[1.0, 2.0, 0.0, 1.0], 42).unwrap();
+        assert_eq!(splits.len(), 4);
+        let got: Vec<Vec<i64>> = splits.iter().map(|s| s.collect().unwrap()).collect();
+        let mut all: Vec<i64> = got.concat();
+        all.sort();
+        assert_eq!(
+            all,
+            (0..3000).collect::<Vec<_>>(),
+            "disjoint and complete, {parts}"
+        );
+        assert!(got[2].is_empty(), "a zero weight gets nothing");
+        let sizes: Vec<usize> = got.iter().map(Vec::len).collect();
+        assert!((600..900).contains(&sizes[0]), "{sizes:?}");
+        assert!((1300..1700).contains(&sizes[1]), "{sizes:?}");
+        let again: Vec<Vec<i64>> = data
+            .random_split(&[1.0, 2.0, 0.0, 1.0], 42)
+            .unwrap()
+            .iter()
+            .map(|s| s.collect().unwrap())
+            .collect();
+        assert_eq!(again, got, "same seed, same split");
+    }
+    let r = ctx.range(0, 10, 1, 2);
+    for bad in [
+        &[][..],
+        &[0.0, 0.0],
+        &[1.0, -1.0],
+        &[f64::NAN],
+        &[f64::INFINITY, 1.0],
+    ] {
+        assert!(
+            matches!(
+                r.random_split(bad, 1),
+                Err(spate::Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn take_sample_returns_exactly_n_elements_of_the_data_reproducibly() {
+    let ctx = ctx();
+    for parts in PARTITIONS {
+        let data = ctx.range(0, 500, 1, parts);
+        let s = data.take_sample(false, 37, 9).unwrap();
+        assert_eq!(s.len(), 37);
+        let distinct: std::collections::BTreeSet<i64> = s.iter().copied().collect();
+        assert_eq!(distinct.len(), 37, "no element twice without replacement");
+        assert!(s.iter().all(|x| (0..500).contains(x)));
+        assert_eq!(s, data.take_sample(false, 37, 9).unwrap(), "same seed");
+        assert_ne!(s, data.take_sample(false, 37, 10).unwrap(), "another seed");
+        let r = data.take_sample(true, 900, 3).unwrap();
+        assert_eq!(r.len(), 900, "with replacement, more than the data");
+        assert!(r.iter().all(|x| (0..500).contains(x)));
+        let mut everything = data.take_sample(false, 10_000, 5).unwrap();
+        assert_ne!(everything, (0..500).collect::<Vec<_>>(), "shuffled");
+        everything.sort();
+        assert_eq!(everything, (0..500).collect::<Vec<_>>(), "all of it");
+    }
+    assert!(
+        ctx.range(0, 10, 1, 2)
+            .take_sample(false, 0, 1)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        ctx.parallelize(Vec::<u8>::new(), 3)
+            .take_sample(true, 5, 1)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn pipe_runs_a_command_per_partition_and_fails_naming_a_failing_one() {
+    let ctx = ctx();
+    for parts in PARTITIONS {
+        let data = ctx.parallelize((0..100).map(|i| format!("line {i}")).collect(), parts);
+        // `cat -n` numbers the lines of each partition from 1: one command
+        // per partition, input in order.
+        let numbered = data.pipe(&["cat", "-n"]).unwrap().collect().unwrap();
+        assert_eq!(numbered.len(), 100);
+        let mut expected = Vec::new();
+        for p in 0..parts {
+            let (a, b) = (100 * p / parts, 100 * (p + 1) / parts);
+            for (n, i) in (a..b).enumerate() {
+                expected.push(format!("{:>6}\tline {i}", n + 1));
+            }
+        }
+        assert_eq!(numbered, expected, "{parts}");
+        let upper = data.pipe(&["tr", "a-z", "A-Z"]).unwrap().collect().unwrap();
+        assert_eq!(upper[7], "LINE 7");
+    }
+    // Empty partitions still run the command, which sees no input.
+    let counted = ctx
+        .parallelize(vec![1, 2, 3], 5)
+        .pipe(&["wc", "-l"])
+        .unwrap();
+    let counts: Vec<String> = counted
+        .collect()
+        .unwrap()
+        .iter()
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert_eq!(counts.len(), 5);
+    assert_eq!(
+        counts
+            .iter()
+            .map(|c| c.parse::<u32>().unwrap())
+            .sum::<u32>(),
+        3
+    );
+    // A command that stops reading early is fine if it succeeds.
+    let head = ctx
+        .range(0, 100_000, 1, 1)
+        .pipe(&["head", "-n", "2"])
+        .unwrap();
+    assert_eq!(head.collect().unwrap(), ["0", "1"]);
+    // Failures name the command and how it ended.
+    let err = ctx
+        .range(0, 3, 1, 1)
+        .pipe(&["sh", "-c", "echo broken >&2; exit 3"])
+        .unwrap()
+        .collect()
+        .unwrap_err();
+    match err.root_cause() {
+        spate::Error::CommandFailed {
+            command,
+            status,
+            stderr,
+        } => {
+            assert_eq!(command, "sh -c echo broken >&2; exit 3");
+            assert!(status.contains("exit status: 3"), "{status}");
+            assert_eq!(stderr, "broken");
+        }
+        other => panic!("{other}"),
+    }
+    let err = ctx
+        .range(0, 3, 1, 1)
+        .pipe(&["no-such-command-here"])
+        .unwrap()
+        .count()
+        .unwrap_err();
+    assert!(
+        matches!(err.root_cause(), spate::Error::CommandFailed { status, .. } if status.starts_with("could not start")),
+        "{err}"
+    );
+    assert!(matches!(
+        ctx.range(0, 3, 1, 1).pipe::<&str>(&[]),
+        Err(spate::Error::InvalidArgument(_))
+    ));
+}

@@ -264,7 +264,7 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
                     .map_or(0, |a: Accumulator<u64>| a.value())
             }));
         let results = combined.derive("window_results", |rdd, _| {
-            Ok(rdd.pipe("window_results", false, |input, out| {
+            Ok(rdd.pipe_chunks("window_results", false, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
                     Emit::Result(r) => Some(r),
                     _ => None,
@@ -272,7 +272,7 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
             }))
         });
         let late = combined.derive("late_records", |rdd, _| {
-            Ok(rdd.pipe("late_records", false, |input, out| {
+            Ok(rdd.pipe_chunks("late_records", false, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
                     Emit::Late(t) => Some(t),
                     _ => None,

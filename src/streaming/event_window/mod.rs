@@ -71,7 +71,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
             None => None,
         };
         let previous: Rdd<(K, KeyWindows<G::Acc>)> = match before {
-            Some(r) => r.pipe("window_state", true, |input, out| {
+            Some(r) => r.pipe_chunks("window_state", true, |input, out| {
                 out.extend(input.drain(..).filter_map(|o| match o {
                     Emit::State(k, s) => Some((k, s)),
                     _ => None,
@@ -94,7 +94,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
         self.late_meter.lock().insert(time, late_count.clone());
         let out = previous
             .cogroup_with(&keyed, self.partitioner.clone())
-            .pipe("event_windows", true, move |input, out| {
+            .pipe_chunks("event_windows", true, move |input, out| {
                 let start = out.len();
                 let (mut keys, mut late) = (0u64, 0u64);
                 for (key, (state, mut records)) in input.drain(..) {

@@ -264,7 +264,7 @@ pub(crate) fn mapped_of<K: Key, S: Value, U: Value>(
     combined: &DStream<StateOut<K, S, U>>,
 ) -> DStream<U> {
     combined.derive("map_with_state_mapped", |rdd, _| {
-        Ok(rdd.pipe("mapped", false, |input, out| {
+        Ok(rdd.pipe_chunks("mapped", false, |input, out| {
             out.extend(input.drain(..).filter_map(|o| match o {
                 StateOut::Mapped(u) => Some(u),
                 StateOut::State(..) => None,
@@ -275,7 +275,7 @@ pub(crate) fn mapped_of<K: Key, S: Value, U: Value>(
 
 /// The state entries of a `map_with_state` batch, keeping its partitioner.
 fn states_of<K: Key, S: Value, U: Value>(rdd: &Rdd<StateOut<K, S, U>>) -> Rdd<(K, Tracked<S>)> {
-    rdd.pipe("state", true, |input, out| {
+    rdd.pipe_chunks("state", true, |input, out| {
         out.extend(input.drain(..).filter_map(|o| match o {
             StateOut::State(k, t) => Some((k, t)),
             StateOut::Mapped(_) => None,
@@ -311,7 +311,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
         let size = self.meter.for_batch(&ctx, time);
         let out = previous
             .cogroup_with(&batch, self.partitioner.clone())
-            .pipe("map_with_state", true, move |input, out| {
+            .pipe_chunks("map_with_state", true, move |input, out| {
                 let before = out.len();
                 let mut keys = 0u64;
                 for (k, (old, new)) in input.drain(..) {

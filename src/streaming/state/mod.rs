@@ -102,7 +102,7 @@ pub(crate) fn previous_state<K: Key, S: Value, T: Data>(
         this.get_or_compute(before)?.map(own)
     } else {
         initial.as_ref().map(|r| {
-            r.pipe("initial_state", true, move |input, out| {
+            r.pipe_chunks("initial_state", true, move |input, out| {
                 out.extend(input.drain(..).map(|(k, value)| {
                     (
                         k,

@@ -100,7 +100,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             },
         );
         tracked.derive("update_state_by_key", |rdd, _| {
-            Ok(rdd.pipe("state", true, |input, out| {
+            Ok(rdd.pipe_chunks("state", true, |input, out| {
                 out.extend(input.drain(..).map(|(k, t)| (k, t.value)))
             }))
         })
@@ -133,7 +133,7 @@ impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V,
         let (ttl, now) = (self.ttl, time.millis());
         let state = previous
             .cogroup_with(&batch, self.partitioner.clone())
-            .pipe("update_state_by_key", true, move |input, out| {
+            .pipe_chunks("update_state_by_key", true, move |input, out| {
                 let before = out.len();
                 for (k, (old, new)) in input.drain(..) {
                     let old = old.into_iter().next();
