@@ -190,11 +190,12 @@ impl Context {
     }
 
     /// The lines of a text file, of every file in a directory, or of every
-    /// file matching a glob pattern, split into at least `min_partitions`
-    /// byte ranges aligned to line boundaries (at most 32 MiB each, as
-    /// Spark does for local files). Lines end at `\n`; a trailing `\r` is
-    /// removed. Invalid UTF-8 fails the task with an error naming the file
-    /// and the byte offset.
+    /// file matching a glob pattern (or of a comma-separated list of these,
+    /// in order), split into at least `min_partitions` byte ranges aligned
+    /// to line boundaries (at most 32 MiB each, as Spark does for local
+    /// files). Lines end at `\n`, `\r\n` or a lone `\r`, as Hadoop's line
+    /// reader has them. Invalid UTF-8 fails the task with an error naming
+    /// the file and the byte offset.
     ///
     /// A missing path is an error here, before any job runs.
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {

@@ -95,9 +95,27 @@ impl Compute<i64> for RangeSource {
 /// text splits at that size.
 const MAX_SPLIT: u64 = 32 << 20;
 
-/// Files named by a path: the file itself, the visible files of a
-/// directory, or the files matching a glob pattern; sorted by name.
+/// Files named by a path, or by a comma-separated list of paths (as
+/// Hadoop's input formats take; a path that exists is taken whole even if
+/// it holds a comma), in the order given; see [`list_one`].
 pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let text = path.to_string_lossy();
+    if !text.contains(',') || std::fs::symlink_metadata(path).is_ok() {
+        return list_one(path);
+    }
+    let mut files = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        files.extend(list_one(Path::new(part))?);
+    }
+    if files.is_empty() {
+        return Err(Error::NoInput(text.into_owned()));
+    }
+    Ok(files)
+}
+
+/// Files named by one path: the file itself, the visible files of a
+/// directory, or the files matching a glob pattern; sorted by name.
+fn list_one(path: &Path) -> Result<Vec<PathBuf>> {
     let text = path.to_string_lossy();
     // `is_dir`/`exists` would turn "permission denied" into "not found".
     let meta = match std::fs::metadata(path) {
@@ -277,6 +295,23 @@ struct LineReader {
 
 const READ_CHUNK: usize = 1 << 20;
 
+/// Where the first line in `bytes` ends: its length and its terminator's,
+/// which is `\n`, `\r\n` or a lone `\r` (Hadoop's line reader). `None` if
+/// no line ends in `bytes`, or if it ends in a `\r` that a `\n` not read
+/// yet may follow (`more`: more data may come).
+fn line_end(bytes: &[u8], more: bool) -> Option<(usize, usize)> {
+    let i = memchr::memchr2(b'\n', b'\r', bytes)?;
+    if bytes[i] == b'\n' {
+        return Some((i, 1));
+    }
+    match bytes.get(i + 1) {
+        Some(b'\n') => Some((i, 2)),
+        Some(_) => Some((i, 1)),
+        None if more => None,
+        None => Some((i, 1)),
+    }
+}
+
 impl LineReader {
     fn open(split: &FileSplit, bad_lines: BadLines) -> Result<Self> {
         let path = split.path.clone();
@@ -347,14 +382,17 @@ impl LineReader {
 
     fn skip_line(&mut self) -> Result<()> {
         loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..self.filled]) {
-                self.pos += i + 1;
+            if let Some((len, term)) = line_end(&self.buf[self.pos..self.filled], !self.eof) {
+                self.pos += len + term;
                 return Ok(());
             }
-            self.pos = self.filled;
             if self.eof {
+                self.pos = self.filled;
                 return Ok(());
             }
+            // Drop what was scanned, but a final `\r` may pair with a `\n`.
+            let keep = usize::from(self.buf[self.pos..self.filled].last() == Some(&b'\r'));
+            self.pos = self.filled - keep;
             self.fill()?;
         }
     }
@@ -368,16 +406,18 @@ impl LineReader {
         let complete = if self.eof {
             unread.len()
         } else {
-            memchr::memrchr(b'\n', unread).map_or(0, |i| i + 1)
+            memchr::memrchr2(b'\n', b'\r', unread).map_or(0, |i| i + 1)
         };
         let good = match std::str::from_utf8(&unread[..complete]) {
             Ok(_) => complete,
-            Err(e) => memchr::memrchr(b'\n', &unread[..e.valid_up_to()]).map_or(0, |i| i + 1),
+            Err(e) => {
+                memchr::memrchr2(b'\n', b'\r', &unread[..e.valid_up_to()]).map_or(0, |i| i + 1)
+            }
         };
         self.valid = start + good;
     }
 
-    /// The next line (without `\n` or `\r\n`), or `None` past the split.
+    /// The next line (without its terminator), or `None` past the split.
     fn next_line(&mut self) -> Result<Option<String>> {
         'lines: loop {
             if self.offset() >= self.end {
@@ -385,15 +425,10 @@ impl LineReader {
             }
             loop {
                 let unread = &self.buf[self.pos..self.filled];
-                let found = memchr::memchr(b'\n', unread);
+                let found = line_end(unread, !self.eof);
                 if found.is_some() || (self.eof && !unread.is_empty()) {
-                    let len = found.unwrap_or(unread.len());
-                    let trimmed = if unread[..len].last() == Some(&b'\r') {
-                        len - 1
-                    } else {
-                        len
-                    };
-                    let line_end = self.pos + trimmed;
+                    let (len, term) = found.unwrap_or((unread.len(), 0));
+                    let line_end = self.pos + len;
                     if line_end > self.valid {
                         self.validate_ahead();
                     }
@@ -406,7 +441,7 @@ impl LineReader {
                         // The line holds the bad bytes: find them exactly.
                         std::str::from_utf8(line)
                     };
-                    let next = self.pos + found.map_or(len, |i| i + 1);
+                    let next = self.pos + len + term;
                     let text = match checked {
                         Ok(s) => s.to_owned(),
                         Err(e) => {

@@ -283,3 +283,90 @@ fn a_permission_problem_says_permission_denied_not_no_such_file() {
     }
     assert!(err.to_string().contains("Permission denied"), "{err}");
 }
+
+/// Lines as Hadoop's line reader cuts them: at `\n`, `\r\n` or a lone `\r`;
+/// a final terminator ends the last line (no empty line after it).
+fn hadoop_lines(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars().peekable();
+    let mut open = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\r' => {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                lines.push(std::mem::take(&mut current));
+                open = false;
+            }
+            c => {
+                current.push(c);
+                open = true;
+            }
+        }
+    }
+    if open {
+        lines.push(current);
+    }
+    lines
+}
+
+#[test]
+fn a_lone_carriage_return_ends_a_line_as_in_hadoop_at_every_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let endings = ["\n", "\r\n", "\r", "\r\r", "\n\r", "\r\n\r\n"];
+    let mut text = String::new();
+    for i in 0..800 {
+        text.push_str(&"é".repeat((i * 31) % 7));
+        text.push_str(&format!("{i}"));
+        text.push_str(endings[i % endings.len()]);
+    }
+    text.push_str("tail\r");
+    let path = write(dir.path(), "mixed.txt", text.as_bytes());
+    let expected = hadoop_lines(&text);
+    assert_eq!(
+        hadoop_lines("a\rb\r\nc\nd\r\re\r"),
+        ["a", "b", "c", "d", "", "e"]
+    );
+    assert_eq!(expected.last().map(String::as_str), Some("tail"));
+    let ctx = ctx();
+    for min_partitions in [1, 2, 3, 7, 64, 1000, 20_000] {
+        let got = ctx
+            .text_file(&path, min_partitions)
+            .unwrap()
+            .collect()
+            .unwrap();
+        assert_eq!(got, expected, "min_partitions={min_partitions}");
+    }
+}
+
+#[test]
+fn a_comma_separated_list_of_files_directories_and_globs_is_read_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    write(&sub, "b.txt", b"b1\n");
+    write(&sub, "a.txt", b"a1\n");
+    let single = write(dir.path(), "single.txt", b"s1\ns2\n");
+    write(dir.path(), "g1.log", b"g1\n");
+    write(dir.path(), "g2.log", b"g2\n");
+    let comma = write(dir.path(), "with,comma.txt", b"c1\n");
+    let list = format!(
+        "{},{}, {}",
+        single.display(),
+        sub.display(),
+        dir.path().join("g*.log").display()
+    );
+    let ctx = ctx();
+    assert_eq!(
+        ctx.text_file(&list, 2).unwrap().collect().unwrap(),
+        ["s1", "s2", "a1", "b1", "g1", "g2"]
+    );
+    assert_eq!(ctx.whole_text_files(&list, 2).unwrap().count().unwrap(), 5);
+    // A file whose name holds a comma is still one path.
+    assert_eq!(ctx.text_file(&comma, 1).unwrap().collect().unwrap(), ["c1"]);
+    let missing = format!("{},{}", single.display(), dir.path().join("nope").display());
+    let err = ctx.text_file(&missing, 1).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
