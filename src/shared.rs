@@ -154,13 +154,46 @@ impl<T: Clone + Send + 'static> Accumulator<T> {
     }
 
     /// The merged value of all successful tasks (and driver-side adds).
+    ///
+    /// On the driver only: inside a task the driver's value is not what the
+    /// task should see, so a call there panics, failing the task (as
+    /// Spark refuses `value` in a task).
     pub fn value(&self) -> T {
+        self.driver_only("value");
         self.inner.value.lock().clone()
     }
 
-    /// Resets the value to the zero.
+    /// Resets the value to the zero (driver only, as [`value`](Self::value)).
     pub fn reset(&self) {
+        self.driver_only("reset");
         *self.inner.value.lock() = self.inner.zero.clone();
+    }
+
+    /// Sets the value, for an accumulator that starts from something other
+    /// than its zero (Spark's `setValue`); driver only, as
+    /// [`value`](Self::value). Tasks keep adding to partial values that
+    /// start at the zero.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let total = ctx.sum_accumulator::<u64>("total");
+    /// total.set_value(100);
+    /// let t = total.clone();
+    /// ctx.range(0, 4, 1, 2).foreach(move |_| t.add(1)).unwrap();
+    /// assert_eq!(total.value(), 104);
+    /// ```
+    pub fn set_value(&self, value: T) {
+        self.driver_only("set_value");
+        *self.inner.value.lock() = value;
+    }
+
+    fn driver_only(&self, what: &str) {
+        if TASK_UPDATES.with(|slot| slot.borrow().is_some()) {
+            panic!(
+                "Accumulator::{what}() of '{}' was called inside a task: tasks can only add; read the value on the driver after the action",
+                self.inner.name
+            );
+        }
     }
 
     /// The accumulator's name.

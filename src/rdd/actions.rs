@@ -1,16 +1,18 @@
 //! Actions: operations that run a job and bring a result to the driver.
 
-use super::{CHUNK, ChunkIter, Rdd, for_each_chunk};
+use super::{CHUNK, ChunkIter, PartitionIter, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
 use crate::rdd::run_job;
 use crate::small_str::Str;
 use std::any::Any;
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Display;
 use std::io::Write;
 use std::path::Path;
+use std::rc::Rc;
 
 pub(crate) fn count_partition<T>(it: ChunkIter<T>) -> Result<u64> {
     let mut n = 0u64;
@@ -124,6 +126,39 @@ impl<T: Data> Rdd<T> {
             action,
             |_, it| f(it),
         )
+    }
+
+    /// Runs `f` on each of the chosen `partitions` (indices into this
+    /// dataset's partitions, in any order, repeats allowed) as one job, and
+    /// returns its results in the order asked (Spark's `runJob`). An
+    /// `InvalidArgument` for an index past the last partition.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 100, 1, 4);
+    /// let sums = r.run_job(&[3, 0], |i, it| (i, it.sum::<i64>())).unwrap();
+    /// assert_eq!(sums, [(3, 2175), (0, 300)]); // 75..100 and 0..25
+    /// ```
+    pub fn run_job<R: Send>(
+        &self,
+        partitions: &[usize],
+        f: impl Fn(usize, PartitionIter<T>) -> R + Sync,
+    ) -> Result<Vec<R>> {
+        if let Some(bad) = partitions.iter().find(|&&p| p >= self.num_partitions()) {
+            return Err(Error::InvalidArgument(format!(
+                "partition {bad} of a dataset with {} partitions",
+                self.num_partitions()
+            )));
+        }
+        run_job(self.context(), self, partitions, "run_job", |tc, it| {
+            let error = Rc::new(RefCell::new(None));
+            let out = f(tc.partition(), PartitionIter::new(it, error.clone()));
+            // An input error ended the iterator early: the task fails.
+            match error.borrow_mut().take() {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
+        })
     }
 
     /// All elements, in partition order.

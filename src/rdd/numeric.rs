@@ -325,4 +325,50 @@ impl<T: Data> Rdd<T> {
         }
         Ok(total)
     }
+
+    /// Counts per bucket for ascending `bounds` over any ordered type
+    /// (PySpark's `histogram` with explicit buckets): bucket i holds
+    /// `bounds[i] <= x < bounds[i + 1]`, the last one also `x == bounds[n]`;
+    /// elements outside are not counted. An `InvalidArgument` unless there
+    /// are at least two bounds, strictly ascending.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let words = ctx.parallelize(vec!["apple", "kiwi", "melon", "zucchini", "fig"], 2);
+    /// assert_eq!(words.histogram_by_bounds(&["a", "g", "n", "z"]).unwrap(), [2, 2, 0]);
+    /// ```
+    pub fn histogram_by_bounds(&self, bounds: &[T]) -> Result<Vec<u64>>
+    where
+        T: Ord,
+    {
+        if bounds.len() < 2 || bounds.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::InvalidArgument(
+                "histogram bounds must be at least two, strictly ascending".into(),
+            ));
+        }
+        let parts = self.run_partitions("histogram", |it| {
+            let mut counts = vec![0u64; bounds.len() - 1];
+            let last = bounds.len() - 1;
+            for_each_chunk(it, |chunk| {
+                for x in chunk.drain(..) {
+                    if x < bounds[0] || x > bounds[last] {
+                        continue;
+                    }
+                    let i = if x == bounds[last] {
+                        last - 1
+                    } else {
+                        bounds.partition_point(|b| *b <= x) - 1
+                    };
+                    counts[i] += 1;
+                }
+                Ok(())
+            })?;
+            Ok(counts)
+        })?;
+        let mut total = vec![0u64; bounds.len() - 1];
+        for p in parts {
+            total.iter_mut().zip(p).for_each(|(t, c)| *t += c);
+        }
+        Ok(total)
+    }
 }

@@ -48,6 +48,32 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         };
         Ok(self.shuffle_plain("sort_by_key", partitioner, Some(sorter)))
     }
+
+    /// Repartitions by `partitioner` and sorts each partition by key in the
+    /// shuffle's reduce side, one pass instead of a repartition and a sort
+    /// (Spark's `repartitionAndSortWithinPartitions`). Sorting spills
+    /// sorted runs past the task's share of memory. Ties keep no order.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.parallelize(vec![(5, 'e'), (2, 'b'), (4, 'd'), (1, 'a'), (3, 'c')], 2)
+    ///     .repartition_and_sort_within_partitions(spate::Partitioner::hash(2));
+    /// assert_eq!(r.glom().collect().unwrap(), [vec![(2, 'b'), (4, 'd')], vec![(1, 'a'), (3, 'c'), (5, 'e')]]);
+    /// ```
+    pub fn repartition_and_sort_within_partitions(&self, partitioner: Partitioner) -> Rdd<(K, V)>
+    where
+        K: Ord,
+    {
+        let sorter: Sorter<K, V> = SortOrder {
+            sort: Arc::new(|v: &mut Vec<(K, V)>| v.sort_unstable_by(|a, b| a.0.cmp(&b.0))),
+            cmp: Arc::new(|a: &(K, V), b: &(K, V)| a.0.cmp(&b.0)),
+        };
+        self.shuffle_plain(
+            "repartition_and_sort_within_partitions",
+            partitioner,
+            Some(sorter),
+        )
+    }
 }
 
 /// Upper bounds of `partitions - 1` ranges holding about equal numbers of

@@ -437,3 +437,96 @@ fn reduce_by_key_locally_matches_a_map_and_runs_no_shuffle() {
         "no shuffle stage"
     );
 }
+
+#[test]
+fn run_job_runs_on_the_chosen_partitions_in_the_order_asked() {
+    let ctx = ctx();
+    let r = ctx.range(0, 100, 1, 7);
+    let parts = r.glom().collect().unwrap();
+    let asked = [6, 0, 3, 3];
+    let got = r
+        .run_job(&asked, |i, it| (i, it.collect::<Vec<_>>()))
+        .unwrap();
+    let expected: Vec<(usize, Vec<i64>)> = asked.iter().map(|&i| (i, parts[i].clone())).collect();
+    assert_eq!(got, expected);
+    assert!(r.run_job(&[], |_, it| it.count()).unwrap().is_empty());
+    assert!(matches!(
+        r.run_job(&[7], |_, it| it.count()),
+        Err(Error::InvalidArgument(m)) if m.contains("partition 7 of a dataset with 7")
+    ));
+    // An input error is the job's error, not a short iterator.
+    let bad = ctx
+        .range(0, 10, 1, 2)
+        .map(|x| if x == 7 { panic!("bad input") } else { x });
+    let err = bad.run_job(&[1], |_, it| it.count()).unwrap_err();
+    assert!(err.to_string().contains("bad input"), "{err}");
+}
+
+#[test]
+fn histogram_by_bounds_matches_a_loop_for_any_ordered_type() {
+    let ctx = ctx();
+    let words: Vec<String> = (0..300)
+        .map(|i| format!("w{:03}", (i * 7919) % 1000))
+        .collect();
+    let bounds: Vec<String> = ["w100", "w250", "w500", "w999"].map(String::from).to_vec();
+    let mut expected = vec![0u64; 3];
+    for w in &words {
+        if w >= &bounds[0] && w <= &bounds[3] {
+            let i = if w == &bounds[3] {
+                2
+            } else {
+                bounds.partition_point(|b| b <= w) - 1
+            };
+            expected[i] += 1;
+        }
+    }
+    for parts in PARTITIONS {
+        let got = ctx
+            .parallelize(words.clone(), parts)
+            .histogram_by_bounds(&bounds)
+            .unwrap();
+        assert_eq!(got, expected, "{parts}");
+    }
+    // The last bucket includes its upper bound; the others exclude theirs.
+    let ints = ctx.parallelize(vec![0, 5, 10, 10, 15, 20, 25], 3);
+    assert_eq!(ints.histogram_by_bounds(&[0, 10, 20]).unwrap(), [2, 4]);
+    for bad in [&[1][..], &[1, 1], &[3, 2]] {
+        assert!(
+            matches!(
+                ints.histogram_by_bounds(bad),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn reading_or_resetting_an_accumulator_inside_a_task_fails_the_task() {
+    let ctx = ctx();
+    let acc = ctx.sum_accumulator::<u64>("seen");
+    let a = acc.clone();
+    let err = ctx
+        .range(0, 4, 1, 2)
+        .map(move |x| x + a.value() as i64)
+        .count()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Accumulator::value() of 'seen' was called inside a task"),
+        "{err}"
+    );
+    let a = acc.clone();
+    let err = ctx
+        .range(0, 4, 1, 2)
+        .foreach(move |_| a.reset())
+        .unwrap_err();
+    assert!(err.to_string().contains("Accumulator::reset()"), "{err}");
+    // On the driver all three work; tasks start from the zero.
+    acc.set_value(40);
+    let a = acc.clone();
+    ctx.range(0, 2, 1, 2).foreach(move |_| a.add(1)).unwrap();
+    assert_eq!(acc.value(), 42);
+    acc.reset();
+    assert_eq!(acc.value(), 0);
+}

@@ -372,3 +372,38 @@ fn default_partitioner_reuses_an_input_partitioner() {
         "6 is not eligible against 80"
     );
 }
+
+#[test]
+fn repartition_and_sort_within_partitions_matches_partitioning_then_sorting() {
+    let data: Vec<(u32, u32)> = (0..3000u32).map(|i| ((i * 7919) % 1009, i)).collect();
+    for (budget, parts) in [(None, 1), (None, 5), (Some(16 << 10), 8)] {
+        let mut builder = spate::Context::builder().parallelism(2);
+        if let Some(b) = budget {
+            builder = builder.memory_limit(b);
+        }
+        let ctx = builder.build().unwrap();
+        let p = spate::Partitioner::hash(parts);
+        let got = ctx
+            .parallelize(data.clone(), 3)
+            .repartition_and_sort_within_partitions(p.clone())
+            .glom()
+            .collect()
+            .unwrap();
+        assert_eq!(got.len(), parts);
+        for (i, part) in got.iter().enumerate() {
+            assert!(
+                part.windows(2).all(|w| w[0].0 <= w[1].0),
+                "sorted, partition {i}"
+            );
+            let mut expected: Vec<(u32, u32)> = data
+                .iter()
+                .copied()
+                .filter(|(k, _)| p.partition_of(k) == i)
+                .collect();
+            let mut sorted_part = part.clone();
+            expected.sort();
+            sorted_part.sort();
+            assert_eq!(sorted_part, expected, "partition {i} of {parts}");
+        }
+    }
+}
