@@ -1,8 +1,9 @@
 //! `map_with_state` on a keyed event stream: like the processing-time one,
 //! plus event-time timers. A key's function may set timers
 //! ([`State::set_event_timer`]); a timer fires — the function is called
-//! with no record and [`State::fired_timer`] set — when the watermark
-//! reaches it. As with event-time windows, each key's records are replayed
+//! with no record and [`State::fired_timer`] set — once the watermark
+//! has passed it (is later than the timer's time), as a window fires once
+//! the watermark reaches its exclusive end. As with event-time windows, each key's records are replayed
 //! in arrival order with the watermark just before each, so timers fire at
 //! the same place in the input whatever the batch interval.
 
@@ -162,7 +163,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
 }
 
 /// Calls the function for each of the key's timers the watermark has
-/// reached, earliest first (a timer set by such a call fires too if due).
+/// passed, earliest first (a timer set by such a call fires too if due).
 fn fire_timers<K, T, S, U>(
     state: &mut State<S>,
     watermark: EventTime,
@@ -172,7 +173,9 @@ fn fire_timers<K, T, S, U>(
     out: &mut Vec<Out<K, S, U>>,
 ) {
     state.watermark = watermark;
-    while let Some(&due) = state.timers.iter().filter(|t| **t <= watermark).min() {
+    // A timer at t fires once the watermark has passed t (all events at t
+    // are in), as a window [start, end) fires once it reaches end.
+    while let Some(&due) = state.timers.iter().filter(|t| **t < watermark).min() {
         state.timers.retain(|t| *t != due);
         state.fired = Some(due);
         if let Some(u) = function(time, key, None, state) {

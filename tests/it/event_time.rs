@@ -308,7 +308,7 @@ fn batch_windows<R>(r: &Run<R>) -> Vec<(u64, Vec<(char, Window)>)> {
 }
 
 #[test]
-fn a_late_record_that_bridges_two_sessions_merges_them_and_re_fires() {
+fn a_record_that_bridges_a_fired_and_an_open_session_merges_them_and_fires_at_the_new_end() {
     let arrivals = in_order(&[
         ('a', 1000),
         ('a', 1500), // session [1000,2500)
@@ -328,9 +328,10 @@ fn a_late_record_that_bridges_two_sessions_merges_them_and_re_fires() {
         }
     };
     let append = run(100, &arrivals, sessions(OutputMode::Append));
+    // 2300 is not late for the merged session [1000,4200): no late update.
     assert_eq!(
         append.results,
-        [res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 1)]
+        [res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 0)]
     );
     assert_eq!(append.late, [('a', 1200)]);
     assert_eq!(
@@ -348,17 +349,19 @@ fn a_late_record_that_bridges_two_sessions_merges_them_and_re_fires() {
         update.results,
         [
             res('a', w(1000, 2500), vec![1000, 1500], 0),
-            res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 1),
+            res('a', w(1000, 4200), vec![1000, 1500, 2300, 3200], 0),
         ]
     );
-    // Both in the batch of click 4: the first session fires (watermark
-    // 2700) just before the bridging click merges and re-fires it.
+    // The first session fires in the batch of click 4 (watermark 2700);
+    // the bridging click merges it with [3200,4200), which has not fired,
+    // so the merged session fires only once the watermark reaches 4200
+    // (click 5), never early.
     assert_eq!(
         batch_windows(&update),
         [
             (100, vec![]),
-            (200, vec![('a', w(1000, 2500)), ('a', w(1000, 4200))]),
-            (300, vec![]),
+            (200, vec![('a', w(1000, 2500))]),
+            (300, vec![('a', w(1000, 4200))]),
             (400, vec![]),
         ]
     );
@@ -649,8 +652,8 @@ fn idle_users(interval_ms: u64) -> (Vec<String>, Vec<Vec<(char, i64)>>) {
                 let last = *state.get()?;
                 state.remove();
                 assert!(
-                    state.watermark() >= at,
-                    "fires once the watermark reaches it"
+                    state.watermark() > at,
+                    "fires once the watermark has passed it"
                 );
                 return Some(format!("{user} idle after {last} (timer {at})"));
             }
@@ -718,4 +721,51 @@ fn map_with_state_event_timers_fire_when_the_watermark_reaches_them() {
     // Where timers fire in the input does not depend on the batch interval.
     assert_eq!(idle_users(10).0, fired);
     assert_eq!(idle_users(1000).0, fired);
+}
+
+#[test]
+fn an_event_timer_fires_once_the_watermark_passes_its_time_not_when_it_equals_it() {
+    use spate::streaming::{State, StateSpec};
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let interval = Duration::from_millis(100);
+    let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
+    // a at 0 sets a timer at 1000; b at 1000 brings the watermark to exactly
+    // 1000 (first batch); b at 1001 passes it (second batch).
+    let arrivals = [(10u64, ('a', 0i64)), (20, ('b', 1000)), (150, ('b', 1001))];
+    let (queue, batches) = arrival_batches(&ctx, &arrivals, 100, 2);
+    let spec = StateSpec::function(
+        |_, user: &char, click: Option<Ev>, state: &mut State<i64>| {
+            if let Some(at) = state.fired_timer() {
+                return Some(format!("{user}:{at}@{}", state.watermark()));
+            }
+            let (_, t) = click?;
+            if *user == 'a' {
+                state.set_event_timer(t + 1000);
+            }
+            None
+        },
+    );
+    let mapped = ssc
+        .queue_stream(&queue, true)
+        .with_timestamps(|e: &Ev| e.1, WatermarkStrategy::monotonous())
+        .key_by(|e| e.0)
+        .map_with_state(spec);
+    let per_batch: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let sink = per_batch.clone();
+    mapped
+        .stream()
+        .foreach_rdd(move |rdd, _| {
+            sink.lock().unwrap().push(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    run_batches(&ssc, &clock, interval, batches);
+    let got = per_batch.lock().unwrap().clone();
+    assert_eq!(
+        got[0],
+        Vec::<String>::new(),
+        "watermark 1000 = the timer: not yet"
+    );
+    assert_eq!(got[1], ["a:1000@1001"], "watermark 1001 passed it");
 }

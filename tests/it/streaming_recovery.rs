@@ -266,7 +266,13 @@ fn event_time_sessions_recover_their_windows_watermarks_and_late_records() {
             let t = 1000 + i * 500;
             let mut text = format!("a {t}\nb {}\n", t + 30);
             if i % 5 == 2 {
+                // Extends the previous session past the watermark: it fires
+                // again only once the watermark reaches the new end.
                 text.push_str(&format!("a {}\n", t - 450));
+            }
+            if i % 6 == 1 {
+                // Inside the previous session, which has fired: a re-fire.
+                text.push_str(&format!("a {}\n", t - 480));
             }
             if i % 4 == 3 {
                 text.push_str(&format!("a {}\n", t - 1500));

@@ -111,7 +111,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
         if self.assigner.merges() {
             // A merging assigner gives one window per record.
             if let Some(w) = windows.into_iter().next() {
-                self.add_merging(state, w, s.value, is_late);
+                self.add_merging(state, w, s.value, s.watermark, is_late);
             }
             return;
         }
@@ -173,6 +173,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
         state: &mut KeyWindows<G::Acc>,
         w: Window,
         value: T,
+        watermark: EventTime,
         is_late: impl Fn(&Window) -> bool,
     ) {
         let touching: Vec<usize> = (0..state.open.len())
@@ -214,6 +215,10 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
             Some(m) => self.agg.add(m, value),
             None => self.agg.start(value),
         };
+        // The merged session counts as fired only if the watermark has
+        // reached its end: a record that bridges a fired session and a
+        // later one must not fire the whole before its end.
+        let fired = fired && merged.end <= watermark;
         let mut open = Open {
             window: merged,
             acc,
@@ -402,11 +407,43 @@ mod tests {
     }
 
     #[test]
-    fn a_record_joining_a_fired_session_re_fires_the_merged_session() {
+    fn a_late_record_inside_a_fired_session_re_fires_it_at_once() {
         let gap = SessionWindows::with_gap(Duration::from_millis(5));
-        let steps = [Record(0, 1, 0), Watermark(5), Record(3, 2, 6)];
+        // [0, 5) fired at 5; a record at 0 (watermark 6) keeps it [0, 5).
+        let steps = [Record(0, 1, 0), Watermark(5), Record(0, 2, 6)];
         let (results, _, open) = replay(&gap, 10, OutputMode::Update, &steps);
-        assert_eq!(results, [(0, 5, 1, 0), (0, 8, 3, 1)]);
+        assert_eq!(results, [(0, 5, 1, 0), (0, 5, 3, 1)]);
         assert_eq!(open, 1);
+    }
+
+    #[test]
+    fn a_record_that_extends_a_fired_session_past_the_watermark_waits_for_the_new_end() {
+        let gap = SessionWindows::with_gap(Duration::from_millis(5));
+        // [0, 5) fired at 5; a record at 3 (watermark 6) makes it [0, 8),
+        // whose end the watermark has not reached: no firing until 8.
+        let steps = [Record(0, 1, 0), Watermark(5), Record(3, 2, 6), Watermark(7)];
+        let (results, _, _) = replay(&gap, 10, OutputMode::Update, &steps);
+        assert_eq!(results, [(0, 5, 1, 0)]);
+        let steps = [Record(0, 1, 0), Watermark(5), Record(3, 2, 6), Watermark(8)];
+        let (results, _, _) = replay(&gap, 10, OutputMode::Update, &steps);
+        assert_eq!(results, [(0, 5, 1, 0), (0, 8, 3, 0)]);
+    }
+
+    #[test]
+    fn a_late_record_bridging_a_fired_and_an_unfired_session_does_not_fire_the_merge_early() {
+        let gap = SessionWindows::with_gap(Duration::from_millis(5));
+        // [0, 5) fires at 6; [9, 14) is open; a record at 4 (watermark 6)
+        // bridges them into [0, 14), which fires only at 14.
+        let steps = [
+            Record(0, 1, 0),
+            Record(9, 2, 6),
+            Record(4, 4, 6),
+            Watermark(13),
+            Watermark(14),
+        ];
+        let (results, late, open) = replay(&gap, 10, OutputMode::Update, &steps);
+        assert_eq!(results, [(0, 5, 1, 0), (0, 14, 7, 0)]);
+        assert!(late.is_empty());
+        assert_eq!(open, 1, "kept for the lateness");
     }
 }

@@ -64,8 +64,8 @@ impl<S> State<S> {
 
     /// On an event stream ([`KeyedEventStream::map_with_state`]): calls the
     /// function again, with no record and [`fired_timer`](Self::fired_timer)
-    /// set, once the watermark reaches `at`. Ignored on streams without
-    /// event time.
+    /// set, once the watermark has passed `at` (is later than it: every
+    /// event at `at` has arrived). Ignored on streams without event time.
     ///
     /// [`KeyedEventStream::map_with_state`]: crate::streaming::KeyedEventStream::map_with_state
     pub fn set_event_timer(&mut self, at: EventTime) {
