@@ -287,6 +287,72 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         CoGroupOp::rdd(self, other, p)
     }
 
+    /// Groups three datasets by key: for every key in any of them,
+    /// `(key, (values in self, in b, in c))` (Spark's `cogroup(other1,
+    /// other2)`), partitioned by Spark's default-partitioner rule over the
+    /// three.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let a = ctx.parallelize(vec![(1, 'x')], 2);
+    /// let b = ctx.parallelize(vec![(1, 10), (2, 20)], 2);
+    /// let c = ctx.parallelize(vec![(2, 'z')], 1);
+    /// let mut g = a.cogroup3(&b, &c).collect().unwrap();
+    /// g.sort();
+    /// assert_eq!(g, [(1, (vec!['x'], vec![10], vec![])), (2, (vec![], vec![20], vec!['z']))]);
+    /// ```
+    pub fn cogroup3<W: Value, X: Value>(
+        &self,
+        b: &Rdd<(K, W)>,
+        c: &Rdd<(K, X)>,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>, Vec<X>))> {
+        let p = Partitioning::Default.resolve(&[
+            (self.partitioner(), self.num_partitions()),
+            (b.partitioner(), b.num_partitions()),
+            (c.partitioner(), c.num_partitions()),
+        ]);
+        // Grouped two at a time into the same partitioner: the pair's
+        // result is read in place, only `c` shuffles again.
+        let ab = CoGroupOp::rdd(self, b, p.clone());
+        CoGroupOp::rdd(&ab, c, p).map_values(|(ab, xs)| {
+            let (vs, ws) = ab.into_iter().next().unwrap_or_default();
+            (vs, ws, xs)
+        })
+    }
+
+    /// Groups four datasets by key, as [`cogroup3`](Rdd::cogroup3) does
+    /// three.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let a = ctx.parallelize(vec![(1, 'a')], 1);
+    /// let (b, c, d) = (a.map_values(|_| 2), a.map_values(|_| 3.0), a.map_values(|_| 'd'));
+    /// assert_eq!(
+    ///     a.cogroup4(&b, &c, &d).collect().unwrap(),
+    ///     [(1, (vec!['a'], vec![2], vec![3.0], vec!['d']))]
+    /// );
+    /// ```
+    pub fn cogroup4<W: Value, X: Value, Y: Value>(
+        &self,
+        b: &Rdd<(K, W)>,
+        c: &Rdd<(K, X)>,
+        d: &Rdd<(K, Y)>,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>, Vec<X>, Vec<Y>))> {
+        let p = Partitioning::Default.resolve(&[
+            (self.partitioner(), self.num_partitions()),
+            (b.partitioner(), b.num_partitions()),
+            (c.partitioner(), c.num_partitions()),
+            (d.partitioner(), d.num_partitions()),
+        ]);
+        let ab = CoGroupOp::rdd(self, b, p.clone());
+        let cd = CoGroupOp::rdd(c, d, p.clone());
+        CoGroupOp::rdd(&ab, &cd, p).map_values(|(ab, cd)| {
+            let (vs, ws) = ab.into_iter().next().unwrap_or_default();
+            let (xs, ys) = cd.into_iter().next().unwrap_or_default();
+            (vs, ws, xs, ys)
+        })
+    }
+
     fn two_way_partitioner<W: Value>(
         &self,
         other: &Rdd<(K, W)>,

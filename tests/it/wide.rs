@@ -407,3 +407,102 @@ fn repartition_and_sort_within_partitions_matches_partitioning_then_sorting() {
         }
     }
 }
+
+/// Values per key of `pairs`, sorted, for every key in `keys`.
+fn groups_of<V: Clone + Ord>(pairs: &[(u8, V)], keys: &HashSet<u8>) -> BTreeMap<u8, Vec<V>> {
+    let mut m: BTreeMap<u8, Vec<V>> = keys.iter().map(|k| (*k, Vec::new())).collect();
+    for (k, v) in pairs {
+        m.get_mut(k).unwrap().push(v.clone());
+    }
+    m.values_mut().for_each(|v| v.sort());
+    m
+}
+
+#[test]
+fn cogroup3_and_cogroup4_match_a_map_and_shuffle_each_input_once() {
+    let a: Vec<(u8, i32)> = (0..200).map(|i| ((i * 7 % 31) as u8, i)).collect();
+    let b: Vec<(u8, char)> = (0..150u32)
+        .map(|i| ((i * 11 % 37) as u8, char::from(b'a' + (i % 26) as u8)))
+        .collect();
+    let c: Vec<(u8, u64)> = (0..90u64).map(|i| ((i * 5 % 41) as u8, i * 3)).collect();
+    let d: Vec<(u8, String)> = (0..60)
+        .map(|i| ((i * 3 % 29) as u8, format!("d{i}")))
+        .collect();
+    let keys: HashSet<u8> = a
+        .iter()
+        .map(|p| p.0)
+        .chain(b.iter().map(|p| p.0))
+        .chain(c.iter().map(|p| p.0))
+        .collect();
+    let keys4: HashSet<u8> = keys.iter().copied().chain(d.iter().map(|p| p.0)).collect();
+    for parts in PARTITIONS {
+        let (ctx, log) = logged_ctx();
+        let (ra, rb, rc, rd) = (
+            ctx.parallelize(a.clone(), parts),
+            ctx.parallelize(b.clone(), 3),
+            ctx.parallelize(c.clone(), 2),
+            ctx.parallelize(d.clone(), 5),
+        );
+        let three = ra.cogroup3(&rb, &rc);
+        assert!(three.partitioner().is_some(), "keeps its partitioner");
+        let got: BTreeMap<u8, (Vec<i32>, Vec<char>, Vec<u64>)> = three
+            .collect()
+            .unwrap()
+            .into_iter()
+            .map(|(k, (mut x, mut y, mut z))| {
+                x.sort();
+                y.sort();
+                z.sort();
+                (k, (x, y, z))
+            })
+            .collect();
+        let (ga, gb, gc) = (
+            groups_of(&a, &keys),
+            groups_of(&b, &keys),
+            groups_of(&c, &keys),
+        );
+        let expected: BTreeMap<u8, (Vec<i32>, Vec<char>, Vec<u64>)> = keys
+            .iter()
+            .map(|k| (*k, (ga[k].clone(), gb[k].clone(), gc[k].clone())))
+            .collect();
+        assert_eq!(got, expected, "{parts}");
+        let map_stages = log
+            .events()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    spate::Event::StageSubmitted {
+                        kind: spate::StageKind::ShuffleMap { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(map_stages, 3, "each input shuffled once");
+        let four = ra.cogroup4(&rb, &rc, &rd).collect().unwrap();
+        assert_eq!(four.len(), keys4.len());
+        let gd = groups_of(&d, &keys4);
+        let (ga, gb, gc) = (
+            groups_of(&a, &keys4),
+            groups_of(&b, &keys4),
+            groups_of(&c, &keys4),
+        );
+        for (k, (mut w, mut x, mut y, mut z)) in four {
+            w.sort();
+            x.sort();
+            y.sort();
+            z.sort();
+            assert_eq!(
+                (w, x, y, z),
+                (
+                    ga[&k].clone(),
+                    gb[&k].clone(),
+                    gc[&k].clone(),
+                    gd[&k].clone()
+                ),
+                "key {k}"
+            );
+        }
+    }
+}
