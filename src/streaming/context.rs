@@ -254,6 +254,19 @@ impl StreamingContext {
     /// zero time.
     fn prepare(&self) -> Result<(JobGenerator, Time, Time)> {
         let inner = &self.inner;
+        if inner.graph.recovery.checkpoint_dir().is_some()
+            && let Some((stream, _)) = inner
+                .graph
+                .inputs
+                .lock()
+                .iter()
+                .find(|(_, input)| !input.recoverable())
+        {
+            return Err(Error::StreamingState(format!(
+                "stream {stream} is a queue_stream, whose datasets live only in this process: \
+                 it cannot be recovered from a checkpoint; use a replayable input, or no checkpoint"
+            )));
+        }
         let interval = inner.graph.batch;
         let now = inner.clock.now();
         let restored = inner.graph.recovery.take_restored();

@@ -36,6 +36,12 @@ pub(crate) trait Input: Send + Sync {
     fn take_warnings(&self) -> (u64, Vec<String>) {
         (0, Vec::new())
     }
+    /// Whether a restart from a checkpoint can get this input's data back
+    /// (or, for a receiver, go on receiving); a queue of driver-side
+    /// datasets cannot.
+    fn recoverable(&self) -> bool {
+        true
+    }
     /// Whether the input is a receiver whose rate backpressure sets.
     fn rate_limited(&self) -> bool {
         false

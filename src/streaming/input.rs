@@ -59,6 +59,8 @@ impl<T: Data> StreamQueue<T> {
 struct QueueInput<T> {
     queue: StreamQueue<T>,
     one_at_a_time: bool,
+    /// The batch when the queue is empty (an empty dataset if `None`).
+    default: Option<Rdd<T>>,
     ctx: crate::Context,
 }
 
@@ -71,7 +73,10 @@ impl<T: Data> StreamOp<T> for QueueInput<T> {
             q.drain(..).collect()
         };
         Ok(Some(match taken.len() {
-            0 => self.ctx.empty(),
+            0 => match &self.default {
+                Some(d) => d.clone(),
+                None => self.ctx.empty(),
+            },
             1 => taken.into_iter().next().expect("one dataset"),
             _ => self.ctx.union(&taken),
         }))
@@ -82,14 +87,61 @@ impl<T: Data> Input for StreamQueue<T> {
     fn has_pending(&self) -> bool {
         !self.is_empty()
     }
+
+    fn recoverable(&self) -> bool {
+        false
+    }
 }
 
 impl StreamingContext {
     /// A stream whose batches are the queue's datasets: one per batch with
     /// `one_at_a_time`, else everything queued (as one union) per batch;
     /// an empty dataset when the queue is empty. For tests and demos; not
-    /// recoverable after a crash, since the datasets live in the driver.
+    /// recoverable after a crash, since the datasets live in the driver: a
+    /// context with a checkpoint directory refuses to start with one.
     pub fn queue_stream<T: Data>(&self, queue: &StreamQueue<T>, one_at_a_time: bool) -> DStream<T> {
+        self.queue_input(queue, one_at_a_time, None)
+    }
+
+    /// [`queue_stream`](Self::queue_stream) whose batch is `default` when
+    /// the queue is empty (Spark's `defaultRDD`).
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let tick = std::time::Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    /// let queue = StreamQueue::new();
+    /// queue.push(ctx.parallelize(vec![1, 2], 1));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream_with_default(&queue, true, ctx.parallelize(vec![0], 1))
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().push(rdd.collect()?)))
+    ///     .unwrap();
+    /// ssc.start().unwrap();
+    /// for t in [100, 200] {
+    ///     clock.advance(tick);
+    ///     ssc.wait_for_batch(Time::from_millis(t)).unwrap();
+    /// }
+    /// assert_eq!(*seen.lock().unwrap(), [vec![1, 2], vec![0]]);
+    /// ```
+    pub fn queue_stream_with_default<T: Data>(
+        &self,
+        queue: &StreamQueue<T>,
+        one_at_a_time: bool,
+        default: Rdd<T>,
+    ) -> DStream<T> {
+        self.queue_input(queue, one_at_a_time, Some(default))
+    }
+
+    fn queue_input<T: Data>(
+        &self,
+        queue: &StreamQueue<T>,
+        one_at_a_time: bool,
+        default: Option<Rdd<T>>,
+    ) -> DStream<T> {
         let graph = self.graph();
         let spec = NewStream::input("queue_stream", graph);
         let stream = DStream::from_op(
@@ -98,6 +150,7 @@ impl StreamingContext {
             QueueInput {
                 queue: queue.clone(),
                 one_at_a_time,
+                default,
                 ctx: self.context().clone(),
             },
         );

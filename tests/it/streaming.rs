@@ -1272,3 +1272,41 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn a_queue_stream_with_a_default_gives_the_default_for_an_empty_queue() {
+    let h = Harness::new();
+    let q = StreamQueue::new();
+    q.push(h.ctx.parallelize(vec![1, 2], 2));
+    q.push(h.ctx.parallelize(vec![3], 1));
+    let default = h.ctx.parallelize(vec![-1, -2], 2);
+    let out = h.collect(&h.ssc.queue_stream_with_default(&q, true, default));
+    h.run(4);
+    assert_eq!(
+        outputs(&out),
+        [vec![1, 2], vec![3], vec![-2, -1], vec![-2, -1]]
+    );
+}
+
+#[test]
+fn a_queue_stream_with_a_checkpoint_is_refused_at_start() {
+    let ctx = common::ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let ssc = StreamingContext::with_manual_clock(&ctx, TICK, ManualClock::new()).unwrap();
+    ssc.checkpoint(dir.path()).unwrap();
+    ssc.queue_stream(&StreamQueue::<u8>::new(), true)
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    let err = ssc.start().unwrap_err();
+    assert!(
+        matches!(&err, Error::StreamingState(m) if m.contains("queue_stream") && m.contains("cannot be recovered")),
+        "{err}"
+    );
+    // Without a checkpoint the same graph starts.
+    let ssc = StreamingContext::with_manual_clock(&ctx, TICK, ManualClock::new()).unwrap();
+    ssc.queue_stream(&StreamQueue::<u8>::new(), true)
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    ssc.start().unwrap();
+    ssc.stop(false).unwrap();
+}
