@@ -136,6 +136,7 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
                     for (_, s) in records {
                         fire_timers(&mut state, s.watermark, time, &k, function.as_ref(), out);
                         state.watermark = s.watermark;
+                        state.begin_call();
                         if let Some(u) = function(time, &k, Some(s.value), &mut state) {
                             out.push(StateOut::Mapped(u));
                         }
@@ -178,6 +179,7 @@ fn fire_timers<K, T, S, U>(
     while let Some(&due) = state.timers.iter().filter(|t| **t < watermark).min() {
         state.timers.retain(|t| *t != due);
         state.fired = Some(due);
+        state.begin_call();
         if let Some(u) = function(time, key, None, state) {
             out.push(StateOut::Mapped(u));
         }

@@ -1310,3 +1310,63 @@ fn a_queue_stream_with_a_checkpoint_is_refused_at_start() {
     ssc.start().unwrap();
     ssc.stop(false).unwrap();
 }
+
+#[test]
+fn state_reports_updates_and_removals_and_refuses_misuse_as_spark_does() {
+    use spate::streaming::State;
+    let mut s = State::new(Some(5));
+    assert!(!s.is_updated() && !s.is_removed());
+    s.update(6);
+    s.update(7);
+    assert!(s.is_updated());
+    assert_eq!(s.get(), Some(&7));
+    s.remove();
+    assert!(s.is_removed() && !s.exists());
+    let misuse = |f: fn(&mut State<i32>)| {
+        let mut s = State::new(Some(1));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut s)));
+        let payload = caught.expect_err("the misuse panics");
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap()
+    };
+    assert!(
+        misuse(|s| {
+            s.remove();
+            s.update(2)
+        })
+        .contains("after State::remove")
+    );
+    assert!(
+        misuse(|s| {
+            s.remove();
+            s.remove()
+        })
+        .contains("remove twice")
+    );
+    // In a stream: a misuse fails the batch, naming it.
+    let h = Harness::new();
+    let input = h.input(vec![vec![('a', 1)]], 1);
+    let spec = spate::streaming::StateSpec::function(
+        |_: Time, _: &char, v: Option<i32>, state: &mut State<i32>| {
+            state.remove();
+            state.update(v.unwrap_or(0));
+            None::<i32>
+        },
+    );
+    input
+        .map_with_state(spec)
+        .stream()
+        .foreach_rdd(|rdd, _| rdd.count().map(|_| ()))
+        .unwrap();
+    h.ssc.start().unwrap();
+    h.clock.advance(TICK);
+    let err = h.ssc.await_termination().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("State::update after State::remove"),
+        "{err}"
+    );
+}

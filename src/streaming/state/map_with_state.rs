@@ -19,6 +19,9 @@ use std::time::Duration;
 pub struct State<S> {
     pub(crate) value: Option<S>,
     pub(crate) timing_out: bool,
+    /// Set by `update` / `remove` in the current call.
+    updated: bool,
+    removed: bool,
     /// Event-time timers of the key (event streams only).
     pub(crate) timers: Vec<EventTime>,
     /// The timer this call reports.
@@ -27,10 +30,22 @@ pub struct State<S> {
 }
 
 impl<S> State<S> {
-    pub(crate) fn new(value: Option<S>) -> Self {
+    /// A key's state holding `value`, outside any stream: for testing a
+    /// state function on its own.
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// let mut state = State::new(Some(1));
+    /// state.update(2);
+    /// assert!(state.is_updated() && !state.is_removed());
+    /// assert_eq!(state.get(), Some(&2));
+    /// ```
+    pub fn new(value: Option<S>) -> Self {
         State {
             value,
             timing_out: false,
+            updated: false,
+            removed: false,
             timers: Vec::new(),
             fired: None,
             watermark: crate::streaming::watermark::NO_WATERMARK,
@@ -49,17 +64,62 @@ impl<S> State<S> {
         self.value.as_ref()
     }
 
-    /// Sets the state (not allowed while timing out: the key is removed
-    /// anyway).
+    /// Sets the state. As in Spark, this fails the task (a panic naming the
+    /// misuse) after [`remove`](Self::remove) in the same call, or while
+    /// the key is timing out (it is removed anyway).
+    ///
+    /// ```should_panic
+    /// # use spate::streaming::State;
+    /// # fn f(state: &mut State<u32>) {
+    /// state.remove();
+    /// state.update(1); // panics: the state was removed in this call
+    /// # }
+    /// # f(&mut State::new(Some(0)));
+    /// ```
     pub fn update(&mut self, s: S) {
-        if !self.timing_out {
-            self.value = Some(s);
-        }
+        assert!(
+            !self.removed,
+            "State::update after State::remove in the same call: the state has been removed"
+        );
+        assert!(
+            !self.timing_out,
+            "State::update while the key is timing out: its state is removed after this call"
+        );
+        self.value = Some(s);
+        self.updated = true;
     }
 
-    /// Removes the key's state.
+    /// Removes the key's state. As in Spark, this fails the task (a panic
+    /// naming the misuse) if the state was already removed in this call, or
+    /// while the key is timing out (it is removed anyway).
     pub fn remove(&mut self) {
+        assert!(
+            !self.removed,
+            "State::remove twice in the same call: the state has already been removed"
+        );
+        assert!(
+            !self.timing_out,
+            "State::remove while the key is timing out: its state is removed after this call"
+        );
         self.value = None;
+        self.removed = true;
+    }
+
+    /// Whether this call updated the state.
+    pub fn is_updated(&self) -> bool {
+        self.updated
+    }
+
+    /// Whether this call removed the state.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// Starts a call of the user's function: `is_updated`, `is_removed` and
+    /// the misuse checks are per call.
+    pub(crate) fn begin_call(&mut self) {
+        self.updated = false;
+        self.removed = false;
     }
 
     /// On an event stream ([`KeyedEventStream::map_with_state`]): calls the
@@ -325,6 +385,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
                         if let (Some(idle), true) = (timeout, state.exists()) {
                             if last_seen_ms + idle < now {
                                 state.timing_out = true;
+                                state.begin_call();
                                 if let Some(u) = function(time, &k, None, &mut state) {
                                     out.push(StateOut::Mapped(u));
                                 }
@@ -334,6 +395,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
                     } else {
                         last_seen_ms = now;
                         for v in new {
+                            state.begin_call();
                             if let Some(u) = function(time, &k, Some(v), &mut state) {
                                 out.push(StateOut::Mapped(u));
                             }
