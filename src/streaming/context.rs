@@ -178,6 +178,29 @@ impl StreamingContext {
         Ok(())
     }
 
+    /// Makes every stream keep the datasets of its batches for at least
+    /// `duration` (Spark's `remember`), so [`slice`](super::DStream::slice)
+    /// and queries made from outputs can reach further back; streams that
+    /// need longer (windows) keep their own span. Before
+    /// [`start`](Self::start).
+    ///
+    /// ```
+    /// # use spate::streaming::{ManualClock, StreamingContext};
+    /// # use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), ManualClock::new()).unwrap();
+    /// ssc.remember(Duration::from_secs(60)).unwrap();
+    /// ```
+    pub fn remember(&self, duration: Duration) -> Result<()> {
+        if self.inner.progress.lock().life != Life::Initialized {
+            return Err(Error::StreamingState(
+                "remember must be set before start".into(),
+            ));
+        }
+        self.inner.graph.pacing.set_remember(duration);
+        Ok(())
+    }
+
     /// Registers a listener for batch events.
     pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
         self.inner.listeners.write().push(listener);
@@ -293,8 +316,9 @@ impl StreamingContext {
             }
             controller = Some(Controller::new(a));
         }
+        let remember = interval.max(inner.graph.pacing.remember());
         for op in inner.graph.outputs.lock().iter() {
-            op.stream.remember(interval);
+            op.stream.remember(remember);
         }
         let max_remember = streams
             .iter()

@@ -8,6 +8,7 @@ use super::rate::Backpressure;
 use super::time::Time;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 #[derive(Default)]
 pub(crate) struct Pacing {
@@ -16,9 +17,19 @@ pub(crate) struct Pacing {
     adaptive: Mutex<Option<AdaptiveBatching>>,
     /// Recent batch times.
     batch_log: Mutex<BTreeSet<Time>>,
+    /// How long every stream keeps its datasets at least (`remember`).
+    remember: Mutex<Duration>,
 }
 
 impl Pacing {
+    pub(crate) fn set_remember(&self, d: Duration) {
+        *self.remember.lock() = d;
+    }
+
+    pub(crate) fn remember(&self) -> Duration {
+        *self.remember.lock()
+    }
+
     pub(crate) fn backpressure(&self) -> Backpressure {
         self.backpressure.lock().clone()
     }

@@ -1370,3 +1370,38 @@ fn state_reports_updates_and_removals_and_refuses_misuse_as_spark_does() {
         "{err}"
     );
 }
+
+#[test]
+fn remember_keeps_every_streams_batches_for_slice() {
+    let sliced = |remember: Option<Duration>| -> spate::Result<Vec<Vec<i32>>> {
+        let h = Harness::new();
+        if let Some(d) = remember {
+            h.ssc.remember(d).unwrap();
+        }
+        let input = h.input((1..=6).map(|i| vec![i]).collect(), 1);
+        let _out = h.collect(&input.map(|x| x * 10));
+        h.run(6);
+        Ok(input
+            .slice(ms(100), ms(600))?
+            .iter()
+            .map(|r: &Rdd<i32>| r.collect().unwrap())
+            .collect())
+    };
+    // By default a stream keeps its last batch: earlier times are computed
+    // again, from a queue that is empty by now. With remember, all six.
+    assert_eq!(
+        sliced(None).unwrap(),
+        [vec![], vec![], vec![], vec![], vec![], vec![6]]
+    );
+    assert_eq!(
+        sliced(Some(6 * TICK)).unwrap(),
+        [vec![1], vec![2], vec![3], vec![4], vec![5], vec![6]]
+    );
+    let h = Harness::new();
+    h.collect(&h.input(vec![vec![1]], 1));
+    h.run(1);
+    assert!(matches!(
+        h.ssc.remember(TICK),
+        Err(Error::StreamingState(_))
+    ));
+}
