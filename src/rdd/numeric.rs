@@ -298,32 +298,7 @@ impl<T: Data> Rdd<T> {
                 "histogram boundaries must be at least two, sorted and distinct".into(),
             ));
         }
-        let b = boundaries.to_vec();
-        let parts = self.run_partitions("histogram", |it| {
-            let mut counts = vec![0u64; b.len() - 1];
-            let last = b.len() - 1;
-            for_each_chunk(it, |chunk| {
-                for x in chunk.drain(..) {
-                    let v = x.to_f64();
-                    if v < b[0] || v > b[last] || v.is_nan() {
-                        continue;
-                    }
-                    let i = if v == b[last] {
-                        last - 1
-                    } else {
-                        b.partition_point(|e| *e <= v) - 1
-                    };
-                    counts[i] += 1;
-                }
-                Ok(())
-            })?;
-            Ok(counts)
-        })?;
-        let mut total = vec![0u64; boundaries.len() - 1];
-        for p in parts {
-            total.iter_mut().zip(p).for_each(|(t, c)| *t += c);
-        }
-        Ok(total)
+        self.count_in_buckets(boundaries, |x| Some(x.to_f64()).filter(|v| !v.is_nan()))
     }
 
     /// Counts per bucket for ascending `bounds` over any ordered type
@@ -346,18 +321,29 @@ impl<T: Data> Rdd<T> {
                 "histogram bounds must be at least two, strictly ascending".into(),
             ));
         }
+        self.count_in_buckets(bounds, Some)
+    }
+
+    /// Counts per bucket of ascending `bounds` (bucket i is `[b[i], b[i+1])`,
+    /// the last one closed) of each element's `value`; elements outside,
+    /// or without a value, are not counted.
+    fn count_in_buckets<B: PartialOrd + Sync>(
+        &self,
+        bounds: &[B],
+        value: impl Fn(T) -> Option<B> + Sync,
+    ) -> Result<Vec<u64>> {
+        let last = bounds.len() - 1;
         let parts = self.run_partitions("histogram", |it| {
-            let mut counts = vec![0u64; bounds.len() - 1];
-            let last = bounds.len() - 1;
+            let mut counts = vec![0u64; last];
             for_each_chunk(it, |chunk| {
-                for x in chunk.drain(..) {
-                    if x < bounds[0] || x > bounds[last] {
+                for v in chunk.drain(..).filter_map(&value) {
+                    if v < bounds[0] || v > bounds[last] {
                         continue;
                     }
-                    let i = if x == bounds[last] {
+                    let i = if v == bounds[last] {
                         last - 1
                     } else {
-                        bounds.partition_point(|b| *b <= x) - 1
+                        bounds.partition_point(|b| *b <= v) - 1
                     };
                     counts[i] += 1;
                 }
@@ -365,7 +351,7 @@ impl<T: Data> Rdd<T> {
             })?;
             Ok(counts)
         })?;
-        let mut total = vec![0u64; bounds.len() - 1];
+        let mut total = vec![0u64; last];
         for p in parts {
             total.iter_mut().zip(p).for_each(|(t, c)| *t += c);
         }
