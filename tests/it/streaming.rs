@@ -1405,3 +1405,27 @@ fn remember_keeps_every_streams_batches_for_slice() {
         Err(Error::StreamingState(_))
     ));
 }
+
+#[test]
+fn update_state_by_key_at_calls_the_function_with_each_batch_time() {
+    let h = Harness::new();
+    let input = h.input(
+        vec![vec![('a', 1)], vec![('b', 1)], vec![], vec![('a', 1)]],
+        1,
+    );
+    let calls = input.update_state_by_key_at(
+        spate::streaming::StateOptions::default(),
+        |time: Time, _k: &char, _new: Vec<i32>, seen: Option<Vec<u64>>| {
+            let mut seen = seen.unwrap_or_default();
+            seen.push(time.millis());
+            Some(seen)
+        },
+    );
+    let out = h.collect(&calls);
+    h.run(4);
+    // A key is called in every batch once it has state.
+    assert_eq!(
+        outputs(&out)[3],
+        [('a', vec![100, 200, 300, 400]), ('b', vec![200, 300, 400])]
+    );
+}

@@ -81,6 +81,44 @@ impl<K: Key, V: Value> DStream<(K, V)> {
         options: StateOptions<K, S>,
         update: impl Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
     ) -> DStream<(K, S)> {
+        self.update_state_by_key_at(options, move |_, k, new, old| update(k, new, old))
+    }
+
+    /// [`update_state_by_key_with`](DStream::update_state_by_key_with)
+    /// whose function also receives the batch time (Spark's
+    /// `updateStateByKey` with a `(Time, K, Seq[V], Option[S])` function).
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, StateOptions, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(10), clock.clone()).unwrap();
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![('a', 1)], 1));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&q, true)
+    ///     .update_state_by_key_at(StateOptions::default(), |time: Time, _k, new: Vec<i32>, last: Option<(u64, i32)>| {
+    ///         // Remember when the key last had values.
+    ///         match (new.is_empty(), last) {
+    ///             (false, _) => Some((time.millis(), new.iter().sum())),
+    ///             (true, last) => last,
+    ///         }
+    ///     })
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().push(rdd.collect()?)))
+    ///     .unwrap();
+    /// ssc.start().unwrap();
+    /// clock.advance(Duration::from_millis(20));
+    /// ssc.wait_for_batch(Time::from_millis(20)).unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), [vec![('a', (10, 1))], vec![('a', (10, 1))]]);
+    /// ```
+    pub fn update_state_by_key_at<S: Value>(
+        &self,
+        options: StateOptions<K, S>,
+        update: impl Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync + 'static,
+    ) -> DStream<(K, S)> {
         let partitioner = options
             .partitioning
             .resolve(&[(None, self.context().default_parallelism())]);
@@ -107,7 +145,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     }
 }
 
-type UpdateFn<K, V, S> = dyn Fn(&K, Vec<V>, Option<S>) -> Option<S> + Send + Sync;
+type UpdateFn<K, V, S> = dyn Fn(Time, &K, Vec<V>, Option<S>) -> Option<S> + Send + Sync;
 
 struct UpdateState<K, V, S> {
     parent: DStream<(K, V)>,
@@ -144,7 +182,7 @@ impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V,
                     if new.is_empty() && ttl.is_some_and(|ttl| last_seen_ms + ttl <= now) {
                         continue;
                     }
-                    if let Some(value) = update(&k, new, old.map(|t| t.value)) {
+                    if let Some(value) = update(time, &k, new, old.map(|t| t.value)) {
                         out.push((
                             k,
                             Tracked {
