@@ -57,5 +57,7 @@ pub use replay::ReplayableSource;
 pub use source::{DEFAULT_MAX_LINE_BYTES, Receiver, Sink};
 pub use state::{MapWithStateStream, State, StateOptions, StateSpec};
 pub use time::{ManualClock, Time};
-pub use watermark::{EventStream, EventTime, NO_WATERMARK, Stamped, WatermarkStrategy};
+pub use watermark::{
+    EventStream, EventTime, NO_WATERMARK, Stamped, WatermarkPolicy, WatermarkStrategy,
+};
 pub use window::KeepFilter;

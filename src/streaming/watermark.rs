@@ -79,6 +79,18 @@ pub struct Stamped<T> {
     pub watermark: EventTime,
 }
 
+/// How a union of event streams combines their watermarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WatermarkPolicy {
+    /// The smaller (an idle input does not count): no input's on-time
+    /// records are dropped as late (Spark's default).
+    #[default]
+    Min,
+    /// The larger: results come as soon as the faster input allows, and the
+    /// slower input's records may be late.
+    Max,
+}
+
 /// The watermark of one input at each batch boundary.
 #[derive(Default)]
 pub(crate) struct Watermarks {
@@ -235,8 +247,22 @@ impl<T: Value> EventStream<T> {
     /// The records of both streams. The watermark is the smaller of the
     /// two inputs' (an idle input does not count): a record's watermark is
     /// the smaller of its own input's just before it and the other input's
-    /// at the previous batch boundary.
+    /// at the previous batch boundary. Same as
+    /// [`union_with`](Self::union_with) and [`WatermarkPolicy::Min`].
     pub fn union(&self, other: &EventStream<T>) -> Result<EventStream<T>> {
+        self.union_with(other, WatermarkPolicy::Min)
+    }
+
+    /// The records of both streams, with the watermark combined by
+    /// `policy` (Spark's `multipleWatermarkPolicy`). With
+    /// [`WatermarkPolicy::Max`] the faster input sets the pace: records of
+    /// the slower one may then be late. Either way the combined watermark
+    /// never decreases.
+    pub fn union_with(
+        &self,
+        other: &EventStream<T>,
+        policy: WatermarkPolicy,
+    ) -> Result<EventStream<T>> {
         let watermarks = Arc::new(Watermarks::default());
         let (a, b) = (self.clone(), other.clone());
         let out = watermarks.clone();
@@ -245,21 +271,40 @@ impl<T: Value> EventStream<T> {
             .transform_with(&other.stamped, move |x, y, time| {
                 let before = a.stamped.time_before(time);
                 let (pa, pb) = (a.watermarks.at(before), b.watermarks.at(before));
-                let cap = |p: Progress| if p.idle { EventTime::MAX } else { p.watermark };
-                let (cap_a, cap_b) = (cap(pb), cap(pa));
-                let xa = x.map(move |mut s| {
-                    s.watermark = s.watermark.min(cap_a);
-                    s
-                });
-                let yb = y.map(move |mut s| {
-                    s.watermark = s.watermark.min(cap_b);
-                    s
-                });
                 let (na, nb) = (a.watermarks.at(time), b.watermarks.at(time));
-                let combined = match (na.idle, nb.idle) {
-                    (true, false) => nb.watermark,
-                    (false, true) => na.watermark,
-                    _ => na.watermark.min(nb.watermark),
+                let (xa, yb, combined) = match policy {
+                    WatermarkPolicy::Min => {
+                        let cap = |p: Progress| if p.idle { EventTime::MAX } else { p.watermark };
+                        let (cap_a, cap_b) = (cap(pb), cap(pa));
+                        let xa = x.map(move |mut s| {
+                            s.watermark = s.watermark.min(cap_a);
+                            s
+                        });
+                        let yb = y.map(move |mut s| {
+                            s.watermark = s.watermark.min(cap_b);
+                            s
+                        });
+                        let combined = match (na.idle, nb.idle) {
+                            (true, false) => nb.watermark,
+                            (false, true) => na.watermark,
+                            _ => na.watermark.min(nb.watermark),
+                        };
+                        (xa, yb, combined)
+                    }
+                    WatermarkPolicy::Max => {
+                        // The other input's watermark at the boundary lifts
+                        // each record's; idleness does not matter.
+                        let (lift_a, lift_b) = (pb.watermark, pa.watermark);
+                        let xa = x.map(move |mut s| {
+                            s.watermark = s.watermark.max(lift_a);
+                            s
+                        });
+                        let yb = y.map(move |mut s| {
+                            s.watermark = s.watermark.max(lift_b);
+                            s
+                        });
+                        (xa, yb, na.watermark.max(nb.watermark))
+                    }
                 };
                 out.record(
                     time,

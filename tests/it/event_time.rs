@@ -769,3 +769,49 @@ fn an_event_timer_fires_once_the_watermark_passes_its_time_not_when_it_equals_it
     );
     assert_eq!(got[1], ["a:1000@1001"], "watermark 1001 passed it");
 }
+
+#[test]
+fn a_max_watermark_policy_follows_the_faster_input_and_never_goes_back() {
+    let marks = |policy: spate::streaming::WatermarkPolicy| -> Vec<i64> {
+        let ctx = common::ctx();
+        let clock = ManualClock::new();
+        let tick = Duration::from_millis(100);
+        let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+        let (qa, qb) = (StreamQueue::new(), StreamQueue::new());
+        let batches_a: [Vec<Ev>; 4] = [
+            vec![('a', 1000)],
+            vec![('a', 5000)],
+            vec![('a', 2000)],
+            vec![],
+        ];
+        let batches_b: [Vec<Ev>; 4] = [
+            vec![('b', 1100)],
+            vec![('b', 1200)],
+            vec![],
+            vec![('b', 6000)],
+        ];
+        for (a, b) in batches_a.into_iter().zip(batches_b) {
+            qa.push(ctx.parallelize(a, 1));
+            qb.push(ctx.parallelize(b, 1));
+        }
+        let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500));
+        let a = ssc
+            .queue_stream(&qa, true)
+            .with_timestamps(|e: &Ev| e.1, strategy.clone());
+        let b = ssc
+            .queue_stream(&qb, true)
+            .with_timestamps(|e: &Ev| e.1, strategy);
+        let both = a.union_with(&b, policy).unwrap();
+        both.stamped().foreach_rdd(|_, _| Ok(())).unwrap();
+        ssc.start().unwrap();
+        for _ in 0..4 {
+            clock.advance(tick);
+            ssc.wait_for_batch(clock.now()).unwrap();
+        }
+        ssc.batches().iter().map(|b| b.watermarks[2].1).collect()
+    };
+    use spate::streaming::WatermarkPolicy::{Max, Min};
+    // a: 500, 4500, 4500 (its max stays), 4500; b: 600, 700, 700, 5500.
+    assert_eq!(marks(Min), [500, 700, 700, 4500]);
+    assert_eq!(marks(Max), [600, 4500, 4500, 5500]);
+}
