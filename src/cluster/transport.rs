@@ -206,6 +206,12 @@ mod tests {
             .block_on(f)
     }
 
+    /// A loopback port nobody listens on (for now).
+    async fn free_port() -> u16 {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        probe.local_addr().unwrap().port()
+    }
+
     const QUICK: Heartbeats = Heartbeats {
         every: Duration::from_millis(20),
         timeout: Duration::from_millis(300),
@@ -222,12 +228,7 @@ mod tests {
         let joined = block_on(async {
             let ids: Vec<Identity> = (0..4).map(identity).collect();
             // Find a free port, then let the driver bind it only later.
-            let port = TcpListener::bind("127.0.0.1:0")
-                .await
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port().await;
             let addr = driver_address(None, port);
             let early = connect_to_driver(&addr, &ids[1], Duration::from_secs(10));
             let driver = async {
@@ -276,12 +277,7 @@ mod tests {
         let err = block_on(async {
             let ids: Vec<Identity> = (0..4).map(identity).collect();
             // A port nobody listens on.
-            let port = TcpListener::bind("127.0.0.1:0")
-                .await
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port().await;
             let addr = driver_address(None, port);
             connect_to_driver(&addr, &ids[1], Duration::from_millis(500))
                 .await
