@@ -13,6 +13,7 @@
 //! that wants one record (`take(1)`) asks for a chunk of one.
 
 mod actions;
+mod approx;
 mod cartesian;
 pub(crate) mod checkpoint;
 mod coalesce;

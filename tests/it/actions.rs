@@ -530,3 +530,50 @@ fn reading_or_resetting_an_accumulator_inside_a_task_fails_the_task() {
     acc.reset();
     assert_eq!(acc.value(), 0);
 }
+
+#[test]
+fn count_approx_distinct_is_close_exact_when_small_and_the_same_for_any_partitioning() {
+    let ctx = ctx();
+    let data: Vec<u64> = (0..200_000u64).map(|i| (i * 7919) % 50_000).collect();
+    let mut estimates = Vec::new();
+    for parts in PARTITIONS {
+        let r = ctx.parallelize(data.clone(), parts);
+        for sd in [0.05, 0.01] {
+            let n = r.count_approx_distinct(sd).unwrap();
+            let error = (n as f64 - 50_000.0).abs() / 50_000.0;
+            assert!(error < 3.0 * sd, "{n} with sd {sd}, {parts} partitions");
+            estimates.push((sd.to_bits(), n));
+        }
+    }
+    // Sketches merge exactly: the estimate does not depend on partitioning.
+    estimates.sort();
+    estimates.dedup();
+    assert_eq!(estimates.len(), 2, "{estimates:?}");
+    let words = ctx.parallelize(
+        vec!["a", "b", "c", "a", "b"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        3,
+    );
+    assert_eq!(
+        words.count_approx_distinct(0.05).unwrap(),
+        3,
+        "small counts are exact"
+    );
+    assert_eq!(
+        ctx.parallelize(Vec::<u8>::new(), 2)
+            .count_approx_distinct(0.05)
+            .unwrap(),
+        0
+    );
+    for bad in [0.0, -0.1, f64::NAN, 0.0001, 0.5] {
+        assert!(
+            matches!(
+                ctx.range(0, 5, 1, 1).count_approx_distinct(bad),
+                Err(Error::InvalidArgument(_))
+            ),
+            "{bad}"
+        );
+    }
+}
