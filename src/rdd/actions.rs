@@ -222,12 +222,22 @@ impl<T: Data> Rdd<T> {
         Ok(self.num_partitions() == 0 || self.take(1)?.is_empty())
     }
 
-    /// The `n` smallest elements by `cmp`, in ascending order.
+    /// The `n` smallest elements by `cmp`, in ascending order. The
+    /// comparator may own data (it is shared by reference, not copied).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let rank = vec![3, 1, 2]; // the preferred order of 0, 1, 2
+    /// let r = ctx.parallelize(vec![0usize, 1, 2, 1], 2);
+    /// let best = r.take_ordered_by(2, move |a, b| rank[*a].cmp(&rank[*b])).unwrap();
+    /// assert_eq!(best, [1, 1]);
+    /// ```
     pub fn take_ordered_by(
         &self,
         n: usize,
-        cmp: impl Fn(&T, &T) -> Ordering + Sync + Copy,
+        cmp: impl Fn(&T, &T) -> Ordering + Sync,
     ) -> Result<Vec<T>> {
+        let cmp = &cmp;
         let parts = self.run_partitions("take_ordered", |it| {
             let mut best = Smallest::new(n, cmp);
             for_each_chunk(it, |b| {
