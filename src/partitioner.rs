@@ -31,7 +31,7 @@ enum Kind {
     Hash(usize),
     /// A typed function `Arc<dyn Fn(&K) -> usize>` stored as `Any`.
     Keyed {
-        name: &'static str,
+        name: Arc<str>,
         num_partitions: usize,
         func: Arc<dyn Any + Send + Sync>,
     },
@@ -50,16 +50,25 @@ impl Partitioner {
     }
 
     /// A user-defined partitioner: `func(key)` must return a value below
-    /// `num_partitions` (larger values are reduced modulo the count).
+    /// `num_partitions` (larger values are reduced modulo the count). The
+    /// name (owned or static) is shown in debug output and errors.
+    ///
+    /// ```
+    /// use spate::Partitioner;
+    /// let by_region = format!("region-{}", 3);
+    /// let p = Partitioner::custom(by_region, 3, |k: &u32| (*k / 100) as usize);
+    /// assert_eq!(p.partition_of(&250u32), 2);
+    /// assert_eq!(format!("{p:?}"), "Partitioner(region-3, 3)");
+    /// ```
     pub fn custom<K: 'static>(
-        name: &'static str,
+        name: impl Into<Arc<str>>,
         num_partitions: usize,
         func: impl Fn(&K) -> usize + Send + Sync + 'static,
     ) -> Self {
         let func: KeyFn<K> = Arc::new(func);
         Partitioner {
             kind: Kind::Keyed {
-                name,
+                name: name.into(),
                 num_partitions: num_partitions.max(1),
                 func: Arc::new(func),
             },
@@ -78,7 +87,7 @@ impl Partitioner {
         };
         let mut p = Partitioner::custom("range", n, func);
         if let Kind::Keyed { name, .. } = &mut p.kind {
-            *name = if ascending { "range-asc" } else { "range-desc" };
+            *name = Arc::from(if ascending { "range-asc" } else { "range-desc" });
         }
         p
     }
