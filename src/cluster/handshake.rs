@@ -134,10 +134,20 @@ fn hello(me: &Identity, nonce: &[u8; 32]) -> Vec<u8> {
     out
 }
 
-fn refusal(reason: &str) -> Vec<u8> {
-    let mut out = vec![REFUSE];
-    out.extend_from_slice(reason.as_bytes());
-    out
+const WRONG_SECRET: &str = "wrong secret: the peer could not prove it knows the shared secret";
+
+/// Tells the peer why it is refused (best effort: it may be gone) and
+/// returns the same reason as this side's error.
+async fn refuse(
+    io: &mut (impl AsyncWrite + Unpin),
+    peer: &str,
+    reason: impl Into<String>,
+) -> Error {
+    let reason = reason.into();
+    let mut msg = vec![REFUSE];
+    msg.extend_from_slice(reason.as_bytes());
+    let _ = write_frame(io, &msg, peer).await;
+    refused(peer, reason)
 }
 
 /// The peer's refusal as an error, if `msg` is one.
@@ -182,9 +192,7 @@ pub(crate) async fn connect_handshake(
             .verify_slice(their_mac)
             .is_err()
         {
-            let reason = "wrong secret: the peer could not prove it knows the shared secret";
-            let _ = write_frame(io, &refusal(reason), peer).await;
-            return Err(refused(peer, reason));
+            return Err(refuse(io, peer, WRONG_SECRET).await);
         }
         let mut proof = vec![PROOF];
         proof.extend_from_slice(
@@ -223,8 +231,7 @@ pub(crate) async fn accept_handshake(
                 version.map_or("?".to_string(), |v| v.to_string()),
                 me.version
             );
-            let _ = write_frame(io, &refusal(&reason), peer).await;
-            return Err(refused(peer, reason));
+            return Err(refuse(io, peer, reason).await);
         }
         let (Some(fingerprint), Some(rank), Some(their_nonce)) = (
             fixed::<32>(&msg, 8),
@@ -239,8 +246,7 @@ pub(crate) async fn accept_handshake(
                 short(&me.fingerprint),
                 short(&fingerprint)
             );
-            let _ = write_frame(io, &refusal(&reason), peer).await;
-            return Err(refused(peer, reason));
+            return Err(refuse(io, peer, reason).await);
         }
         let nonce: [u8; 32] = rand::random();
         let mut challenge = vec![CHALLENGE];
@@ -261,9 +267,7 @@ pub(crate) async fn accept_handshake(
                     .is_ok()
             });
         if !proven {
-            let reason = "wrong secret: the peer could not prove it knows the shared secret";
-            let _ = write_frame(io, &refusal(reason), peer).await;
-            return Err(refused(peer, reason));
+            return Err(refuse(io, peer, WRONG_SECRET).await);
         }
         write_frame(io, &[WELCOME], peer).await?;
         Ok(u32::from_le_bytes(rank))
