@@ -230,7 +230,7 @@ impl Context {
 
     /// An accumulator with a custom merge: tasks `add` values that are
     /// merged into `zero` with `merge`; each successful task counts once.
-    pub fn accumulator<T: Clone + Send + 'static>(
+    pub fn accumulator<T: Clone + Send + Sync + 'static>(
         &self,
         name: &str,
         zero: T,
@@ -242,7 +242,7 @@ impl Context {
     /// A summing accumulator (counts are sums of ones).
     pub fn sum_accumulator<T>(&self, name: &str) -> Accumulator<T>
     where
-        T: Clone + Send + Default + std::ops::AddAssign + 'static,
+        T: Clone + Send + Sync + Default + std::ops::AddAssign + 'static,
     {
         self.accumulator(name, T::default(), |a, b| *a += b)
     }

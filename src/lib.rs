@@ -67,6 +67,6 @@ pub use ids::{RddId, ShuffleId};
 pub use partitioner::{Partitioner, Partitioning, stable_hash};
 pub use rdd::{Histogram, LocalIterator, Numeric, PartitionIter, Rdd, StatCounter};
 pub use runtime::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
-pub use shared::{Accumulator, Broadcast};
+pub use shared::{Accumulator, Broadcast, TaskScope};
 pub use small_str::Str;
 pub use storage::{RddStorageInfo, StorageLevel};

@@ -109,7 +109,7 @@ impl<T> Clone for Accumulator<T> {
     }
 }
 
-impl<T: Clone + Send + 'static> Accumulator<T> {
+impl<T: Clone + Send + Sync + 'static> Accumulator<T> {
     pub(crate) fn new(
         id: u64,
         name: String,
@@ -129,28 +129,72 @@ impl<T: Clone + Send + 'static> Accumulator<T> {
 
     /// Adds `v`: to the running task's partial value inside a task, or
     /// directly to the accumulator on the driver.
+    ///
+    /// The task is found from the calling thread. Inside parallel code of
+    /// your own within a task (a rayon `par_iter`, a spawned thread), the
+    /// work may run on a thread that runs no task or another one: take a
+    /// [`TaskScope`] on the task's thread and add through
+    /// [`add_in`](Self::add_in) there. An `add` on one of the engine's
+    /// worker threads that runs no task cannot be attributed and panics,
+    /// failing the task with a message saying so.
     pub fn add(&self, v: T) {
-        let leftover = TASK_UPDATES.with(|slot| {
-            let mut slot = slot.borrow_mut();
-            let Some(updates) = slot.as_mut() else {
-                return Some(v);
-            };
-            let pending = updates.entry(self.inner.id).or_insert_with(|| {
-                Box::new(Pending {
-                    partial: self.inner.zero.clone(),
-                    target: self.inner.clone(),
-                })
-            });
-            let pending = pending
-                .as_any()
-                .downcast_mut::<Pending<T>>()
-                .expect("accumulator ids are unique per type");
-            (self.inner.merge)(&mut pending.partial, v);
-            None
+        let leftover = TASK_UPDATES.with(|slot| match slot.borrow().as_ref() {
+            Some(updates) => {
+                self.add_to(updates, v);
+                None
+            }
+            None => Some(v),
         });
         if let Some(v) = leftover {
+            if crate::runtime::on_idle_worker() {
+                panic!(
+                    "Accumulator::add() of '{}' ran on an engine worker thread outside any task (parallel code inside a task?): take a TaskScope::current() on the task's thread and use add_in",
+                    self.inner.name
+                );
+            }
             (self.inner.merge)(&mut self.inner.value.lock(), v);
         }
+    }
+
+    /// Adds `v` to the partial value of the task `scope` stands for, from
+    /// any thread: the explicit form of [`add`](Self::add) for parallel
+    /// code inside a task. The update counts once, when that task
+    /// succeeds; an update after the task ended is ignored.
+    ///
+    /// ```
+    /// use rayon::prelude::*;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let seen = ctx.sum_accumulator::<u64>("seen");
+    /// let s = seen.clone();
+    /// ctx.range(0, 100, 1, 2)
+    ///     .foreach_partition(move |part| {
+    ///         let task = spate::TaskScope::current().expect("inside a task");
+    ///         let v: Vec<i64> = part.collect();
+    ///         v.par_iter().for_each(|_| s.add_in(&task, 1));
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(seen.value(), 100);
+    /// ```
+    pub fn add_in(&self, scope: &TaskScope, v: T) {
+        self.add_to(&scope.updates, v);
+    }
+
+    fn add_to(&self, updates: &SharedUpdates, v: T) {
+        let mut updates = updates.lock();
+        let Some(updates) = updates.as_mut() else {
+            return; // the task already ended
+        };
+        let pending = updates.entry(self.inner.id).or_insert_with(|| {
+            Box::new(Pending {
+                partial: self.inner.zero.clone(),
+                target: self.inner.clone(),
+            })
+        });
+        let pending = pending
+            .as_any()
+            .downcast_mut::<Pending<T>>()
+            .expect("accumulator ids are unique per type");
+        (self.inner.merge)(&mut pending.partial, v);
     }
 
     /// The merged value of all successful tasks (and driver-side adds).
@@ -188,7 +232,7 @@ impl<T: Clone + Send + 'static> Accumulator<T> {
     }
 
     fn driver_only(&self, what: &str) {
-        if TASK_UPDATES.with(|slot| slot.borrow().is_some()) {
+        if TASK_UPDATES.with(|slot| slot.borrow().is_some()) || crate::runtime::on_idle_worker() {
             panic!(
                 "Accumulator::{what}() of '{}' was called inside a task: tasks can only add; read the value on the driver after the action",
                 self.inner.name
@@ -203,7 +247,7 @@ impl<T: Clone + Send + 'static> Accumulator<T> {
 }
 
 /// A task's partial value for one accumulator.
-trait PendingUpdate {
+trait PendingUpdate: Send {
     fn as_any(&mut self) -> &mut dyn Any;
     fn commit(self: Box<Self>);
 }
@@ -213,7 +257,7 @@ struct Pending<T> {
     target: Arc<AccumulatorInner<T>>,
 }
 
-impl<T: 'static> PendingUpdate for Pending<T> {
+impl<T: Send + Sync + 'static> PendingUpdate for Pending<T> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
@@ -225,8 +269,36 @@ impl<T: 'static> PendingUpdate for Pending<T> {
 
 type Updates = HashMap<u64, Box<dyn PendingUpdate>>;
 
+/// One task attempt's updates; `None` once the attempt has ended, so a late
+/// [`Accumulator::add_in`] from a thread that outlived it is dropped.
+type SharedUpdates = Arc<Mutex<Option<Updates>>>;
+
 thread_local! {
-    static TASK_UPDATES: RefCell<Option<Updates>> = const { RefCell::new(None) };
+    /// The updates of the task attempt running on this thread.
+    static TASK_UPDATES: RefCell<Option<SharedUpdates>> = const { RefCell::new(None) };
+}
+
+/// The running task attempt, as a value that can be sent to other threads:
+/// accumulator updates made through it with
+/// [`Accumulator::add_in`] count for that task, exactly once, when it
+/// succeeds. See [`Accumulator::add_in`] for an example.
+#[derive(Clone)]
+pub struct TaskScope {
+    updates: SharedUpdates,
+}
+
+impl TaskScope {
+    /// The task running on this thread; `None` outside a task.
+    pub fn current() -> Option<TaskScope> {
+        TASK_UPDATES.with(|slot| slot.borrow().clone().map(|updates| TaskScope { updates }))
+    }
+}
+
+impl fmt::Debug for TaskScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let open = self.updates.lock().is_some();
+        write!(f, "TaskScope {{ running: {open} }}")
+    }
 }
 
 /// Collects the accumulator updates of one task attempt. Created when the
@@ -234,22 +306,29 @@ thread_local! {
 /// discards them. Nesting (a task run while another waits on the same
 /// thread) restores the outer task's updates.
 pub(crate) struct TaskUpdates {
-    outer: Option<Updates>,
+    mine: SharedUpdates,
+    outer: Option<SharedUpdates>,
     done: bool,
 }
 
 impl TaskUpdates {
     pub(crate) fn begin() -> Self {
-        let outer = TASK_UPDATES.with(|slot| slot.borrow_mut().replace(HashMap::new()));
-        TaskUpdates { outer, done: false }
+        let mine: SharedUpdates = Arc::new(Mutex::new(Some(HashMap::new())));
+        let outer = TASK_UPDATES.with(|slot| slot.borrow_mut().replace(mine.clone()));
+        TaskUpdates {
+            mine,
+            outer,
+            done: false,
+        }
     }
 
+    /// Ends the attempt: restores the outer task and closes this one's
+    /// updates to late adds.
     fn take_current(&mut self) -> Updates {
         self.done = true;
         let outer = self.outer.take();
-        TASK_UPDATES
-            .with(|slot| std::mem::replace(&mut *slot.borrow_mut(), outer))
-            .unwrap_or_default()
+        TASK_UPDATES.with(|slot| *slot.borrow_mut() = outer);
+        self.mine.lock().take().unwrap_or_default()
     }
 
     pub(crate) fn commit(mut self) {

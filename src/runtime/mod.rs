@@ -11,7 +11,7 @@ mod task;
 
 pub(crate) use events::ListenerBus;
 pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
-pub(crate) use task::{MetricsCell, Running, TaskContext, running_task};
+pub(crate) use task::{MetricsCell, Running, TaskContext, on_idle_worker, running_task};
 
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, FaultPlan};
@@ -72,6 +72,7 @@ impl Runtime {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(parallelism)
             .thread_name(|i| format!("spate-worker-{i}"))
+            .start_handler(|_| task::mark_worker())
             // Deep narrow chains compute as nested calls; give them room.
             .stack_size(64 << 20)
             .build()

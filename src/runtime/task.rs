@@ -9,6 +9,19 @@ use std::sync::Arc;
 thread_local! {
     /// The task attempt running on this thread, if any.
     static RUNNING: Cell<Option<TaskId>> = const { Cell::new(None) };
+    /// Whether this thread is one of a runtime's pool workers.
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as a pool worker (the pool's start handler).
+pub(crate) fn mark_worker() {
+    WORKER.with(|w| w.set(true));
+}
+
+/// True on a pool worker that runs no task: code there was stolen from a
+/// task's own parallel work, and cannot be attributed to a task.
+pub(crate) fn on_idle_worker() -> bool {
+    WORKER.with(Cell::get) && running_task().is_none()
 }
 
 /// The task attempt this thread is running, if it is running one: an

@@ -2,6 +2,7 @@
 
 use crate::common;
 use crate::common::{ctx, logged_ctx, sorted};
+use rayon::prelude::*;
 use spate::{Error, Event, StageKind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -133,6 +134,77 @@ fn a_task_that_panics_once_is_retried_and_counts_its_accumulator_once() {
     );
     assert_eq!(log.failed_tasks(), 1);
     assert_eq!(log.tasks_run(), 3);
+}
+
+#[test]
+fn accumulator_adds_from_a_tasks_own_parallel_code_count_once_through_its_scope() {
+    let (ctx, log) = logged_ctx();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let acc = ctx.sum_accumulator::<u64>("seen");
+    let (a, t) = (acc.clone(), attempts.clone());
+    ctx.parallelize((0..1000).collect::<Vec<u64>>(), 3)
+        .foreach_partition(move |it| {
+            let task = spate::TaskScope::current().expect("inside a task");
+            let v: Vec<u64> = it.collect();
+            // Work spread over the pool and over threads of our own.
+            v.par_iter().for_each(|&x| a.add_in(&task, x));
+            std::thread::scope(|s| {
+                s.spawn(|| a.add_in(&task, 1));
+            });
+            if v.contains(&999) && t.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("first attempt fails");
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        acc.value(),
+        499_500 + 3,
+        "the failed attempt's adds are discarded"
+    );
+    assert_eq!(log.failed_tasks(), 1);
+}
+
+#[test]
+fn an_accumulator_add_stolen_onto_an_idle_worker_fails_the_task_instead_of_counting_for_no_task() {
+    let ctx = ctx();
+    let acc = ctx.sum_accumulator::<u64>("seen");
+    let a = acc.clone();
+    // One partition on two workers: the other worker runs no task, and a
+    // broadcast runs the closure on it.
+    let err = ctx
+        .range(0, 4, 1, 1)
+        .foreach_partition(move |_| {
+            rayon::broadcast(|_| a.add(1));
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "Accumulator::add() of 'seen' ran on an engine worker thread outside any task"
+        ),
+        "{err}"
+    );
+    assert_eq!(acc.value(), 0, "no attempt counted");
+}
+
+#[test]
+fn an_add_through_a_scope_whose_task_has_ended_is_ignored() {
+    let ctx = ctx();
+    let acc = ctx.sum_accumulator::<u64>("seen");
+    let kept = Arc::new(parking_lot::Mutex::new(None));
+    let (a, k) = (acc.clone(), kept.clone());
+    ctx.range(0, 4, 1, 1)
+        .foreach_partition(move |_| {
+            a.add(5);
+            *k.lock() = spate::TaskScope::current();
+        })
+        .unwrap();
+    let scope = kept.lock().take().expect("the task stored its scope");
+    acc.add_in(&scope, 100);
+    assert_eq!(acc.value(), 5);
+    assert!(
+        spate::TaskScope::current().is_none(),
+        "the driver runs no task"
+    );
 }
 
 #[test]
