@@ -32,6 +32,6 @@ fn main() -> Result<(), spate::Report> {
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::group_sums(&lines, &malformed).save_as_text_file(&args.output)?;
-    workloads::finish("groupby", &malformed, &log, started);
+    workloads::finish(&ctx, "groupby", &malformed, &log, started);
     Ok(())
 }

@@ -37,6 +37,6 @@ fn main() -> Result<(), spate::Report> {
     let orders = ctx.text_file(&args.orders, n)?;
     let customers = ctx.text_file(&args.customers, n)?;
     workloads::joined_orders(&orders, &customers, &malformed).save_as_text_file(&args.output)?;
-    workloads::finish("join", &malformed, &log, started);
+    workloads::finish(&ctx, "join", &malformed, &log, started);
     Ok(())
 }

@@ -41,7 +41,10 @@ fn main() -> Result<(), spate::Report> {
     let temp = tempfile::tempdir()
         .map_err(|e| spate::Error::InvalidArgument(format!("no temporary directory: {e}")))?;
     if args.checkpoint_every > 0 {
-        ctx.set_checkpoint_dir(args.checkpoint_dir.as_deref().unwrap_or(temp.path()))?;
+        // Every process must write to the same directory: the driver's.
+        let given = args.checkpoint_dir.clone();
+        let dir = ctx.run_on_driver(|| Ok(given.unwrap_or(temp.path().to_path_buf())))?;
+        ctx.set_checkpoint_dir(dir)?;
     }
     let lines = match &args.edges {
         Some(path) => ctx.text_file(path, n)?,
@@ -76,10 +79,13 @@ fn main() -> Result<(), spate::Report> {
             ranks.count()?; // writes the checkpoint and truncates the lineage
         }
     }
-    for (page, rank) in ranks.take_ordered_by(args.top, |a, b| {
+    let top = ranks.take_ordered_by(args.top, |a, b| {
         b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0))
-    })? {
-        println!("{page:>12}  {rank:.5}");
+    })?;
+    if ctx.is_driver() {
+        for (page, rank) in top {
+            println!("{page:>12}  {rank:.5}");
+        }
     }
     Ok(())
 }

@@ -39,6 +39,6 @@ fn main() -> Result<(), spate::Report> {
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::sorted_lines(&lines, args.partitions, &malformed)?
         .save_as_text_file(&args.output)?;
-    workloads::finish("sort", &malformed, &log, started);
+    workloads::finish(&ctx, "sort", &malformed, &log, started);
     Ok(())
 }

@@ -79,14 +79,18 @@ fn main() -> Result<(), spate::Report> {
             .save_as_text_file(dir)?;
     }
 
-    for (word, count) in &top {
-        println!("{count:>10}  {word}");
+    // Every process runs this program (cluster mode) and knows the
+    // results; the driver reports them.
+    if ctx.is_driver() {
+        for (word, count) in &top {
+            println!("{count:>10}  {word}");
+        }
+        println!("total words: {total}, distinct: {distinct}");
+        eprint!("{}", log.stage_report());
+        eprintln!(
+            "JOBTIME spate-wordcount {:.3}",
+            started.elapsed().as_secs_f64()
+        );
     }
-    println!("total words: {total}, distinct: {distinct}");
-    eprint!("{}", log.stage_report());
-    eprintln!(
-        "JOBTIME spate-wordcount {:.3}",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }

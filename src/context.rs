@@ -3,6 +3,7 @@
 //! the scheduler that runs jobs on it, and the functions that create
 //! datasets and shared variables.
 
+use crate::cluster::Topology;
 use crate::data::Data;
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, FaultPlan};
@@ -12,6 +13,8 @@ use crate::runtime::{Event, Listener, Runtime, RuntimeConfig};
 use crate::scheduler::Scheduler;
 use crate::shared::{Accumulator, Broadcast};
 use crate::storage::{BlockManager, RddStorageInfo};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,6 +48,19 @@ pub struct ContextBuilder {
     scratch_dir: Option<PathBuf>,
     max_task_failures: Option<u32>,
     memory_limit: Option<usize>,
+    cluster: ClusterChoice,
+}
+
+/// Whether a context joins a cluster.
+#[derive(Debug, Clone, Default)]
+enum ClusterChoice {
+    /// As the environment says ([`Topology::from_env`]).
+    #[default]
+    FromEnv,
+    /// One process, whatever the environment says.
+    Local,
+    /// This topology.
+    Given(Topology),
 }
 
 impl ContextBuilder {
@@ -75,13 +91,41 @@ impl ContextBuilder {
         self
     }
 
-    /// Creates the context: its thread pool and scratch directory.
+    /// Runs in this process alone, even when the environment describes a
+    /// cluster.
+    pub fn local(mut self) -> Self {
+        self.cluster = ClusterChoice::Local;
+        self
+    }
+
+    /// Joins the cluster `topology` describes instead of the one the
+    /// environment describes.
+    pub fn cluster(mut self, topology: Topology) -> Self {
+        self.cluster = ClusterChoice::Given(topology);
+        self
+    }
+
+    /// Creates the context: its thread pool and scratch directory; in
+    /// cluster mode (the environment names a launcher's rank and world
+    /// size of more than one process, see [`Topology::from_env`]) it joins
+    /// the cluster first, printing the topology to standard error, and
+    /// fails if the other processes do not join in time.
     pub fn build(self) -> Result<Context> {
+        let topology = match self.cluster {
+            ClusterChoice::FromEnv => Topology::from_env()?,
+            ClusterChoice::Local => None,
+            ClusterChoice::Given(t) => Some(t),
+        }
+        .filter(|t| t.world_size > 1);
+        if let Some(t) = &topology {
+            eprintln!("spate: {t}");
+        }
         let runtime = Runtime::new(RuntimeConfig {
             parallelism: self.parallelism,
             scratch_dir: self.scratch_dir,
             max_task_failures: self.max_task_failures,
             memory_limit: self.memory_limit,
+            cluster: topology,
         })?;
         Ok(Context {
             inner: Arc::new(Inner {
@@ -103,9 +147,66 @@ impl Context {
         ContextBuilder::default()
     }
 
-    /// Worker threads; also the default partition count.
+    /// Whether this process is the driver: always in local mode; in cluster
+    /// mode only rank 0. Guard side effects with it (printing, writing a
+    /// report): every process runs the program, and each action's result
+    /// is known to all of them.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().local().build().unwrap();
+    /// assert!(ctx.is_driver());
+    /// assert_eq!((ctx.rank(), ctx.num_processes()), (0, 1));
+    /// ```
+    pub fn is_driver(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Runs `f` on the driver only and returns its result in every process
+    /// (in local mode: runs `f`). For what only one process should do or
+    /// decide: read standard input, check or create an output directory,
+    /// pick a random seed. Every process must reach it at the same point
+    /// of the program, as an action.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().local().build().unwrap();
+    /// let seed: u64 = ctx.run_on_driver(|| Ok(42)).unwrap();
+    /// assert_eq!(seed, 42);
+    /// ```
+    pub fn run_on_driver<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<R>
+    where
+        R: Send + Serialize + DeserializeOwned,
+    {
+        self.inner.scheduler.on_driver("run_on_driver", f)
+    }
+
+    /// Crate-internal [`run_on_driver`](Self::run_on_driver) naming the
+    /// operation it serves, for error messages.
+    pub(crate) fn on_driver<R>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<R>
+    where
+        R: Send + Serialize + DeserializeOwned,
+    {
+        self.inner.scheduler.on_driver(action, f)
+    }
+
+    /// This process's rank: 0 for the driver (and in local mode).
+    pub fn rank(&self) -> usize {
+        self.runtime().cluster().map_or(0, |n| n.rank() as usize)
+    }
+
+    /// How many processes run the program (1 in local mode).
+    pub fn num_processes(&self) -> usize {
+        self.runtime().cluster().map_or(1, |n| n.world_size())
+    }
+
+    /// The default partition count: this process's worker threads, or in
+    /// cluster mode the worker threads of all processes together (the same
+    /// number in every process).
     pub fn default_parallelism(&self) -> usize {
-        self.runtime().parallelism()
+        self.runtime().default_partitions()
     }
 
     /// Attempts per task before its job fails.
@@ -230,19 +331,33 @@ impl Context {
 
     /// An accumulator with a custom merge: tasks `add` values that are
     /// merged into `zero` with `merge`; each successful task counts once.
-    pub fn accumulator<T: Clone + Send + Sync + 'static>(
+    /// The value type serializes: in cluster mode, a task's partial value
+    /// travels to the driver with its result.
+    pub fn accumulator<T>(
         &self,
         name: &str,
         zero: T,
         merge: impl Fn(&mut T, T) + Send + Sync + 'static,
-    ) -> Accumulator<T> {
-        Accumulator::new(self.next_shared_id(), name.to_string(), zero, merge)
+    ) -> Accumulator<T>
+    where
+        T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    {
+        let acc = Accumulator::new(self.next_shared_id(), name.to_string(), zero, merge);
+        self.inner.scheduler.accumulators().register(&acc);
+        acc
     }
 
     /// A summing accumulator (counts are sums of ones).
     pub fn sum_accumulator<T>(&self, name: &str) -> Accumulator<T>
     where
-        T: Clone + Send + Sync + Default + std::ops::AddAssign + 'static,
+        T: Clone
+            + Send
+            + Sync
+            + Serialize
+            + DeserializeOwned
+            + Default
+            + std::ops::AddAssign
+            + 'static,
     {
         self.accumulator(name, T::default(), |a, b| *a += b)
     }

@@ -178,6 +178,18 @@ pub enum Error {
     /// driver that was lost.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// A task attempt failed in another process of the cluster: its error
+    /// there, as text.
+    #[error("on process {rank}: {message}")]
+    Remote {
+        /// The process that ran the attempt.
+        rank: usize,
+        /// The error it met.
+        message: String,
+        /// Whether another attempt may succeed (as [`Error::is_retryable`]
+        /// said there).
+        retryable: bool,
+    },
     /// A streaming context was used in a state that does not allow it
     /// (started twice, a stream defined after start, ...).
     #[error("streaming context: {0}")]
@@ -227,6 +239,7 @@ impl Error {
             Error::TaskFailed { cause, .. } | Error::BatchFailed { cause, .. } => {
                 cause.is_retryable()
             }
+            Error::Remote { retryable, .. } => *retryable,
             _ => true,
         }
     }

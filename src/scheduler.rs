@@ -16,19 +16,26 @@
 //! - The driver walks lineage with explicit stacks, never recursion over
 //!   narrow chains, so deep lineages do not overflow.
 
+use crate::cluster::node::{Node, Reply};
+use crate::cluster::protocol::{Message, RemoteFailure, TaskKind, TaskReport, TaskSpec};
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{RddId, ShuffleId};
 use crate::lineage::{AnyRdd, Dependency, ShuffleDep};
 use crate::runtime::{
-    Event, JobMetrics, Running, Runtime, StageKind, TaskContext, TaskId, running_task,
+    Event, JobMetrics, Running, Runtime, StageKind, TaskContext, TaskId, TaskMetrics, running_task,
 };
-use crate::shared::TaskUpdates;
+use crate::shared::{AccumulatorRegistry, TaskUpdates};
+use crate::shuffle::MapSlot;
 use parking_lot::Mutex;
 use rayon::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::Instant;
 
 /// Consecutive attempts of one stage before the job is failed.
@@ -43,6 +50,8 @@ pub(crate) struct Scheduler {
     shuffle_stages: Mutex<HashMap<ShuffleId, u64>>,
     /// One job at a time per context keeps stage bookkeeping simple.
     job_lock: Mutex<()>,
+    /// The context's accumulators, for updates from other processes.
+    accumulators: AccumulatorRegistry,
 }
 
 impl Scheduler {
@@ -53,7 +62,13 @@ impl Scheduler {
             next_stage: AtomicU64::new(0),
             shuffle_stages: Mutex::new(HashMap::new()),
             job_lock: Mutex::new(()),
+            accumulators: AccumulatorRegistry::default(),
         }
+    }
+
+    /// The context's accumulators.
+    pub(crate) fn accumulators(&self) -> &AccumulatorRegistry {
+        &self.accumulators
     }
 
     /// The runtime jobs run on.
@@ -66,7 +81,13 @@ impl Scheduler {
     /// then one task per partition. Results come back in the order of
     /// `partitions`. The scheduler never sees element types: `task` computes
     /// a partition however its caller likes.
-    pub(crate) fn run_job<R: Send>(
+    ///
+    /// In cluster mode every process calls this for the same job (they run
+    /// the same program): on the driver it schedules the job over all of
+    /// them and sends the results to the executors; on an executor it runs
+    /// the tasks the driver sends until the driver says the job is done,
+    /// and returns the same results.
+    pub(crate) fn run_job<R: Send + Serialize + DeserializeOwned>(
         &self,
         root: &Arc<dyn AnyRdd>,
         partitions: &[usize],
@@ -85,17 +106,26 @@ impl Scheduler {
         }
         let _one_job = self.job_lock.lock();
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
+        if let Some(node) = self.rt.cluster()
+            && !node.is_driver()
+        {
+            return self.serve_job(node, job, root, action, &task);
+        }
         let started = Instant::now();
         self.rt.post(Event::JobStart { job, action });
         let run = JobRun {
             sched: self,
             rt: &self.rt,
             job,
+            root: root.base().id,
             metrics: Mutex::new(JobMetrics::default()),
             stage_attempts: Mutex::new(HashMap::new()),
         };
         self.rt.memory().reset_peak();
-        let result = run.run(root, partitions, &task);
+        let mut result = run.run(root, partitions, &task);
+        if let Some(node) = self.rt.cluster() {
+            result = tell_executors(node, job, result);
+        }
         let mut metrics = *run.metrics.lock();
         metrics.peak_memory = self.rt.memory().peak() as u64;
         self.rt.post(Event::JobEnd {
@@ -112,13 +142,15 @@ struct JobRun<'a> {
     sched: &'a Scheduler,
     rt: &'a Runtime,
     job: u64,
+    /// The dataset of the job's action.
+    root: RddId,
     metrics: Mutex<JobMetrics>,
     /// Submissions of each stage in this job, for attempt numbers.
     stage_attempts: Mutex<HashMap<u64, u32>>,
 }
 
 impl JobRun<'_> {
-    fn run<R: Send>(
+    fn run<R: Send + DeserializeOwned>(
         &self,
         root: &Arc<dyn AnyRdd>,
         partitions: &[usize],
@@ -137,7 +169,12 @@ impl JobRun<'_> {
             }
             let splits: Vec<usize> = todo.iter().map(|&i| partitions[i]).collect();
             let kind = StageKind::Result;
-            let outcomes = self.run_stage(stage, kind, root.base().id, &splits, task);
+            let remote = RemoteWork {
+                kind: TaskKind::Result,
+                reads: shuffle_ids(self.rt, root),
+                decode: &|_, bytes: Vec<u8>| codec::decode_record::<R>(&bytes),
+            };
+            let outcomes = self.run_stage(stage, kind, root.base().id, &splits, task, &remote);
             let mut lost = None;
             for (i, outcome) in todo.into_iter().zip(outcomes) {
                 match outcome {
@@ -217,14 +254,24 @@ impl JobRun<'_> {
             }
             let kind = StageKind::ShuffleMap { shuffle };
             let rdd_id = dep.parent().base().id;
-            let outcomes = self.run_stage(stage, kind, rdd_id, &missing, &|tc: &TaskContext| {
-                dep.run_map_task(tc)
-            });
+            let remote = RemoteWork {
+                kind: TaskKind::Map { shuffle },
+                reads: shuffle_ids(self.rt, &dep.parent()),
+                decode: &|rank, _| Ok(MapSlot::Remote(rank)),
+            };
+            let outcomes = self.run_stage(
+                stage,
+                kind,
+                rdd_id,
+                &missing,
+                &|tc: &TaskContext| Ok(MapSlot::Local(Arc::new(dep.run_map_task(tc)?))),
+                &remote,
+            );
             let mut lost = None;
             for (map, outcome) in missing.into_iter().zip(outcomes) {
                 match outcome {
-                    Ok(output) => {
-                        self.rt.shuffles().put(shuffle, map, output);
+                    Ok(slot) => {
+                        self.rt.shuffles().put_slot(shuffle, map, slot);
                         self.inject_output_loss(shuffle, map);
                     }
                     Err(e) => keep_cause(&mut lost, self.classify(e)?),
@@ -254,7 +301,8 @@ impl JobRun<'_> {
         });
     }
 
-    /// Runs one task per partition in parallel; returns each one's outcome.
+    /// Runs one task per partition in parallel (over the cluster's
+    /// processes in cluster mode); returns each one's outcome.
     fn run_stage<R: Send>(
         &self,
         stage: u64,
@@ -262,6 +310,7 @@ impl JobRun<'_> {
         rdd: RddId,
         partitions: &[usize],
         task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+        remote: &RemoteWork<'_, R>,
     ) -> Vec<Result<R>> {
         let started = Instant::now();
         let attempt = {
@@ -280,13 +329,12 @@ impl JobRun<'_> {
             tasks: partitions.len(),
         });
         let abort = AtomicBool::new(false);
-        let outcomes: Vec<Result<R>> = self.rt.pool().install(|| {
-            partitions
-                .par_iter()
-                .with_max_len(1)
-                .map(|&p| self.run_task(stage, kind, p, &abort, task))
-                .collect()
-        });
+        let outcomes: Vec<Result<R>> = match self.rt.cluster() {
+            Some(node) if node.live_executors() > 0 => {
+                self.run_spread(node, stage, kind, partitions, &abort, task, remote)
+            }
+            _ => self.run_here(stage, kind, partitions, &abort, task),
+        };
         self.rt.post(Event::StageCompleted {
             job: self.job,
             stage,
@@ -317,46 +365,9 @@ impl JobRun<'_> {
                 partition,
                 attempt,
             };
-            self.rt.post(Event::TaskStart { task: id, kind });
-            let tc = TaskContext::new(self.sched.rt.clone(), id);
             let started = Instant::now();
-            let updates = TaskUpdates::begin();
-            let injected = self
-                .rt
-                .faults()
-                .and_then(|f| f.task_fault(self.job, stage, partition));
-            let ran = {
-                let _running = Running::enter(id);
-                match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
-                    Ok(r) => r,
-                    Err(payload) => Err(Error::Panicked(crate::error::panic_message(
-                        payload.as_ref(),
-                    ))),
-                }
-            };
-            // An injected failure strikes when the attempt ends, so its
-            // whole work is lost, the costliest place for a crash.
-            let outcome = match injected {
-                Some(reason) => {
-                    self.metrics.lock().faults_injected += 1;
-                    self.rt.post(Event::FaultInjected {
-                        job: self.job,
-                        description: reason.clone(),
-                    });
-                    Err(Error::InjectedFault(reason))
-                }
-                None => ran,
-            };
-            {
-                let m = tc.metrics.get();
-                let mut jm = self.metrics.lock();
-                jm.tasks_run += 1;
-                jm.tasks_failed += u64::from(outcome.is_err());
-                jm.cached_partitions_recomputed += m.cached_partitions_recomputed;
-                jm.faults_injected += m.faults_injected;
-                jm.spills += m.spills;
-                jm.spilled_bytes += m.spilled_bytes;
-            }
+            let (outcome, m, updates) = attempt_once(&self.sched.rt, id, kind, task);
+            self.count_attempt(&m, outcome.is_err());
             let failure = outcome.as_ref().err().map(|e| e.to_string());
             match outcome {
                 Ok(_) => updates.commit(),
@@ -366,7 +377,7 @@ impl JobRun<'_> {
                 task: id,
                 kind,
                 failure,
-                metrics: tc.metrics.get(),
+                metrics: m,
                 duration: started.elapsed(),
             });
             match outcome {
@@ -395,6 +406,219 @@ impl JobRun<'_> {
             attempts,
             cause: Box::new(cause),
         })
+    }
+
+    /// Adds one attempt's counters to the job's.
+    fn count_attempt(&self, m: &TaskMetrics, failed: bool) {
+        let mut jm = self.metrics.lock();
+        jm.tasks_run += 1;
+        jm.tasks_failed += u64::from(failed);
+        jm.cached_partitions_recomputed += m.cached_partitions_recomputed;
+        jm.faults_injected += m.faults_injected;
+        jm.spills += m.spills;
+        jm.spilled_bytes += m.spilled_bytes;
+    }
+
+    /// Runs the stage's tasks on this process's pool.
+    fn run_here<R: Send>(
+        &self,
+        stage: u64,
+        kind: StageKind,
+        partitions: &[usize],
+        abort: &AtomicBool,
+        task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+    ) -> Vec<Result<R>> {
+        self.rt.pool().install(|| {
+            partitions
+                .par_iter()
+                .with_max_len(1)
+                .map(|&p| self.run_task(stage, kind, p, abort, task))
+                .collect()
+        })
+    }
+
+    /// Runs the stage's tasks over the cluster: each partition on the
+    /// process [`Node::place`] picks, this one's on its own pool. A failed
+    /// remote attempt is retried (on the same process unless it was lost)
+    /// up to `max_task_failures`; a task whose executor is lost is placed
+    /// again without counting as a failure.
+    #[allow(clippy::too_many_arguments)]
+    fn run_spread<R: Send>(
+        &self,
+        node: &Node,
+        stage: u64,
+        kind: StageKind,
+        partitions: &[usize],
+        abort: &AtomicBool,
+        task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+        remote: &RemoteWork<'_, R>,
+    ) -> Vec<Result<R>> {
+        let n = partitions.len();
+        let mut outcomes: Vec<Option<Result<R>>> = (0..n).map(|_| None).collect();
+        let index: HashMap<usize, usize> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| (p, i))
+            .collect();
+        let maps: Vec<(ShuffleId, Vec<Option<u32>>)> = remote
+            .reads
+            .iter()
+            .map(|&s| (s, self.rt.shuffles().locations(s, node.rank())))
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        // Attempt numbers (unique per try, lost executors included) and
+        // failures (what counts against `max_task_failures`).
+        let mut attempts = vec![0u32; n];
+        let mut failures = vec![0u32; n];
+        let mut local = Vec::new();
+        let mut waiting = 0;
+        for &p in partitions {
+            match node.place(p) {
+                0 => local.push(p),
+                rank => {
+                    self.send(node, rank, stage, p, 0, remote, &maps, &tx);
+                    waiting += 1;
+                }
+            }
+        }
+        let mut lost_ranks = HashSet::new();
+        let here = std::thread::scope(|s| {
+            let here = s.spawn(|| self.run_here(stage, kind, &local, abort, task));
+            while waiting > 0 {
+                let reply = rx.recv().expect("the stage holds a sender");
+                let (p, retry) = match reply {
+                    Reply::Done(rank, report) => {
+                        let p = report.id.partition;
+                        let i = index[&p];
+                        match self.accept_report(rank, report, kind, remote) {
+                            Ok(r) => {
+                                outcomes[i] = Some(Ok(r));
+                                (p, false)
+                            }
+                            Err(e @ Error::ShuffleFetch { .. }) => {
+                                outcomes[i] = Some(Err(e));
+                                (p, false)
+                            }
+                            Err(e) => {
+                                failures[i] += 1;
+                                let give_up = !e.is_retryable()
+                                    || failures[i] >= self.rt.max_task_failures()
+                                    || abort.load(Ordering::Relaxed);
+                                if give_up {
+                                    abort.store(true, Ordering::Relaxed);
+                                    outcomes[i] = Some(Err(Error::TaskFailed {
+                                        job: self.job,
+                                        stage,
+                                        partition: p,
+                                        attempts: failures[i],
+                                        cause: Box::new(e),
+                                    }));
+                                }
+                                (p, !give_up)
+                            }
+                        }
+                    }
+                    Reply::Lost { task, rank, reason } => {
+                        if lost_ranks.insert(rank) {
+                            self.metrics.lock().executors_lost += 1;
+                            tracing::warn!(target: "spate::cluster", rank, %reason, job = self.job, "executor lost; its tasks run elsewhere");
+                        }
+                        // Not the task's fault: placed again, not counted.
+                        (task.partition, !abort.load(Ordering::Relaxed))
+                    }
+                };
+                let i = index[&p];
+                if !retry {
+                    if outcomes[i].is_none() {
+                        outcomes[i] = Some(Err(Error::Cancelled(self.job)));
+                    }
+                    waiting -= 1;
+                    continue;
+                }
+                attempts[i] += 1;
+                match node.place(p) {
+                    0 => {
+                        // No executor left for it: run it here.
+                        let o = self
+                            .rt
+                            .pool()
+                            .install(|| self.run_task(stage, kind, p, abort, task));
+                        outcomes[i] = Some(o);
+                        waiting -= 1;
+                    }
+                    rank => self.send(node, rank, stage, p, attempts[i], remote, &maps, &tx),
+                }
+            }
+            here.join().expect("the local tasks catch their panics")
+        });
+        for (p, o) in local.iter().zip(here) {
+            outcomes[index[p]] = Some(o);
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.expect("every task ended"))
+            .collect()
+    }
+
+    /// Sends one attempt of partition `p`'s task to process `rank`.
+    #[allow(clippy::too_many_arguments)]
+    fn send<R>(
+        &self,
+        node: &Node,
+        rank: u32,
+        stage: u64,
+        p: usize,
+        attempt: u32,
+        remote: &RemoteWork<'_, R>,
+        maps: &[(ShuffleId, Vec<Option<u32>>)],
+        reply: &mpsc::Sender<Reply>,
+    ) {
+        let spec = TaskSpec {
+            id: TaskId {
+                job: self.job,
+                stage,
+                partition: p,
+                attempt,
+            },
+            root: self.root,
+            kind: remote.kind,
+            maps: maps.to_vec(),
+        };
+        self.metrics.lock().remote_tasks += 1;
+        node.dispatch(rank, spec, reply.clone());
+    }
+
+    /// Takes an executor's report of an attempt: its counters and events,
+    /// its accumulator updates when it succeeded, and its result.
+    fn accept_report<R>(
+        &self,
+        rank: u32,
+        report: TaskReport,
+        kind: StageKind,
+        remote: &RemoteWork<'_, R>,
+    ) -> Result<R> {
+        let TaskReport {
+            id,
+            outcome,
+            accumulators,
+            metrics,
+        } = report;
+        self.count_attempt(&metrics, outcome.is_err());
+        let outcome = outcome
+            .map_err(|f| f.into_error(rank as usize))
+            .and_then(|bytes| {
+                let r = (remote.decode)(rank, bytes)?;
+                self.sched.accumulators.merge(&accumulators)?;
+                Ok(r)
+            });
+        self.rt.post(Event::TaskEnd {
+            task: id,
+            kind,
+            failure: outcome.as_ref().err().map(|e| e.to_string()),
+            metrics,
+            duration: std::time::Duration::ZERO,
+        });
+        outcome
     }
 }
 
@@ -448,4 +672,291 @@ fn keep_cause(lost: &mut Option<Error>, e: Error) {
     if lost.is_none() || !matches!(e, Error::Cancelled(_)) {
         *lost = Some(e);
     }
+}
+
+impl Scheduler {
+    /// Runs `f` on the driver only, as a job of its own (so every process
+    /// meets it at the same point of the program), and returns its result
+    /// in every process. In local mode it just runs `f`.
+    pub(crate) fn on_driver<R: Send + Serialize + DeserializeOwned>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        let Some(node) = self.rt.cluster() else {
+            return f();
+        };
+        if let Some(task) = running_task() {
+            return Err(Error::ActionInTask {
+                action,
+                job: task.job,
+                stage: task.stage,
+                partition: task.partition,
+            });
+        }
+        let _one_job = self.job_lock.lock();
+        let job = self.next_job.fetch_add(1, Ordering::Relaxed);
+        let results = if node.is_driver() {
+            tell_executors(node, job, f().map(|r| vec![r]))
+        } else {
+            match node.next_message() {
+                Message::JobDone { job: j, results } if j == job => {
+                    codec::decode_record::<Vec<R>>(&results)
+                }
+                Message::JobFailed { job: j, error } if j == job => Err(Error::Cluster(format!(
+                    "{action} failed on the driver: {error}"
+                ))),
+                Message::Goodbye(why) => Err(Error::Cluster(format!(
+                    "{why}, while this process waits in {action} (job {job})"
+                ))),
+                _ => Err(Error::Cluster(format!(
+                    "in {action} (job {job}) the driver spoke of another job: every process must run the same actions in the same order"
+                ))),
+            }
+        }?;
+        results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Cluster(format!("{action}: the driver sent no result")))
+    }
+
+    /// An executor's part of job `job`: runs the tasks the driver sends, on
+    /// this process's pool, until the driver says the job ended; returns
+    /// the results the driver sends, so the same program takes the same
+    /// branch everywhere.
+    fn serve_job<R: Send + Serialize + DeserializeOwned>(
+        &self,
+        node: &Node,
+        job: u64,
+        root: &Arc<dyn AnyRdd>,
+        action: &'static str,
+        task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+    ) -> Result<Vec<R>> {
+        let root_id = root.base().id;
+        self.rt.pool().in_place_scope(|scope| {
+            loop {
+                match node.next_message() {
+                    Message::RunTask(spec) if spec.id.job == job && spec.root == root_id => {
+                        scope.spawn(move |_| {
+                            let report = self.run_for_driver(node, root, spec, task);
+                            node.send_to_driver(Message::TaskDone(report));
+                        });
+                    }
+                    Message::RunTask(spec) => {
+                        let why = format!(
+                            "the driver runs job {} on dataset {}, this process is in job {job} ({action}) on dataset {root_id}: every process must run the same actions in the same order",
+                            spec.id.job, spec.root.0
+                        );
+                        node.send_to_driver(Message::TaskDone(TaskReport {
+                            id: spec.id,
+                            outcome: Err(RemoteFailure::Failed {
+                                message: why.clone(),
+                                retryable: false,
+                            }),
+                            accumulators: Vec::new(),
+                            metrics: TaskMetrics::default(),
+                        }));
+                        return Err(Error::Cluster(why));
+                    }
+                    Message::JobDone { job: j, results } if j == job => {
+                        return codec::decode_record::<Vec<R>>(&results);
+                    }
+                    Message::JobFailed { job: j, error } if j == job => {
+                        return Err(Error::Cluster(format!(
+                            "job {job} ({action}) failed: {error}"
+                        )));
+                    }
+                    Message::Goodbye(why) => {
+                        return Err(Error::Cluster(format!(
+                            "{why}, while this process waits in job {job} ({action})"
+                        )));
+                    }
+                    _ => {
+                        return Err(Error::Cluster(format!(
+                            "in job {job} ({action}) the driver spoke of another job: every process must run the same actions in the same order"
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    /// Runs one attempt the driver sent, in this process.
+    fn run_for_driver<R: Serialize>(
+        &self,
+        node: &Node,
+        root: &Arc<dyn AnyRdd>,
+        spec: TaskSpec,
+        task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+    ) -> TaskReport {
+        let me = node.rank();
+        for (shuffle, locations) in &spec.maps {
+            self.rt.shuffles().set_locations(*shuffle, locations, me);
+        }
+        let id = spec.id;
+        let started = Instant::now();
+        let (outcome, metrics, updates, kind) = match spec.kind {
+            TaskKind::Result => {
+                let kind = StageKind::Result;
+                let (o, m, u) = attempt_once(&self.rt, id, kind, task);
+                let encoded = o.and_then(|r| {
+                    let mut bytes = Vec::new();
+                    codec::encode_record(&r, &mut bytes)?;
+                    Ok(bytes)
+                });
+                (encoded, m, u, kind)
+            }
+            TaskKind::Map { shuffle } => {
+                let kind = StageKind::ShuffleMap { shuffle };
+                match find_shuffle_dep(root, shuffle) {
+                    Some(dep) => {
+                        let (o, m, u) =
+                            attempt_once(&self.rt, id, kind, &|tc| dep.run_map_task(tc));
+                        let kept = o.map(|output| {
+                            self.rt.shuffles().put(shuffle, id.partition, output);
+                            Vec::new()
+                        });
+                        (kept, m, u, kind)
+                    }
+                    None => (
+                        Err(Error::Cluster(format!(
+                            "shuffle {shuffle} is not in this process's lineage of dataset {}",
+                            spec.root.0
+                        ))),
+                        TaskMetrics::default(),
+                        TaskUpdates::begin(),
+                        kind,
+                    ),
+                }
+            }
+        };
+        let (outcome, accumulators) = match outcome {
+            Ok(bytes) => match updates.encode() {
+                Ok(acc) => (Ok(bytes), acc),
+                Err(e) => (Err(e), Vec::new()),
+            },
+            Err(e) => (Err(e), Vec::new()),
+        };
+        self.rt.post(Event::TaskEnd {
+            task: id,
+            kind,
+            failure: outcome.as_ref().err().map(|e| e.to_string()),
+            metrics,
+            duration: started.elapsed(),
+        });
+        TaskReport {
+            id,
+            outcome: outcome.map_err(RemoteFailure::from_error),
+            accumulators,
+            metrics,
+        }
+    }
+}
+
+/// How a stage's tasks run in another process, and what their reports
+/// become here.
+struct RemoteWork<'a, R> {
+    kind: TaskKind,
+    /// The shuffles the stage's tasks read: their map locations go along.
+    reads: Vec<ShuffleId>,
+    /// A successful report's bytes, from process `rank`, as the task's result.
+    decode: &'a (dyn Fn(u32, Vec<u8>) -> Result<R> + Sync),
+}
+
+/// One attempt of a task in this process: its events, its panics caught,
+/// the fault plan applied. Returns the outcome, the attempt's counters and
+/// its accumulator updates (to commit or discard on this thread).
+fn attempt_once<R>(
+    rt: &Arc<Runtime>,
+    id: TaskId,
+    kind: StageKind,
+    task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
+) -> (Result<R>, TaskMetrics, TaskUpdates) {
+    rt.post(Event::TaskStart { task: id, kind });
+    let tc = TaskContext::new(rt.clone(), id);
+    let updates = TaskUpdates::begin();
+    let injected = rt
+        .faults()
+        .and_then(|f| f.task_fault(id.job, id.stage, id.partition));
+    let ran = {
+        let _running = Running::enter(id);
+        match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
+            Ok(r) => r,
+            Err(payload) => Err(Error::Panicked(crate::error::panic_message(
+                payload.as_ref(),
+            ))),
+        }
+    };
+    // An injected failure strikes when the attempt ends, so its whole work
+    // is lost, the costliest place for a crash.
+    let outcome = match injected {
+        Some(reason) => {
+            tc.metrics.update(|m| m.faults_injected += 1);
+            rt.post(Event::FaultInjected {
+                job: id.job,
+                description: reason.clone(),
+            });
+            Err(Error::InjectedFault(reason))
+        }
+        None => ran,
+    };
+    (outcome, tc.metrics.get(), updates)
+}
+
+/// On the driver, after a job: its results (or failure) to every executor,
+/// which return them from the same action.
+fn tell_executors<R: Serialize>(node: &Node, job: u64, result: Result<Vec<R>>) -> Result<Vec<R>> {
+    let msg = match &result {
+        Ok(results) => {
+            let mut bytes = Vec::new();
+            if let Err(e) = codec::encode_record(results, &mut bytes) {
+                let err = Error::Cluster(format!(
+                    "cannot send job {job}'s results to the executors: {e}"
+                ));
+                node.broadcast(&Message::JobFailed {
+                    job,
+                    error: err.to_string(),
+                });
+                return Err(err);
+            }
+            Message::JobDone {
+                job,
+                results: bytes,
+            }
+        }
+        Err(e) => Message::JobFailed {
+            job,
+            error: e.to_string(),
+        },
+    };
+    node.broadcast(&msg);
+    result
+}
+
+/// The ids of the shuffles a dataset reads through its narrow lineage.
+fn shuffle_ids(rt: &Runtime, rdd: &Arc<dyn AnyRdd>) -> Vec<ShuffleId> {
+    direct_shuffle_deps(rt, rdd)
+        .iter()
+        .map(|d| d.shuffle_id())
+        .collect()
+}
+
+/// The dependency of shuffle `shuffle` anywhere in `root`'s lineage.
+fn find_shuffle_dep(root: &Arc<dyn AnyRdd>, shuffle: ShuffleId) -> Option<Arc<dyn ShuffleDep>> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![root.clone()];
+    while let Some(r) = stack.pop() {
+        let base = r.base();
+        if !seen.insert(base.id) {
+            continue;
+        }
+        for dep in base.deps.read().iter() {
+            match dep {
+                Dependency::Narrow(parent) => stack.push(parent.clone()),
+                Dependency::Shuffle(s) if s.shuffle_id() == shuffle => return Some(s.clone()),
+                Dependency::Shuffle(s) => stack.push(s.parent()),
+            }
+        }
+    }
+    None
 }

@@ -1,23 +1,30 @@
 //! Shared variables: broadcast values and accumulators.
 
+use crate::codec;
+use crate::error::Result;
 use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// A read-only value shared by every task, created with
 /// [`Context::broadcast`](crate::Context::broadcast).
 ///
 /// In one process this is an `Arc`: tasks read the driver's value directly.
+/// In cluster mode every process builds its own copy: the program computes
+/// it the same way everywhere (see the README's execution model).
 ///
 /// ```
 /// let ctx = spate::Context::new().unwrap();
 /// let stop = ctx.broadcast(vec!["the", "a"]);
 /// let kept = ctx.parallelize(vec!["the", "cat", "a", "dog"], 2)
 ///     .filter(move |w| !stop.value().contains(w))
+///     .map(String::from)
 ///     .collect().unwrap();
 /// assert_eq!(kept, ["cat", "dog"]);
 /// ```
@@ -109,7 +116,7 @@ impl<T> Clone for Accumulator<T> {
     }
 }
 
-impl<T: Clone + Send + Sync + 'static> Accumulator<T> {
+impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Accumulator<T> {
     pub(crate) fn new(
         id: u64,
         name: String,
@@ -250,6 +257,8 @@ impl<T: Clone + Send + Sync + 'static> Accumulator<T> {
 trait PendingUpdate: Send {
     fn as_any(&mut self) -> &mut dyn Any;
     fn commit(self: Box<Self>);
+    /// The partial value, for the driver in another process.
+    fn encode(&self) -> Result<Vec<u8>>;
 }
 
 struct Pending<T> {
@@ -257,13 +266,60 @@ struct Pending<T> {
     target: Arc<AccumulatorInner<T>>,
 }
 
-impl<T: Send + Sync + 'static> PendingUpdate for Pending<T> {
+impl<T: Send + Sync + Serialize + 'static> PendingUpdate for Pending<T> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
     fn commit(self: Box<Self>) {
         let Pending { partial, target } = *self;
         (target.merge)(&mut target.value.lock(), partial);
+    }
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        codec::encode_record(&self.partial, &mut bytes)?;
+        Ok(bytes)
+    }
+}
+
+/// An accumulator that merges a partial value encoded in another process.
+trait MergeEncoded: Send + Sync {
+    fn merge_encoded(&self, bytes: &[u8]) -> Result<()>;
+}
+
+impl<T: Send + Sync + DeserializeOwned> MergeEncoded for AccumulatorInner<T> {
+    fn merge_encoded(&self, bytes: &[u8]) -> Result<()> {
+        let partial: T = codec::decode_record(bytes)?;
+        (self.merge)(&mut self.value.lock(), partial);
+        Ok(())
+    }
+}
+
+/// A context's accumulators by id, so that updates from tasks in other
+/// processes (which created the same accumulators with the same ids) find
+/// theirs. Holds them weakly: a dropped accumulator takes no more updates.
+#[derive(Default)]
+pub(crate) struct AccumulatorRegistry(Mutex<HashMap<u64, Weak<dyn MergeEncoded>>>);
+
+impl AccumulatorRegistry {
+    pub(crate) fn register<T>(&self, acc: &Accumulator<T>)
+    where
+        T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static,
+    {
+        let inner: Arc<dyn MergeEncoded> = acc.inner.clone();
+        let mut map = self.0.lock();
+        map.retain(|_, a| a.strong_count() > 0);
+        map.insert(acc.inner.id, Arc::downgrade(&inner));
+    }
+
+    /// Applies one successful remote attempt's updates.
+    pub(crate) fn merge(&self, updates: &[(u64, Vec<u8>)]) -> Result<()> {
+        for (id, bytes) in updates {
+            let target = self.0.lock().get(id).and_then(Weak::upgrade);
+            if let Some(target) = target {
+                target.merge_encoded(bytes)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -335,6 +391,15 @@ impl TaskUpdates {
         for (_, update) in self.take_current() {
             update.commit();
         }
+    }
+
+    /// Ends the attempt and encodes its updates for the driver in another
+    /// process, which applies them once.
+    pub(crate) fn encode(mut self) -> Result<Vec<(u64, Vec<u8>)>> {
+        self.take_current()
+            .iter()
+            .map(|(id, update)| Ok((*id, update.encode()?)))
+            .collect()
     }
 }
 

@@ -25,11 +25,16 @@ pub fn context(verbose: bool, memory: Option<usize>) -> spate::Result<(Context, 
 
 /// Reports skipped lines, the stage report and the job time on stderr.
 pub fn finish(
+    ctx: &Context,
     name: &str,
     malformed: &Accumulator<u64>,
     log: &EventLog,
     started: std::time::Instant,
 ) {
+    // In cluster mode every process runs the program; the driver reports.
+    if !ctx.is_driver() {
+        return;
+    }
     if malformed.value() > 0 {
         eprintln!("skipped {} malformed lines", malformed.value());
     }

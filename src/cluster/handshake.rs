@@ -19,8 +19,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The version of the cluster protocol this build speaks.
 pub(crate) const PROTOCOL_VERSION: u16 = 1;
 
-/// The largest frame accepted: a bound on what a peer can make us buffer.
+/// The largest frame accepted before a peer has proved it knows the secret:
+/// a bound on what a stranger can make us buffer.
 pub(crate) const MAX_FRAME: usize = 64 << 20;
+
+/// The largest frame an authenticated peer may send (a shuffle block, a
+/// job's results).
+pub(crate) const MAX_TRUSTED_FRAME: usize = u32::MAX as usize;
 
 /// How long a handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,29 +86,30 @@ pub(crate) async fn write_frame(
     payload: &[u8],
     peer: &str,
 ) -> Result<()> {
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|&n| n as usize <= MAX_FRAME)
-        .ok_or_else(|| {
-            refused(
-                peer,
-                format!("a frame of {} bytes is too large", payload.len()),
-            )
-        })?;
+    let len = u32::try_from(payload.len()).ok().ok_or_else(|| {
+        refused(
+            peer,
+            format!("a frame of {} bytes is too large", payload.len()),
+        )
+    })?;
     let io_err = |e| Error::io(format!("connection to {peer}"), e);
     io.write_all(&len.to_le_bytes()).await.map_err(io_err)?;
     io.write_all(payload).await.map_err(io_err)?;
     io.flush().await.map_err(io_err)
 }
 
-/// Reads one frame; a length past `MAX_FRAME` is refused before anything
-/// is buffered.
-pub(crate) async fn read_frame(io: &mut (impl AsyncRead + Unpin), peer: &str) -> Result<Vec<u8>> {
+/// Reads one frame; a length past `max` is refused before anything is
+/// buffered.
+pub(crate) async fn read_frame(
+    io: &mut (impl AsyncRead + Unpin),
+    peer: &str,
+    max: usize,
+) -> Result<Vec<u8>> {
     let io_err = |e| Error::io(format!("connection to {peer}"), e);
     let mut len = [0u8; 4];
     io.read_exact(&mut len).await.map_err(io_err)?;
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(refused(
             peer,
             format!("not a Spate peer (announced a frame of {len} bytes)"),
@@ -178,7 +184,7 @@ pub(crate) async fn connect_handshake(
     let run = async {
         let nonce: [u8; 32] = rand::random();
         write_frame(io, &hello(me, &nonce), peer).await?;
-        let msg = read_frame(io, peer).await?;
+        let msg = read_frame(io, peer, MAX_FRAME).await?;
         check_refusal(&msg, peer)?;
         let (Some(&CHALLENGE), Some(rank), Some(their_nonce), Some(their_mac)) = (
             msg.first(),
@@ -201,7 +207,7 @@ pub(crate) async fn connect_handshake(
                 .into_bytes(),
         );
         write_frame(io, &proof, peer).await?;
-        let msg = read_frame(io, peer).await?;
+        let msg = read_frame(io, peer, MAX_FRAME).await?;
         check_refusal(&msg, peer)?;
         if msg.first() != Some(&WELCOME) {
             return Err(refused(peer, "not a Spate peer (no welcome)"));
@@ -220,7 +226,7 @@ pub(crate) async fn accept_handshake(
     peer: &str,
 ) -> Result<u32> {
     let run = async {
-        let msg = read_frame(io, peer).await?;
+        let msg = read_frame(io, peer, MAX_FRAME).await?;
         if msg.first() != Some(&HELLO) || msg.get(1..6) != Some(MAGIC.as_slice()) {
             return Err(refused(peer, "not a Spate peer (no hello)"));
         }
@@ -258,7 +264,7 @@ pub(crate) async fn accept_handshake(
                 .into_bytes(),
         );
         write_frame(io, &challenge, peer).await?;
-        let msg = read_frame(io, peer).await?;
+        let msg = read_frame(io, peer, MAX_FRAME).await?;
         check_refusal(&msg, peer)?;
         let proven = msg.first() == Some(&PROOF)
             && msg.get(1..).is_some_and(|m| {

@@ -6,24 +6,17 @@
 //! when the other is gone (the connection closed, or no message for the
 //! heartbeat timeout).
 
-use super::handshake::{Identity, accept_handshake, connect_handshake, read_frame, write_frame};
+use super::handshake::{
+    Identity, MAX_TRUSTED_FRAME, accept_handshake, connect_handshake, read_frame, write_frame,
+};
+pub(crate) use super::protocol::Message;
 use crate::codec;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-
-/// What travels between processes after the handshake.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Message {
-    /// The sender is alive.
-    Heartbeat,
-    /// The sender is leaving, and why.
-    Goodbye(String),
-}
 
 /// How often each side says it is alive, and how long without a word makes
 /// a peer lost.
@@ -50,17 +43,22 @@ pub(crate) struct Link {
     pub(crate) rank: u32,
     /// The peer, for messages.
     pub(crate) peer: String,
+    /// This side's address on the connection: the interface that reaches
+    /// the peer.
+    pub(crate) local: Option<std::net::SocketAddr>,
 }
 
 impl Link {
-    fn new(stream: TcpStream, rank: u32, peer: String) -> Link {
+    pub(crate) fn new(stream: TcpStream, rank: u32, peer: String) -> Link {
         let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok();
         let (reader, writer) = stream.into_split();
         Link {
             reader,
             writer,
             rank,
             peer,
+            local,
         }
     }
 
@@ -71,10 +69,26 @@ impl Link {
     }
 
     pub(crate) async fn recv(&mut self) -> Result<Message> {
-        let bytes = read_frame(&mut self.reader, &self.peer).await?;
+        let bytes = read_frame(&mut self.reader, &self.peer, MAX_TRUSTED_FRAME).await?;
         codec::decode_record(&bytes)
     }
 
+    /// Splits the link into its receiving and sending halves, for a reader
+    /// and a writer task.
+    pub(crate) fn into_halves(self) -> (LinkReader, LinkWriter) {
+        (
+            LinkReader {
+                reader: self.reader,
+                peer: self.peer.clone(),
+            },
+            LinkWriter {
+                writer: self.writer,
+                peer: self.peer,
+            },
+        )
+    }
+
+    #[cfg(test)]
     /// Keeps the link alive until the peer is gone: sends a heartbeat every
     /// `beats.every` and returns why the peer is gone (it said goodbye, the
     /// connection closed, or it was silent for `beats.timeout`).
@@ -95,6 +109,7 @@ impl Link {
                 msg = self.recv() => match msg {
                     Ok(Message::Heartbeat) => last_heard = Instant::now(),
                     Ok(Message::Goodbye(why)) => return format!("{} left: {why}", self.peer),
+                    Ok(_) => last_heard = Instant::now(),
                     Err(e) => return format!("lost the connection to {}: {e}", self.peer),
                 },
             }
@@ -102,6 +117,34 @@ impl Link {
     }
 }
 
+/// The receiving half of a [`Link`].
+pub(crate) struct LinkReader {
+    reader: OwnedReadHalf,
+    pub(crate) peer: String,
+}
+
+impl LinkReader {
+    pub(crate) async fn recv(&mut self) -> Result<Message> {
+        let bytes = read_frame(&mut self.reader, &self.peer, MAX_TRUSTED_FRAME).await?;
+        codec::decode_record(&bytes)
+    }
+}
+
+/// The sending half of a [`Link`].
+pub(crate) struct LinkWriter {
+    writer: OwnedWriteHalf,
+    pub(crate) peer: String,
+}
+
+impl LinkWriter {
+    pub(crate) async fn send(&mut self, msg: &Message) -> Result<()> {
+        let mut bytes = Vec::new();
+        codec::encode_record(msg, &mut bytes)?;
+        write_frame(&mut self.writer, &bytes, &self.peer).await
+    }
+}
+
+#[cfg(test)]
 /// The driver's listening address for `port`: loopback unless `host`
 /// says otherwise.
 pub(crate) fn driver_address(host: Option<&str>, port: u16) -> String {

@@ -5,6 +5,8 @@ use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
 use crate::rdd::run_job;
 use crate::small_str::Str;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::cell::RefCell;
 use std::cmp::Ordering;
@@ -114,7 +116,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Runs `f` on every partition and returns one result per partition.
-    pub(crate) fn run_partitions<R: Send>(
+    pub(crate) fn run_partitions<R: Send + Serialize + DeserializeOwned>(
         &self,
         action: &'static str,
         f: impl Fn(ChunkIter<T>) -> Result<R> + Sync,
@@ -128,6 +130,116 @@ impl<T: Data> Rdd<T> {
         )
     }
 
+    /// The number of elements.
+    pub fn count(&self) -> Result<u64> {
+        Ok(self.run_partitions("count", count_partition)?.iter().sum())
+    }
+
+    /// Whether the dataset has no elements.
+    pub fn is_empty(&self) -> Result<bool> {
+        // As `take(1)`: one partition first, then four times as many per
+        // round, each partition read only up to its first record.
+        let total = self.num_partitions();
+        let mut scanned = 0;
+        while scanned < total {
+            let parts: Vec<usize> = (scanned..(scanned * 4).clamp(scanned + 1, total)).collect();
+            let found = run_job(self.context(), self, &parts, "is_empty", |_, mut it| {
+                let mut chunk = Vec::new();
+                while it.next_chunk(&mut chunk, 1)? {
+                    if !chunk.is_empty() {
+                        return Ok(true);
+                    }
+                }
+                Ok(!chunk.is_empty())
+            })?;
+            if found.contains(&true) {
+                return Ok(false);
+            }
+            scanned += parts.len();
+        }
+        Ok(true)
+    }
+
+    /// Runs `f` on every element, on the task threads.
+    pub fn foreach(&self, f: impl Fn(T) + Sync) -> Result<()> {
+        self.run_partitions("foreach", |it| {
+            for_each_chunk(it, |b| {
+                b.drain(..).for_each(&f);
+                Ok(())
+            })
+        })?;
+        Ok(())
+    }
+
+    /// Runs `f` on every partition, as an iterator.
+    pub fn foreach_partition(&self, f: impl Fn(&mut dyn Iterator<Item = T>) + Sync) -> Result<()> {
+        self.run_partitions("foreach_partition", |it| {
+            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
+            let mut iter = super::PartitionIter::new(it, error.clone());
+            f(&mut iter);
+            match error.borrow_mut().take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Writes the elements as lines of text, one `part-NNNNN` file per
+    /// partition in the new directory `dir`, then an empty `_SUCCESS`
+    /// file. Each task writes to a temporary file and renames it into place
+    /// when done, so a failed or retried task never leaves a partial or
+    /// duplicate part file. An existing `dir` is an error.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap().path().join("out");
+    /// ctx.parallelize(vec![1, 2, 3], 2).save_as_text_file(&dir).unwrap();
+    /// assert_eq!(std::fs::read_to_string(dir.join("part-00001")).unwrap(), "2\n3\n");
+    /// ```
+    pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()>
+    where
+        T: Display,
+    {
+        let dir = dir.as_ref();
+        let temp = dir.join("_temporary");
+        // One process checks and prepares the directory, and commits it.
+        self.context().on_driver("save_as_text_file", || {
+            if dir.exists() {
+                return Err(Error::OutputExists(dir.to_path_buf()));
+            }
+            std::fs::create_dir_all(&temp).map_err(|e| Error::io(&temp, e))
+        })?;
+        run_job(
+            self.context(),
+            self,
+            &self.all_partitions(),
+            "save_as_text_file",
+            |tc, it| {
+                let id = tc.id;
+                let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
+                let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+                for_each_chunk(it, |b| {
+                    for x in b.drain(..) {
+                        write_line(&mut w, &x).map_err(|e| Error::io(&tmp, e))?;
+                    }
+                    Ok(())
+                })?;
+                w.flush().map_err(|e| Error::io(&tmp, e))?;
+                let dest = dir.join(format!("part-{:05}", id.partition));
+                std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))
+            },
+        )?;
+        self.context().on_driver("save_as_text_file", || {
+            std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
+            let success = dir.join("_SUCCESS");
+            std::fs::write(&success, b"").map_err(|e| Error::io(&success, e))
+        })
+    }
+}
+
+impl<T: Value> Rdd<T> {
     /// Runs `f` on each of the chosen `partitions` (indices into this
     /// dataset's partitions, in any order, repeats allowed) as one job, and
     /// returns its results in the order asked (Spark's `runJob`). An
@@ -139,7 +251,7 @@ impl<T: Data> Rdd<T> {
     /// let sums = r.run_job(&[3, 0], |i, it| (i, it.sum::<i64>())).unwrap();
     /// assert_eq!(sums, [(3, 2175), (0, 300)]); // 75..100 and 0..25
     /// ```
-    pub fn run_job<R: Send>(
+    pub fn run_job<R: Send + Serialize + DeserializeOwned>(
         &self,
         partitions: &[usize],
         f: impl Fn(usize, PartitionIter<T>) -> R + Sync,
@@ -165,11 +277,6 @@ impl<T: Data> Rdd<T> {
     pub fn collect(&self) -> Result<Vec<T>> {
         let parts = self.run_partitions("collect", super::drain_all)?;
         Ok(parts.concat())
-    }
-
-    /// The number of elements.
-    pub fn count(&self) -> Result<u64> {
-        Ok(self.run_partitions("count", count_partition)?.iter().sum())
     }
 
     /// The first element; an error on an empty dataset.
@@ -215,11 +322,6 @@ impl<T: Data> Rdd<T> {
             scanned += parts.len();
         }
         Ok(out)
-    }
-
-    /// Whether the dataset has no elements.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.num_partitions() == 0 || self.take(1)?.is_empty())
     }
 
     /// The `n` smallest elements by `cmp`, in ascending order. The
@@ -311,7 +413,7 @@ impl<T: Data> Rdd<T> {
 
     /// Aggregates each partition into a `U` with `seq` starting from `zero`,
     /// then merges the partition results with `comb`, starting from `zero`.
-    pub fn aggregate<U: Send + Sync + Clone>(
+    pub fn aggregate<U: Value>(
         &self,
         zero: U,
         seq: impl Fn(U, T) -> U + Sync,
@@ -413,31 +515,6 @@ impl<T: Data> Rdd<T> {
         .ok_or(Error::EmptyDataset("tree_reduce"))
     }
 
-    /// Runs `f` on every element, on the task threads.
-    pub fn foreach(&self, f: impl Fn(T) + Sync) -> Result<()> {
-        self.run_partitions("foreach", |it| {
-            for_each_chunk(it, |b| {
-                b.drain(..).for_each(&f);
-                Ok(())
-            })
-        })?;
-        Ok(())
-    }
-
-    /// Runs `f` on every partition, as an iterator.
-    pub fn foreach_partition(&self, f: impl Fn(&mut dyn Iterator<Item = T>) + Sync) -> Result<()> {
-        self.run_partitions("foreach_partition", |it| {
-            let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-            let mut iter = super::PartitionIter::new(it, error.clone());
-            f(&mut iter);
-            match error.borrow_mut().take() {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
-        })?;
-        Ok(())
-    }
-
     /// How many times each distinct element occurs, on the driver.
     pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
     where
@@ -494,7 +571,7 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let words = ctx.parallelize(vec!["a", "ccc", "bb", "ddd"], 2);
+    /// let words = ctx.parallelize(vec!["a", "ccc", "bb", "ddd"], 2).map(String::from);
     /// assert_eq!(words.max_by_key(|w| w.len()).unwrap(), "ddd");
     /// assert_eq!(words.min_by_key(|w| w.len()).unwrap(), "a");
     /// ```
@@ -529,54 +606,6 @@ impl<T: Data> Rdd<T> {
             failed: false,
         }
     }
-
-    /// Writes the elements as lines of text, one `part-NNNNN` file per
-    /// partition in the new directory `dir`, then an empty `_SUCCESS`
-    /// file. Each task writes to a temporary file and renames it into place
-    /// when done, so a failed or retried task never leaves a partial or
-    /// duplicate part file. An existing `dir` is an error.
-    ///
-    /// ```
-    /// let ctx = spate::Context::new().unwrap();
-    /// let dir = tempfile::tempdir().unwrap().path().join("out");
-    /// ctx.parallelize(vec![1, 2, 3], 2).save_as_text_file(&dir).unwrap();
-    /// assert_eq!(std::fs::read_to_string(dir.join("part-00001")).unwrap(), "2\n3\n");
-    /// ```
-    pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()>
-    where
-        T: Display,
-    {
-        let dir = dir.as_ref();
-        if dir.exists() {
-            return Err(Error::OutputExists(dir.to_path_buf()));
-        }
-        let temp = dir.join("_temporary");
-        std::fs::create_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
-        run_job(
-            self.context(),
-            self,
-            &self.all_partitions(),
-            "save_as_text_file",
-            |tc, it| {
-                let id = tc.id;
-                let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
-                let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-                for_each_chunk(it, |b| {
-                    for x in b.drain(..) {
-                        write_line(&mut w, &x).map_err(|e| Error::io(&tmp, e))?;
-                    }
-                    Ok(())
-                })?;
-                w.flush().map_err(|e| Error::io(&tmp, e))?;
-                let dest = dir.join(format!("part-{:05}", id.partition));
-                std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))
-            },
-        )?;
-        std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
-        let success = dir.join("_SUCCESS");
-        std::fs::write(&success, b"").map_err(|e| Error::io(&success, e))
-    }
 }
 
 /// Writes `x` and a newline. Strings, the usual element of a dataset being
@@ -603,7 +632,7 @@ pub struct LocalIterator<T> {
     failed: bool,
 }
 
-impl<T: Data> Iterator for LocalIterator<T> {
+impl<T: Value> Iterator for LocalIterator<T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Result<T>> {

@@ -5,10 +5,20 @@ use crate::data::Data;
 use crate::error::{Error, Result};
 use hyperloglogplus::{HyperLogLog, HyperLogLogPlus};
 use std::collections::hash_map::DefaultHasher;
-use std::hash::{BuildHasherDefault, Hash};
+use std::hash::{BuildHasher, Hash};
 
 /// Every partition's sketch hashes the same way, so sketches merge.
-type Hashing = BuildHasherDefault<DefaultHasher>;
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Hashing;
+
+/// SipHash with fixed keys: every process hashes a value alike, so sketches
+/// from different processes merge.
+impl BuildHasher for Hashing {
+    type Hasher = DefaultHasher;
+    fn build_hasher(&self) -> DefaultHasher {
+        DefaultHasher::new()
+    }
+}
 
 /// The most registers a sketch may have (2^18, about 0.2% error).
 const MAX_PRECISION: u8 = 18;
@@ -40,10 +50,8 @@ impl<T: Data + Hash> Rdd<T> {
             )));
         }
         let p = p as u8;
-        let sketch = || {
-            HyperLogLogPlus::<T, Hashing>::new(p, Hashing::default())
-                .expect("the precision was checked")
-        };
+        let sketch =
+            || HyperLogLogPlus::<T, Hashing>::new(p, Hashing).expect("the precision was checked");
         let parts = self.run_partitions("count_approx_distinct", |it| {
             let mut s = sketch();
             for_each_chunk(it, |chunk| {

@@ -169,10 +169,12 @@ fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<Vec<PartInfo>>
         type_name: std::any::type_name::<T>().to_string(),
         parts,
     };
-    let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
-    codec::write_frame(&meta, &mut scratch, &mut bytes)?;
-    let path = dir.join("_metadata");
-    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    rdd.context().on_driver("checkpoint", || {
+        let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
+        codec::write_frame(&meta, &mut scratch, &mut bytes)?;
+        let path = dir.join("_metadata");
+        std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
+    })?;
     Ok(meta.parts)
 }
 

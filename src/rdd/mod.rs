@@ -54,6 +54,8 @@ use crate::partitioner::Partitioner;
 use crate::runtime::{MetricsCell, TaskContext};
 use crate::storage::{Cached, StorageLevel};
 use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -419,7 +421,7 @@ impl<T: Data> Rdd<T> {
 /// [`Scheduler::run_job`](crate::scheduler::Scheduler::run_job)); results
 /// come back in the order of `partitions`. As in Spark, checkpoints marked
 /// in the lineage are written after the job, by jobs of their own.
-pub(crate) fn run_job<T: Data, R: Send>(
+pub(crate) fn run_job<T: Data, R: Send + Serialize + DeserializeOwned>(
     ctx: &Context,
     rdd: &Rdd<T>,
     partitions: &[usize],

@@ -5,7 +5,7 @@ use crate::data::Data;
 use crate::error::{Error, Result};
 
 /// A number a dataset can be summed and measured over.
-pub trait Numeric: Data + Copy + PartialOrd {
+pub trait Numeric: crate::data::Value + Copy + PartialOrd {
     /// The additive identity.
     fn zero() -> Self;
     /// Addition (wrapping for integers, so a sum never panics).
@@ -40,7 +40,7 @@ float_numeric!(f32, f64);
 
 /// Count, mean, variance, minimum and maximum, merged across partitions
 /// with Chan et al.'s parallel algorithm (Spark's `StatCounter`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StatCounter {
     n: u64,
     mu: f64,

@@ -128,7 +128,10 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(s.len(), 5);
     /// assert_eq!(s, data.take_sample(false, 5, 7).unwrap());
     /// ```
-    pub fn take_sample(&self, with_replacement: bool, num: usize, seed: u64) -> Result<Vec<T>> {
+    pub fn take_sample(&self, with_replacement: bool, num: usize, seed: u64) -> Result<Vec<T>>
+    where
+        T: crate::data::Value,
+    {
         use rand::seq::SliceRandom;
         if with_replacement && num > 1 << 30 {
             return Err(Error::InvalidArgument(format!(

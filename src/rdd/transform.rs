@@ -152,8 +152,8 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let by_len = ctx.parallelize(vec!["aa", "b"], 1).key_by(|s| s.len());
-    /// assert_eq!(by_len.collect().unwrap(), [(2, "aa"), (1, "b")]);
+    /// let by_len = ctx.parallelize(vec!["aa".to_string(), "b".into()], 1).key_by(|s| s.len());
+    /// assert_eq!(by_len.collect().unwrap(), [(2, "aa".to_string()), (1, "b".into())]);
     /// ```
     pub fn key_by<K: Data>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Rdd<(K, T)> {
         self.pipe_chunks("key_by", false, move |input, out| {

@@ -9,7 +9,9 @@ use std::time::Duration;
 /// Identifies one task attempt: (job, stage, partition, attempt). The same
 /// program produces the same ids in every process, so a later multi-process
 /// mode can name tasks across machines.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TaskId {
     /// The job the task belongs to.
     pub job: u64,
@@ -34,7 +36,7 @@ pub enum StageKind {
 }
 
 /// Counters of one task attempt.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskMetrics {
     /// Records read from shuffle blocks.
     pub shuffle_records_read: u64,
@@ -42,8 +44,10 @@ pub struct TaskMetrics {
     pub shuffle_records_written: u64,
     /// Bytes written to shuffle files on disk (0 when blocks stayed in memory).
     pub shuffle_bytes_written: u64,
-    /// Bytes of shuffle blocks read from disk.
+    /// Bytes of shuffle blocks read from disk or from other processes.
     pub shuffle_bytes_read: u64,
+    /// Of those, bytes fetched from other processes (cluster mode).
+    pub remote_bytes_read: u64,
     /// Shuffle blocks kept in memory.
     pub shuffle_blocks_in_memory: u64,
     /// Records the task's pipeline produced (rows of its final dataset).
@@ -70,6 +74,10 @@ pub struct JobMetrics {
     pub stage_attempts: u64,
     /// Map tasks run again because their output was lost.
     pub map_outputs_recomputed: u64,
+    /// Task attempts that ran in another process (cluster mode).
+    pub remote_tasks: u64,
+    /// Executors lost during the job (cluster mode).
+    pub executors_lost: u64,
     /// Cached partitions recomputed from lineage because their block was gone.
     pub cached_partitions_recomputed: u64,
     /// Faults of the fault plan that fired.
@@ -90,6 +98,7 @@ impl TaskMetrics {
         self.shuffle_records_written += m.shuffle_records_written;
         self.shuffle_bytes_written += m.shuffle_bytes_written;
         self.shuffle_bytes_read += m.shuffle_bytes_read;
+        self.remote_bytes_read += m.remote_bytes_read;
         self.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
         self.records_out += m.records_out;
         self.spills += m.spills;

@@ -13,6 +13,7 @@ pub(crate) use events::ListenerBus;
 pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use task::{MetricsCell, Running, TaskContext, on_idle_worker, running_task};
 
+use crate::cluster::node::Node;
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, FaultPlan};
 use crate::ids::{RddId, ShuffleId};
@@ -30,6 +31,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) scratch_dir: Option<PathBuf>,
     pub(crate) max_task_failures: Option<u32>,
     pub(crate) memory_limit: Option<usize>,
+    /// The cluster to join; `None` runs in one process.
+    pub(crate) cluster: Option<crate::cluster::Topology>,
 }
 
 /// What every task of one context shares.
@@ -43,8 +46,10 @@ pub(crate) struct Runtime {
     next_rdd: AtomicU64,
     next_shuffle: AtomicU64,
     next_shared: AtomicU64,
-    shuffles: ShuffleManager,
+    shuffles: Arc<ShuffleManager>,
     blocks: BlockManager,
+    /// This process's membership in a cluster (cluster mode).
+    cluster: Option<Node>,
     listeners: ListenerBus,
     faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
 }
@@ -109,6 +114,11 @@ impl Runtime {
             config.memory_limit.unwrap_or_else(memory::default_limit),
         ));
         let blocks = BlockManager::new(memory.clone(), scratch.path());
+        let shuffles = Arc::new(ShuffleManager::default());
+        let cluster = match config.cluster {
+            Some(topology) => Some(Node::start(topology, shuffles.clone(), parallelism, true)?),
+            None => None,
+        };
         Ok(Runtime {
             pool,
             parallelism,
@@ -118,8 +128,9 @@ impl Runtime {
             next_rdd: AtomicU64::new(0),
             next_shuffle: AtomicU64::new(0),
             next_shared: AtomicU64::new(0),
-            shuffles: ShuffleManager::default(),
+            shuffles,
             blocks,
+            cluster,
             listeners: ListenerBus::default(),
             faults: parking_lot::RwLock::new(None),
         })
@@ -132,9 +143,17 @@ impl Runtime {
             .expect("only unit tests build a runtime without a pool, and they run no job")
     }
 
-    /// Worker threads; also the default partition count.
+    /// Worker threads of this process.
     pub(crate) fn parallelism(&self) -> usize {
         self.parallelism
+    }
+
+    /// The default partition count: this process's worker threads, or in
+    /// cluster mode those of all processes together.
+    pub(crate) fn default_partitions(&self) -> usize {
+        self.cluster
+            .as_ref()
+            .map_or(self.parallelism, Node::total_slots)
     }
 
     pub(crate) fn max_task_failures(&self) -> u32 {
@@ -151,6 +170,28 @@ impl Runtime {
 
     pub(crate) fn shuffles(&self) -> &ShuffleManager {
         &self.shuffles
+    }
+
+    /// This process's membership in a cluster; `None` in local mode.
+    pub(crate) fn cluster(&self) -> Option<&Node> {
+        self.cluster.as_ref()
+    }
+
+    /// Fetches a shuffle block held by process `rank` (see
+    /// [`Node::fetch_block`]).
+    pub(crate) fn fetch_block(
+        &self,
+        rank: u32,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+    ) -> std::result::Result<Vec<u8>, String> {
+        match &self.cluster {
+            Some(node) => node.fetch_block(rank, shuffle, map, reduce),
+            None => Err(format!(
+                "map output {map} is in process {rank}, but this process runs alone"
+            )),
+        }
     }
 
     pub(crate) fn blocks(&self) -> &BlockManager {

@@ -47,6 +47,21 @@ pub(crate) struct MapOutput {
     pub(crate) budget: Arc<MemoryBudget>,
     /// Set by fault injection: in-memory blocks then read as lost.
     pub(crate) damaged: Mutex<Option<ShuffleLoss>>,
+    /// Encodes an in-memory block (`Vec<X>` behind `Any`) as frames, for a
+    /// reducer in another process; set by the writer, which knows `X`.
+    pub(crate) encode: EncodeBlock,
+}
+
+/// Encodes a typed in-memory block as checksummed frames appended to `out`.
+pub(crate) type EncodeBlock =
+    fn(&(dyn Any + Send + Sync), &mut Vec<u8>) -> crate::error::Result<()>;
+
+/// Where one map output is: in this process, or in another process of the
+/// cluster (by rank), whose block server a reducer fetches from.
+#[derive(Clone)]
+pub(crate) enum MapSlot {
+    Local(Arc<MapOutput>),
+    Remote(u32),
 }
 
 impl MapOutput {
@@ -57,6 +72,29 @@ impl MapOutput {
             .binary_search_by_key(&reduce, |(r, _)| *r)
             .ok()?;
         Some(&self.blocks[at].1)
+    }
+
+    /// Reduce partition `reduce`'s block as checksummed frames (the form a
+    /// reducer in another process reads); empty when it got no records.
+    pub(crate) fn block_frames(&self, reduce: usize) -> std::result::Result<Vec<u8>, String> {
+        if self.damaged.lock().is_some() {
+            return Err("map output is damaged (injected)".into());
+        }
+        match self.block(reduce) {
+            None => Ok(Vec::new()),
+            Some(Block::Memory { data, .. }) => {
+                let mut out = Vec::new();
+                (self.encode)(data.as_ref(), &mut out).map_err(|e| e.to_string())?;
+                Ok(out)
+            }
+            Some(Block::Disk { segments }) => {
+                let mut out = Vec::new();
+                for s in segments {
+                    out.extend(super::reader::read_disk(self, *s)?);
+                }
+                Ok(out)
+            }
+        }
     }
 
     /// Bytes the output's bookkeeping takes (block index, segment lists,
@@ -91,7 +129,7 @@ impl Drop for MapOutput {
 /// The registered map outputs of every live shuffle of a context.
 #[derive(Default)]
 pub(crate) struct ShuffleManager {
-    shuffles: Mutex<HashMap<ShuffleId, Vec<Option<Arc<MapOutput>>>>>,
+    shuffles: Mutex<HashMap<ShuffleId, Vec<Option<MapSlot>>>>,
     files: std::sync::atomic::AtomicU64,
 }
 
@@ -121,18 +159,59 @@ impl ShuffleManager {
     }
 
     pub(crate) fn put(&self, shuffle: ShuffleId, map: usize, output: MapOutput) {
+        self.put_slot(shuffle, map, MapSlot::Local(Arc::new(output)));
+    }
+
+    pub(crate) fn put_slot(&self, shuffle: ShuffleId, map: usize, slot: MapSlot) {
         if let Some(maps) = self.shuffles.lock().get_mut(&shuffle) {
-            maps[map] = Some(Arc::new(output));
+            maps[map] = Some(slot);
         }
     }
 
+    /// Map `map`'s output if it is in this process.
     pub(crate) fn get(&self, shuffle: ShuffleId, map: usize) -> Option<Arc<MapOutput>> {
-        self.shuffles.lock().get(&shuffle)?.get(map)?.clone()
+        match self.shuffles.lock().get(&shuffle)?.get(map)?.clone()? {
+            MapSlot::Local(output) => Some(output),
+            MapSlot::Remote(_) => None,
+        }
+    }
+
+    /// Which process holds each map output (`me` for this one's), as the
+    /// driver tells a task in another process.
+    pub(crate) fn locations(&self, shuffle: ShuffleId, me: u32) -> Vec<Option<u32>> {
+        self.outputs(shuffle)
+            .into_iter()
+            .map(|slot| match slot? {
+                MapSlot::Local(_) => Some(me),
+                MapSlot::Remote(rank) => Some(rank),
+            })
+            .collect()
+    }
+
+    /// Takes the driver's word on where each map output is. An output said
+    /// to be here is kept if it is (else it reads as missing); one said to
+    /// be elsewhere replaces whatever this process had.
+    pub(crate) fn set_locations(&self, shuffle: ShuffleId, locations: &[Option<u32>], me: u32) {
+        let mut shuffles = self.shuffles.lock();
+        let Some(maps) = shuffles.get_mut(&shuffle) else {
+            return;
+        };
+        let mut dropped = Vec::new();
+        for (slot, location) in maps.iter_mut().zip(locations) {
+            let keep_local = *location == Some(me) && matches!(slot, Some(MapSlot::Local(_)));
+            if !keep_local {
+                let new = location.filter(|&r| r != me).map(MapSlot::Remote);
+                dropped.push(std::mem::replace(slot, new));
+            }
+        }
+        drop(shuffles);
+        // Dropping an output deletes its files: outside the lock.
+        drop(dropped);
     }
 
     /// Every map's output (`None`: missing), under one lock: a reducer of
     /// an n-way shuffle takes it once, not n times.
-    pub(crate) fn outputs(&self, shuffle: ShuffleId) -> Vec<Option<Arc<MapOutput>>> {
+    pub(crate) fn outputs(&self, shuffle: ShuffleId) -> Vec<Option<MapSlot>> {
         self.shuffles
             .lock()
             .get(&shuffle)

@@ -1,13 +1,13 @@
 //! The reduce side: reading one reduce partition's blocks from every map
 //! output, verifying on-disk frames as they are decoded.
 
-use super::manager::{Block, MapOutput, Segment};
+use super::manager::{Block, MapOutput, MapSlot, Segment};
 use crate::chunk::{ChunkIter, Chunks};
 use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::ids::ShuffleId;
-use crate::runtime::{MetricsCell, TaskContext};
+use crate::runtime::{MetricsCell, Runtime, TaskContext};
 use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext
         current: Current::None,
         lost: Vec::new(),
         metrics: tc.metrics.clone(),
+        rt: tc.rt.clone(),
     })
 }
 
@@ -44,7 +45,7 @@ enum Current<X> {
 
 struct ShuffleReader<X> {
     /// The map outputs as registered when the task started.
-    outputs: Vec<Option<Arc<MapOutput>>>,
+    outputs: Vec<Option<MapSlot>>,
     shuffle: ShuffleId,
     reduce: usize,
     num_maps: usize,
@@ -55,15 +56,36 @@ struct ShuffleReader<X> {
     /// Maps whose blocks could not be read, with the reason.
     lost: Vec<(usize, String)>,
     metrics: Rc<MetricsCell>,
+    /// Fetches blocks held by other processes.
+    rt: Arc<Runtime>,
 }
 
 impl<X: Value> ShuffleReader<X> {
     /// Opens map `map`'s block: `None` when it is empty, `Err(reason)` when
     /// it cannot be read.
     fn open(&self, map: usize) -> std::result::Result<Option<Current<X>>, String> {
-        let output = self.outputs[map]
-            .as_ref()
-            .ok_or_else(|| "map output is missing".to_string())?;
+        let output = match &self.outputs[map] {
+            None => return Err("map output is missing".to_string()),
+            Some(MapSlot::Local(output)) => output,
+            Some(MapSlot::Remote(rank)) => {
+                // One block in flight per reducer: the bytes held are
+                // bounded by the largest block.
+                let bytes = self.rt.fetch_block(*rank, self.shuffle, map, self.reduce)?;
+                if bytes.is_empty() {
+                    return Ok(None);
+                }
+                self.metrics.update(|m| {
+                    m.shuffle_bytes_read += bytes.len() as u64;
+                    m.remote_bytes_read += bytes.len() as u64;
+                });
+                return Ok(Some(Current::Disk {
+                    map,
+                    bytes,
+                    pos: 0,
+                    files: format!("the block fetched from process {rank}"),
+                }));
+            }
+        };
         if self.reduce >= output.reduces {
             return Err("map output has no such reduce block".into());
         }
@@ -124,7 +146,10 @@ impl<X: Value> ShuffleReader<X> {
     }
 }
 
-fn read_disk(output: &MapOutput, segment: Segment) -> std::result::Result<Vec<u8>, String> {
+pub(crate) fn read_disk(
+    output: &MapOutput,
+    segment: Segment,
+) -> std::result::Result<Vec<u8>, String> {
     let Segment { file, offset, len } = segment;
     let path = output
         .files

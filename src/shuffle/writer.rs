@@ -153,6 +153,7 @@ impl<'a, X: Value> MapWriter<'a, X> {
             reserved: 0,
             budget,
             damaged: parking_lot::Mutex::new(None),
+            encode: encode_block::<X>,
         };
         let mut disk: Option<codec::FrameFile> = None;
         let mut in_memory = 0u64;
@@ -243,6 +244,22 @@ impl<X> Drop for MapWriter<'_, X> {
             crate::cleanup::remove_file(file);
         }
     }
+}
+
+/// Encodes an in-memory block of `X` records as frames (see
+/// [`MapOutput::encode`]).
+fn encode_block<X: Value>(
+    data: &(dyn std::any::Any + Send + Sync),
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let records = data
+        .downcast_ref::<Vec<X>>()
+        .expect("a map output's blocks hold the writer's record type");
+    let mut scratch = Vec::new();
+    for chunk in records.chunks(FRAME_RECORDS) {
+        codec::write_frame(&chunk, &mut scratch, out)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ impl<T: Data> DStream<T> {
     /// the batch time (Spark's `print`).
     pub fn print(&self, n: usize) -> Result<()>
     where
-        T: Debug,
+        T: Debug + crate::data::Value,
     {
         self.foreach_rdd(move |rdd, time| {
             let first = rdd.take(n + 1)?;

@@ -32,6 +32,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("scheduler", &["scheduler"]),
     ("datasets", &["context", "rdd"]),
     ("streaming", &["streaming"]),
+    // Binary targets (`src/bin/`): separate crates, on the public API.
+    ("binaries", &["bin"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

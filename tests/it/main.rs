@@ -8,6 +8,7 @@ mod common;
 
 mod actions;
 mod checkpoint;
+mod cluster;
 mod event_time;
 mod examples_smoke;
 mod fault_tolerance;

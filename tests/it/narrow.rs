@@ -148,8 +148,8 @@ fn keyed_narrow_ops_match_and_keep_partitioner_where_spark_does() {
         Some(&Partitioner::hash(4))
     );
     assert_eq!(r.map(|x| x).partitioner(), None);
-    let kb = ctx.parallelize(vec!["a", "bb"], 2).key_by(|s| s.len());
-    assert_eq!(kb.collect().unwrap(), vec![(1, "a"), (2, "bb")]);
+    let kb = ctx.parallelize(vec!['a', 'b'], 2).key_by(|c| *c as u32);
+    assert_eq!(kb.collect().unwrap(), vec![(97, 'a'), (98, 'b')]);
 }
 
 #[test]

@@ -404,7 +404,7 @@ fn broadcast_values_reach_tasks() {
     let table = ctx.broadcast(std::collections::HashMap::from([(1, "one"), (2, "two")]));
     let r = ctx
         .parallelize(vec![1, 2, 3], 2)
-        .map(move |k| table.get(&k).copied().unwrap_or("?"));
+        .map(move |k| table.get(&k).copied().unwrap_or("?").to_string());
     assert_eq!(r.collect().unwrap(), ["one", "two", "?"]);
 }
 

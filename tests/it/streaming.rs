@@ -43,7 +43,7 @@ impl Harness {
     }
 
     /// Collects every batch of `stream`, sorted within the batch.
-    fn collect<T: spate::Data + Ord>(&self, stream: &DStream<T>) -> Batches<T> {
+    fn collect<T: spate::Value + Ord>(&self, stream: &DStream<T>) -> Batches<T> {
         let out: Batches<T> = Arc::default();
         let sink = out.clone();
         stream

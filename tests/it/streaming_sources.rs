@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Collects every record of `stream`, across batches.
-fn gather<T: spate::Data>(stream: &spate::streaming::DStream<T>) -> Arc<Mutex<Vec<T>>> {
+fn gather<T: spate::Value>(stream: &spate::streaming::DStream<T>) -> Arc<Mutex<Vec<T>>> {
     let out: Arc<Mutex<Vec<T>>> = Arc::default();
     let sink = out.clone();
     stream

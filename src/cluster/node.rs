@@ -1,0 +1,555 @@
+//! This process's place in a running cluster: the connections to the other
+//! processes, the block server that hands this process's shuffle blocks to
+//! reducers elsewhere, and the client that fetches theirs.
+//!
+//! Every process is an executor; rank 0 is also the driver, which talks to
+//! every other process. Executors talk to the driver, and to each other only
+//! to fetch shuffle blocks. Each connection has a reader and a writer task
+//! on a small tokio runtime of its own; the writer sends a heartbeat every
+//! second, and a reader that hears nothing for the heartbeat timeout
+//! declares the peer lost.
+//!
+//! Invariants:
+//! - A task dispatched to an executor gets exactly one [`Reply`]: its
+//!   report, or `Lost` when the executor is (or already was) lost.
+//! - An executor whose driver is lost without saying goodbye exits the
+//!   process at once (no orphans), unless built for a test.
+
+use super::handshake::{Identity, accept_handshake, connect_handshake};
+use super::protocol::{Message, TaskReport, TaskSpec};
+use super::topology::Topology;
+use super::transport::{Heartbeats, Link, accept_executors, connect_to_driver};
+use crate::error::{Error, Result};
+use crate::ids::ShuffleId;
+use crate::runtime::TaskId;
+use crate::shuffle::ShuffleManager;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+
+/// How a task sent to an executor ended.
+pub(crate) enum Reply {
+    /// The executor ran the attempt.
+    Done(u32, TaskReport),
+    /// The executor was lost before it answered.
+    Lost {
+        task: TaskId,
+        rank: u32,
+        reason: String,
+    },
+}
+
+/// The driver's view of its executors.
+#[derive(Default)]
+struct Executors {
+    /// Tasks sent and not answered yet: the executor and where the reply goes.
+    pending: HashMap<TaskId, (u32, mpsc::Sender<Reply>)>,
+    /// Executors lost (or gone), with why.
+    lost: HashMap<u32, String>,
+}
+
+enum Role {
+    Driver {
+        to: HashMap<u32, UnboundedSender<Message>>,
+        executors: Arc<Mutex<Executors>>,
+    },
+    Executor {
+        to_driver: UnboundedSender<Message>,
+        inbox: Mutex<mpsc::Receiver<Message>>,
+    },
+}
+
+/// A process's membership in a cluster; see the module docs.
+pub(crate) struct Node {
+    topology: Topology,
+    identity: Identity,
+    beats: Heartbeats,
+    role: Role,
+    /// Every process's block server, by rank.
+    blocks: Vec<String>,
+    /// Task slots of all processes together.
+    total_slots: usize,
+    /// Idle connections to other processes' block servers.
+    idle: Mutex<HashMap<u32, Vec<Link>>>,
+    /// Writer tasks, awaited at shutdown so goodbyes go out.
+    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    tokio: tokio::runtime::Runtime,
+}
+
+/// Settings read from the environment, with their defaults.
+fn env_duration(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(default)
+}
+
+impl Node {
+    /// Joins the cluster `topology` describes: the driver waits for every
+    /// executor, an executor connects to the driver, both within the
+    /// start-up timeout (`SPATE_STARTUP_TIMEOUT_MS`, default 60 s).
+    /// `shuffles` is what this process's block server serves.
+    pub(crate) fn start(
+        topology: Topology,
+        shuffles: Arc<ShuffleManager>,
+        slots: usize,
+        exit_on_driver_loss: bool,
+    ) -> Result<Node> {
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("spate-net")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Cluster(format!("cannot start the network runtime: {e}")))?;
+        let rank = topology.rank as u32;
+        let identity = Identity::of_this_binary(rank, &topology.secret)?;
+        let defaults = Heartbeats::default();
+        let beats = Heartbeats {
+            every: env_duration("SPATE_HEARTBEAT_INTERVAL_MS", defaults.every),
+            timeout: env_duration("SPATE_HEARTBEAT_TIMEOUT_MS", defaults.timeout),
+        };
+        let startup = env_duration("SPATE_STARTUP_TIMEOUT_MS", Duration::from_secs(60));
+        let world = topology.world_size;
+        let (links, blocks, total_slots, block_listener) = tokio.block_on(async {
+            if rank == 0 {
+                let listener = TcpListener::bind(&topology.driver).await.map_err(|e| {
+                    Error::Cluster(format!("cannot listen at {}: {e}", topology.driver))
+                })?;
+                let ip = listener
+                    .local_addr()
+                    .map_err(|e| Error::io("the driver's address", e))?
+                    .ip();
+                let block_listener = bind_blocks(ip).await?;
+                let mut joined = accept_executors(&listener, &identity, world, startup).await?;
+                let mut blocks = vec![local_addr(&block_listener)?; world];
+                let mut total = slots;
+                for (rank, link) in joined.iter_mut() {
+                    match tokio::time::timeout(startup, link.recv()).await {
+                        Ok(Ok(Message::Hello {
+                            blocks: addr,
+                            slots,
+                        })) => {
+                            blocks[*rank as usize] = addr;
+                            total += slots;
+                        }
+                        Ok(Ok(other)) => {
+                            return Err(Error::Cluster(format!(
+                                "{} sent {other:?} instead of its hello",
+                                link.peer
+                            )));
+                        }
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => {
+                            return Err(Error::Cluster(format!(
+                                "{} joined but said nothing within {startup:?}",
+                                link.peer
+                            )));
+                        }
+                    }
+                }
+                for link in joined.values_mut() {
+                    link.send(&Message::Peers {
+                        blocks: blocks.clone(),
+                        slots: total,
+                    })
+                    .await?;
+                }
+                Ok((
+                    joined.into_values().collect::<Vec<_>>(),
+                    blocks,
+                    total,
+                    block_listener,
+                ))
+            } else {
+                let mut link = connect_to_driver(&topology.driver, &identity, startup).await?;
+                let ip = link
+                    .local
+                    .map(|a| a.ip())
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+                let block_listener = bind_blocks(ip).await?;
+                link.send(&Message::Hello {
+                    blocks: local_addr(&block_listener)?,
+                    slots,
+                })
+                .await?;
+                match tokio::time::timeout(startup, link.recv()).await {
+                    Ok(Ok(Message::Peers { blocks, slots })) if blocks.len() == world => {
+                        Ok((vec![link], blocks, slots, block_listener))
+                    }
+                    Ok(Ok(other)) => Err(Error::Cluster(format!(
+                        "the driver sent {other:?} instead of the list of processes"
+                    ))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::Cluster(format!(
+                        "the driver did not list the processes within {startup:?}"
+                    ))),
+                }
+            }
+        })?;
+        tokio.spawn(serve_blocks(block_listener, identity.clone(), shuffles));
+        let mut writers = Vec::new();
+        let role = if rank == 0 {
+            let executors = Arc::new(Mutex::new(Executors::default()));
+            let mut to = HashMap::new();
+            for link in links {
+                let peer_rank = link.rank;
+                let on_message = {
+                    let executors = executors.clone();
+                    move |msg: Message| {
+                        if let Message::TaskDone(report) = msg {
+                            let waiting = executors.lock().pending.remove(&report.id);
+                            if let Some((_, reply)) = waiting {
+                                let _ = reply.send(Reply::Done(peer_rank, report));
+                            }
+                        }
+                    }
+                };
+                let on_end = {
+                    let executors = executors.clone();
+                    move |reason: String, _clean: bool| {
+                        tracing::warn!(target: "spate::cluster", rank = peer_rank, %reason, "executor lost");
+                        let mut ex = executors.lock();
+                        ex.lost.insert(peer_rank, reason.clone());
+                        let gone: Vec<TaskId> = ex
+                            .pending
+                            .iter()
+                            .filter(|(_, (r, _))| *r == peer_rank)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        for id in gone {
+                            if let Some((_, reply)) = ex.pending.remove(&id) {
+                                let _ = reply.send(Reply::Lost {
+                                    task: id,
+                                    rank: peer_rank,
+                                    reason: reason.clone(),
+                                });
+                            }
+                        }
+                    }
+                };
+                let (tx, writer) = spawn_link(&tokio, link, beats, on_message, on_end);
+                writers.push(writer);
+                to.insert(peer_rank, tx);
+            }
+            Role::Driver { to, executors }
+        } else {
+            let (inbox_tx, inbox) = mpsc::channel();
+            let on_message = {
+                let inbox_tx = inbox_tx.clone();
+                move |msg: Message| {
+                    let _ = inbox_tx.send(msg);
+                }
+            };
+            let on_end = move |reason: String, clean: bool| {
+                if !clean && exit_on_driver_loss {
+                    eprintln!("spate: executor {rank}: {reason}; exiting");
+                    std::process::exit(70);
+                }
+                let _ = inbox_tx.send(Message::Goodbye(reason));
+            };
+            let link = links.into_iter().next().expect("an executor has one link");
+            let (to_driver, writer) = spawn_link(&tokio, link, beats, on_message, on_end);
+            writers.push(writer);
+            Role::Executor {
+                to_driver,
+                inbox: Mutex::new(inbox),
+            }
+        };
+        Ok(Node {
+            topology,
+            identity,
+            beats,
+            role,
+            blocks,
+            total_slots,
+            idle: Mutex::new(HashMap::new()),
+            writers: Mutex::new(writers),
+            tokio,
+        })
+    }
+
+    pub(crate) fn rank(&self) -> u32 {
+        self.topology.rank as u32
+    }
+
+    pub(crate) fn world_size(&self) -> usize {
+        self.topology.world_size
+    }
+
+    /// Task slots of all processes together: the cluster's default
+    /// partition count, the same in every process.
+    pub(crate) fn total_slots(&self) -> usize {
+        self.total_slots
+    }
+
+    pub(crate) fn is_driver(&self) -> bool {
+        self.topology.rank == 0
+    }
+
+    /// The process that should run `partition`: partitions are spread over
+    /// the live processes in turn, so the same partition of a dataset goes
+    /// to the same process job after job (where its cached block is) until
+    /// that process is lost.
+    pub(crate) fn place(&self, partition: usize) -> u32 {
+        let Role::Driver { executors, .. } = &self.role else {
+            return self.rank();
+        };
+        let ex = executors.lock();
+        let alive: Vec<u32> = (0..self.world_size() as u32)
+            .filter(|r| !ex.lost.contains_key(r))
+            .collect();
+        alive[partition % alive.len()]
+    }
+
+    /// Live executors (the driver not counted).
+    pub(crate) fn live_executors(&self) -> usize {
+        match &self.role {
+            Role::Driver { executors, .. } => self.world_size() - 1 - executors.lock().lost.len(),
+            Role::Executor { .. } => 0,
+        }
+    }
+
+    /// On the driver: sends `spec` to executor `rank`; the outcome comes
+    /// on `reply`, exactly once.
+    pub(crate) fn dispatch(&self, rank: u32, spec: TaskSpec, reply: mpsc::Sender<Reply>) {
+        let Role::Driver { to, executors } = &self.role else {
+            panic!("only the driver dispatches tasks");
+        };
+        let mut ex = executors.lock();
+        if let Some(reason) = ex.lost.get(&rank) {
+            let _ = reply.send(Reply::Lost {
+                task: spec.id,
+                rank,
+                reason: reason.clone(),
+            });
+            return;
+        }
+        ex.pending.insert(spec.id, (rank, reply));
+        // A closed channel means the link's writer ended: its reader
+        // reports the loss and answers the task.
+        let _ = to[&rank].send(Message::RunTask(spec));
+    }
+
+    /// On the driver: a message to every live executor.
+    pub(crate) fn broadcast(&self, msg: &Message) {
+        if let Role::Driver { to, .. } = &self.role {
+            for tx in to.values() {
+                let _ = tx.send(msg.clone());
+            }
+        }
+    }
+
+    /// On an executor: a message to the driver.
+    pub(crate) fn send_to_driver(&self, msg: Message) {
+        if let Role::Executor { to_driver, .. } = &self.role {
+            let _ = to_driver.send(msg);
+        }
+    }
+
+    /// On an executor: the next message from the driver; a `Goodbye` when
+    /// the driver is gone.
+    pub(crate) fn next_message(&self) -> Message {
+        match &self.role {
+            Role::Executor { inbox, .. } => inbox
+                .lock()
+                .recv()
+                .unwrap_or_else(|_| Message::Goodbye("the driver's connection closed".into())),
+            Role::Driver { .. } => panic!("only executors take messages from the driver"),
+        }
+    }
+
+    /// Fetches reduce partition `reduce`'s block of map output `map` of
+    /// `shuffle` from process `rank`'s block server: its frames, or why not.
+    pub(crate) fn fetch_block(
+        &self,
+        rank: u32,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+    ) -> std::result::Result<Vec<u8>, String> {
+        if let Role::Driver { executors, .. } = &self.role
+            && let Some(reason) = executors.lock().lost.get(&rank)
+        {
+            return Err(format!("process {rank} was lost: {reason}"));
+        }
+        let addr = self
+            .blocks
+            .get(rank as usize)
+            .ok_or_else(|| format!("no process {rank}"))?
+            .clone();
+        let pooled = self.idle.lock().get_mut(&rank).and_then(Vec::pop);
+        let timeout = self.beats.timeout;
+        let fetched = self.tokio.block_on(async {
+            let mut link = match pooled {
+                Some(link) => link,
+                None => {
+                    let peer = format!("the block server of process {rank} ({addr})");
+                    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
+                        .await
+                        .map_err(|_| format!("cannot reach {peer} within {timeout:?}"))?
+                        .map_err(|e| format!("cannot reach {peer}: {e}"))?;
+                    connect_handshake(&mut stream, &self.identity, &peer)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Link::new(stream, rank, peer)
+                }
+            };
+            let asked = Message::FetchBlock {
+                shuffle,
+                map,
+                reduce,
+            };
+            let answer = tokio::time::timeout(timeout, async {
+                link.send(&asked).await?;
+                link.recv().await
+            })
+            .await
+            .map_err(|_| format!("{} did not answer within {timeout:?}", link.peer))?
+            .map_err(|e| e.to_string())?;
+            match answer {
+                Message::Block(block) => Ok((link, block)),
+                other => Err(format!("{} answered {other:?}", link.peer)),
+            }
+        });
+        let (link, block) = fetched?;
+        self.idle.lock().entry(rank).or_default().push(link);
+        block
+    }
+}
+
+impl Drop for Node {
+    /// Says goodbye to every peer and waits (briefly) until it is sent.
+    fn drop(&mut self) {
+        let bye = Message::Goodbye(format!("process {} finished", self.rank()));
+        match &self.role {
+            Role::Driver { to, .. } => {
+                for tx in to.values() {
+                    let _ = tx.send(bye.clone());
+                }
+            }
+            Role::Executor { to_driver, .. } => {
+                let _ = to_driver.send(bye);
+            }
+        }
+        let writers = std::mem::take(&mut *self.writers.lock());
+        let _ = self.tokio.block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), async {
+                for w in writers {
+                    let _ = w.await;
+                }
+            })
+            .await
+        });
+    }
+}
+
+async fn bind_blocks(ip: std::net::IpAddr) -> Result<TcpListener> {
+    TcpListener::bind((ip, 0))
+        .await
+        .map_err(|e| Error::Cluster(format!("cannot listen for shuffle fetches on {ip}: {e}")))
+}
+
+fn local_addr(listener: &TcpListener) -> Result<String> {
+    listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .map_err(|e| Error::io("the block server's address", e))
+}
+
+/// Runs a link: a writer task sending what comes on the returned channel
+/// (and a heartbeat every `beats.every`), and a reader task handing every
+/// message but heartbeats to `on_message`, until the peer is gone; then
+/// `on_end(why, said_goodbye)`.
+fn spawn_link(
+    tokio: &tokio::runtime::Runtime,
+    link: Link,
+    beats: Heartbeats,
+    mut on_message: impl FnMut(Message) + Send + 'static,
+    on_end: impl FnOnce(String, bool) + Send + 'static,
+) -> (UnboundedSender<Message>, tokio::task::JoinHandle<()>) {
+    let (mut reader, mut writer) = link.into_halves();
+    let (tx, mut rx) = unbounded_channel::<Message>();
+    let writer = tokio.spawn(async move {
+        let mut ticker = tokio::time::interval(beats.every);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { return };
+                    let bye = matches!(msg, Message::Goodbye(_));
+                    if writer.send(&msg).await.is_err() || bye {
+                        return;
+                    }
+                }
+                _ = ticker.tick() => {
+                    if writer.send(&Message::Heartbeat).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    tokio.spawn(async move {
+        let peer = reader.peer.clone();
+        let (why, clean) = loop {
+            match tokio::time::timeout(beats.timeout, reader.recv()).await {
+                Err(_) => {
+                    break (
+                        format!("no word from {peer} for {:?}", beats.timeout),
+                        false,
+                    );
+                }
+                Ok(Err(e)) => break (format!("lost the connection to {peer}: {e}"), false),
+                Ok(Ok(Message::Heartbeat)) => {}
+                Ok(Ok(Message::Goodbye(why))) => break (format!("{peer} left: {why}"), true),
+                Ok(Ok(msg)) => on_message(msg),
+            }
+        };
+        on_end(why, clean);
+    });
+    (tx, writer)
+}
+
+/// Serves this process's shuffle blocks to authenticated peers, one
+/// connection per fetching process, until the runtime shuts down.
+async fn serve_blocks(listener: TcpListener, me: Identity, shuffles: Arc<ShuffleManager>) {
+    loop {
+        let Ok((mut stream, addr)) = listener.accept().await else {
+            continue;
+        };
+        let me = me.clone();
+        let shuffles = shuffles.clone();
+        tokio::spawn(async move {
+            let peer = format!("a block fetch from {addr}");
+            let rank = match accept_handshake(&mut stream, &me, &peer).await {
+                Ok(rank) => rank,
+                Err(e) => {
+                    tracing::warn!(target: "spate::cluster", %peer, error = %e, "refused a connection");
+                    return;
+                }
+            };
+            let mut link = Link::new(stream, rank, peer);
+            while let Ok(Message::FetchBlock {
+                shuffle,
+                map,
+                reduce,
+            }) = link.recv().await
+            {
+                let shuffles = shuffles.clone();
+                let block = tokio::task::spawn_blocking(move || match shuffles.get(shuffle, map) {
+                    Some(output) => output.block_frames(reduce),
+                    None => Err(format!("map output {map} of shuffle {shuffle} is not here")),
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("serving the block failed: {e}")));
+                if link.send(&Message::Block(block)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
