@@ -48,6 +48,28 @@ pub struct FaultPlan {
     lose_outputs: Vec<(ShuffleId, usize, ShuffleLoss)>,
     lose_always: Vec<(ShuffleId, usize, ShuffleLoss)>,
     lose_probability: Option<(f64, u64, ShuffleLoss)>,
+    kills: Vec<(usize, KillPoint)>,
+}
+
+/// Where a [`FaultPlan`] kills a process of a cluster (with SIGKILL: no
+/// goodbye, no cleanup, as a crashed machine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KillPoint {
+    /// When the process starts its first task of stage `stage`: mid map
+    /// stage, mid reduce stage, or (a stage of a later job) while it holds
+    /// cached partitions and map outputs of earlier jobs.
+    TaskStart {
+        /// The stage id, from the scheduler's events.
+        stage: u64,
+    },
+    /// Right after the process has written map task `map`'s output of
+    /// `shuffle` and reported it to the driver, before any reducer read it.
+    AfterMapOutput {
+        /// The shuffle id.
+        shuffle: ShuffleId,
+        /// The map partition.
+        map: usize,
+    },
 }
 
 impl FaultPlan {
@@ -84,6 +106,19 @@ impl FaultPlan {
     /// Drops each cached block, with probability `p`, when it is first read.
     pub fn drop_cached_blocks_with_probability(mut self, p: f64, seed: u64) -> Self {
         self.drop_probability = Some((p, seed));
+        self
+    }
+
+    /// Kills process `rank` of a cluster at `at` (once). Only executors
+    /// (rank 1 and up) are killed; in local mode nothing is.
+    ///
+    /// ```
+    /// use spate::{FaultPlan, KillPoint};
+    /// let plan = FaultPlan::new().kill_process(1, KillPoint::TaskStart { stage: 1 });
+    /// # let _ = plan;
+    /// ```
+    pub fn kill_process(mut self, rank: usize, at: KillPoint) -> Self {
+        self.kills.push((rank, at));
         self
     }
 
@@ -135,6 +170,7 @@ fn chance(seed: u64, ids: &(impl std::hash::Hash + ?Sized)) -> f64 {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Target {
+    Kill(KillPoint),
     Attempt(u64, u64, usize, u32),
     Block(RddId, usize),
     Output(ShuffleId, usize),
@@ -159,6 +195,27 @@ impl FaultInjector {
 
     fn fire(&self, target: Target) -> bool {
         self.fired.lock().insert(target)
+    }
+
+    /// Whether the plan kills executor `rank` at `at` (and has not yet).
+    pub(crate) fn would_kill(&self, rank: usize, at: KillPoint) -> bool {
+        rank != 0
+            && self.plan.kills.contains(&(rank, at))
+            && !self.fired.lock().contains(&Target::Kill(at))
+    }
+
+    /// Kills this process (executor `rank`) if the plan says so at `at`.
+    pub(crate) fn kill_point(&self, rank: usize, at: KillPoint) {
+        if rank == 0 || !self.plan.kills.contains(&(rank, at)) || !self.fire(Target::Kill(at)) {
+            return;
+        }
+        eprintln!("spate: the fault plan kills process {rank} at {at:?}");
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+        // `kill` is missing: die as abruptly as we can.
+        std::process::abort();
     }
 
     /// Whether this start of a task should fail; returns the reason.

@@ -62,7 +62,7 @@ pub mod streaming;
 pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Value};
 pub use error::{Error, Report, Result};
-pub use fault::{FaultPlan, ShuffleLoss};
+pub use fault::{FaultPlan, KillPoint, ShuffleLoss};
 pub use ids::{RddId, ShuffleId};
 pub use partitioner::{Partitioner, Partitioning, stable_hash};
 pub use rdd::{Histogram, LocalIterator, Numeric, PartitionIter, Rdd, StatCounter};

@@ -737,9 +737,22 @@ impl Scheduler {
             loop {
                 match node.next_message() {
                     Message::RunTask(spec) if spec.id.job == job && spec.root == root_id => {
+                        let spec_kind = spec.kind;
                         scope.spawn(move |_| {
                             let report = self.run_for_driver(node, root, spec, task);
+                            let wrote = match (&report.outcome, spec_kind) {
+                                (Ok(_), TaskKind::Map { shuffle }) => Some((shuffle, report.id.partition)),
+                                _ => None,
+                            };
                             node.send_to_driver(Message::TaskDone(report));
+                            if let (Some((shuffle, map)), Some(faults)) = (wrote, self.rt.faults()) {
+                                // Give the report time to leave first.
+                                let at = crate::fault::KillPoint::AfterMapOutput { shuffle, map };
+                                if faults.would_kill(node.rank() as usize, at) {
+                                    std::thread::sleep(std::time::Duration::from_millis(300));
+                                    faults.kill_point(node.rank() as usize, at);
+                                }
+                            }
                         });
                     }
                     Message::RunTask(spec) => {
@@ -872,6 +885,10 @@ fn attempt_once<R>(
     kind: StageKind,
     task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
 ) -> (Result<R>, TaskMetrics, TaskUpdates) {
+    if let (Some(faults), Some(node)) = (rt.faults(), rt.cluster()) {
+        let at = crate::fault::KillPoint::TaskStart { stage: id.stage };
+        faults.kill_point(node.rank() as usize, at);
+    }
     rt.post(Event::TaskStart { task: id, kind });
     let tc = TaskContext::new(rt.clone(), id);
     let updates = TaskUpdates::begin();

@@ -2,8 +2,9 @@
 //! program on this machine as one cluster (rank 0 is the driver), for
 //! development and tests. Each copy gets `SPATE_RANK`, `SPATE_WORLD_SIZE`,
 //! `SPATE_DRIVER` (loopback) and a fresh random `SPATE_SECRET`; their
-//! output is passed through. When one copy fails, the others are stopped;
-//! the launcher exits with the first failure's status (0 when all succeed).
+//! output is passed through. An executor that dies is reported and the
+//! others go on (the driver recovers its work); when the driver fails the
+//! executors are stopped. The launcher exits with the driver's status.
 
 use rand::Rng;
 use std::process::{Child, Command, ExitCode};
@@ -69,7 +70,7 @@ fn run() -> Result<ExitCode, String> {
             }
         }
     }
-    // Wait for all; on the first failure stop the rest.
+    // Wait for all; a failed driver stops the rest.
     let mut done = vec![false; n];
     let mut failure = None;
     while done.iter().any(|d| !d) {
@@ -80,11 +81,16 @@ fn run() -> Result<ExitCode, String> {
             match child.try_wait() {
                 Ok(Some(status)) => {
                     done[rank] = true;
-                    if !status.success() && failure.is_none() {
+                    if status.success() {
+                        continue;
+                    }
+                    if rank == 0 {
                         eprintln!(
-                            "spate-launch: rank {rank} ended with {status}; stopping the others"
+                            "spate-launch: the driver ended with {status}; stopping the executors"
                         );
                         failure = Some(status.code().unwrap_or(1));
+                    } else {
+                        eprintln!("spate-launch: executor {rank} ended with {status}");
                     }
                 }
                 Ok(None) => {}

@@ -114,6 +114,8 @@ impl JobMetrics {
         self.tasks_failed += o.tasks_failed;
         self.stage_attempts += o.stage_attempts;
         self.map_outputs_recomputed += o.map_outputs_recomputed;
+        self.remote_tasks += o.remote_tasks;
+        self.executors_lost += o.executors_lost;
         self.cached_partitions_recomputed += o.cached_partitions_recomputed;
         self.faults_injected += o.faults_injected;
         self.spills += o.spills;

@@ -230,3 +230,146 @@ fn a_failing_process_stops_the_launch_with_its_status() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/input.txt"), "{stderr}");
 }
+
+/// The per-key sums the kill scenarios compute, as the child prints them.
+fn expected_sums() -> String {
+    let mut sums = std::collections::BTreeMap::<i64, u64>::new();
+    for x in 0..60_000i64 {
+        *sums.entry(x % 997).or_default() += x as u64;
+    }
+    let fingerprint = sums.iter().fold(0u64, |h, (k, v)| {
+        h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
+    });
+    format!("keys={} fingerprint={fingerprint}", sums.len())
+}
+
+/// A program run as a cluster by the kill tests: per-key sums over six
+/// partitions on three one-thread processes, with executor 1 killed where
+/// `SPATE_TEST_KILL` says. The driver prints the result and the job
+/// metrics. (A no-op in a normal test run.)
+#[test]
+fn kill_child() {
+    use spate::{FaultPlan, KillPoint, ShuffleId};
+    let Ok(scenario) = std::env::var("SPATE_TEST_KILL") else {
+        return;
+    };
+    let ctx = spate::Context::builder().parallelism(1).build().unwrap();
+    let log = std::sync::Arc::new(spate::EventLog::default());
+    ctx.add_listener(log.clone());
+    let sums = ctx
+        .range(0, 60_000, 1, 6)
+        .map(|x| (x % 997, x as u64))
+        .reduce_by_key(|a, b| a + b);
+    // Stage ids: the first job's result stage is 0, its map stage 1; a
+    // second job's result stage is 2.
+    let at = match scenario.as_str() {
+        "map" => KillPoint::TaskStart { stage: 1 },
+        "after-map" => KillPoint::AfterMapOutput {
+            shuffle: ShuffleId(0),
+            map: 1,
+        },
+        "reduce" => KillPoint::TaskStart { stage: 0 },
+        "cached" => KillPoint::TaskStart { stage: 2 },
+        other => panic!("unknown scenario {other}"),
+    };
+    ctx.set_fault_plan(FaultPlan::new().kill_process(1, at));
+    let sums = if scenario == "cached" {
+        sums.cache()
+    } else {
+        sums
+    };
+    let before = if scenario == "cached" {
+        sums.count().unwrap();
+        log.job_metrics()
+    } else {
+        spate::JobMetrics::default()
+    };
+    let started = std::time::Instant::now();
+    let mut got = sums.collect().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    got.sort();
+    let fingerprint = got.iter().fold(0u64, |h, (k, v)| {
+        h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
+    });
+    let m = log.job_metrics();
+    if ctx.is_driver() {
+        println!(
+            "RESULT keys={} fingerprint={fingerprint} lost={} recomputed={} secs={secs:.3}",
+            got.len(),
+            m.executors_lost - before.executors_lost,
+            m.map_outputs_recomputed - before.map_outputs_recomputed,
+        );
+    }
+}
+
+/// Runs `kill_child` on three processes with `scenario`; the driver's
+/// RESULT line.
+fn run_kill(scenario: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
+        .args(["-n", "3", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPATE_TEST_KILL", scenario)
+        .env("SPATE_HEARTBEAT_TIMEOUT_MS", "3000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{scenario}: {stdout}\n{stderr}");
+    assert!(
+        stderr.contains("executor 1 ended with signal: 9"),
+        "{scenario}: executor 1 was killed: {stderr}"
+    );
+    // The test harness may print "test ... " before it on the same line.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("{scenario}: no result: {stdout}\n{stderr}"));
+    eprintln!("{scenario}: {line}");
+    line.to_string()
+}
+
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+#[test]
+fn an_executor_killed_during_a_map_stage_changes_nothing_in_the_result() {
+    let line = run_kill("map");
+    assert!(line.contains(&expected_sums()), "{line}");
+    assert_eq!(field(&line, "lost"), "1", "{line}");
+}
+
+#[test]
+fn an_executor_killed_after_writing_map_output_has_only_its_outputs_recomputed() {
+    let line = run_kill("after-map");
+    assert!(line.contains(&expected_sums()), "{line}");
+    assert_eq!(field(&line, "lost"), "1", "{line}");
+    // It wrote map 1 (reported) and was killed before running map 4:
+    // only map 1's output is recomputed; map 4 simply runs elsewhere.
+    assert_eq!(field(&line, "recomputed"), "1", "{line}");
+}
+
+#[test]
+fn an_executor_killed_during_a_reduce_stage_has_only_its_map_outputs_recomputed() {
+    let line = run_kill("reduce");
+    assert!(line.contains(&expected_sums()), "{line}");
+    assert_eq!(field(&line, "lost"), "1", "{line}");
+    // Executor 1 of three held maps 1 and 4 of six.
+    assert_eq!(field(&line, "recomputed"), "2", "{line}");
+}
+
+#[test]
+fn an_executor_killed_while_holding_cached_partitions_changes_nothing_in_the_result() {
+    let line = run_kill("cached");
+    assert!(line.contains(&expected_sums()), "{line}");
+    assert_eq!(field(&line, "lost"), "1", "{line}");
+    assert_eq!(field(&line, "recomputed"), "2", "{line}");
+}
