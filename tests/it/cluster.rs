@@ -254,6 +254,22 @@ fn kill_child() {
         return;
     };
     let ctx = spate::Context::builder().parallelism(1).build().unwrap();
+    if scenario == "slow" {
+        // For the driver-loss test: a job long enough to kill the driver in.
+        use std::io::Write;
+        println!("STARTED");
+        std::io::stdout().flush().unwrap();
+        let n = ctx
+            .range(0, 600, 1, 6)
+            .map(|x| {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                x
+            })
+            .count()
+            .unwrap();
+        println!("RESULT count={n}");
+        return;
+    }
     let log = std::sync::Arc::new(spate::EventLog::default());
     ctx.add_listener(log.clone());
     let sums = ctx
@@ -372,4 +388,61 @@ fn an_executor_killed_while_holding_cached_partitions_changes_nothing_in_the_res
     assert!(line.contains(&expected_sums()), "{line}");
     assert_eq!(field(&line, "lost"), "1", "{line}");
     assert_eq!(field(&line, "recomputed"), "2", "{line}");
+}
+
+#[test]
+fn executors_exit_promptly_when_the_driver_is_killed() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = |rank: usize| {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cluster::kill_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SPATE_TEST_KILL", "slow")
+            .env("SPATE_RANK", rank.to_string())
+            .env("SPATE_WORLD_SIZE", "2")
+            .env("SPATE_DRIVER", format!("127.0.0.1:{port}"))
+            .env("SPATE_SECRET", "driver-loss-test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut driver = start(0);
+    let executor = start(1);
+    // The driver says STARTED once every process has joined.
+    let mut lines = std::io::BufReader::new(driver.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("STARTED")),
+        "the cluster started"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    driver.kill().unwrap(); // SIGKILL, mid-job
+    let killed = std::time::Instant::now();
+    let out = executor.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    let _ = driver.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the executor failed: {stderr}");
+    assert!(
+        stderr.contains("spate: executor 1: lost the connection to the driver")
+            && stderr.contains("exiting"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("RESULT"),
+        "the executor did not finish the job on its own"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "exited {took:?} after the kill"
+    );
 }
