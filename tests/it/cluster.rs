@@ -102,6 +102,43 @@ fn write_inputs(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
 
 #[test]
 fn the_examples_give_the_local_result_on_one_two_and_four_processes() {
+    let runs: Vec<(String, Launch)> = [1, 2, 4]
+        .into_iter()
+        .map(|n| {
+            let run: Launch = Box::new(move |name, args| launched(n, name, args));
+            (n.to_string(), run)
+        })
+        .collect();
+    examples_match_local_mode(&runs);
+}
+
+/// Runs an example (name, arguments) as a cluster, somehow.
+type Launch = Box<dyn Fn(&str, &[&str]) -> Output>;
+
+/// A system test: needs the one-node Slurm cluster of
+/// `scripts/services.sh start slurm` (run by `scripts/system-tests.sh`).
+#[test]
+#[ignore = "needs Slurm: scripts/system-tests.sh runs it"]
+fn slurm_srun_runs_the_examples_with_the_local_result() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run: Launch = Box::new(move |name, args| {
+        run(Command::new("srun")
+            .args(["-n", "3"])
+            .arg(example(name))
+            .args(args)
+            .env("SPATE_SECRET", "slurm-system-test")
+            .env("SPATE_DRIVER_PORT", port.to_string()))
+    });
+    examples_match_local_mode(&[("srun-3".to_string(), run)]);
+}
+
+/// Runs word_count, group_sum, sort, join and page_rank locally, then with
+/// each launch, and compares reports and outputs.
+fn examples_match_local_mode(runs: &[(String, Launch)]) {
     let tmp = tempfile::tempdir().unwrap();
     let (text, pairs, orders, customers) = write_inputs(tmp.path());
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -117,9 +154,8 @@ fn the_examples_give_the_local_result_on_one_two_and_four_processes() {
     );
     let pr_local = local("page_rank", &["--checkpoint-every", "2"]);
 
-    for n in [1, 2, 4] {
-        let wc = launched(
-            n,
+    for (n, launch) in runs {
+        let wc = launch(
             "word_count",
             &[
                 &s(&text),
@@ -139,8 +175,7 @@ fn the_examples_give_the_local_result_on_one_two_and_four_processes() {
             output_lines(&tmp.path().join("wc-local")),
             "word_count's output on {n} processes"
         );
-        let gs = launched(
-            n,
+        let gs = launch(
             "group_sum",
             &[&s(&pairs), "--output", &out(&format!("gs-{n}"))],
         );
@@ -154,8 +189,7 @@ fn the_examples_give_the_local_result_on_one_two_and_four_processes() {
             stderr.contains("skipped 2 malformed lines"),
             "the accumulator merged every process's updates once: {stderr}"
         );
-        launched(
-            n,
+        launch(
             "sort",
             &[&s(&pairs), "--output", &out(&format!("sort-{n}"))],
         );
@@ -194,8 +228,7 @@ fn the_examples_give_the_local_result_on_one_two_and_four_processes() {
             output_lines(&tmp.path().join("sort-local")),
             "sort's records on {n} processes"
         );
-        launched(
-            n,
+        launch(
             "join",
             &[
                 &s(&orders),
@@ -209,7 +242,7 @@ fn the_examples_give_the_local_result_on_one_two_and_four_processes() {
             output_lines(&tmp.path().join("join-local")),
             "join on {n} processes"
         );
-        let pr = launched(n, "page_rank", &["--checkpoint-every", "2"]);
+        let pr = launch("page_rank", &["--checkpoint-every", "2"]);
         assert_eq!(
             String::from_utf8_lossy(&pr.stdout),
             String::from_utf8_lossy(&pr_local.stdout),

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Starts or stops a real service on this machine for Spate's system tests:
+#   scripts/services.sh start|stop|status NAME
+# Services:
+#   slurm  a one-node Slurm cluster (slurmctld + slurmd, munge auth) from
+#          Debian's packages; `srun -n 3` runs on a 2-core node. Needs root.
+set -euo pipefail
+
+usage() { echo "usage: $0 start|stop|status slurm" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+action=$1 name=$2
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "services.sh: $name needs root (packages and daemons)" >&2
+        exit 1
+    fi
+}
+
+slurm_start() {
+    need_root
+    if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+        echo "services.sh: installing slurm-wlm and munge" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge >/dev/null
+    fi
+    # munge: a key, then the daemon as its own user.
+    mkdir -p /etc/munge /var/log/munge /var/lib/munge /run/munge
+    if [ ! -s /etc/munge/munge.key ]; then
+        mungekey --create --keyfile=/etc/munge/munge.key
+    fi
+    chown -R munge:munge /etc/munge /var/log/munge /var/lib/munge /run/munge
+    chmod 0700 /etc/munge && chmod 0400 /etc/munge/munge.key
+    if ! pgrep -x munged >/dev/null; then
+        runuser -u munge -- munged
+    fi
+    # Slurm's configuration where srun finds it by default.
+    local host cpus
+    host=$(hostname -s)
+    cpus=$(( $(nproc) > 4 ? $(nproc) : 4 ))
+    mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+    cat > /etc/slurm/slurm.conf <<CONF
+# Written by spate's scripts/services.sh: a one-node cluster for tests.
+ClusterName=spate
+SlurmctldHost=$host
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SwitchType=switch/none
+JobAcctGatherType=jobacct_gather/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+# More CPUs than the machine has, so that srun -n 3 runs on 2 cores.
+SlurmdParameters=config_overrides
+NodeName=$host CPUs=$cpus State=UNKNOWN
+PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+CONF
+    if ! pgrep -x slurmctld >/dev/null; then
+        slurmctld
+    fi
+    if ! pgrep -x slurmd >/dev/null; then
+        slurmd
+    fi
+    # Ready when the node is idle (or mixed), within 60 s.
+    for _ in $(seq 60); do
+        if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+            echo "services.sh: slurm is up ($(sinfo -h -o '%N %c CPUs %T'))" >&2
+            return 0
+        fi
+        scontrol update nodename="$host" state=resume >/dev/null 2>&1 || true
+        sleep 1
+    done
+    echo "services.sh: slurm did not come up; see /var/log/slurm/" >&2
+    sinfo >&2 || true
+    exit 1
+}
+
+# Stops the daemons named, waiting until they are gone (SIGKILL after 10 s).
+stop_daemons() {
+    for d in "$@"; do pkill -x "$d" 2>/dev/null || true; done
+    for _ in $(seq 100); do
+        local alive=0
+        for d in "$@"; do pgrep -x "$d" >/dev/null && alive=1; done
+        [ $alive -eq 0 ] && return 0
+        sleep 0.1
+    done
+    for d in "$@"; do pkill -9 -x "$d" 2>/dev/null || true; done
+}
+
+slurm_stop() {
+    need_root
+    scontrol shutdown >/dev/null 2>&1 || true
+    stop_daemons slurmd slurmctld munged
+    echo "services.sh: slurm stopped" >&2
+}
+
+slurm_status() {
+    sinfo -h -o '%N %c CPUs %T'
+}
+
+case "$name:$action" in
+    slurm:start) slurm_start ;;
+    slurm:stop) slurm_stop ;;
+    slurm:status) slurm_status ;;
+    *) usage ;;
+esac
