@@ -2,11 +2,12 @@
 # Spate's system tests: the tests that run against real services this
 # script starts on this machine (see scripts/services.sh), then stops.
 #   scripts/system-tests.sh
-# Today: cluster mode under a one-node Slurm cluster (`srun -n 3`). Needs
-# root, to install and start Slurm.
+# Today: cluster mode under a one-node Slurm cluster (`srun -n 3`), and
+# across simulated hosts (network namespaces and a veth pair, a link cut
+# mid-job). Needs root, to install and start Slurm and to make namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --examples --bins
 scripts/services.sh start slurm
 trap 'scripts/services.sh stop slurm' EXIT
-cargo test --test it -- --ignored --test-threads=1 slurm
+cargo test --test it -- --ignored --test-threads=1 slurm netns

@@ -305,9 +305,17 @@ fn kill_child() {
     }
     let log = std::sync::Arc::new(spate::EventLog::default());
     ctx.add_listener(log.clone());
+    // "link-cut": the same sums, slowly (3 s of map work per process), so
+    // the test can cut a link mid-job.
+    let slow = scenario == "link-cut";
     let sums = ctx
         .range(0, 60_000, 1, 6)
-        .map(|x| (x % 997, x as u64))
+        .map(move |x| {
+            if slow && x % 1000 == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (x % 997, x as u64)
+        })
         .reduce_by_key(|a, b| a + b);
     // Stage ids: the first job's result stage is 0, its map stage 1; a
     // second job's result stage is 2.
@@ -319,9 +327,15 @@ fn kill_child() {
         },
         "reduce" => KillPoint::TaskStart { stage: 0 },
         "cached" => KillPoint::TaskStart { stage: 2 },
+        "link-cut" => KillPoint::TaskStart { stage: u64::MAX }, // never
         other => panic!("unknown scenario {other}"),
     };
     ctx.set_fault_plan(FaultPlan::new().kill_process(1, at));
+    if slow {
+        use std::io::Write;
+        println!("STARTED");
+        std::io::stdout().flush().unwrap();
+    }
     let sums = if scenario == "cached" {
         sums.cache()
     } else {
@@ -478,4 +492,142 @@ fn executors_exit_promptly_when_the_driver_is_killed() {
         took < std::time::Duration::from_secs(5),
         "exited {took:?} after the kill"
     );
+}
+
+/// Runs `cmd`, panicking with its output when it fails.
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A second host simulated by a network namespace joined to this one by a
+/// veth pair (10.78.0.1 here, 10.78.0.2 there); removed when dropped.
+struct OtherHost;
+
+impl OtherHost {
+    fn new() -> OtherHost {
+        let _ = Command::new("ip")
+            .args(["netns", "del", "spate-t1"])
+            .status();
+        let _ = Command::new("ip").args(["link", "del", "spv0"]).status();
+        sh("ip netns add spate-t1");
+        sh("ip link add spv0 type veth peer name spv1");
+        sh("ip link set spv1 netns spate-t1");
+        sh("ip addr add 10.78.0.1/24 dev spv0 && ip link set spv0 up");
+        sh(
+            "ip netns exec spate-t1 sh -c 'ip addr add 10.78.0.2/24 dev spv1 && ip link set spv1 up && ip link set lo up'",
+        );
+        OtherHost
+    }
+}
+
+impl Drop for OtherHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", "spate-t1"])
+            .status();
+        let _ = Command::new("ip").args(["link", "del", "spv0"]).status();
+    }
+}
+
+/// A system test (root: network namespaces): a driver and an executor on
+/// this host and an executor on a simulated second host; the link to that
+/// host is cut mid-job. The job ends with the exact result within the
+/// heartbeat timeout of the cut, and the cut-off executor exits.
+#[test]
+#[ignore = "needs root for network namespaces: scripts/system-tests.sh runs it"]
+fn netns_a_link_cut_mid_job_ends_in_the_exact_result() {
+    let (result, far_err) = across_hosts("ip link set spv0 down");
+    assert_eq!(field(&result, "lost"), "1", "{result}");
+    assert!(
+        far_err.contains("no word from the driver"),
+        "the cut-off executor exits: {far_err}"
+    );
+}
+
+/// As above with the link slowed down (a 1 Mbit/s token bucket both ways)
+/// instead of cut: the exact result, nobody lost.
+#[test]
+#[ignore = "needs root for network namespaces: scripts/system-tests.sh runs it"]
+fn netns_a_slow_link_ends_in_the_exact_result() {
+    let (result, _) = across_hosts(
+        "tc qdisc add dev spv0 root tbf rate 1mbit burst 32kbit latency 400ms && \
+         ip netns exec spate-t1 tc qdisc add dev spv1 root tbf rate 1mbit burst 32kbit latency 400ms",
+    );
+    assert_eq!(field(&result, "lost"), "0", "{result}");
+}
+
+/// Runs the slow sums on three processes, one on the other host, applies
+/// `disturb` (a shell command) a second into the job, and checks the
+/// result is exact and came within 20 s. Returns the driver's RESULT line
+/// and the far executor's stderr.
+fn across_hosts(disturb: &str) -> (String, String) {
+    use std::io::BufRead;
+    let host = OtherHost::new();
+    let port = std::net::TcpListener::bind("10.78.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let exe = std::env::current_exe().unwrap();
+    let start = |rank: usize, elsewhere: bool| {
+        let mut cmd = if elsewhere {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", "spate-t1"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        cmd.args([
+            "--exact",
+            "cluster::kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPATE_TEST_KILL", "link-cut")
+        .env("SPATE_RANK", rank.to_string())
+        .env("SPATE_WORLD_SIZE", "3")
+        .env("SPATE_DRIVER", format!("10.78.0.1:{port}"))
+        .env("SPATE_SECRET", "netns-test")
+        .env("SPATE_HEARTBEAT_TIMEOUT_MS", "2000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    let mut driver = start(0, false);
+    let near = start(1, false);
+    let far = start(2, true);
+    let mut lines = std::io::BufReader::new(driver.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("STARTED")),
+        "the cluster started"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    sh(disturb);
+    let cut = std::time::Instant::now();
+    let result = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| l.find("RESULT ").map(|at| l[at..].to_string()))
+        .unwrap_or_default();
+    let took = cut.elapsed();
+    lines.for_each(drop); // read to the end: the driver is still writing
+    let status = driver.wait().unwrap();
+    let far = far.wait_with_output().unwrap();
+    let near = near.wait_with_output().unwrap();
+    drop(host);
+    eprintln!("{disturb}: {result} ({took:?} after it)");
+    assert!(status.success(), "the driver succeeded");
+    assert!(near.status.success(), "the executor on this host succeeded");
+    assert!(result.contains(&expected_sums()), "{result}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "ended {took:?} after the disturbance"
+    );
+    (result, String::from_utf8_lossy(&far.stderr).into_owned())
 }
