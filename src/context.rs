@@ -64,7 +64,9 @@ enum ClusterChoice {
 }
 
 impl ContextBuilder {
-    /// Worker threads, and the default partition count (default: all cores).
+    /// Worker threads, and the default partition count (default: the
+    /// `SPATE_THREADS` environment variable, else all cores; a launcher
+    /// sets it for each process, e.g. `spate-launch --threads`).
     pub fn parallelism(mut self, threads: usize) -> Self {
         self.parallelism = Some(threads.max(1));
         self
@@ -120,8 +122,14 @@ impl ContextBuilder {
         if let Some(t) = &topology {
             eprintln!("spate: {t}");
         }
+        let from_env = match std::env::var("SPATE_THREADS") {
+            Ok(v) => Some(v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::InvalidArgument(format!("SPATE_THREADS={v:?} is not a positive number"))
+            })?),
+            Err(_) => None,
+        };
         let runtime = Runtime::new(RuntimeConfig {
-            parallelism: self.parallelism,
+            parallelism: self.parallelism.or(from_env),
             scratch_dir: self.scratch_dir,
             max_task_failures: self.max_task_failures,
             memory_limit: self.memory_limit,

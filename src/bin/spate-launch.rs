@@ -1,6 +1,7 @@
-//! `spate-launch -n N [--port P] -- BIN ARGS…`: runs N copies of a Spate
-//! program on this machine as one cluster (rank 0 is the driver), for
-//! development and tests. Each copy gets `SPATE_RANK`, `SPATE_WORLD_SIZE`,
+//! `spate-launch -n N [--threads T] [--port P] -- BIN ARGS…`: runs N copies
+//! of a Spate program on this machine as one cluster (rank 0 is the
+//! driver), for development and tests. Each copy gets `SPATE_RANK`,
+//! `SPATE_WORLD_SIZE`, `SPATE_THREADS` (with `--threads`),
 //! `SPATE_DRIVER` (loopback) and a fresh random `SPATE_SECRET`; their
 //! output is passed through. An executor that dies is reported and the
 //! others go on (the driver recovers its work); when the driver fails the
@@ -10,7 +11,8 @@ use rand::Rng;
 use std::process::{Child, Command, ExitCode};
 use std::time::Duration;
 
-const USAGE: &str = "usage: spate-launch -n PROCESSES [--port PORT] -- PROGRAM [ARGS...]";
+const USAGE: &str =
+    "usage: spate-launch -n PROCESSES [--threads T] [--port PORT] -- PROGRAM [ARGS...]";
 
 fn main() -> ExitCode {
     match run() {
@@ -24,12 +26,13 @@ fn main() -> ExitCode {
 
 fn run() -> Result<ExitCode, String> {
     let mut args = std::env::args().skip(1);
-    let (mut n, mut port) = (None, None);
+    let (mut n, mut port, mut threads) = (None, None, None);
     let mut program = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-n" | "--processes" => n = Some(number(args.next(), &arg)?),
             "--port" => port = Some(number(args.next(), &arg)?),
+            "--threads" => threads = Some(number(args.next(), &arg)?),
             "--" => {
                 program.extend(args.by_ref());
             }
@@ -55,7 +58,11 @@ fn run() -> Result<ExitCode, String> {
     };
     let mut children: Vec<Child> = Vec::new();
     for rank in 0..n {
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(t) = threads {
+            cmd.env("SPATE_THREADS", t.to_string());
+        }
+        let child = cmd
             .args(bin_args)
             .env("SPATE_RANK", rank.to_string())
             .env("SPATE_WORLD_SIZE", n.to_string())
