@@ -66,15 +66,10 @@ enum Role {
 /// A process's membership in a cluster; see the module docs.
 pub(crate) struct Node {
     topology: Topology,
-    identity: Identity,
-    beats: Heartbeats,
     role: Role,
-    /// Every process's block server, by rank.
-    blocks: Vec<String>,
     /// Task slots of all processes together.
     total_slots: usize,
-    /// Idle connections to other processes' block servers.
-    idle: Mutex<HashMap<u32, Vec<Link>>>,
+    fetcher: Arc<Fetcher>,
     /// Writer tasks, awaited at shutdown so goodbyes go out.
     writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     tokio: tokio::runtime::Runtime,
@@ -260,14 +255,21 @@ impl Node {
                 inbox: Mutex::new(inbox),
             }
         };
+        let fetcher = Arc::new(Fetcher {
+            identity,
+            blocks,
+            idle: Mutex::new(HashMap::new()),
+            timeout: beats.timeout,
+            executors: match &role {
+                Role::Driver { executors, .. } => Some(executors.clone()),
+                Role::Executor { .. } => None,
+            },
+        });
         Ok(Node {
             topology,
-            identity,
-            beats,
             role,
-            blocks,
             total_slots,
-            idle: Mutex::new(HashMap::new()),
+            fetcher,
             writers: Mutex::new(writers),
             tokio,
         })
@@ -363,16 +365,56 @@ impl Node {
         }
     }
 
-    /// Fetches reduce partition `reduce`'s block of map output `map` of
-    /// `shuffle` from process `rank`'s block server: its frames, or why not.
-    pub(crate) fn fetch_block(
+    /// Starts fetching reduce partition `reduce`'s block of map output
+    /// `map` of `shuffle` from process `rank`'s block server; the fetch
+    /// runs on the network runtime while the caller goes on.
+    pub(crate) fn start_fetch(
+        &self,
+        rank: u32,
+        shuffle: ShuffleId,
+        map: usize,
+        reduce: usize,
+    ) -> PendingFetch {
+        let fetcher = self.fetcher.clone();
+        PendingFetch(
+            self.tokio
+                .spawn(async move { fetcher.fetch(rank, shuffle, map, reduce).await }),
+        )
+    }
+
+    /// Waits for a fetch: the block's frames, or why it could not be had.
+    pub(crate) fn finish_fetch(&self, fetch: PendingFetch) -> std::result::Result<Vec<u8>, String> {
+        self.tokio
+            .block_on(fetch.0)
+            .unwrap_or_else(|e| Err(format!("the fetch failed: {e}")))
+    }
+}
+
+/// A block fetch under way (see [`Node::start_fetch`]).
+pub(crate) struct PendingFetch(tokio::task::JoinHandle<std::result::Result<Vec<u8>, String>>);
+
+/// Fetches shuffle blocks from other processes' block servers, keeping
+/// idle connections for the next fetch.
+struct Fetcher {
+    identity: Identity,
+    /// Every process's block server, by rank.
+    blocks: Vec<String>,
+    idle: Mutex<HashMap<u32, Vec<Link>>>,
+    /// How long a connection or an answer may take.
+    timeout: Duration,
+    /// On the driver: executors known lost (their blocks fail at once).
+    executors: Option<Arc<Mutex<Executors>>>,
+}
+
+impl Fetcher {
+    async fn fetch(
         &self,
         rank: u32,
         shuffle: ShuffleId,
         map: usize,
         reduce: usize,
     ) -> std::result::Result<Vec<u8>, String> {
-        if let Role::Driver { executors, .. } = &self.role
+        if let Some(executors) = &self.executors
             && let Some(reason) = executors.lock().lost.get(&rank)
         {
             return Err(format!("process {rank} was lost: {reason}"));
@@ -380,45 +422,42 @@ impl Node {
         let addr = self
             .blocks
             .get(rank as usize)
-            .ok_or_else(|| format!("no process {rank}"))?
-            .clone();
+            .ok_or_else(|| format!("no process {rank}"))?;
         let pooled = self.idle.lock().get_mut(&rank).and_then(Vec::pop);
-        let timeout = self.beats.timeout;
-        let fetched = self.tokio.block_on(async {
-            let mut link = match pooled {
-                Some(link) => link,
-                None => {
-                    let peer = format!("the block server of process {rank} ({addr})");
-                    let mut stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
-                        .await
-                        .map_err(|_| format!("cannot reach {peer} within {timeout:?}"))?
-                        .map_err(|e| format!("cannot reach {peer}: {e}"))?;
-                    connect_handshake(&mut stream, &self.identity, &peer)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Link::new(stream, rank, peer)
-                }
-            };
-            let asked = Message::FetchBlock {
-                shuffle,
-                map,
-                reduce,
-            };
-            let answer = tokio::time::timeout(timeout, async {
-                link.send(&asked).await?;
-                link.recv().await
-            })
-            .await
-            .map_err(|_| format!("{} did not answer within {timeout:?}", link.peer))?
-            .map_err(|e| e.to_string())?;
-            match answer {
-                Message::Block(block) => Ok((link, block)),
-                other => Err(format!("{} answered {other:?}", link.peer)),
+        let timeout = self.timeout;
+        let mut link = match pooled {
+            Some(link) => link,
+            None => {
+                let peer = format!("the block server of process {rank} ({addr})");
+                let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| format!("cannot reach {peer} within {timeout:?}"))?
+                    .map_err(|e| format!("cannot reach {peer}: {e}"))?;
+                connect_handshake(&mut stream, &self.identity, &peer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Link::new(stream, rank, peer)
             }
-        });
-        let (link, block) = fetched?;
-        self.idle.lock().entry(rank).or_default().push(link);
-        block
+        };
+        let asked = Message::FetchBlock {
+            shuffle,
+            map,
+            reduce,
+        };
+        let answer = tokio::time::timeout(timeout, async {
+            link.send(&asked).await?;
+            link.recv().await
+        })
+        .await
+        .map_err(|_| format!("{} did not answer within {timeout:?}", link.peer))?
+        .map_err(|e| e.to_string())?;
+        match answer {
+            Message::Block(block) => {
+                self.idle.lock().entry(rank).or_default().push(link);
+                block
+            }
+            other => Err(format!("{} answered {other:?}", link.peer)),
+        }
     }
 }
 

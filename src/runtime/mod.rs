@@ -13,7 +13,7 @@ pub(crate) use events::ListenerBus;
 pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use task::{MetricsCell, Running, TaskContext, on_idle_worker, running_task};
 
-use crate::cluster::node::Node;
+use crate::cluster::node::{Node, PendingFetch};
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, FaultPlan};
 use crate::ids::{RddId, ShuffleId};
@@ -177,20 +177,28 @@ impl Runtime {
         self.cluster.as_ref()
     }
 
-    /// Fetches a shuffle block held by process `rank` (see
-    /// [`Node::fetch_block`]).
-    pub(crate) fn fetch_block(
+    /// Starts fetching a shuffle block held by process `rank` (see
+    /// [`Node::start_fetch`]).
+    pub(crate) fn start_fetch(
         &self,
         rank: u32,
         shuffle: ShuffleId,
         map: usize,
         reduce: usize,
-    ) -> std::result::Result<Vec<u8>, String> {
+    ) -> std::result::Result<PendingFetch, String> {
         match &self.cluster {
-            Some(node) => node.fetch_block(rank, shuffle, map, reduce),
+            Some(node) => Ok(node.start_fetch(rank, shuffle, map, reduce)),
             None => Err(format!(
                 "map output {map} is in process {rank}, but this process runs alone"
             )),
+        }
+    }
+
+    /// Waits for a fetch started with [`start_fetch`](Self::start_fetch).
+    pub(crate) fn finish_fetch(&self, fetch: PendingFetch) -> std::result::Result<Vec<u8>, String> {
+        match &self.cluster {
+            Some(node) => node.finish_fetch(fetch),
+            None => Err("no cluster".into()),
         }
     }
 

@@ -7,6 +7,7 @@ use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::ids::ShuffleId;
+use crate::cluster::node::PendingFetch;
 use crate::runtime::{MetricsCell, Runtime, TaskContext};
 use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;
@@ -25,6 +26,7 @@ pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext
         lost: Vec::new(),
         metrics: tc.metrics.clone(),
         rt: tc.rt.clone(),
+        prefetched: None,
     })
 }
 
@@ -58,19 +60,54 @@ struct ShuffleReader<X> {
     metrics: Rc<MetricsCell>,
     /// Fetches blocks held by other processes.
     rt: Arc<Runtime>,
+    /// The next remote block, already on its way while the current one is
+    /// decoded: with the one being read, at most two blocks per reducer
+    /// are in flight or in memory.
+    prefetched: Option<(usize, PendingFetch)>,
 }
 
 impl<X: Value> ShuffleReader<X> {
+    /// Starts fetching the next remote block after the `read`-th map in
+    /// this reducer's order, if there is one and none is on its way.
+    fn prefetch_next(&mut self) {
+        if self.prefetched.is_some() {
+            return;
+        }
+        let next = (self.read..self.num_maps)
+            .map(|i| (self.reduce + i) % self.num_maps)
+            .find_map(|m| match &self.outputs[m] {
+                Some(MapSlot::Remote(rank)) => Some((m, *rank)),
+                _ => None,
+            });
+        if let Some((map, rank)) = next
+            && let Ok(fetch) = self.rt.start_fetch(rank, self.shuffle, map, self.reduce)
+        {
+            self.prefetched = Some((map, fetch));
+        }
+    }
+
+    /// The frames of map `map`'s block held by process `rank`.
+    fn remote_block(&mut self, rank: u32, map: usize) -> std::result::Result<Vec<u8>, String> {
+        let fetch = match self.prefetched.take() {
+            Some((m, fetch)) if m == map => fetch,
+            other => {
+                self.prefetched = other;
+                self.rt.start_fetch(rank, self.shuffle, map, self.reduce)?
+            }
+        };
+        self.prefetch_next();
+        self.rt.finish_fetch(fetch)
+    }
+
     /// Opens map `map`'s block: `None` when it is empty, `Err(reason)` when
     /// it cannot be read.
-    fn open(&self, map: usize) -> std::result::Result<Option<Current<X>>, String> {
+    fn open(&mut self, map: usize) -> std::result::Result<Option<Current<X>>, String> {
         let output = match &self.outputs[map] {
             None => return Err("map output is missing".to_string()),
-            Some(MapSlot::Local(output)) => output,
+            Some(MapSlot::Local(output)) => output.clone(),
             Some(MapSlot::Remote(rank)) => {
-                // One block in flight per reducer: the bytes held are
-                // bounded by the largest block.
-                let bytes = self.rt.fetch_block(*rank, self.shuffle, map, self.reduce)?;
+                let rank = *rank;
+                let bytes = self.remote_block(rank, map)?;
                 if bytes.is_empty() {
                     return Ok(None);
                 }
@@ -113,7 +150,7 @@ impl<X: Value> ShuffleReader<X> {
                 // decode as one stream.
                 let mut bytes = Vec::new();
                 for s in segments {
-                    bytes.extend(read_disk(output, *s)?);
+                    bytes.extend(read_disk(&output, *s)?);
                 }
                 self.metrics
                     .update(|m| m.shuffle_bytes_read += bytes.len() as u64);
