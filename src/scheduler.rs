@@ -120,6 +120,8 @@ impl Scheduler {
             root: root.base().id,
             metrics: Mutex::new(JobMetrics::default()),
             stage_attempts: Mutex::new(HashMap::new()),
+            executor_failures: Mutex::new(HashMap::new()),
+            excluded: Mutex::new(HashSet::new()),
         };
         self.rt.memory().reset_peak();
         let mut result = run.run(root, partitions, &task);
@@ -147,7 +149,14 @@ struct JobRun<'a> {
     metrics: Mutex<JobMetrics>,
     /// Submissions of each stage in this job, for attempt numbers.
     stage_attempts: Mutex<HashMap<u64, u32>>,
+    /// Failed task attempts per executor in this job, and the executors
+    /// excluded for the rest of it (Spark's exclude-on-failure).
+    executor_failures: Mutex<HashMap<u32, u32>>,
+    excluded: Mutex<HashSet<u32>>,
 }
+
+/// Failed attempts on one executor, within a job, that exclude it.
+const EXCLUDE_AFTER_FAILURES: u32 = 2;
 
 impl JobRun<'_> {
     fn run<R: Send + DeserializeOwned>(
@@ -408,6 +417,18 @@ impl JobRun<'_> {
         })
     }
 
+    /// Counts a failed attempt on executor `rank`; excludes it for the rest
+    /// of the job at `EXCLUDE_AFTER_FAILURES`.
+    fn count_executor_failure(&self, rank: u32) {
+        let mut failures = self.executor_failures.lock();
+        let n = failures.entry(rank).or_insert(0);
+        *n += 1;
+        if *n == EXCLUDE_AFTER_FAILURES && self.excluded.lock().insert(rank) {
+            self.metrics.lock().executors_excluded += 1;
+            tracing::warn!(target: "spate::cluster", rank, job = self.job, "executor excluded for the job after {n} failed tasks");
+        }
+    }
+
     /// Adds one attempt's counters to the job's.
     fn count_attempt(&self, m: &TaskMetrics, failed: bool) {
         let mut jm = self.metrics.lock();
@@ -472,8 +493,9 @@ impl JobRun<'_> {
         let mut failures = vec![0u32; n];
         let mut local = Vec::new();
         let mut waiting = 0;
+        let excluded = self.excluded.lock().clone();
         for &p in partitions {
-            match node.place(p) {
+            match node.place(p, &excluded) {
                 0 => local.push(p),
                 rank => {
                     self.send(node, rank, stage, p, 0, remote, &maps, &tx);
@@ -486,21 +508,22 @@ impl JobRun<'_> {
             let here = s.spawn(|| self.run_here(stage, kind, &local, abort, task));
             while waiting > 0 {
                 let reply = rx.recv().expect("the stage holds a sender");
-                let (p, retry) = match reply {
+                let (p, retry, avoid) = match reply {
                     Reply::Done(rank, report) => {
                         let p = report.id.partition;
                         let i = index[&p];
                         match self.accept_report(rank, report, kind, remote) {
                             Ok(r) => {
                                 outcomes[i] = Some(Ok(r));
-                                (p, false)
+                                (p, false, None)
                             }
                             Err(e @ Error::ShuffleFetch { .. }) => {
                                 outcomes[i] = Some(Err(e));
-                                (p, false)
+                                (p, false, None)
                             }
                             Err(e) => {
                                 failures[i] += 1;
+                                self.count_executor_failure(rank);
                                 let give_up = !e.is_retryable()
                                     || failures[i] >= self.rt.max_task_failures()
                                     || abort.load(Ordering::Relaxed);
@@ -514,7 +537,8 @@ impl JobRun<'_> {
                                         cause: Box::new(e),
                                     }));
                                 }
-                                (p, !give_up)
+                                // Retried on another process where there is one.
+                                (p, !give_up, Some(rank))
                             }
                         }
                     }
@@ -524,7 +548,7 @@ impl JobRun<'_> {
                             tracing::warn!(target: "spate::cluster", rank, %reason, job = self.job, "executor lost; its tasks run elsewhere");
                         }
                         // Not the task's fault: placed again, not counted.
-                        (task.partition, !abort.load(Ordering::Relaxed))
+                        (task.partition, !abort.load(Ordering::Relaxed), None)
                     }
                 };
                 let i = index[&p];
@@ -536,9 +560,10 @@ impl JobRun<'_> {
                     continue;
                 }
                 attempts[i] += 1;
-                match node.place(p) {
+                let mut avoid_now = self.excluded.lock().clone();
+                avoid_now.extend(avoid);
+                match node.place(p, &avoid_now) {
                     0 => {
-                        // No executor left for it: run it here.
                         let o = self
                             .rt
                             .pool()

@@ -24,7 +24,7 @@ use crate::ids::ShuffleId;
 use crate::runtime::TaskId;
 use crate::shuffle::ShuffleManager;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -296,16 +296,17 @@ impl Node {
     /// The process that should run `partition`: partitions are spread over
     /// the live processes in turn, so the same partition of a dataset goes
     /// to the same process job after job (where its cached block is) until
-    /// that process is lost.
-    pub(crate) fn place(&self, partition: usize) -> u32 {
+    /// that process is lost. Executors in `avoid` are skipped (the driver,
+    /// rank 0, never is).
+    pub(crate) fn place(&self, partition: usize, avoid: &HashSet<u32>) -> u32 {
         let Role::Driver { executors, .. } = &self.role else {
             return self.rank();
         };
         let ex = executors.lock();
-        let alive: Vec<u32> = (0..self.world_size() as u32)
-            .filter(|r| !ex.lost.contains_key(r))
+        let usable: Vec<u32> = (0..self.world_size() as u32)
+            .filter(|r| *r == 0 || (!ex.lost.contains_key(r) && !avoid.contains(r)))
             .collect();
-        alive[partition % alive.len()]
+        usable[partition % usable.len()]
     }
 
     /// Live executors (the driver not counted).

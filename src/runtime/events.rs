@@ -78,6 +78,9 @@ pub struct JobMetrics {
     pub remote_tasks: u64,
     /// Executors lost during the job (cluster mode).
     pub executors_lost: u64,
+    /// Executors excluded for the rest of the job after repeated task
+    /// failures (cluster mode).
+    pub executors_excluded: u64,
     /// Cached partitions recomputed from lineage because their block was gone.
     pub cached_partitions_recomputed: u64,
     /// Faults of the fault plan that fired.
@@ -116,6 +119,7 @@ impl JobMetrics {
         self.map_outputs_recomputed += o.map_outputs_recomputed;
         self.remote_tasks += o.remote_tasks;
         self.executors_lost += o.executors_lost;
+        self.executors_excluded += o.executors_excluded;
         self.cached_partitions_recomputed += o.cached_partitions_recomputed;
         self.faults_injected += o.faults_injected;
         self.spills += o.spills;

@@ -3,11 +3,11 @@
 
 use super::manager::{Block, MapOutput, MapSlot, Segment};
 use crate::chunk::{ChunkIter, Chunks};
+use crate::cluster::node::PendingFetch;
 use crate::codec;
 use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::ids::ShuffleId;
-use crate::cluster::node::PendingFetch;
 use crate::runtime::{MetricsCell, Runtime, TaskContext};
 use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;

@@ -305,6 +305,37 @@ fn kill_child() {
     }
     let log = std::sync::Arc::new(spate::EventLog::default());
     ctx.add_listener(log.clone());
+    if scenario == "broken" {
+        // Every task fails on executor 1, before and after the shuffle.
+        let broken = || std::env::var("SPATE_RANK").as_deref() == Ok("1");
+        let mut got = ctx
+            .range(0, 60_000, 1, 6)
+            .map(move |x| {
+                assert!(!broken(), "this executor's disk is broken");
+                (x % 997, x as u64)
+            })
+            .reduce_by_key(|a, b| a + b)
+            .map(move |kv| {
+                assert!(!broken(), "this executor's disk is broken");
+                kv
+            })
+            .collect()
+            .unwrap();
+        got.sort();
+        let fingerprint = got.iter().fold(0u64, |h, (k, v)| {
+            h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
+        });
+        let m = log.job_metrics();
+        if ctx.is_driver() {
+            println!(
+                "RESULT keys={} fingerprint={fingerprint} failed={} excluded={}",
+                got.len(),
+                m.tasks_failed,
+                m.executors_excluded
+            );
+        }
+        return;
+    }
     // "link-cut": the same sums, slowly (3 s of map work per process), so
     // the test can cut a link mid-job.
     let slow = scenario == "link-cut";
@@ -630,4 +661,35 @@ fn across_hosts(disturb: &str) -> (String, String) {
         "ended {took:?} after the disturbance"
     );
     (result, String::from_utf8_lossy(&far.stderr).into_owned())
+}
+
+#[test]
+fn an_executor_whose_tasks_keep_failing_is_excluded_for_the_job() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
+        .args(["-n", "3", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPATE_TEST_KILL", "broken")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no result: {stdout}"));
+    assert!(line.contains(&expected_sums()), "{line}");
+    // Its two map tasks failed (and ran elsewhere); then it was excluded,
+    // so none of the reduce tasks went there.
+    assert_eq!(field(line, "failed"), "2", "{line}");
+    assert_eq!(field(line, "excluded"), "1", "{line}");
 }
