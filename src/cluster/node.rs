@@ -53,14 +53,142 @@ struct Executors {
 }
 
 enum Role {
-    Driver {
-        to: HashMap<u32, UnboundedSender<Message>>,
-        executors: Arc<Mutex<Executors>>,
-    },
+    Driver(Arc<DriverLinks>),
     Executor {
         to_driver: UnboundedSender<Message>,
         inbox: Mutex<mpsc::Receiver<Message>>,
+        /// Awaited at shutdown so the goodbye goes out.
+        writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     },
+}
+
+/// The driver's links to its executors, shared with the task that accepts
+/// executors joining late.
+struct DriverLinks {
+    to: Mutex<HashMap<u32, UnboundedSender<Message>>>,
+    executors: Arc<Mutex<Executors>>,
+    /// Every job's end (`JobDone`, `JobFailed`), in order: replayed to an
+    /// executor that joins late, whose program starts from the beginning
+    /// and must meet the same results.
+    history: Mutex<Vec<Message>>,
+    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    beats: Heartbeats,
+}
+
+impl DriverLinks {
+    /// Runs the link to a (new) executor; `replay` messages go first.
+    fn attach(self: &Arc<Self>, tokio: &tokio::runtime::Handle, link: Link) {
+        let peer_rank = link.rank;
+        let on_message = {
+            let executors = self.executors.clone();
+            move |msg: Message| {
+                if let Message::TaskDone(report) = msg {
+                    let waiting = executors.lock().pending.remove(&report.id);
+                    if let Some((_, reply)) = waiting {
+                        let _ = reply.send(Reply::Done(peer_rank, report));
+                    }
+                }
+            }
+        };
+        let on_end = {
+            let executors = self.executors.clone();
+            move |reason: String, _clean: bool| {
+                tracing::warn!(target: "spate::cluster", rank = peer_rank, %reason, "executor lost");
+                let mut ex = executors.lock();
+                ex.lost.insert(peer_rank, reason.clone());
+                let gone: Vec<TaskId> = ex
+                    .pending
+                    .iter()
+                    .filter(|(_, (r, _))| *r == peer_rank)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in gone {
+                    if let Some((_, reply)) = ex.pending.remove(&id) {
+                        let _ = reply.send(Reply::Lost {
+                            task: id,
+                            rank: peer_rank,
+                            reason: reason.clone(),
+                        });
+                    }
+                }
+            }
+        };
+        let (tx, writer) = spawn_link(tokio, link, self.beats, on_message, on_end);
+        self.writers.lock().push(writer);
+        // Under the history lock: no job end slips between the replay and
+        // the executor's first broadcast.
+        let history = self.history.lock();
+        for msg in history.iter() {
+            let _ = tx.send(msg.clone());
+        }
+        self.to.lock().insert(peer_rank, tx);
+        self.executors.lock().lost.remove(&peer_rank);
+    }
+
+    fn broadcast(&self, msg: &Message) {
+        let mut history = self.history.lock();
+        if matches!(msg, Message::JobDone { .. } | Message::JobFailed { .. }) {
+            history.push(msg.clone());
+        }
+        for tx in self.to.lock().values() {
+            let _ = tx.send(msg.clone());
+        }
+    }
+}
+
+/// On the driver, after start-up: accepts an executor that joins late to
+/// replace a lost one (a restarted pod, a new `srun` step). It gets the
+/// process list, then every job end so far (its program starts from the
+/// beginning), then tasks; the others learn its new block server.
+async fn accept_late(
+    listener: TcpListener,
+    me: Identity,
+    world: usize,
+    total_slots: usize,
+    links: Arc<DriverLinks>,
+    fetcher: Arc<Fetcher>,
+    tokio: tokio::runtime::Handle,
+) {
+    loop {
+        let Ok((mut stream, addr)) = listener.accept().await else {
+            continue;
+        };
+        let peer = addr.to_string();
+        let rank = match accept_handshake(&mut stream, &me, &peer).await {
+            Ok(rank) => rank,
+            Err(e) => {
+                tracing::warn!(target: "spate::cluster", %peer, error = %e, "refused a connection");
+                continue;
+            }
+        };
+        let replaces_lost = links.executors.lock().lost.contains_key(&rank);
+        if rank == 0 || rank as usize >= world || !replaces_lost {
+            tracing::warn!(target: "spate::cluster", %peer, rank, "refused: not the rank of a lost executor");
+            continue;
+        }
+        let mut link = Link::new(stream, rank, format!("executor {rank} ({peer})"));
+        let hello = tokio::time::timeout(links.beats.timeout, link.recv()).await;
+        let Ok(Ok(Message::Hello { blocks, .. })) = hello else {
+            tracing::warn!(target: "spate::cluster", %peer, rank, "refused: no hello");
+            continue;
+        };
+        fetcher.moved(rank, blocks.clone());
+        let peers = Message::Peers {
+            blocks: fetcher.blocks.lock().clone(),
+            slots: total_slots,
+        };
+        if link.send(&peers).await.is_err() {
+            continue;
+        }
+        for tx in links.to.lock().values() {
+            let _ = tx.send(Message::PeerMoved {
+                rank,
+                blocks: blocks.clone(),
+            });
+        }
+        tracing::warn!(target: "spate::cluster", rank, %peer, "an executor joined to replace a lost one");
+        links.attach(&tokio, link);
+    }
 }
 
 /// A process's membership in a cluster; see the module docs.
@@ -70,8 +198,6 @@ pub(crate) struct Node {
     /// Task slots of all processes together.
     total_slots: usize,
     fetcher: Arc<Fetcher>,
-    /// Writer tasks, awaited at shutdown so goodbyes go out.
-    writers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     tokio: tokio::runtime::Runtime,
 }
 
@@ -110,167 +236,152 @@ impl Node {
         };
         let startup = env_duration("SPATE_STARTUP_TIMEOUT_MS", Duration::from_secs(60));
         let world = topology.world_size;
-        let (links, blocks, total_slots, block_listener) = tokio.block_on(async {
-            if rank == 0 {
-                let listener = TcpListener::bind(&topology.driver).await.map_err(|e| {
-                    Error::Cluster(format!("cannot listen at {}: {e}", topology.driver))
-                })?;
-                let ip = listener
-                    .local_addr()
-                    .map_err(|e| Error::io("the driver's address", e))?
-                    .ip();
-                let block_listener = bind_blocks(ip).await?;
-                let mut joined = accept_executors(&listener, &identity, world, startup).await?;
-                let mut blocks = vec![local_addr(&block_listener)?; world];
-                let mut total = slots;
-                for (rank, link) in joined.iter_mut() {
-                    match tokio::time::timeout(startup, link.recv()).await {
-                        Ok(Ok(Message::Hello {
-                            blocks: addr,
-                            slots,
-                        })) => {
-                            blocks[*rank as usize] = addr;
-                            total += slots;
-                        }
-                        Ok(Ok(other)) => {
-                            return Err(Error::Cluster(format!(
-                                "{} sent {other:?} instead of its hello",
-                                link.peer
-                            )));
-                        }
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => {
-                            return Err(Error::Cluster(format!(
-                                "{} joined but said nothing within {startup:?}",
-                                link.peer
-                            )));
+        let (links, blocks, total_slots, block_listener, driver_listener) =
+            tokio.block_on(async {
+                if rank == 0 {
+                    let listener = TcpListener::bind(&topology.driver).await.map_err(|e| {
+                        Error::Cluster(format!("cannot listen at {}: {e}", topology.driver))
+                    })?;
+                    let ip = listener
+                        .local_addr()
+                        .map_err(|e| Error::io("the driver's address", e))?
+                        .ip();
+                    let block_listener = bind_blocks(ip).await?;
+                    let mut joined = accept_executors(&listener, &identity, world, startup).await?;
+                    let mut blocks = vec![local_addr(&block_listener)?; world];
+                    let mut total = slots;
+                    for (rank, link) in joined.iter_mut() {
+                        match tokio::time::timeout(startup, link.recv()).await {
+                            Ok(Ok(Message::Hello {
+                                blocks: addr,
+                                slots,
+                            })) => {
+                                blocks[*rank as usize] = addr;
+                                total += slots;
+                            }
+                            Ok(Ok(other)) => {
+                                return Err(Error::Cluster(format!(
+                                    "{} sent {other:?} instead of its hello",
+                                    link.peer
+                                )));
+                            }
+                            Ok(Err(e)) => return Err(e),
+                            Err(_) => {
+                                return Err(Error::Cluster(format!(
+                                    "{} joined but said nothing within {startup:?}",
+                                    link.peer
+                                )));
+                            }
                         }
                     }
-                }
-                for link in joined.values_mut() {
-                    link.send(&Message::Peers {
-                        blocks: blocks.clone(),
-                        slots: total,
+                    for link in joined.values_mut() {
+                        link.send(&Message::Peers {
+                            blocks: blocks.clone(),
+                            slots: total,
+                        })
+                        .await?;
+                    }
+                    Ok((
+                        joined.into_values().collect::<Vec<_>>(),
+                        blocks,
+                        total,
+                        block_listener,
+                        Some(listener),
+                    ))
+                } else {
+                    let mut link = connect_to_driver(&topology.driver, &identity, startup).await?;
+                    let ip = link
+                        .local
+                        .map(|a| a.ip())
+                        .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+                    let block_listener = bind_blocks(ip).await?;
+                    link.send(&Message::Hello {
+                        blocks: local_addr(&block_listener)?,
+                        slots,
                     })
                     .await?;
-                }
-                Ok((
-                    joined.into_values().collect::<Vec<_>>(),
-                    blocks,
-                    total,
-                    block_listener,
-                ))
-            } else {
-                let mut link = connect_to_driver(&topology.driver, &identity, startup).await?;
-                let ip = link
-                    .local
-                    .map(|a| a.ip())
-                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-                let block_listener = bind_blocks(ip).await?;
-                link.send(&Message::Hello {
-                    blocks: local_addr(&block_listener)?,
-                    slots,
-                })
-                .await?;
-                match tokio::time::timeout(startup, link.recv()).await {
-                    Ok(Ok(Message::Peers { blocks, slots })) if blocks.len() == world => {
-                        Ok((vec![link], blocks, slots, block_listener))
+                    match tokio::time::timeout(startup, link.recv()).await {
+                        Ok(Ok(Message::Peers { blocks, slots })) if blocks.len() == world => {
+                            Ok((vec![link], blocks, slots, block_listener, None))
+                        }
+                        Ok(Ok(other)) => Err(Error::Cluster(format!(
+                            "the driver sent {other:?} instead of the list of processes"
+                        ))),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(Error::Cluster(format!(
+                            "the driver did not list the processes within {startup:?}"
+                        ))),
                     }
-                    Ok(Ok(other)) => Err(Error::Cluster(format!(
-                        "the driver sent {other:?} instead of the list of processes"
-                    ))),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(Error::Cluster(format!(
-                        "the driver did not list the processes within {startup:?}"
-                    ))),
                 }
-            }
-        })?;
+            })?;
         tokio.spawn(serve_blocks(block_listener, identity.clone(), shuffles));
-        let mut writers = Vec::new();
-        let role = if rank == 0 {
-            let executors = Arc::new(Mutex::new(Executors::default()));
-            let mut to = HashMap::new();
-            for link in links {
-                let peer_rank = link.rank;
-                let on_message = {
-                    let executors = executors.clone();
-                    move |msg: Message| {
-                        if let Message::TaskDone(report) = msg {
-                            let waiting = executors.lock().pending.remove(&report.id);
-                            if let Some((_, reply)) = waiting {
-                                let _ = reply.send(Reply::Done(peer_rank, report));
-                            }
-                        }
-                    }
-                };
-                let on_end = {
-                    let executors = executors.clone();
-                    move |reason: String, _clean: bool| {
-                        tracing::warn!(target: "spate::cluster", rank = peer_rank, %reason, "executor lost");
-                        let mut ex = executors.lock();
-                        ex.lost.insert(peer_rank, reason.clone());
-                        let gone: Vec<TaskId> = ex
-                            .pending
-                            .iter()
-                            .filter(|(_, (r, _))| *r == peer_rank)
-                            .map(|(id, _)| *id)
-                            .collect();
-                        for id in gone {
-                            if let Some((_, reply)) = ex.pending.remove(&id) {
-                                let _ = reply.send(Reply::Lost {
-                                    task: id,
-                                    rank: peer_rank,
-                                    reason: reason.clone(),
-                                });
-                            }
-                        }
-                    }
-                };
-                let (tx, writer) = spawn_link(&tokio, link, beats, on_message, on_end);
-                writers.push(writer);
-                to.insert(peer_rank, tx);
-            }
-            Role::Driver { to, executors }
-        } else {
-            let (inbox_tx, inbox) = mpsc::channel();
-            let on_message = {
-                let inbox_tx = inbox_tx.clone();
-                move |msg: Message| {
-                    let _ = inbox_tx.send(msg);
-                }
-            };
-            let on_end = move |reason: String, clean: bool| {
-                if !clean && exit_on_driver_loss {
-                    eprintln!("spate: executor {rank}: {reason}; exiting");
-                    std::process::exit(70);
-                }
-                let _ = inbox_tx.send(Message::Goodbye(reason));
-            };
-            let link = links.into_iter().next().expect("an executor has one link");
-            let (to_driver, writer) = spawn_link(&tokio, link, beats, on_message, on_end);
-            writers.push(writer);
-            Role::Executor {
-                to_driver,
-                inbox: Mutex::new(inbox),
-            }
-        };
+        let executors = (rank == 0).then(|| Arc::new(Mutex::new(Executors::default())));
         let fetcher = Arc::new(Fetcher {
-            identity,
-            blocks,
+            identity: identity.clone(),
+            blocks: Mutex::new(blocks),
             idle: Mutex::new(HashMap::new()),
             timeout: beats.timeout,
-            executors: match &role {
-                Role::Driver { executors, .. } => Some(executors.clone()),
-                Role::Executor { .. } => None,
-            },
+            executors: executors.clone(),
         });
+        let role = match executors {
+            Some(executors) => {
+                let links_in = Arc::new(DriverLinks {
+                    to: Mutex::new(HashMap::new()),
+                    executors,
+                    history: Mutex::new(Vec::new()),
+                    writers: Mutex::new(Vec::new()),
+                    beats,
+                });
+                for link in links {
+                    links_in.attach(tokio.handle(), link);
+                }
+                if let Some(listener) = driver_listener {
+                    tokio.spawn(accept_late(
+                        listener,
+                        identity,
+                        world,
+                        total_slots,
+                        links_in.clone(),
+                        fetcher.clone(),
+                        tokio.handle().clone(),
+                    ));
+                }
+                Role::Driver(links_in)
+            }
+            None => {
+                let (inbox_tx, inbox) = mpsc::channel();
+                let on_message = {
+                    let inbox_tx = inbox_tx.clone();
+                    let fetcher = fetcher.clone();
+                    move |msg: Message| match msg {
+                        Message::PeerMoved { rank, blocks } => fetcher.moved(rank, blocks),
+                        msg => {
+                            let _ = inbox_tx.send(msg);
+                        }
+                    }
+                };
+                let on_end = move |reason: String, clean: bool| {
+                    if !clean && exit_on_driver_loss {
+                        eprintln!("spate: executor {rank}: {reason}; exiting");
+                        std::process::exit(70);
+                    }
+                    let _ = inbox_tx.send(Message::Goodbye(reason));
+                };
+                let link = links.into_iter().next().expect("an executor has one link");
+                let (to_driver, writer) =
+                    spawn_link(tokio.handle(), link, beats, on_message, on_end);
+                Role::Executor {
+                    to_driver,
+                    inbox: Mutex::new(inbox),
+                    writer: Mutex::new(Some(writer)),
+                }
+            }
+        };
         Ok(Node {
             topology,
             role,
             total_slots,
             fetcher,
-            writers: Mutex::new(writers),
             tokio,
         })
     }
@@ -299,10 +410,10 @@ impl Node {
     /// that process is lost. Executors in `avoid` are skipped (the driver,
     /// rank 0, never is).
     pub(crate) fn place(&self, partition: usize, avoid: &HashSet<u32>) -> u32 {
-        let Role::Driver { executors, .. } = &self.role else {
+        let Role::Driver(links) = &self.role else {
             return self.rank();
         };
-        let ex = executors.lock();
+        let ex = links.executors.lock();
         let usable: Vec<u32> = (0..self.world_size() as u32)
             .filter(|r| *r == 0 || (!ex.lost.contains_key(r) && !avoid.contains(r)))
             .collect();
@@ -312,7 +423,7 @@ impl Node {
     /// Live executors (the driver not counted).
     pub(crate) fn live_executors(&self) -> usize {
         match &self.role {
-            Role::Driver { executors, .. } => self.world_size() - 1 - executors.lock().lost.len(),
+            Role::Driver(links) => self.world_size() - 1 - links.executors.lock().lost.len(),
             Role::Executor { .. } => 0,
         }
     }
@@ -320,10 +431,10 @@ impl Node {
     /// On the driver: sends `spec` to executor `rank`; the outcome comes
     /// on `reply`, exactly once.
     pub(crate) fn dispatch(&self, rank: u32, spec: TaskSpec, reply: mpsc::Sender<Reply>) {
-        let Role::Driver { to, executors } = &self.role else {
+        let Role::Driver(links) = &self.role else {
             panic!("only the driver dispatches tasks");
         };
-        let mut ex = executors.lock();
+        let mut ex = links.executors.lock();
         if let Some(reason) = ex.lost.get(&rank) {
             let _ = reply.send(Reply::Lost {
                 task: spec.id,
@@ -335,15 +446,16 @@ impl Node {
         ex.pending.insert(spec.id, (rank, reply));
         // A closed channel means the link's writer ended: its reader
         // reports the loss and answers the task.
-        let _ = to[&rank].send(Message::RunTask(spec));
+        if let Some(tx) = links.to.lock().get(&rank) {
+            let _ = tx.send(Message::RunTask(spec));
+        }
     }
 
-    /// On the driver: a message to every live executor.
+    /// On the driver: a message to every live executor (job ends are also
+    /// kept for executors that join later).
     pub(crate) fn broadcast(&self, msg: &Message) {
-        if let Role::Driver { to, .. } = &self.role {
-            for tx in to.values() {
-                let _ = tx.send(msg.clone());
-            }
+        if let Role::Driver(links) = &self.role {
+            links.broadcast(msg);
         }
     }
 
@@ -362,7 +474,7 @@ impl Node {
                 .lock()
                 .recv()
                 .unwrap_or_else(|_| Message::Goodbye("the driver's connection closed".into())),
-            Role::Driver { .. } => panic!("only executors take messages from the driver"),
+            Role::Driver(_) => panic!("only executors take messages from the driver"),
         }
     }
 
@@ -399,7 +511,7 @@ pub(crate) struct PendingFetch(tokio::task::JoinHandle<std::result::Result<Vec<u
 struct Fetcher {
     identity: Identity,
     /// Every process's block server, by rank.
-    blocks: Vec<String>,
+    blocks: Mutex<Vec<String>>,
     idle: Mutex<HashMap<u32, Vec<Link>>>,
     /// How long a connection or an answer may take.
     timeout: Duration,
@@ -408,6 +520,14 @@ struct Fetcher {
 }
 
 impl Fetcher {
+    /// Process `rank` was replaced: its block server is now at `blocks`.
+    fn moved(&self, rank: u32, blocks: String) {
+        if let Some(slot) = self.blocks.lock().get_mut(rank as usize) {
+            *slot = blocks;
+        }
+        self.idle.lock().remove(&rank);
+    }
+
     async fn fetch(
         &self,
         rank: u32,
@@ -422,15 +542,17 @@ impl Fetcher {
         }
         let addr = self
             .blocks
+            .lock()
             .get(rank as usize)
-            .ok_or_else(|| format!("no process {rank}"))?;
+            .ok_or_else(|| format!("no process {rank}"))?
+            .clone();
         let pooled = self.idle.lock().get_mut(&rank).and_then(Vec::pop);
         let timeout = self.timeout;
         let mut link = match pooled {
             Some(link) => link,
             None => {
                 let peer = format!("the block server of process {rank} ({addr})");
-                let mut stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                let mut stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
                     .await
                     .map_err(|_| format!("cannot reach {peer} within {timeout:?}"))?
                     .map_err(|e| format!("cannot reach {peer}: {e}"))?;
@@ -466,17 +588,20 @@ impl Drop for Node {
     /// Says goodbye to every peer and waits (briefly) until it is sent.
     fn drop(&mut self) {
         let bye = Message::Goodbye(format!("process {} finished", self.rank()));
-        match &self.role {
-            Role::Driver { to, .. } => {
-                for tx in to.values() {
+        let writers = match &self.role {
+            Role::Driver(links) => {
+                for tx in links.to.lock().values() {
                     let _ = tx.send(bye.clone());
                 }
+                std::mem::take(&mut *links.writers.lock())
             }
-            Role::Executor { to_driver, .. } => {
+            Role::Executor {
+                to_driver, writer, ..
+            } => {
                 let _ = to_driver.send(bye);
+                writer.lock().take().into_iter().collect()
             }
-        }
-        let writers = std::mem::take(&mut *self.writers.lock());
+        };
         let _ = self.tokio.block_on(async {
             tokio::time::timeout(Duration::from_secs(2), async {
                 for w in writers {
@@ -506,7 +631,7 @@ fn local_addr(listener: &TcpListener) -> Result<String> {
 /// message but heartbeats to `on_message`, until the peer is gone; then
 /// `on_end(why, said_goodbye)`.
 fn spawn_link(
-    tokio: &tokio::runtime::Runtime,
+    tokio: &tokio::runtime::Handle,
     link: Link,
     beats: Heartbeats,
     mut on_message: impl FnMut(Message) + Send + 'static,

@@ -20,6 +20,9 @@ pub(crate) enum Message {
     /// Driver to executors, once all have joined: every process's block
     /// server, by rank, and the task slots of all processes together.
     Peers { blocks: Vec<String>, slots: usize },
+    /// Driver to executors: process `rank` was replaced by one whose block
+    /// server listens at `blocks`.
+    PeerMoved { rank: u32, blocks: String },
     /// Driver to executor: run one task attempt.
     RunTask(TaskSpec),
     /// Executor to driver: how an attempt ended.

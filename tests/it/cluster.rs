@@ -305,6 +305,37 @@ fn kill_child() {
     }
     let log = std::sync::Arc::new(spate::EventLog::default());
     ctx.add_listener(log.clone());
+    if scenario == "rejoin" {
+        // Eight rounds of slow sums; executor 1 is killed and replaced
+        // while they run.
+        use std::io::Write;
+        println!("STARTED");
+        std::io::stdout().flush().unwrap();
+        let mut fingerprint = 0u64;
+        for _ in 0..8 {
+            let mut got = ctx
+                .range(0, 60_000, 1, 6)
+                .map(|x| {
+                    if x % 1000 == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    (x % 997, x as u64)
+                })
+                .reduce_by_key(|a, b| a + b)
+                .collect()
+                .unwrap();
+            got.sort();
+            fingerprint = got.iter().fold(fingerprint, |h, (k, v)| {
+                h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
+            });
+        }
+        if ctx.is_driver() {
+            println!("RESULT rounds=8 fingerprint={fingerprint}");
+        } else {
+            println!("RAN tasks={}", log.tasks_run());
+        }
+        return;
+    }
     if scenario == "broken" {
         // Every task fails on executor 1, before and after the shuffle.
         let broken = || std::env::var("SPATE_RANK").as_deref() == Ok("1");
@@ -692,4 +723,83 @@ fn an_executor_whose_tasks_keep_failing_is_excluded_for_the_job() {
     // so none of the reduce tasks went there.
     assert_eq!(field(line, "failed"), "2", "{line}");
     assert_eq!(field(line, "excluded"), "1", "{line}");
+}
+
+#[test]
+fn a_lost_executor_is_replaced_by_a_new_process_that_catches_up_and_takes_tasks() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let start = |rank: usize| {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cluster::kill_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SPATE_TEST_KILL", "rejoin")
+            .env("SPATE_RANK", rank.to_string())
+            .env("SPATE_WORLD_SIZE", "3")
+            .env("SPATE_DRIVER", format!("127.0.0.1:{port}"))
+            .env("SPATE_SECRET", "rejoin-test")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut driver = start(0);
+    let mut first = start(1);
+    let other = start(2);
+    let mut lines = std::io::BufReader::new(driver.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap().contains("STARTED")),
+        "the cluster started"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    first.kill().unwrap();
+    let _ = first.wait();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = start(1);
+    let result = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find_map(|l| l.find("RESULT ").map(|at| l[at..].to_string()))
+        .unwrap_or_default();
+    lines.for_each(drop);
+    assert!(driver.wait().unwrap().success(), "the driver succeeded");
+    let second = second.wait_with_output().unwrap();
+    let other = other.wait_with_output().unwrap();
+    assert!(other.status.success(), "executor 2 succeeded");
+    let second_out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success(),
+        "the replacement succeeded: {second_out}{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    // The same eight results as in one process.
+    let mut want = 0u64;
+    let mut sums = std::collections::BTreeMap::<i64, u64>::new();
+    for x in 0..60_000i64 {
+        *sums.entry(x % 997).or_default() += x as u64;
+    }
+    for _ in 0..8 {
+        want = sums.iter().fold(want, |h, (k, v)| {
+            h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
+        });
+    }
+    assert_eq!(field(&result, "fingerprint"), want.to_string(), "{result}");
+    let ran: usize = second_out
+        .lines()
+        .find_map(|l| {
+            l.find("RAN ")
+                .map(|at| field(&l[at..], "tasks").parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no RAN line: {second_out}"));
+    eprintln!("the replacement ran {ran} tasks");
+    assert!(ran > 0, "the replacement took tasks: {second_out}");
 }
