@@ -545,6 +545,11 @@ impl JobRun<'_> {
                     Reply::Lost { task, rank, reason } => {
                         if lost_ranks.insert(rank) {
                             self.metrics.lock().executors_lost += 1;
+                            self.rt.post(Event::ExecutorLost {
+                                job: self.job,
+                                rank: rank as usize,
+                                reason: reason.clone(),
+                            });
                             tracing::warn!(target: "spate::cluster", rank, %reason, job = self.job, "executor lost; its tasks run elsewhere");
                         }
                         // Not the task's fault: placed again, not counted.

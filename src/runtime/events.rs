@@ -157,6 +157,16 @@ pub enum Event {
         /// What was done.
         description: String,
     },
+    /// An executor of the cluster was lost (its connection closed, or it
+    /// went silent); its running tasks are placed elsewhere.
+    ExecutorLost {
+        /// The job that noticed.
+        job: u64,
+        /// The executor's rank.
+        rank: usize,
+        /// Why it is considered lost.
+        reason: String,
+    },
     /// A reduce task could not read a map output; the scheduler forgets it
     /// and re-runs that map task.
     MapOutputLost {

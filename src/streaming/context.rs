@@ -211,6 +211,12 @@ impl StreamingContext {
     /// the interval (a manual clock's current time).
     pub fn start(&self) -> Result<()> {
         let inner = &self.inner;
+        if self.context().num_processes() > 1 {
+            // Every process would run its own receivers and batch loop.
+            return Err(Error::Cluster(
+                "streaming does not run on several processes yet: run the streaming program in one process (no cluster settings)".into(),
+            ));
+        }
         {
             let mut p = inner.progress.lock();
             if p.life != Life::Initialized {

@@ -409,9 +409,29 @@ fn kill_child() {
     } else {
         spate::JobMetrics::default()
     };
+    // When the driver learnt of the loss, to report the time from it to
+    // the job's end.
+    struct LossClock(std::sync::Mutex<Option<std::time::Instant>>);
+    impl spate::Listener for LossClock {
+        fn on_event(&self, event: &spate::Event) {
+            if let spate::Event::ExecutorLost { .. } = event {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(std::time::Instant::now);
+            }
+        }
+    }
+    let lost_at = std::sync::Arc::new(LossClock(std::sync::Mutex::new(None)));
+    ctx.add_listener(lost_at.clone());
     let started = std::time::Instant::now();
     let mut got = sums.collect().unwrap();
     let secs = started.elapsed().as_secs_f64();
+    let after_loss = lost_at
+        .0
+        .lock()
+        .unwrap()
+        .map_or(-1.0, |t| t.elapsed().as_secs_f64());
     got.sort();
     let fingerprint = got.iter().fold(0u64, |h, (k, v)| {
         h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
@@ -419,7 +439,7 @@ fn kill_child() {
     let m = log.job_metrics();
     if ctx.is_driver() {
         println!(
-            "RESULT keys={} fingerprint={fingerprint} lost={} recomputed={} secs={secs:.3}",
+            "RESULT keys={} fingerprint={fingerprint} lost={} recomputed={} secs={secs:.3} after_loss={after_loss:.3}",
             got.len(),
             m.executors_lost - before.executors_lost,
             m.map_outputs_recomputed - before.map_outputs_recomputed,
@@ -802,4 +822,20 @@ fn a_lost_executor_is_replaced_by_a_new_process_that_catches_up_and_takes_tasks(
         .unwrap_or_else(|| panic!("no RAN line: {second_out}"));
     eprintln!("the replacement ran {ran} tasks");
     assert!(ran > 0, "the replacement took tasks: {second_out}");
+}
+
+#[test]
+fn a_streaming_program_on_several_processes_is_refused_with_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
+        .args(["-n", "2", "--"])
+        .arg(example("streaming_demo"))
+        .args(["--seconds", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("streaming does not run on several processes yet"),
+        "{stderr}"
+    );
 }
