@@ -17,7 +17,7 @@
 //!   narrow chains, so deep lineages do not overflow.
 
 use crate::cluster::node::{Node, Reply};
-use crate::cluster::protocol::{Message, RemoteFailure, TaskKind, TaskReport, TaskSpec};
+use crate::cluster::protocol::{Bytes, Message, RemoteFailure, TaskKind, TaskReport, TaskSpec};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{RddId, ShuffleId};
@@ -637,7 +637,7 @@ impl JobRun<'_> {
         let outcome = outcome
             .map_err(|f| f.into_error(rank as usize))
             .and_then(|bytes| {
-                let r = (remote.decode)(rank, bytes)?;
+                let r = (remote.decode)(rank, bytes.0)?;
                 self.sched.accumulators.merge(&accumulators)?;
                 Ok(r)
             });
@@ -731,7 +731,7 @@ impl Scheduler {
         } else {
             match node.next_message() {
                 Message::JobDone { job: j, results } if j == job => {
-                    codec::decode_record::<Vec<R>>(&results)
+                    codec::decode_record::<Vec<R>>(&results.0)
                 }
                 Message::JobFailed { job: j, error } if j == job => Err(Error::Cluster(format!(
                     "{action} failed on the driver: {error}"
@@ -802,7 +802,7 @@ impl Scheduler {
                         return Err(Error::Cluster(why));
                     }
                     Message::JobDone { job: j, results } if j == job => {
-                        return codec::decode_record::<Vec<R>>(&results);
+                        return codec::decode_record::<Vec<R>>(&results.0);
                     }
                     Message::JobFailed { job: j, error } if j == job => {
                         return Err(Error::Cluster(format!(
@@ -889,7 +889,7 @@ impl Scheduler {
         });
         TaskReport {
             id,
-            outcome: outcome.map_err(RemoteFailure::from_error),
+            outcome: outcome.map(Bytes).map_err(RemoteFailure::from_error),
             accumulators,
             metrics,
         }
@@ -968,7 +968,7 @@ fn tell_executors<R: Serialize>(node: &Node, job: u64, result: Result<Vec<R>>) -
             }
             Message::JobDone {
                 job,
-                results: bytes,
+                results: Bytes(bytes),
             }
         }
         Err(e) => Message::JobFailed {

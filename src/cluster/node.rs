@@ -16,7 +16,7 @@
 //!   process at once (no orphans), unless built for a test.
 
 use super::handshake::{Identity, accept_handshake, connect_handshake};
-use super::protocol::{Message, TaskReport, TaskSpec};
+use super::protocol::{Bytes, Message, TaskReport, TaskSpec};
 use super::topology::Topology;
 use super::transport::{Heartbeats, Link, accept_executors, connect_to_driver};
 use crate::error::{Error, Result};
@@ -577,7 +577,7 @@ impl Fetcher {
         match answer {
             Message::Block(block) => {
                 self.idle.lock().entry(rank).or_default().push(link);
-                block
+                block.map(|b| b.0)
             }
             other => Err(format!("{} answered {other:?}", link.peer)),
         }
@@ -711,7 +711,7 @@ async fn serve_blocks(listener: TcpListener, me: Identity, shuffles: Arc<Shuffle
                 })
                 .await
                 .unwrap_or_else(|e| Err(format!("serving the block failed: {e}")));
-                if link.send(&Message::Block(block)).await.is_err() {
+                if link.send(&Message::Block(block.map(Bytes))).await.is_err() {
                     return;
                 }
             }

@@ -7,6 +7,12 @@ use crate::ids::{RddId, ShuffleId};
 use crate::runtime::{TaskId, TaskMetrics};
 use serde::{Deserialize, Serialize};
 
+/// Bytes sent as one run (a shuffle block, encoded results), not as a
+/// sequence of numbers: bincode then copies them instead of going byte by
+/// byte.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Bytes(#[serde(with = "serde_bytes")] pub(crate) Vec<u8>);
+
 /// One message between two processes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Message {
@@ -29,7 +35,7 @@ pub(crate) enum Message {
     TaskDone(TaskReport),
     /// Driver to executors: a job succeeded; its per-partition results,
     /// encoded as the job's `Vec<R>`.
-    JobDone { job: u64, results: Vec<u8> },
+    JobDone { job: u64, results: Bytes },
     /// Driver to executors: a job failed.
     JobFailed { job: u64, error: String },
     /// To a block server: one reduce partition's block of one map output.
@@ -40,7 +46,7 @@ pub(crate) enum Message {
     },
     /// From a block server: the block's frames (empty: no records), or why
     /// it cannot be served.
-    Block(Result<Vec<u8>, String>),
+    Block(Result<Bytes, String>),
 }
 
 /// A task attempt the driver asks an executor to run. The executor finds
@@ -70,7 +76,7 @@ pub(crate) enum TaskKind {
 pub(crate) struct TaskReport {
     pub(crate) id: TaskId,
     /// The encoded result (a result task) or nothing (a map task).
-    pub(crate) outcome: Result<Vec<u8>, RemoteFailure>,
+    pub(crate) outcome: Result<Bytes, RemoteFailure>,
     /// Accumulator updates by accumulator id, applied once by the driver
     /// when it accepts the attempt.
     pub(crate) accumulators: Vec<(u64, Vec<u8>)>,
