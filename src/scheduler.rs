@@ -94,16 +94,7 @@ impl Scheduler {
         action: &'static str,
         task: impl Fn(&TaskContext) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
-        if let Some(task) = running_task() {
-            // The job lock is held by the job running this task (or, for
-            // another context, by a worker that may be waiting on this one).
-            return Err(Error::ActionInTask {
-                action,
-                job: task.job,
-                stage: task.stage,
-                partition: task.partition,
-            });
-        }
+        refuse_inside_a_task(action)?;
         let _one_job = self.job_lock.lock();
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         if let Some(node) = self.rt.cluster()
@@ -716,14 +707,7 @@ impl Scheduler {
         let Some(node) = self.rt.cluster() else {
             return f();
         };
-        if let Some(task) = running_task() {
-            return Err(Error::ActionInTask {
-                action,
-                job: task.job,
-                stage: task.stage,
-                partition: task.partition,
-            });
-        }
+        refuse_inside_a_task(action)?;
         let _one_job = self.job_lock.lock();
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         let results = if node.is_driver() {
@@ -893,6 +877,21 @@ impl Scheduler {
             accumulators,
             metrics,
         }
+    }
+}
+
+/// An action started inside a task is an error: the job lock is held by
+/// the job running that task (or, for another context, by a worker that
+/// may be waiting on this one), so waiting would never end.
+fn refuse_inside_a_task(action: &'static str) -> Result<()> {
+    match running_task() {
+        Some(task) => Err(Error::ActionInTask {
+            action,
+            job: task.job,
+            stage: task.stage,
+            partition: task.partition,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -215,24 +215,6 @@ fn foreach_runs_on_every_element() {
 
 /// The part files of `out`, read in name order, as one string: exact bytes
 /// and order (`common::read_part_lines` sorts lines and drops newlines).
-fn read_parts(out: &std::path::Path) -> String {
-    let mut parts: Vec<_> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .collect();
-    parts.sort();
-    parts
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect()
-}
-
 #[test]
 fn saved_strings_and_formatted_values_are_written_alike() {
     // Strings and `Str`s are written as bytes, other types through Display:
@@ -251,17 +233,20 @@ fn saved_strings_and_formatted_values_are_written_alike() {
     ctx.parallelize(strings, 2)
         .save_as_text_file(dir.path().join("string"))
         .unwrap();
-    assert_eq!(read_parts(&dir.path().join("string")), expected);
+    assert_eq!(common::read_parts(&dir.path().join("string")), expected);
     let strs: Vec<spate::Str> = words.iter().map(|w| spate::Str::from(*w)).collect();
     ctx.parallelize(strs, 3)
         .save_as_text_file(dir.path().join("str"))
         .unwrap();
-    assert_eq!(read_parts(&dir.path().join("str")), expected);
+    assert_eq!(common::read_parts(&dir.path().join("str")), expected);
     let floats = vec![1.5f64, -0.0, f64::NAN];
     ctx.parallelize(floats, 2)
         .save_as_text_file(dir.path().join("float"))
         .unwrap();
-    assert_eq!(read_parts(&dir.path().join("float")), "1.5\n-0\nNaN\n");
+    assert_eq!(
+        common::read_parts(&dir.path().join("float")),
+        "1.5\n-0\nNaN\n"
+    );
 }
 
 #[test]

@@ -120,11 +120,7 @@ type Launch = Box<dyn Fn(&str, &[&str]) -> Output>;
 #[test]
 #[ignore = "needs Slurm: scripts/system-tests.sh runs it"]
 fn slurm_srun_runs_the_examples_with_the_local_result() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let run: Launch = Box::new(move |name, args| {
         run(Command::new("srun")
             .args(["-n", "3"])
@@ -194,23 +190,7 @@ fn examples_match_local_mode(runs: &[(String, Launch)]) {
             &[&s(&pairs), "--output", &out(&format!("sort-{n}"))],
         );
         // Sorted output: compare the concatenation in part order as well.
-        let concat = |dir: &str| {
-            let mut names: Vec<_> = std::fs::read_dir(tmp.path().join(dir))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| {
-                    p.file_name()
-                        .unwrap()
-                        .to_string_lossy()
-                        .starts_with("part-")
-                })
-                .collect();
-            names.sort();
-            names
-                .iter()
-                .map(|p| std::fs::read_to_string(p).unwrap())
-                .collect::<String>()
-        };
+        let concat = |dir: &str| crate::common::read_parts(&tmp.path().join(dir));
         // Keys in the same order; values of equal keys in any order (the
         // partition count differs from the local run's).
         let keys = |text: &str| -> Vec<String> {
@@ -447,9 +427,9 @@ fn kill_child() {
     }
 }
 
-/// Runs `kill_child` on three processes with `scenario`; the driver's
-/// RESULT line.
-fn run_kill(scenario: &str) -> String {
+/// Runs `kill_child` with `scenario` on three processes through the
+/// launcher; the driver's RESULT line and the launcher's stderr.
+fn launch_three(scenario: &str) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
         .args(["-n", "3", "--"])
         .arg(std::env::current_exe().unwrap())
@@ -464,19 +444,25 @@ fn run_kill(scenario: &str) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{scenario}: {stdout}\n{stderr}");
+    // The test harness may print "test ... " before it on the same line.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|at| l[at..].to_string()))
+        .unwrap_or_else(|| panic!("{scenario}: no result: {stdout}\n{stderr}"));
+    eprintln!("{scenario}: {line}");
+    (line, stderr)
+}
+
+/// [`launch_three`] with executor 1 killed as `scenario` says.
+fn run_kill(scenario: &str) -> String {
+    let (line, stderr) = launch_three(scenario);
     assert!(
         stderr.contains("executor 1 ended with signal: 9"),
         "{scenario}: executor 1 was killed: {stderr}"
     );
-    // The test harness may print "test ... " before it on the same line.
-    let line = stdout
-        .lines()
-        .find_map(|l| l.find("RESULT ").map(|at| &l[at..]))
-        .unwrap_or_else(|| panic!("{scenario}: no result: {stdout}\n{stderr}"));
-    eprintln!("{scenario}: {line}");
-    line.to_string()
+    line
 }
 
 fn field<'a>(line: &'a str, name: &str) -> &'a str {
@@ -519,32 +505,41 @@ fn an_executor_killed_while_holding_cached_partitions_changes_nothing_in_the_res
     assert_eq!(field(&line, "recomputed"), "2", "{line}");
 }
 
-#[test]
-fn executors_exit_promptly_when_the_driver_is_killed() {
-    use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A loopback port free right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let start = |rank: usize| {
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "cluster::kill_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("SPATE_TEST_KILL", "slow")
-            .env("SPATE_RANK", rank.to_string())
-            .env("SPATE_WORLD_SIZE", "2")
-            .env("SPATE_DRIVER", format!("127.0.0.1:{port}"))
-            .env("SPATE_SECRET", "driver-loss-test")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+        .port()
+}
+
+/// `kill_child` with `scenario` as process `rank` of `world`, started by
+/// hand (no launcher), its output piped.
+fn cluster_process(scenario: &str, rank: usize, world: usize, port: u16) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPATE_TEST_KILL", scenario)
+        .env("SPATE_RANK", rank.to_string())
+        .env("SPATE_WORLD_SIZE", world.to_string())
+        .env("SPATE_DRIVER", format!("127.0.0.1:{port}"))
+        .env("SPATE_SECRET", format!("{scenario}-test"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn executors_exit_promptly_when_the_driver_is_killed() {
+    use std::io::BufRead;
+    let port = free_port();
+    let start = |rank: usize| cluster_process("slow", rank, 2, port);
     let mut driver = start(0);
     let executor = start(1);
     // The driver says STARTED once every process has joined.
@@ -716,61 +711,19 @@ fn across_hosts(disturb: &str) -> (String, String) {
 
 #[test]
 fn an_executor_whose_tasks_keep_failing_is_excluded_for_the_job() {
-    let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
-        .args(["-n", "3", "--"])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cluster::kill_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SPATE_TEST_KILL", "broken")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .find_map(|l| l.find("RESULT ").map(|at| &l[at..]))
-        .unwrap_or_else(|| panic!("no result: {stdout}"));
+    let (line, _) = launch_three("broken");
     assert!(line.contains(&expected_sums()), "{line}");
     // Its two map tasks failed (and ran elsewhere); then it was excluded,
     // so none of the reduce tasks went there.
-    assert_eq!(field(line, "failed"), "2", "{line}");
-    assert_eq!(field(line, "excluded"), "1", "{line}");
+    assert_eq!(field(&line, "failed"), "2", "{line}");
+    assert_eq!(field(&line, "excluded"), "1", "{line}");
 }
 
 #[test]
 fn a_lost_executor_is_replaced_by_a_new_process_that_catches_up_and_takes_tasks() {
     use std::io::BufRead;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let start = |rank: usize| {
-        Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "cluster::kill_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("SPATE_TEST_KILL", "rejoin")
-            .env("SPATE_RANK", rank.to_string())
-            .env("SPATE_WORLD_SIZE", "3")
-            .env("SPATE_DRIVER", format!("127.0.0.1:{port}"))
-            .env("SPATE_SECRET", "rejoin-test")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let port = free_port();
+    let start = |rank: usize| cluster_process("rejoin", rank, 3, port);
     let mut driver = start(0);
     let mut first = start(1);
     let other = start(2);

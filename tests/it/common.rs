@@ -90,3 +90,22 @@ pub fn run_child_test(cmd: &mut std::process::Command) -> String {
     );
     stdout
 }
+
+/// The part files of a saved dataset, concatenated in part order.
+pub fn read_parts(out: &std::path::Path) -> String {
+    let mut parts: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    parts
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
