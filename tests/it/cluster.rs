@@ -583,14 +583,18 @@ fn sh(cmd: &str) {
 
 /// A second host simulated by a network namespace joined to this one by a
 /// veth pair (10.78.0.1 here, 10.78.0.2 there); removed when dropped.
-struct OtherHost;
+/// (One at a time: the namespace and the link have fixed names.)
+struct OtherHost(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+
+static ONE_OTHER_HOST: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl OtherHost {
     fn new() -> OtherHost {
+        let guard = ONE_OTHER_HOST.lock().unwrap_or_else(|e| e.into_inner());
         let _ = Command::new("ip")
             .args(["netns", "del", "spate-t1"])
-            .status();
-        let _ = Command::new("ip").args(["link", "del", "spv0"]).status();
+            .output();
+        let _ = Command::new("ip").args(["link", "del", "spv0"]).output();
         sh("ip netns add spate-t1");
         sh("ip link add spv0 type veth peer name spv1");
         sh("ip link set spv1 netns spate-t1");
@@ -598,7 +602,7 @@ impl OtherHost {
         sh(
             "ip netns exec spate-t1 sh -c 'ip addr add 10.78.0.2/24 dev spv1 && ip link set spv1 up && ip link set lo up'",
         );
-        OtherHost
+        OtherHost(guard)
     }
 }
 
@@ -606,8 +610,8 @@ impl Drop for OtherHost {
     fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["netns", "del", "spate-t1"])
-            .status();
-        let _ = Command::new("ip").args(["link", "del", "spv0"]).status();
+            .output();
+        let _ = Command::new("ip").args(["link", "del", "spv0"]).output();
     }
 }
 
