@@ -162,6 +162,11 @@ impl Topology {
                 "rank {rank} is not below the world size {world_size} ({launcher:?})"
             )));
         }
+        if world_size == 1 {
+            // One process (`srun -n 1`, a one-pod set): local mode, and no
+            // secret needed.
+            return Ok(None);
+        }
         let secret = var("SPATE_SECRET")
             .filter(|s| !s.is_empty())
             .ok_or_else(|| missing("SPATE_SECRET", "a cluster topology"))?;
@@ -226,6 +231,16 @@ mod tests {
     #[test]
     fn no_launcher_variables_mean_local_mode() {
         assert!(topology(&[("HOME", "/root")]).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_single_process_step_is_local_mode_and_needs_no_secret() {
+        let t = topology(&[
+            ("SLURM_PROCID", "0"),
+            ("SLURM_NTASKS", "1"),
+            ("SLURM_STEP_NODELIST", "node1"),
+        ]);
+        assert!(t.unwrap().is_none());
     }
 
     #[test]
