@@ -6,7 +6,7 @@
 //! process's membership in a running cluster (`node.rs`: links to its
 //! peers, the block server and fetch client of shuffle blocks). The
 //! driver's scheduling over executors lives in the scheduler, which uses
-//! a [`Node`](node::Node) through the runtime.
+//! a `Node` (`node.rs`) through the runtime.
 
 mod handshake;
 pub(crate) mod node;
