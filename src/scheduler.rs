@@ -713,20 +713,7 @@ impl Scheduler {
         let results = if node.is_driver() {
             tell_executors(node, job, f().map(|r| vec![r]))
         } else {
-            match node.next_message() {
-                Message::JobDone { job: j, results } if j == job => {
-                    codec::decode_record::<Vec<R>>(&results.0)
-                }
-                Message::JobFailed { job: j, error } if j == job => Err(Error::Cluster(format!(
-                    "{action} failed on the driver: {error}"
-                ))),
-                Message::Goodbye(why) => Err(Error::Cluster(format!(
-                    "{why}, while this process waits in {action} (job {job})"
-                ))),
-                _ => Err(Error::Cluster(format!(
-                    "in {action} (job {job}) the driver spoke of another job: every process must run the same actions in the same order"
-                ))),
-            }
+            job_end(node.next_message(), job, action)
         }?;
         results
             .into_iter()
@@ -785,24 +772,7 @@ impl Scheduler {
                         }));
                         return Err(Error::Cluster(why));
                     }
-                    Message::JobDone { job: j, results } if j == job => {
-                        return codec::decode_record::<Vec<R>>(&results.0);
-                    }
-                    Message::JobFailed { job: j, error } if j == job => {
-                        return Err(Error::Cluster(format!(
-                            "job {job} ({action}) failed: {error}"
-                        )));
-                    }
-                    Message::Goodbye(why) => {
-                        return Err(Error::Cluster(format!(
-                            "{why}, while this process waits in job {job} ({action})"
-                        )));
-                    }
-                    _ => {
-                        return Err(Error::Cluster(format!(
-                            "in job {job} ({action}) the driver spoke of another job: every process must run the same actions in the same order"
-                        )));
-                    }
+                    other => return job_end(other, job, action),
                 }
             }
         })
@@ -877,6 +847,26 @@ impl Scheduler {
             accumulators,
             metrics,
         }
+    }
+}
+
+/// On an executor, the message that ends job `job` (the driver's results,
+/// or why it failed); any other message means the driver is gone or the
+/// processes run different programs.
+fn job_end<R: DeserializeOwned>(msg: Message, job: u64, action: &str) -> Result<Vec<R>> {
+    match msg {
+        Message::JobDone { job: j, results } if j == job => {
+            codec::decode_record::<Vec<R>>(&results.0)
+        }
+        Message::JobFailed { job: j, error } if j == job => Err(Error::Cluster(format!(
+            "job {job} ({action}) failed on the driver: {error}"
+        ))),
+        Message::Goodbye(why) => Err(Error::Cluster(format!(
+            "{why}, while this process waits in job {job} ({action})"
+        ))),
+        _ => Err(Error::Cluster(format!(
+            "in job {job} ({action}) the driver spoke of another job: every process must run the same actions in the same order"
+        ))),
     }
 }
 

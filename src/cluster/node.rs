@@ -76,7 +76,7 @@ struct DriverLinks {
 }
 
 impl DriverLinks {
-    /// Runs the link to a (new) executor; `replay` messages go first.
+    /// Runs the link to a (new) executor; the job ends so far go first.
     fn attach(self: &Arc<Self>, tokio: &tokio::runtime::Handle, link: Link) {
         let peer_rank = link.rank;
         let on_message = {
