@@ -4,7 +4,7 @@
 //! datasets and shared variables.
 
 use crate::cluster::Topology;
-use crate::data::Data;
+use crate::data::{Data, Value};
 use crate::error::{Error, Result};
 use crate::fault::{FaultInjector, FaultPlan};
 use crate::ids::RddId;
@@ -277,12 +277,19 @@ impl Context {
     /// Spark's slicing rule: partition i holds positions
     /// ⌊i·n/P⌋ .. ⌊(i+1)·n/P⌋.
     ///
+    /// In cluster mode the driver's `data` is the dataset: executors fetch
+    /// the slices they compute from the driver and drop the vector their
+    /// own copy of the program built, so a collection that differs between
+    /// processes (read from a file only the driver sees, timed, random)
+    /// still gives the driver's result. Elements serialize for that, as
+    /// Spark's do.
+    ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
     /// let parts = ctx.parallelize(vec![1, 2, 3, 4, 5], 2).glom().collect().unwrap();
     /// assert_eq!(parts, vec![vec![1, 2], vec![3, 4, 5]]);
     /// ```
-    pub fn parallelize<T: Data>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
+    pub fn parallelize<T: Value>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
         ParallelCollection::rdd(self, data, num_partitions.max(1))
     }
 
@@ -323,7 +330,7 @@ impl Context {
 
     /// A dataset with no partitions and no elements.
     pub fn empty<T: Data>(&self) -> Rdd<T> {
-        ParallelCollection::rdd(self, Vec::new(), 0)
+        ParallelCollection::empty(self)
     }
 
     /// The concatenation of `rdds` (their partitions, in order). Duplicates
@@ -333,8 +340,27 @@ impl Context {
     }
 
     /// Shares a read-only value with every task.
-    pub fn broadcast<T: Send + Sync + 'static>(&self, value: T) -> Broadcast<T> {
-        Broadcast::new(self.next_shared_id(), value)
+    ///
+    /// In cluster mode the driver's `value` is the one every process gets:
+    /// the driver sends it to the executors (a small job of its own, so
+    /// every process must create its broadcasts in the same order, as it
+    /// runs its actions), and an executor drops the value its own copy of
+    /// the program computed. The error is that job's: the driver lost, or
+    /// a value that does not serialize.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let names = ctx.broadcast(vec!["zero".to_string(), "one".to_string()])?;
+    /// let named = ctx.parallelize(vec![1usize, 0], 2)
+    ///     .map(move |i| names.value()[i].clone())
+    ///     .collect()?;
+    /// assert_eq!(named, ["one", "zero"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn broadcast<T: Value>(&self, value: T) -> Result<Broadcast<T>> {
+        let id = self.next_shared_id();
+        let value = self.inner.scheduler.on_driver("broadcast", || Ok(value))?;
+        Ok(Broadcast::new(id, value))
     }
 
     /// An accumulator with a custom merge: tasks `add` values that are

@@ -16,15 +16,15 @@ use std::sync::{Arc, Weak};
 /// [`Context::broadcast`](crate::Context::broadcast).
 ///
 /// In one process this is an `Arc`: tasks read the driver's value directly.
-/// In cluster mode every process builds its own copy: the program computes
-/// it the same way everywhere (see the README's execution model).
+/// In cluster mode every process holds the driver's value, sent to it when
+/// the broadcast is created (see the README's execution model).
 ///
 /// ```
 /// let ctx = spate::Context::new().unwrap();
-/// let stop = ctx.broadcast(vec!["the", "a"]);
-/// let kept = ctx.parallelize(vec!["the", "cat", "a", "dog"], 2)
+/// let stop = ctx.broadcast(vec!["the".to_string(), "a".to_string()]).unwrap();
+/// let words: Vec<String> = ["the", "cat", "a", "dog"].map(String::from).into();
+/// let kept = ctx.parallelize(words, 2)
 ///     .filter(move |w| !stop.value().contains(w))
-///     .map(String::from)
 ///     .collect().unwrap();
 /// assert_eq!(kept, ["cat", "dog"]);
 /// ```
@@ -99,7 +99,7 @@ struct AccumulatorInner<T> {
 /// let ctx = spate::Context::new().unwrap();
 /// let blank = ctx.sum_accumulator::<u64>("blank lines");
 /// let b = blank.clone();
-/// ctx.parallelize(vec!["a", "", "b", ""], 2)
+/// ctx.parallelize(["a", "", "b", ""].map(String::from).to_vec(), 2)
 ///     .foreach(move |line| if line.is_empty() { b.add(1) })
 ///     .unwrap();
 /// assert_eq!(blank.value(), 2);

@@ -8,6 +8,7 @@
 //! driver's scheduling over executors lives in the scheduler, which uses
 //! a `Node` (`node.rs`) through the runtime.
 
+pub(crate) mod driver_data;
 mod handshake;
 pub(crate) mod node;
 pub(crate) mod protocol;

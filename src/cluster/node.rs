@@ -15,12 +15,13 @@
 //! - An executor whose driver is lost without saying goodbye exits the
 //!   process at once (no orphans), unless built for a test.
 
+use super::driver_data::DriverData;
 use super::handshake::{Identity, accept_handshake, connect_handshake};
 use super::protocol::{Bytes, Message, TaskReport, TaskSpec};
 use super::topology::Topology;
 use super::transport::{Heartbeats, Link, accept_executors, connect_to_driver};
 use crate::error::{Error, Result};
-use crate::ids::ShuffleId;
+use crate::ids::{RddId, ShuffleId};
 use crate::runtime::TaskId;
 use crate::shuffle::ShuffleManager;
 use parking_lot::Mutex;
@@ -198,6 +199,8 @@ pub(crate) struct Node {
     /// Task slots of all processes together.
     total_slots: usize,
     fetcher: Arc<Fetcher>,
+    /// On the driver: the parallelized datasets whose slices executors fetch.
+    driver_data: Arc<DriverData>,
     tokio: tokio::runtime::Runtime,
 }
 
@@ -314,7 +317,13 @@ impl Node {
                     }
                 }
             })?;
-        tokio.spawn(serve_blocks(block_listener, identity.clone(), shuffles));
+        let driver_data = Arc::new(DriverData::default());
+        tokio.spawn(serve_blocks(
+            block_listener,
+            identity.clone(),
+            shuffles,
+            driver_data.clone(),
+        ));
         let executors = (rank == 0).then(|| Arc::new(Mutex::new(Executors::default())));
         let fetcher = Arc::new(Fetcher {
             identity: identity.clone(),
@@ -382,6 +391,7 @@ impl Node {
             role,
             total_slots,
             fetcher,
+            driver_data,
             tokio,
         })
     }
@@ -489,10 +499,34 @@ impl Node {
         reduce: usize,
     ) -> PendingFetch {
         let fetcher = self.fetcher.clone();
+        let asked = Message::FetchBlock {
+            shuffle,
+            map,
+            reduce,
+        };
         PendingFetch(
             self.tokio
-                .spawn(async move { fetcher.fetch(rank, shuffle, map, reduce).await }),
+                .spawn(async move { fetcher.ask(rank, asked).await }),
         )
+    }
+
+    /// On the driver: the registry of parallelized datasets it serves.
+    pub(crate) fn driver_data(&self) -> &DriverData {
+        &self.driver_data
+    }
+
+    /// On an executor: partition `partition` of the driver's parallelized
+    /// dataset `rdd`, encoded, fetched from the driver's block server.
+    pub(crate) fn fetch_slice(
+        &self,
+        rdd: RddId,
+        partition: usize,
+    ) -> std::result::Result<Vec<u8>, String> {
+        let fetcher = self.fetcher.clone();
+        let asked = Message::FetchSlice { rdd, partition };
+        self.finish_fetch(PendingFetch(
+            self.tokio.spawn(async move { fetcher.ask(0, asked).await }),
+        ))
     }
 
     /// Waits for a fetch: the block's frames, or why it could not be had.
@@ -528,13 +562,9 @@ impl Fetcher {
         self.idle.lock().remove(&rank);
     }
 
-    async fn fetch(
-        &self,
-        rank: u32,
-        shuffle: ShuffleId,
-        map: usize,
-        reduce: usize,
-    ) -> std::result::Result<Vec<u8>, String> {
+    /// Asks process `rank`'s block server for one block (`asked` is a
+    /// `FetchBlock` or a `FetchSlice`) and waits for its bytes.
+    async fn ask(&self, rank: u32, asked: Message) -> std::result::Result<Vec<u8>, String> {
         if let Some(executors) = &self.executors
             && let Some(reason) = executors.lock().lost.get(&rank)
         {
@@ -561,11 +591,6 @@ impl Fetcher {
                     .map_err(|e| e.to_string())?;
                 Link::new(stream, rank, peer)
             }
-        };
-        let asked = Message::FetchBlock {
-            shuffle,
-            map,
-            reduce,
         };
         let answer = tokio::time::timeout(timeout, async {
             link.send(&asked).await?;
@@ -679,15 +704,22 @@ fn spawn_link(
     (tx, writer)
 }
 
-/// Serves this process's shuffle blocks to authenticated peers, one
-/// connection per fetching process, until the runtime shuts down.
-async fn serve_blocks(listener: TcpListener, me: Identity, shuffles: Arc<ShuffleManager>) {
+/// Serves this process's shuffle blocks (and, on the driver, the slices of
+/// parallelized datasets) to authenticated peers, one connection per
+/// fetching process, until the runtime shuts down.
+async fn serve_blocks(
+    listener: TcpListener,
+    me: Identity,
+    shuffles: Arc<ShuffleManager>,
+    driver_data: Arc<DriverData>,
+) {
     loop {
         let Ok((mut stream, addr)) = listener.accept().await else {
             continue;
         };
         let me = me.clone();
         let shuffles = shuffles.clone();
+        let driver_data = driver_data.clone();
         tokio::spawn(async move {
             let peer = format!("a block fetch from {addr}");
             let rank = match accept_handshake(&mut stream, &me, &peer).await {
@@ -698,19 +730,31 @@ async fn serve_blocks(listener: TcpListener, me: Identity, shuffles: Arc<Shuffle
                 }
             };
             let mut link = Link::new(stream, rank, peer);
-            while let Ok(Message::FetchBlock {
-                shuffle,
-                map,
-                reduce,
-            }) = link.recv().await
-            {
-                let shuffles = shuffles.clone();
-                let block = tokio::task::spawn_blocking(move || match shuffles.get(shuffle, map) {
-                    Some(output) => output.block_frames(reduce),
-                    None => Err(format!("map output {map} of shuffle {shuffle} is not here")),
-                })
-                .await
-                .unwrap_or_else(|e| Err(format!("serving the block failed: {e}")));
+            loop {
+                let serve: Box<dyn FnOnce() -> std::result::Result<Vec<u8>, String> + Send> =
+                    match link.recv().await {
+                        Ok(Message::FetchBlock {
+                            shuffle,
+                            map,
+                            reduce,
+                        }) => {
+                            let shuffles = shuffles.clone();
+                            Box::new(move || match shuffles.get(shuffle, map) {
+                                Some(output) => output.block_frames(reduce),
+                                None => Err(format!(
+                                    "map output {map} of shuffle {shuffle} is not here"
+                                )),
+                            })
+                        }
+                        Ok(Message::FetchSlice { rdd, partition }) => {
+                            let driver_data = driver_data.clone();
+                            Box::new(move || driver_data.slice(rdd, partition))
+                        }
+                        _ => return,
+                    };
+                let block = tokio::task::spawn_blocking(serve)
+                    .await
+                    .unwrap_or_else(|e| Err(format!("serving the block failed: {e}")));
                 if link.send(&Message::Block(block.map(Bytes))).await.is_err() {
                     return;
                 }

@@ -44,6 +44,9 @@ pub(crate) enum Message {
         map: usize,
         reduce: usize,
     },
+    /// To the driver's block server: partition `partition` of the
+    /// parallelized dataset `rdd`, as the driver's program built it.
+    FetchSlice { rdd: RddId, partition: usize },
     /// From a block server: the block's frames (empty: no records), or why
     /// it cannot be served.
     Block(Result<Bytes, String>),

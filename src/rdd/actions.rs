@@ -571,7 +571,7 @@ impl<T: Value> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let words = ctx.parallelize(vec!["a", "ccc", "bb", "ddd"], 2).map(String::from);
+    /// let words = ctx.parallelize(["a", "ccc", "bb", "ddd"].map(String::from).to_vec(), 2);
     /// assert_eq!(words.max_by_key(|w| w.len()).unwrap(), "ddd");
     /// assert_eq!(words.min_by_key(|w| w.len()).unwrap(), "a");
     /// ```

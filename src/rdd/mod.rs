@@ -403,7 +403,7 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let counts = ctx.parallelize(vec!["a", "b", "a"], 2)
+    /// let counts = ctx.parallelize(vec!['a', 'b', 'a'], 2)
     ///     .map(|w| (w.to_string(), 1))
     ///     .reduce_by_key(|a, b| a + b);
     /// let s = counts.to_debug_string();

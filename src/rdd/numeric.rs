@@ -309,8 +309,8 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let words = ctx.parallelize(vec!["apple", "kiwi", "melon", "zucchini", "fig"], 2);
-    /// assert_eq!(words.histogram_by_bounds(&["a", "g", "n", "z"]).unwrap(), [2, 2, 0]);
+    /// let words = ctx.parallelize(vec!['a', 'k', 'm', 'z', 'f'], 2);
+    /// assert_eq!(words.histogram_by_bounds(&['a', 'g', 'n', 'z']).unwrap(), [2, 2, 1]);
     /// ```
     pub fn histogram_by_bounds(&self, bounds: &[T]) -> Result<Vec<u64>>
     where

@@ -97,7 +97,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let avg = ctx.parallelize(vec![("a", 1.0), ("a", 3.0), ("b", 5.0)], 2)
+    /// let avg = ctx.parallelize(vec![('a', 1.0), ('a', 3.0), ('b', 5.0)], 2)
     ///     .map(|(k, v)| (k.to_string(), v))
     ///     .combine_by_key(|v| (v, 1), |(s, n), v| (s + v, n + 1), |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2))
     ///     .map_values(|(s, n)| s / n as f64);

@@ -23,7 +23,7 @@ impl<T: Data + Display> Rdd<T> {
     /// ```
     /// # if cfg!(unix) {
     /// let ctx = spate::Context::new().unwrap();
-    /// let words = ctx.parallelize(vec!["b", "a", "c"], 1);
+    /// let words = ctx.parallelize(vec!['b', 'a', 'c'], 1);
     /// let sorted = words.pipe(&["sort"]).unwrap();
     /// assert_eq!(sorted.collect().unwrap(), ["a", "b", "c"]);
     /// # }

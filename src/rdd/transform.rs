@@ -44,7 +44,7 @@ impl<T: Data> Rdd<T> {
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let lens = ctx.parallelize(vec!["a", "bcd"], 2).map(|s| s.len());
+    /// let lens = ctx.parallelize(vec!["a".to_string(), "bcd".to_string()], 2).map(|s| s.len());
     /// assert_eq!(lens.collect().unwrap(), [1, 3]);
     /// ```
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Rdd<U> {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 /// let clock = ManualClock::new();
 /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone()).unwrap();
 /// let queue = StreamQueue::new();
-/// queue.push(ctx.parallelize(vec!["a b", "b"], 2));
+/// queue.push(ctx.parallelize(vec!["a b".to_string(), "b".to_string()], 2));
 /// let counts = Arc::new(Mutex::new(Vec::new()));
 /// let sink = counts.clone();
 /// ssc.queue_stream(&queue, true)

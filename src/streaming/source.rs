@@ -10,7 +10,7 @@ use super::dstream::{DStream, NewStream, StreamOp};
 use super::graph::{Graph, Input};
 use super::rate::RateLimiter;
 use super::time::Time;
-use crate::data::Data;
+use crate::data::{Data, Value};
 use crate::error::{Error, Result};
 use crate::rdd::Rdd;
 use parking_lot::Mutex;
@@ -26,7 +26,7 @@ use std::time::Duration;
 /// replayable input for exactly-once recovery).
 pub trait Receiver: Send + 'static {
     /// The records it produces.
-    type Item: Data;
+    type Item: Value;
 
     /// Prepares to receive (checks settings, opens what must be open),
     /// called by [`StreamingContext::start`] on its own thread before the
@@ -167,7 +167,7 @@ struct ReceiverStream<T> {
     graph: std::sync::Weak<Graph>,
 }
 
-impl<T: Data> StreamOp<T> for ReceiverStream<T> {
+impl<T: Value> StreamOp<T> for ReceiverStream<T> {
     fn compute(&self, this: &DStream<T>, time: Time) -> Result<Option<Rdd<T>>> {
         let records = std::mem::take(&mut *self.received.records.lock());
         if let Some(g) = self.graph.upgrade() {
@@ -252,7 +252,7 @@ impl StreamingContext {
 
     /// `rate` records per second from `make(i)` for i = 0, 1, 2, ...: a
     /// self-contained input for demos and benchmarks (Spark's rate source).
-    pub fn generator_stream<T: Data>(
+    pub fn generator_stream<T: Value>(
         &self,
         rate: f64,
         make: impl Fn(u64) -> T + Send + 'static,
@@ -271,7 +271,7 @@ struct Generator<F> {
     next: u64,
 }
 
-impl<T: Data, F: Fn(u64) -> T + Send + 'static> Receiver for Generator<F> {
+impl<T: Value, F: Fn(u64) -> T + Send + 'static> Receiver for Generator<F> {
     type Item = T;
 
     fn receive(&mut self, sink: &Sink<T>) -> Result<()> {

@@ -316,6 +316,25 @@ fn kill_child() {
         }
         return;
     }
+    if scenario == "driver-data" {
+        // Every process builds a different vector and broadcast value (as
+        // one read from a file only the driver sees would be); the
+        // driver's are the dataset.
+        let rank: u64 = std::env::var("SPATE_RANK").unwrap().parse().unwrap();
+        let data: Vec<u64> = (0..6000).map(|x| x + rank * 1_000_000).collect();
+        let offset = ctx.broadcast(rank * 7).unwrap();
+        let total: u64 = ctx
+            .parallelize(data, 6)
+            .map(move |x| x + *offset.value())
+            .reduce(|a, b| a + b)
+            .unwrap();
+        let m = log.job_metrics();
+        println!(
+            "RESULT rank={rank} total={total} remote_tasks={}",
+            m.remote_tasks
+        );
+        return;
+    }
     if scenario == "broken" {
         // Every task fails on executor 1, before and after the shuffle.
         let broken = || std::env::var("SPATE_RANK").as_deref() == Ok("1");
@@ -711,6 +730,23 @@ fn across_hosts(disturb: &str) -> (String, String) {
         "ended {took:?} after the disturbance"
     );
     (result, String::from_utf8_lossy(&far.stderr).into_owned())
+}
+
+#[test]
+fn parallelized_data_and_broadcasts_are_the_drivers_in_every_process() {
+    let (line, _) = launch_three("driver-data");
+    // The driver's vector 0..6000 with its broadcast 0: an executor that
+    // used its own copy would add a million per element.
+    assert_eq!(field(&line, "rank"), "0", "{line}");
+    assert_eq!(
+        field(&line, "total"),
+        (0..6000u64).sum::<u64>().to_string(),
+        "{line}"
+    );
+    assert!(
+        field(&line, "remote_tasks").parse::<u64>().unwrap() >= 2,
+        "{line}"
+    );
 }
 
 #[test]

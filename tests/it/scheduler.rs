@@ -21,7 +21,7 @@ fn submitted(events: &[Event]) -> Vec<StageKind> {
 fn map_reduce_by_key_map_join_runs_three_map_stages_and_a_result_stage() {
     let (ctx, log) = logged_ctx();
     let words = ctx
-        .parallelize(vec!["a", "b", "a", "c"], 2)
+        .parallelize(vec!['a', 'b', 'a', 'c'], 2)
         .map(|w| (w.to_string(), 1));
     let counts = words.reduce_by_key(|a, b| a + b).map(|(w, c)| (w, c * 10));
     let names = ctx.parallelize(vec![("a".to_string(), 'A'), ("c".to_string(), 'C')], 3);
@@ -401,10 +401,15 @@ fn corrupt_shuffle_files_are_detected_and_recomputed() {
 #[test]
 fn broadcast_values_reach_tasks() {
     let ctx = ctx();
-    let table = ctx.broadcast(std::collections::HashMap::from([(1, "one"), (2, "two")]));
+    let table = ctx
+        .broadcast(std::collections::HashMap::from([
+            (1, "one".to_string()),
+            (2, "two".to_string()),
+        ]))
+        .unwrap();
     let r = ctx
         .parallelize(vec![1, 2, 3], 2)
-        .map(move |k| table.get(&k).copied().unwrap_or("?").to_string());
+        .map(move |k| table.get(&k).cloned().unwrap_or_else(|| "?".to_string()));
     assert_eq!(r.collect().unwrap(), ["one", "two", "?"]);
 }
 
@@ -417,8 +422,8 @@ fn custom_accumulators_merge_with_their_function() {
         }
     });
     let l = longest.clone();
-    ctx.parallelize(vec!["ab", "abcd", "abc"], 3)
-        .foreach(move |w| l.add(w.to_string()))
+    ctx.parallelize(vec![2, 4, 3], 3)
+        .foreach(move |n| l.add("abcd"[..n].to_string()))
         .unwrap();
     assert_eq!(longest.value(), "abcd");
     longest.reset();
@@ -446,7 +451,7 @@ fn contexts_are_independent() {
 fn debug_string_shows_lineage_and_stage_boundaries() {
     let ctx = ctx();
     let counts = ctx
-        .parallelize(vec!["a b", "b"], 2)
+        .parallelize(vec!["a b".to_string(), "b".to_string()], 2)
         .flat_map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
         .map(|w| (w, 1))
         .reduce_by_key(|a, b| a + b)

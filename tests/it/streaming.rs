@@ -34,7 +34,7 @@ impl Harness {
     }
 
     /// A queue stream fed one dataset (of `parts` partitions) per batch.
-    fn input<T: spate::Data>(&self, batches: Vec<Vec<T>>, parts: usize) -> DStream<T> {
+    fn input<T: spate::Value>(&self, batches: Vec<Vec<T>>, parts: usize) -> DStream<T> {
         let q = StreamQueue::new();
         for b in batches {
             q.push(self.ctx.parallelize(b, parts));
