@@ -48,6 +48,7 @@ pub struct ContextBuilder {
     scratch_dir: Option<PathBuf>,
     max_task_failures: Option<u32>,
     memory_limit: Option<usize>,
+    max_bytes_in_flight: Option<u64>,
     cluster: ClusterChoice,
 }
 
@@ -93,6 +94,21 @@ impl ContextBuilder {
         self
     }
 
+    /// In cluster mode, the bytes of shuffle blocks one reduce task may
+    /// have requested from other processes and not yet begun to read
+    /// (Spark's `spark.reducer.maxSizeInFlight`; default: the
+    /// `SPATE_MAX_BYTES_IN_FLIGHT` environment variable, else 48 MiB). A
+    /// block larger than this is fetched alone.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().max_bytes_in_flight(8 << 20).build().unwrap();
+    /// assert_eq!(ctx.range(0, 10, 1, 2).count().unwrap(), 10);
+    /// ```
+    pub fn max_bytes_in_flight(mut self, bytes: u64) -> Self {
+        self.max_bytes_in_flight = Some(bytes.max(1));
+        self
+    }
+
     /// Runs in this process alone, even when the environment describes a
     /// cluster.
     pub fn local(mut self) -> Self {
@@ -128,11 +144,20 @@ impl ContextBuilder {
             })?),
             Err(_) => None,
         };
+        let in_flight_from_env = match std::env::var("SPATE_MAX_BYTES_IN_FLIGHT") {
+            Ok(v) => Some(v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "SPATE_MAX_BYTES_IN_FLIGHT={v:?} is not a positive number of bytes"
+                ))
+            })?),
+            Err(_) => None,
+        };
         let runtime = Runtime::new(RuntimeConfig {
             parallelism: self.parallelism.or(from_env),
             scratch_dir: self.scratch_dir,
             max_task_failures: self.max_task_failures,
             memory_limit: self.memory_limit,
+            max_bytes_in_flight: self.max_bytes_in_flight.or(in_flight_from_env),
             cluster: topology,
         })?;
         Ok(Context {

@@ -26,7 +26,7 @@ use crate::runtime::{
     Event, JobMetrics, Running, Runtime, StageKind, TaskContext, TaskId, TaskMetrics, running_task,
 };
 use crate::shared::{AccumulatorRegistry, TaskUpdates};
-use crate::shuffle::MapSlot;
+use crate::shuffle::{BlockSizes, MapSlot};
 use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -257,7 +257,10 @@ impl JobRun<'_> {
             let remote = RemoteWork {
                 kind: TaskKind::Map { shuffle },
                 reads: shuffle_ids(self.rt, &dep.parent()),
-                decode: &|rank, _| Ok(MapSlot::Remote(rank)),
+                decode: &|rank, bytes: Vec<u8>| {
+                    let sizes: BlockSizes = codec::decode_record(&bytes)?;
+                    Ok(MapSlot::Remote(rank, Arc::new(sizes)))
+                },
             };
             let outcomes = self.run_stage(
                 stage,
@@ -472,7 +475,7 @@ impl JobRun<'_> {
             .enumerate()
             .map(|(i, &p)| (p, i))
             .collect();
-        let maps: Vec<(ShuffleId, Vec<Option<u32>>)> = remote
+        let maps: Vec<Locations> = remote
             .reads
             .iter()
             .map(|&s| (s, self.rt.shuffles().locations(s, node.rank())))
@@ -591,9 +594,20 @@ impl JobRun<'_> {
         p: usize,
         attempt: u32,
         remote: &RemoteWork<'_, R>,
-        maps: &[(ShuffleId, Vec<Option<u32>>)],
+        maps: &[Locations],
         reply: &mpsc::Sender<Reply>,
     ) {
+        // Only the sizes of the blocks this partition reads travel.
+        let maps = maps
+            .iter()
+            .map(|(shuffle, at)| {
+                let at = at
+                    .iter()
+                    .map(|l| l.as_ref().map(|(rank, sizes)| (*rank, sizes.only(p))))
+                    .collect();
+                (*shuffle, at)
+            })
+            .collect();
         let spec = TaskSpec {
             id: TaskId {
                 job: self.job,
@@ -603,7 +617,7 @@ impl JobRun<'_> {
             },
             root: self.root,
             kind: remote.kind,
-            maps: maps.to_vec(),
+            maps,
         };
         self.metrics.lock().remote_tasks += 1;
         node.dispatch(rank, spec, reply.clone());
@@ -809,9 +823,11 @@ impl Scheduler {
                     Some(dep) => {
                         let (o, m, u) =
                             attempt_once(&self.rt, id, kind, &|tc| dep.run_map_task(tc));
-                        let kept = o.map(|output| {
+                        let kept = o.and_then(|output| {
+                            let mut sizes = Vec::new();
+                            codec::encode_record(&output.block_sizes(), &mut sizes)?;
                             self.rt.shuffles().put(shuffle, id.partition, output);
-                            Vec::new()
+                            Ok(sizes)
                         });
                         (kept, m, u, kind)
                     }
@@ -884,6 +900,9 @@ fn refuse_inside_a_task(action: &'static str) -> Result<()> {
         None => Ok(()),
     }
 }
+
+/// Where each map output of a shuffle is, with its block sizes.
+type Locations = (ShuffleId, Vec<Option<(u32, Arc<BlockSizes>)>>);
 
 /// How a stage's tasks run in another process, and what their reports
 /// become here.

@@ -5,6 +5,7 @@
 
 use crate::ids::{RddId, ShuffleId};
 use crate::runtime::{TaskId, TaskMetrics};
+use crate::shuffle::BlockSizes;
 use serde::{Deserialize, Serialize};
 
 /// Bytes sent as one run (a shuffle block, encoded results), not as a
@@ -61,8 +62,9 @@ pub(crate) struct TaskSpec {
     /// The dataset of the job's action (checked against the executor's).
     pub(crate) root: RddId,
     pub(crate) kind: TaskKind,
-    /// Where every map output of the shuffles the task reads is, by rank.
-    pub(crate) maps: Vec<(ShuffleId, Vec<Option<u32>>)>,
+    /// Where every map output of the shuffles the task reads is, by rank,
+    /// with the size of the block the task's partition reads from it.
+    pub(crate) maps: Vec<(ShuffleId, Vec<Option<(u32, BlockSizes)>>)>,
 }
 
 /// What a task computes.
@@ -78,7 +80,8 @@ pub(crate) enum TaskKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) struct TaskReport {
     pub(crate) id: TaskId,
-    /// The encoded result (a result task) or nothing (a map task).
+    /// The encoded result (a result task) or the output's encoded
+    /// `BlockSizes` (a map task).
     pub(crate) outcome: Result<Bytes, RemoteFailure>,
     /// Accumulator updates by accumulator id, applied once by the driver
     /// when it accepts the attempt.

@@ -48,6 +48,11 @@ pub struct TaskMetrics {
     pub shuffle_bytes_read: u64,
     /// Of those, bytes fetched from other processes (cluster mode).
     pub remote_bytes_read: u64,
+    /// The most bytes of remote blocks (by their map task's reported
+    /// sizes) this reducer had requested and not yet begun to read at once;
+    /// at most [`max_bytes_in_flight`](crate::ContextBuilder::max_bytes_in_flight)
+    /// unless one block alone is larger.
+    pub peak_bytes_in_flight: u64,
     /// Shuffle blocks kept in memory.
     pub shuffle_blocks_in_memory: u64,
     /// Records the task's pipeline produced (rows of its final dataset).
@@ -102,6 +107,7 @@ impl TaskMetrics {
         self.shuffle_bytes_written += m.shuffle_bytes_written;
         self.shuffle_bytes_read += m.shuffle_bytes_read;
         self.remote_bytes_read += m.remote_bytes_read;
+        self.peak_bytes_in_flight = self.peak_bytes_in_flight.max(m.peak_bytes_in_flight);
         self.shuffle_blocks_in_memory += m.shuffle_blocks_in_memory;
         self.records_out += m.records_out;
         self.spills += m.spills;

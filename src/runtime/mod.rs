@@ -31,6 +31,9 @@ pub(crate) struct RuntimeConfig {
     pub(crate) scratch_dir: Option<PathBuf>,
     pub(crate) max_task_failures: Option<u32>,
     pub(crate) memory_limit: Option<usize>,
+    /// Bytes of remote shuffle blocks a reducer may have requested and not
+    /// yet read.
+    pub(crate) max_bytes_in_flight: Option<u64>,
     /// The cluster to join; `None` runs in one process.
     pub(crate) cluster: Option<crate::cluster::Topology>,
 }
@@ -43,6 +46,7 @@ pub(crate) struct Runtime {
     scratch: Scratch,
     max_task_failures: u32,
     memory: Arc<MemoryBudget>,
+    max_bytes_in_flight: u64,
     next_rdd: AtomicU64,
     next_shuffle: AtomicU64,
     next_shared: AtomicU64,
@@ -125,6 +129,7 @@ impl Runtime {
             scratch,
             max_task_failures: config.max_task_failures.unwrap_or(4),
             memory,
+            max_bytes_in_flight: config.max_bytes_in_flight.unwrap_or(48 << 20),
             next_rdd: AtomicU64::new(0),
             next_shuffle: AtomicU64::new(0),
             next_shared: AtomicU64::new(0),
@@ -158,6 +163,12 @@ impl Runtime {
 
     pub(crate) fn max_task_failures(&self) -> u32 {
         self.max_task_failures
+    }
+
+    /// Bytes of remote shuffle blocks one reducer may have requested and
+    /// not yet begun to read.
+    pub(crate) fn max_bytes_in_flight(&self) -> u64 {
+        self.max_bytes_in_flight
     }
 
     pub(crate) fn scratch_dir(&self) -> &Path {

@@ -5,6 +5,7 @@ use crate::fault::ShuffleLoss;
 use crate::ids::ShuffleId;
 use crate::memory::MemoryBudget;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,11 +58,47 @@ pub(crate) type EncodeBlock =
     fn(&(dyn Any + Send + Sync), &mut Vec<u8>) -> crate::error::Result<()>;
 
 /// Where one map output is: in this process, or in another process of the
-/// cluster (by rank), whose block server a reducer fetches from.
+/// cluster (by rank), whose block server a reducer fetches from, with what
+/// is known of its blocks' sizes.
 #[derive(Clone)]
 pub(crate) enum MapSlot {
     Local(Arc<MapOutput>),
-    Remote(u32),
+    Remote(u32, Arc<BlockSizes>),
+}
+
+/// The sizes in bytes of a map output's blocks, as its map task reported
+/// them (Spark's `MapStatus`): exact for blocks on disk, the memory
+/// estimate for blocks in memory (larger than their lz4 frames). A reducer
+/// bounds its bytes in flight with them and skips empty blocks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BlockSizes {
+    /// Known sizes by reduce partition, sorted.
+    blocks: Vec<(u32, u64)>,
+    /// Every non-empty block is listed (an unlisted one is empty); else
+    /// only the listed blocks are known.
+    complete: bool,
+}
+
+impl BlockSizes {
+    /// Block `reduce`'s size; `None` when not known.
+    pub(crate) fn of(&self, reduce: usize) -> Option<u64> {
+        match self.blocks.binary_search_by_key(&(reduce as u32), |b| b.0) {
+            Ok(i) => Some(self.blocks[i].1),
+            Err(_) => self.complete.then_some(0),
+        }
+    }
+
+    /// What a reducer of partition `reduce` needs to know: that block's size.
+    pub(crate) fn only(&self, reduce: usize) -> BlockSizes {
+        BlockSizes {
+            blocks: self
+                .of(reduce)
+                .map(|n| (reduce as u32, n))
+                .into_iter()
+                .collect(),
+            complete: false,
+        }
+    }
 }
 
 impl MapOutput {
@@ -94,6 +131,36 @@ impl MapOutput {
                 }
                 Ok(out)
             }
+        }
+    }
+
+    /// Every non-empty block's size: frames on disk exactly, blocks in
+    /// memory by their share of the memory reserved for them.
+    pub(crate) fn block_sizes(&self) -> BlockSizes {
+        let in_memory: u64 = self
+            .blocks
+            .iter()
+            .map(|(_, b)| match b {
+                Block::Memory { records, .. } => *records,
+                Block::Disk { .. } => 0,
+            })
+            .sum();
+        let blocks = self
+            .blocks
+            .iter()
+            .map(|(r, b)| {
+                let bytes = match b {
+                    Block::Memory { records, .. } => {
+                        (self.reserved as u128 * *records as u128 / in_memory.max(1) as u128) as u64
+                    }
+                    Block::Disk { segments } => segments.iter().map(|s| s.len).sum(),
+                };
+                (*r as u32, bytes.max(1))
+            })
+            .collect();
+        BlockSizes {
+            blocks,
+            complete: true,
         }
     }
 
@@ -172,18 +239,22 @@ impl ShuffleManager {
     pub(crate) fn get(&self, shuffle: ShuffleId, map: usize) -> Option<Arc<MapOutput>> {
         match self.shuffles.lock().get(&shuffle)?.get(map)?.clone()? {
             MapSlot::Local(output) => Some(output),
-            MapSlot::Remote(_) => None,
+            MapSlot::Remote(..) => None,
         }
     }
 
-    /// Which process holds each map output (`me` for this one's), as the
-    /// driver tells a task in another process.
-    pub(crate) fn locations(&self, shuffle: ShuffleId, me: u32) -> Vec<Option<u32>> {
+    /// Which process holds each map output (`me` for this one's) and its
+    /// block sizes, as the driver tells a task in another process.
+    pub(crate) fn locations(
+        &self,
+        shuffle: ShuffleId,
+        me: u32,
+    ) -> Vec<Option<(u32, Arc<BlockSizes>)>> {
         self.outputs(shuffle)
             .into_iter()
             .map(|slot| match slot? {
-                MapSlot::Local(_) => Some(me),
-                MapSlot::Remote(rank) => Some(rank),
+                MapSlot::Local(output) => Some((me, Arc::new(output.block_sizes()))),
+                MapSlot::Remote(rank, sizes) => Some((rank, sizes)),
             })
             .collect()
     }
@@ -191,16 +262,27 @@ impl ShuffleManager {
     /// Takes the driver's word on where each map output is. An output said
     /// to be here is kept if it is (else it reads as missing); one said to
     /// be elsewhere replaces whatever this process had.
-    pub(crate) fn set_locations(&self, shuffle: ShuffleId, locations: &[Option<u32>], me: u32) {
+    pub(crate) fn set_locations(
+        &self,
+        shuffle: ShuffleId,
+        locations: &[Option<(u32, BlockSizes)>],
+        me: u32,
+    ) {
         let mut shuffles = self.shuffles.lock();
         let Some(maps) = shuffles.get_mut(&shuffle) else {
             return;
         };
         let mut dropped = Vec::new();
         for (slot, location) in maps.iter_mut().zip(locations) {
-            let keep_local = *location == Some(me) && matches!(slot, Some(MapSlot::Local(_)));
+            let here = matches!(location, Some((r, _)) if *r == me);
+            let keep_local = here && matches!(slot, Some(MapSlot::Local(_)));
             if !keep_local {
-                let new = location.filter(|&r| r != me).map(MapSlot::Remote);
+                let new = match location {
+                    Some((rank, sizes)) if *rank != me => {
+                        Some(MapSlot::Remote(*rank, Arc::new(sizes.clone())))
+                    }
+                    _ => None,
+                };
                 dropped.push(std::mem::replace(slot, new));
             }
         }
@@ -259,5 +341,24 @@ impl ShuffleManager {
             .get_mut(&shuffle)
             .and_then(|maps| maps.get_mut(map)?.take());
         removed.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BlockSizes;
+
+    #[test]
+    fn a_reducer_learns_its_blocks_size_and_an_unlisted_block_is_empty_only_in_a_full_report() {
+        let full = BlockSizes {
+            blocks: vec![(1, 300), (4, 20)],
+            complete: true,
+        };
+        assert_eq!(full.of(1), Some(300));
+        assert_eq!(full.of(2), Some(0));
+        let one = full.only(4);
+        assert_eq!(one.of(4), Some(20));
+        assert_eq!(one.of(1), None, "not told, so not known");
+        assert_eq!(full.only(2).of(2), Some(0), "an empty block is known empty");
     }
 }

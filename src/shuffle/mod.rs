@@ -22,7 +22,7 @@ pub(crate) mod writer;
 pub(crate) use aggregate::{
     Aggregate, CombineMap, Combiner, GroupValues, NoAggregate, combine_chunk, new_map,
 };
-pub(crate) use manager::{MapOutput, MapSlot, ShuffleManager};
+pub(crate) use manager::{BlockSizes, MapOutput, MapSlot, ShuffleManager};
 
 use crate::data::Value;
 

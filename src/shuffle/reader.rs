@@ -9,6 +9,7 @@ use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::ids::ShuffleId;
 use crate::runtime::{MetricsCell, Runtime, TaskContext};
+use std::collections::VecDeque;
 use std::io::{Read, Seek, SeekFrom};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,8 +26,11 @@ pub(crate) fn read<X: Value>(shuffle: ShuffleId, reduce: usize, tc: &TaskContext
         current: Current::None,
         lost: Vec::new(),
         metrics: tc.metrics.clone(),
+        budget: tc.rt.max_bytes_in_flight(),
         rt: tc.rt.clone(),
-        prefetched: None,
+        in_flight: VecDeque::new(),
+        in_flight_bytes: 0,
+        fetch_cursor: 0,
     })
 }
 
@@ -60,42 +64,74 @@ struct ShuffleReader<X> {
     metrics: Rc<MetricsCell>,
     /// Fetches blocks held by other processes.
     rt: Arc<Runtime>,
-    /// The next remote block, already on its way while the current one is
-    /// decoded: with the one being read, at most two blocks per reducer
-    /// are in flight or in memory.
-    prefetched: Option<(usize, PendingFetch)>,
+    /// Remote blocks requested ahead, in reading order, while earlier
+    /// blocks are decoded: at most `budget` bytes by their reported sizes
+    /// (Spark's `maxSizeInFlight`), or one block larger than that.
+    in_flight: VecDeque<InFlight>,
+    in_flight_bytes: u64,
+    budget: u64,
+    /// Position, in this reducer's map order, of the next block to
+    /// consider requesting.
+    fetch_cursor: usize,
+}
+
+/// A remote block requested and not yet read.
+struct InFlight {
+    map: usize,
+    bytes: u64,
+    fetch: PendingFetch,
 }
 
 impl<X: Value> ShuffleReader<X> {
-    /// Starts fetching the next remote block after the `read`-th map in
-    /// this reducer's order, if there is one and none is on its way.
-    fn prefetch_next(&mut self) {
-        if self.prefetched.is_some() {
-            return;
-        }
-        let next = (self.read..self.num_maps)
-            .map(|i| (self.reduce + i) % self.num_maps)
-            .find_map(|m| match &self.outputs[m] {
-                Some(MapSlot::Remote(rank)) => Some((m, *rank)),
-                _ => None,
-            });
-        if let Some((map, rank)) = next
-            && let Ok(fetch) = self.rt.start_fetch(rank, self.shuffle, map, self.reduce)
-        {
-            self.prefetched = Some((map, fetch));
+    /// Requests the next remote blocks in reading order while they fit the
+    /// budget (the first one always does). A block of unknown size counts
+    /// as the whole budget; one known to be empty is never requested.
+    fn fill(&mut self) {
+        self.fetch_cursor = self.fetch_cursor.max(self.read);
+        while self.fetch_cursor < self.num_maps {
+            let map = (self.reduce + self.fetch_cursor) % self.num_maps;
+            let Some(MapSlot::Remote(rank, sizes)) = &self.outputs[map] else {
+                self.fetch_cursor += 1;
+                continue;
+            };
+            let bytes = match sizes.of(self.reduce) {
+                Some(0) => {
+                    self.fetch_cursor += 1;
+                    continue;
+                }
+                Some(n) => n,
+                None => self.budget,
+            };
+            if !self.in_flight.is_empty() && self.in_flight_bytes + bytes > self.budget {
+                return;
+            }
+            // A fetch that cannot start is started again, and its error
+            // kept, when the block's turn comes.
+            let Ok(fetch) = self.rt.start_fetch(*rank, self.shuffle, map, self.reduce) else {
+                return;
+            };
+            self.in_flight.push_back(InFlight { map, bytes, fetch });
+            self.in_flight_bytes += bytes;
+            let now = self.in_flight_bytes;
+            self.metrics
+                .update(|m| m.peak_bytes_in_flight = m.peak_bytes_in_flight.max(now));
+            self.fetch_cursor += 1;
         }
     }
 
     /// The frames of map `map`'s block held by process `rank`.
     fn remote_block(&mut self, rank: u32, map: usize) -> std::result::Result<Vec<u8>, String> {
-        let fetch = match self.prefetched.take() {
-            Some((m, fetch)) if m == map => fetch,
-            other => {
-                self.prefetched = other;
-                self.rt.start_fetch(rank, self.shuffle, map, self.reduce)?
+        self.fill();
+        let fetch = match self.in_flight.front() {
+            Some(f) if f.map == map => {
+                let f = self.in_flight.pop_front().expect("the front exists");
+                self.in_flight_bytes -= f.bytes;
+                f.fetch
             }
+            _ => self.rt.start_fetch(rank, self.shuffle, map, self.reduce)?,
         };
-        self.prefetch_next();
+        // The next blocks go out while this one arrives and is decoded.
+        self.fill();
         self.rt.finish_fetch(fetch)
     }
 
@@ -105,7 +141,10 @@ impl<X: Value> ShuffleReader<X> {
         let output = match &self.outputs[map] {
             None => return Err("map output is missing".to_string()),
             Some(MapSlot::Local(output)) => output.clone(),
-            Some(MapSlot::Remote(rank)) => {
+            Some(MapSlot::Remote(_, sizes)) if sizes.of(self.reduce) == Some(0) => {
+                return Ok(None);
+            }
+            Some(MapSlot::Remote(rank, _)) => {
                 let rank = *rank;
                 let bytes = self.remote_block(rank, map)?;
                 if bytes.is_empty() {

@@ -328,11 +328,49 @@ fn kill_child() {
             .map(move |x| x + *offset.value())
             .reduce(|a, b| a + b)
             .unwrap();
+        // Every process learns the action's result; the driver alone
+        // prints the RESULT line the test reads first.
         let m = log.job_metrics();
+        let tag = if ctx.is_driver() { "RESULT" } else { "ALSO" };
         println!(
-            "RESULT rank={rank} total={total} remote_tasks={}",
+            "{tag} rank={rank} total={total} remote_tasks={}",
             m.remote_tasks
         );
+        return;
+    }
+    if scenario == "in-flight" {
+        // Per-key sums whose reducers each fetch several remote blocks;
+        // the driver reports the largest bytes in flight of any reducer.
+        struct Peak(std::sync::atomic::AtomicU64);
+        impl spate::Listener for Peak {
+            fn on_event(&self, event: &spate::Event) {
+                if let spate::Event::TaskEnd { metrics, .. } = event {
+                    self.0.fetch_max(
+                        metrics.peak_bytes_in_flight,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                }
+            }
+        }
+        let peak = std::sync::Arc::new(Peak(Default::default()));
+        ctx.add_listener(peak.clone());
+        let mut got = ctx
+            .range(0, 60_000, 1, 6)
+            .map(|x| (x % 997, x as u64))
+            .reduce_by_key(|a, b| a + b)
+            .collect()
+            .unwrap();
+        got.sort();
+        let fingerprint = got.iter().fold(0u64, |h, (k, v)| {
+            h.wrapping_mul(31).wrapping_add(*k as u64 ^ v)
+        });
+        if ctx.is_driver() {
+            println!(
+                "RESULT keys={} fingerprint={fingerprint} peak={}",
+                got.len(),
+                peak.0.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
         return;
     }
     if scenario == "broken" {
@@ -449,6 +487,24 @@ fn kill_child() {
 /// Runs `kill_child` with `scenario` on three processes through the
 /// launcher; the driver's RESULT line and the launcher's stderr.
 fn launch_three(scenario: &str) -> (String, String) {
+    launch_three_with(scenario, &[])
+}
+
+/// [`launch_three`] with more environment variables for every process.
+fn launch_three_with(scenario: &str, env: &[(&str, &str)]) -> (String, String) {
+    let (stdout, stderr) = launch_three_output(scenario, env);
+    // The test harness may print "test ... " before it on the same line.
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|at| l[at..].to_string()))
+        .unwrap_or_else(|| panic!("{scenario}: no result: {stdout}\n{stderr}"));
+    eprintln!("{scenario}: {line}");
+    (line, stderr)
+}
+
+/// Runs `scenario` on three processes under the local launcher; returns
+/// what they all printed to stdout and stderr.
+fn launch_three_output(scenario: &str, env: &[(&str, &str)]) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
         .args(["-n", "3", "--"])
         .arg(std::env::current_exe().unwrap())
@@ -460,18 +516,13 @@ fn launch_three(scenario: &str) -> (String, String) {
         ])
         .env("SPATE_TEST_KILL", scenario)
         .env("SPATE_HEARTBEAT_TIMEOUT_MS", "3000")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{scenario}: {stdout}\n{stderr}");
-    // The test harness may print "test ... " before it on the same line.
-    let line = stdout
-        .lines()
-        .find_map(|l| l.find("RESULT ").map(|at| l[at..].to_string()))
-        .unwrap_or_else(|| panic!("{scenario}: no result: {stdout}\n{stderr}"));
-    eprintln!("{scenario}: {line}");
-    (line, stderr)
+    (stdout, stderr)
 }
 
 /// [`launch_three`] with executor 1 killed as `scenario` says.
@@ -734,18 +785,50 @@ fn across_hosts(disturb: &str) -> (String, String) {
 
 #[test]
 fn parallelized_data_and_broadcasts_are_the_drivers_in_every_process() {
-    let (line, _) = launch_three("driver-data");
+    let (stdout, _) = launch_three_output("driver-data", &[]);
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| {
+            let at = l.find("RESULT ").or_else(|| l.find("ALSO "))?;
+            Some(&l[at..])
+        })
+        .collect();
     // The driver's vector 0..6000 with its broadcast 0: an executor that
-    // used its own copy would add a million per element.
-    assert_eq!(field(&line, "rank"), "0", "{line}");
-    assert_eq!(
-        field(&line, "total"),
-        (0..6000u64).sum::<u64>().to_string(),
-        "{line}"
-    );
+    // used its own copy would add a million per element. Every process
+    // knows the same total.
+    let mut ranks: Vec<&str> = lines.iter().map(|l| field(l, "rank")).collect();
+    ranks.sort();
+    assert_eq!(ranks, ["0", "1", "2"], "{stdout}");
+    for line in &lines {
+        assert_eq!(
+            field(line, "total"),
+            (0..6000u64).sum::<u64>().to_string(),
+            "{line}"
+        );
+    }
+    let driver = lines.iter().find(|l| l.starts_with("RESULT ")).unwrap();
+    assert_eq!(field(driver, "rank"), "0", "{driver}");
     assert!(
-        field(&line, "remote_tasks").parse::<u64>().unwrap() >= 2,
-        "{line}"
+        field(driver, "remote_tasks").parse::<u64>().unwrap() >= 2,
+        "{driver}"
+    );
+}
+
+#[test]
+fn a_reducer_keeps_its_remote_bytes_in_flight_within_the_budget() {
+    // Unbounded (the 48 MiB default is far above these blocks), a reducer
+    // asks for all its remote blocks at once; with a 1-byte budget it asks
+    // for one at a time, so its peak is one block, smaller than all.
+    let (wide, _) = launch_three_with("in-flight", &[]);
+    let (narrow, _) = launch_three_with("in-flight", &[("SPATE_MAX_BYTES_IN_FLIGHT", "1")]);
+    for line in [&wide, &narrow] {
+        assert!(line.contains(&expected_sums()), "{line}");
+    }
+    let peak = |line: &str| field(line, "peak").parse::<u64>().unwrap();
+    assert!(peak(&narrow) > 0, "{narrow}");
+    assert!(
+        peak(&narrow) * 2 <= peak(&wide),
+        "one block at a time ({narrow}) against all at once ({wide})"
     );
 }
 
