@@ -138,20 +138,8 @@ impl ContextBuilder {
         if let Some(t) = &topology {
             eprintln!("spate: {t}");
         }
-        let from_env = match std::env::var("SPATE_THREADS") {
-            Ok(v) => Some(v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                Error::InvalidArgument(format!("SPATE_THREADS={v:?} is not a positive number"))
-            })?),
-            Err(_) => None,
-        };
-        let in_flight_from_env = match std::env::var("SPATE_MAX_BYTES_IN_FLIGHT") {
-            Ok(v) => Some(v.parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "SPATE_MAX_BYTES_IN_FLIGHT={v:?} is not a positive number of bytes"
-                ))
-            })?),
-            Err(_) => None,
-        };
+        let from_env = positive_from_env::<usize>("SPATE_THREADS")?;
+        let in_flight_from_env = positive_from_env::<u64>("SPATE_MAX_BYTES_IN_FLIGHT")?;
         let runtime = Runtime::new(RuntimeConfig {
             parallelism: self.parallelism.or(from_env),
             scratch_dir: self.scratch_dir,
@@ -454,5 +442,19 @@ impl std::fmt::Debug for Context {
             .field("scratch_dir", &self.scratch_dir())
             .field("max_task_failures", &self.max_task_failures())
             .finish_non_exhaustive()
+    }
+}
+
+/// A positive number from environment variable `name`, if it is set; any
+/// other value is an `InvalidArgument` naming it.
+fn positive_from_env<T: std::str::FromStr + Default + PartialEq>(name: &str) -> Result<Option<T>> {
+    match std::env::var(name) {
+        Ok(v) => match v.parse::<T>() {
+            Ok(n) if n != T::default() => Ok(Some(n)),
+            _ => Err(Error::InvalidArgument(format!(
+                "{name}={v:?} is not a positive number"
+            ))),
+        },
+        Err(_) => Ok(None),
     }
 }
