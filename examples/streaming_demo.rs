@@ -6,6 +6,15 @@
 //! ```text
 //! cargo run --release --example streaming_demo [-- --seconds 5 --rate 50000 --batch-ms 200]
 //! ```
+//!
+//! With `--lines N` only the first N lines hold words and the demo stops
+//! once all of them are counted, so its final totals are exact. On a
+//! cluster the running totals need a checkpoint directory every process
+//! reaches (a lost executor's state is recomputed from it):
+//!
+//! ```text
+//! spate-launch -n 3 -- target/release/examples/streaming_demo --lines 20000 --checkpoint /tmp/demo-ckpt
+//! ```
 
 use clap::Parser;
 use spate::Str;
@@ -25,6 +34,13 @@ struct Args {
     /// Batch interval in milliseconds.
     #[arg(long, default_value_t = 200)]
     batch_ms: u64,
+    /// Only the first N lines hold words; stop once they are all counted
+    /// (or after `--seconds`).
+    #[arg(long)]
+    lines: Option<u64>,
+    /// Checkpoint directory (needed on a cluster).
+    #[arg(long)]
+    checkpoint: Option<std::path::PathBuf>,
 }
 
 const WORDS: [&str; 8] = [
@@ -53,9 +69,20 @@ fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let ctx = spate::Context::new()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;
-    ssc.add_listener(Arc::new(BatchPrinter));
-    // Line i holds three words picked from i.
-    let lines = ssc.generator_stream(args.rate, |i| {
+    if let Some(dir) = &args.checkpoint {
+        ssc.checkpoint(dir)?;
+    }
+    // Every process runs this program; the driver prints.
+    let driver = ctx.is_driver();
+    if driver {
+        ssc.add_listener(Arc::new(BatchPrinter));
+    }
+    // Line i holds three words picked from i (none past `--lines`).
+    let limit = args.lines.unwrap_or(u64::MAX);
+    let lines = ssc.generator_stream(args.rate, move |i| {
+        if i >= limit {
+            return String::new();
+        }
         let w = |k: u64| WORDS[((i.wrapping_mul(2654435761) >> k) % 8) as usize];
         format!("{} {} {}", w(3), w(7), w(11))
     });
@@ -72,11 +99,20 @@ fn main() -> Result<(), spate::Report> {
     });
     // The words counted so far: three per line once every line is in.
     let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let final_totals = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = counted.clone();
+    let last = final_totals.clone();
     totals.foreach_rdd(move |rdd, time| {
         let mut top = rdd.collect()?;
         let words: u64 = top.iter().map(|(_, n)| n).sum();
         sink.store(words, std::sync::atomic::Ordering::Relaxed);
+        top.sort();
+        last.lock()
+            .map_err(|_| spate::Error::Panicked("a lock".into()))?
+            .clone_from(&top);
+        if !driver {
+            return Ok(());
+        }
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let shown: Vec<String> = top
             .iter()
@@ -91,12 +127,26 @@ fn main() -> Result<(), spate::Report> {
         Ok(())
     })?;
     ssc.start()?;
-    std::thread::sleep(Duration::from_secs(args.seconds));
+    let deadline = std::time::Instant::now() + Duration::from_secs(args.seconds);
+    let all_in = || {
+        args.lines
+            .is_some_and(|n| counted.load(std::sync::atomic::Ordering::Relaxed) >= 3 * n)
+    };
+    while std::time::Instant::now() < deadline && !all_in() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     ssc.stop(true)?;
-    println!("summary: {}", ssc.summary());
-    println!(
-        "words counted: {}",
-        counted.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    if driver {
+        println!("summary: {}", ssc.summary());
+        println!(
+            "words counted: {}",
+            counted.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        let totals = final_totals
+            .lock()
+            .map_err(|_| spate::Error::Panicked("a lock".into()))?;
+        let shown: Vec<String> = totals.iter().map(|(w, n)| format!("{w}={n}")).collect();
+        println!("final totals: {}", shown.join(" "));
+    }
     Ok(())
 }

@@ -211,12 +211,6 @@ impl StreamingContext {
     /// the interval (a manual clock's current time).
     pub fn start(&self) -> Result<()> {
         let inner = &self.inner;
-        if self.context().num_processes() > 1 {
-            // Every process would run its own receivers and batch loop.
-            return Err(Error::Cluster(
-                "streaming does not run on several processes yet: run the streaming program in one process (no cluster settings)".into(),
-            ));
-        }
         {
             let mut p = inner.progress.lock();
             if p.life != Life::Initialized {
@@ -244,8 +238,14 @@ impl StreamingContext {
         };
         let interval = inner.graph.batch;
         // Then the inputs and the batch thread; if one of them fails, what
-        // was started is stopped again.
-        let inputs: Vec<_> = inner.graph.inputs.lock().clone();
+        // was started is stopped again. A cluster executor starts no input:
+        // the driver's inputs decide every batch.
+        let follower = inner.graph.follows_driver();
+        let inputs: Vec<_> = if follower {
+            Vec::new()
+        } else {
+            inner.graph.inputs.lock().clone()
+        };
         let mut started = Vec::new();
         for (_, input) in &inputs {
             if let Err(e) = input.start() {
@@ -258,7 +258,13 @@ impl StreamingContext {
         inner.post(&StreamingEvent::Started { zero, interval });
         let spawned = std::thread::Builder::new()
             .name("spate-batches".into())
-            .spawn(move || generator.run(first));
+            .spawn(move || {
+                if follower {
+                    generator.follow()
+                } else {
+                    generator.run(first)
+                }
+            });
         match spawned {
             Ok(handle) => {
                 *inner.generator.lock() = Some(handle);
@@ -296,8 +302,15 @@ impl StreamingContext {
                  it cannot be recovered from a checkpoint; use a replayable input, or no checkpoint"
             )));
         }
+        if inner.graph.in_cluster() {
+            self.check_for_cluster()?;
+        }
         let interval = inner.graph.batch;
-        let now = inner.clock.now();
+        // The driver's clock: every process starts from the same zero time.
+        let now = Time::from_millis(
+            self.context()
+                .on_driver("streaming start", || Ok(inner.clock.now().millis()))?,
+        );
         let restored = inner.graph.recovery.take_restored();
         let zero = match (&restored, &inner.clock) {
             (Some(cp), _) => Time::from_millis(cp.zero_ms),
@@ -359,6 +372,30 @@ impl StreamingContext {
             max_remember,
         };
         Ok((generator, first, zero))
+    }
+
+    /// What cluster mode needs of the stream graph: inputs whose batches
+    /// the driver can describe to the executors, and a checkpoint
+    /// directory for stateful streams, whose state a lost executor takes
+    /// with it and which is recomputed from its last checkpoint.
+    fn check_for_cluster(&self) -> Result<()> {
+        let graph = &self.inner.graph;
+        if let Some((stream, _)) = graph.inputs.lock().iter().find(|(_, i)| !i.recoverable()) {
+            return Err(Error::Cluster(format!(
+                "stream {stream} is a queue_stream, whose datasets each process's program builds by itself: \
+                 in cluster mode use a replayable input or a receiver"
+            )));
+        }
+        if graph.recovery.checkpoint_dir().is_none()
+            && let Some(stream) = graph.recovery.first_stateful()
+        {
+            return Err(Error::Cluster(format!(
+                "stream {stream} keeps state, which in cluster mode needs a checkpoint directory \
+                 (StreamingContext::checkpoint, on storage every process reaches): a lost executor's state \
+                 is recomputed from its last checkpoint"
+            )));
+        }
+        Ok(())
     }
 
     /// Blocks until the context stops; the error that stopped it, if any

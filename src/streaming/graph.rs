@@ -53,6 +53,18 @@ pub(crate) trait Input: Send + Sync {
     fn plan(&self, _time: Time) -> Result<()> {
         Ok(())
     }
+    /// Cluster mode, on the driver, after [`plan`](Input::plan): what an
+    /// executor needs to build the batch at `time` exactly as the driver
+    /// does (a replayable input's range, a receiver's record count).
+    fn describe(&self, _time: Time) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+    /// Cluster mode, on an executor: takes what the driver's
+    /// [`describe`](Input::describe) gave for the batch at `time`; the
+    /// executor's input never decides a batch by itself.
+    fn follow(&self, _time: Time, _plan: &[u8]) -> Result<()> {
+        Ok(())
+    }
     /// What a recovery needs to replay the batches after `keep_after`.
     fn save(&self, _keep_after: Time) -> Result<Option<SavedInput>> {
         Ok(None)
@@ -105,6 +117,17 @@ impl Graph {
     /// The id the next stream will get.
     pub(crate) fn peek_stream_id(&self) -> usize {
         self.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Whether the program runs on several processes.
+    pub(crate) fn in_cluster(&self) -> bool {
+        self.ctx.num_processes() > 1
+    }
+
+    /// Whether this process is a cluster executor: its batches are the
+    /// ones the driver plans, and it writes no checkpoint metadata.
+    pub(crate) fn follows_driver(&self) -> bool {
+        !self.ctx.is_driver()
     }
 
     /// The time before the first batch; `None` until the context starts.

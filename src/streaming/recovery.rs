@@ -84,11 +84,12 @@ impl Recovery {
         Ok(())
     }
 
-    pub(crate) fn set_checkpoint_dir(&self, dir: PathBuf, run: PathBuf, lock: DirLock) {
+    /// `lock` is `None` on a cluster executor (the driver holds it).
+    pub(crate) fn set_checkpoint_dir(&self, dir: PathBuf, run: PathBuf, lock: Option<DirLock>) {
         let mut c = self.settings.lock();
         c.dir = Some(dir);
         c.run = run;
-        c.lock = Some(lock);
+        c.lock = lock;
     }
 
     /// Lets another context use the checkpoint directory.
@@ -125,6 +126,11 @@ impl Recovery {
 
     pub(crate) fn take_restored(&self) -> Option<Checkpoint> {
         self.settings.lock().restored.take()
+    }
+
+    /// The first stateful stream, if any.
+    pub(crate) fn first_stateful(&self) -> Option<usize> {
+        self.settings.lock().stateful.first().copied()
     }
 
     /// Registers a stateful stream and how to restore it.
@@ -191,7 +197,10 @@ impl Graph {
     /// incremental windows): its partitions are kept in memory and its
     /// parents forgotten after the job that computes it; every checkpoint
     /// interval, with a checkpoint directory, it is written there instead,
-    /// for recovery after a crash.
+    /// for recovery after a crash. In cluster mode the in-memory cut is a
+    /// plain cache that keeps the lineage back to the last written
+    /// checkpoint: a lost executor takes its blocks with it, and they are
+    /// recomputed from there.
     pub(crate) fn cut_lineage<T: Value>(&self, rdd: Rdd<T>, stream: usize, time: Time) -> Rdd<T> {
         let reliable = self.recovery.checkpoint_dir().is_some()
             && self.zero_time().is_some_and(|zero| {
@@ -204,6 +213,9 @@ impl Graph {
                 time,
                 path: Box::new(move || written.checkpoint_path()),
             });
+            return rdd.cache();
+        }
+        if self.in_cluster() {
             return rdd.cache();
         }
         rdd.local_checkpoint()
@@ -222,6 +234,12 @@ impl Graph {
         let Some(zero) = self.zero_time() else {
             return Ok(());
         };
+        if self.follows_driver() {
+            // The driver writes the metadata; the state datasets are
+            // written by the jobs every process takes part in.
+            self.recovery.settings.lock().pending.clear();
+            return Ok(());
+        }
         self.recovery.collect_written_states();
         let (states, oldest_state) = {
             let c = self.recovery.settings.lock();
@@ -294,6 +312,11 @@ impl StreamingContext {
     /// streaming context (in this process or another) is refused with
     /// [`Error::CheckpointInUse`], and state datasets that a newer
     /// checkpoint supersedes are deleted, so its size stays bounded.
+    ///
+    /// In cluster mode the directory must be one path that every process
+    /// reaches (a shared file system): the driver holds its lock and
+    /// writes the metadata, and every process writes its share of the
+    /// state datasets.
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -301,14 +324,17 @@ impl StreamingContext {
         if self.graph().recovery.checkpoint_dir().as_deref() == Some(dir.as_path()) {
             return Ok(());
         }
-        let lock = DirLock::acquire(&dir)?;
-        let run = PathBuf::from(format!(
-            "run-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        ));
+        let mut lock = None;
+        let run = self.context().on_driver("streaming checkpoint", || {
+            lock = Some(DirLock::acquire(&dir)?);
+            Ok(PathBuf::from(format!(
+                "run-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis())
+            )))
+        })?;
         self.context().set_checkpoint_dir(dir.join(&run))?;
         self.graph().recovery.set_checkpoint_dir(dir, run, lock);
         Ok(())
@@ -346,8 +372,11 @@ impl StreamingContext {
         build: impl FnOnce() -> Result<StreamingContext>,
     ) -> Result<StreamingContext> {
         let dir = dir.as_ref();
-        let saved = checkpoint::read(dir)?;
         let ssc = build()?;
+        // The driver's reading, in every process.
+        let saved = ssc
+            .context()
+            .on_driver("streaming checkpoint read", || checkpoint::read(dir))?;
         ssc.checkpoint(dir)?;
         if let Some(cp) = saved {
             let interval = super::time::millis(ssc.batch_interval());

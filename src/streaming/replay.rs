@@ -103,6 +103,13 @@ impl<S: ReplayableSource> ReplayInput<S> {
         if let Some(r) = st.batches.get(&time) {
             return Ok(r.clone());
         }
+        if self.graph.upgrade().is_some_and(|g| g.follows_driver()) {
+            // An executor reads what the driver planned, never the source.
+            return Err(Error::StreamingState(format!(
+                "the driver sent no input range for the batch at {time} of stream {}",
+                self.stream
+            )));
+        }
         if st.replay_until.is_some_and(|t| time <= t) {
             return Err(Error::StreamingState(format!(
                 "the checkpoint has no input range for the batch at {time}, which ran before the restart"
@@ -170,6 +177,29 @@ impl<S: ReplayableSource> Input for ReplayInput<S> {
 
     fn plan(&self, time: Time) -> Result<()> {
         self.range(time).map(|_| ())
+    }
+
+    fn describe(&self, time: Time) -> Result<Vec<u8>> {
+        let range = self.range(time)?;
+        checkpoint::encode(&range)
+    }
+
+    fn follow(&self, time: Time, plan: &[u8]) -> Result<()> {
+        let (range, _): ((S::Offset, S::Offset), _) =
+            crate::codec::read_frame(plan).map_err(|reason| {
+                Error::Cluster(format!(
+                    "the driver's input range for the batch at {time} of stream {} does not decode ({reason}): do all processes run the same binary?",
+                    self.stream
+                ))
+            })?;
+        let mut st = self.state.lock();
+        st.batches.insert(time, range);
+        // Only the current batch's range is read here; recomputing an older
+        // batch goes through its dataset, not its range.
+        while st.batches.len() > 64 {
+            st.batches.pop_first();
+        }
+        Ok(())
     }
 
     fn save(&self, keep_after: Time) -> Result<Option<SavedInput>> {

@@ -14,6 +14,7 @@ use crate::data::{Data, Value};
 use crate::error::{Error, Result};
 use crate::rdd::Rdd;
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -58,6 +59,10 @@ impl<T> Clone for Sink<T> {
 /// What a receiver stored and the batches have not taken yet.
 pub(crate) struct Received<T> {
     records: Mutex<Vec<T>>,
+    /// What each planned batch took: its records on the driver; on a
+    /// cluster executor, how many the driver's batch holds (the executor
+    /// fetches them from the driver).
+    planned: Mutex<BTreeMap<Time, Planned<T>>>,
     stopped: AtomicBool,
     pub(crate) limiter: RateLimiter,
     /// Records that could not be stored as records (not UTF-8, ...), not
@@ -104,6 +109,12 @@ impl<T: Data> Sink<T> {
     pub fn warn(&self, message: impl Into<String>) {
         self.shared.warnings.lock().push(message.into());
     }
+}
+
+/// A batch's share of what a receiver stored.
+enum Planned<T> {
+    Records(Vec<T>),
+    OnDriver(u64),
 }
 
 /// A receiver's place in the graph: its thread and what it stored.
@@ -159,6 +170,38 @@ impl<T: Data, R: Receiver<Item = T>> Input for ReceiverInput<T, R> {
     fn set_rate(&self, rate: Option<f64>) {
         self.received.limiter.set_rate(rate);
     }
+
+    fn plan(&self, time: Time) -> Result<()> {
+        let records = std::mem::take(&mut *self.received.records.lock());
+        self.received
+            .planned
+            .lock()
+            .insert(time, Planned::Records(records));
+        Ok(())
+    }
+
+    fn describe(&self, time: Time) -> Result<Vec<u8>> {
+        let n = match self.received.planned.lock().get(&time) {
+            Some(Planned::Records(r)) => r.len() as u64,
+            Some(Planned::OnDriver(n)) => *n,
+            None => 0,
+        };
+        Ok(n.to_le_bytes().to_vec())
+    }
+
+    fn follow(&self, time: Time, plan: &[u8]) -> Result<()> {
+        let n = <[u8; 8]>::try_from(plan).map_err(|_| {
+            Error::Cluster(format!(
+                "the driver's record count for the batch at {time} is {} bytes, not 8: do all processes run the same binary?",
+                plan.len()
+            ))
+        })?;
+        self.received
+            .planned
+            .lock()
+            .insert(time, Planned::OnDriver(u64::from_le_bytes(n)));
+        Ok(())
+    }
 }
 
 /// The stream op of a receiver: a batch takes what was stored so far.
@@ -169,19 +212,31 @@ struct ReceiverStream<T> {
 
 impl<T: Value> StreamOp<T> for ReceiverStream<T> {
     fn compute(&self, this: &DStream<T>, time: Time) -> Result<Option<Rdd<T>>> {
-        let records = std::mem::take(&mut *self.received.records.lock());
+        let planned = self.received.planned.lock().remove(&time);
+        let (records, n) = match planned {
+            Some(Planned::Records(r)) => {
+                let n = r.len() as u64;
+                (r, n)
+            }
+            // The driver's batch of `n` records, fetched from it.
+            Some(Planned::OnDriver(n)) => (Vec::new(), n),
+            None => {
+                let r = std::mem::take(&mut *self.received.records.lock());
+                let n = r.len() as u64;
+                (r, n)
+            }
+        };
         if let Some(g) = self.graph.upgrade() {
-            g.meters.count_input(time, records.len() as u64);
+            g.meters.count_input(time, n);
         }
         let ctx = this.context();
-        if records.is_empty() {
+        if n == 0 {
             return Ok(Some(ctx.empty()));
         }
-        // One partition per core, unless the batch is tiny.
-        let parts = ctx
-            .default_parallelism()
-            .min(records.len().div_ceil(1024))
-            .max(1);
+        // One partition per core, unless the batch is tiny; the same count
+        // in every process.
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        let parts = ctx.default_parallelism().min(n.div_ceil(1024)).max(1);
         Ok(Some(ctx.parallelize(records, parts)))
     }
 }
@@ -192,6 +247,7 @@ impl StreamingContext {
         let graph = self.graph();
         let received = Arc::new(Received {
             records: Mutex::new(Vec::new()),
+            planned: Mutex::new(BTreeMap::new()),
             stopped: AtomicBool::new(false),
             limiter: RateLimiter::new(graph.pacing.backpressure().initial_or_max()),
             invalid: AtomicU64::new(0),
@@ -472,6 +528,7 @@ mod tests {
         Sink {
             shared: Arc::new(Received {
                 records: Mutex::new(Vec::new()),
+                planned: Mutex::new(BTreeMap::new()),
                 stopped: AtomicBool::new(false),
                 limiter: RateLimiter::new(None),
                 invalid: AtomicU64::new(0),

@@ -132,8 +132,8 @@ fn slurm_srun_runs_the_examples_with_the_local_result() {
     examples_match_local_mode(&[("srun-3".to_string(), run)]);
 }
 
-/// Runs word_count, group_sum, sort, join and page_rank locally, then with
-/// each launch, and compares reports and outputs.
+/// Runs word_count, group_sum, sort, join, page_rank and streaming_demo
+/// locally, then with each launch, and compares reports and outputs.
 fn examples_match_local_mode(runs: &[(String, Launch)]) {
     let tmp = tempfile::tempdir().unwrap();
     let (text, pairs, orders, customers) = write_inputs(tmp.path());
@@ -149,6 +149,28 @@ fn examples_match_local_mode(runs: &[(String, Launch)]) {
         &[&s(&orders), &s(&customers), "--output", &out("join-local")],
     );
     let pr_local = local("page_rank", &["--checkpoint-every", "2"]);
+    // Streaming: running totals kept in checkpointed state, exact once
+    // every line is counted.
+    let stream_args = |dir: &str| -> Vec<String> {
+        ["--lines", "20000", "--rate", "50000", "--seconds", "120"]
+            .iter()
+            .map(|a| a.to_string())
+            .chain(["--checkpoint".to_string(), out(dir)])
+            .collect()
+    };
+    let final_totals = |out: &Output| -> String {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("words counted: 60000"),
+            "every line counted: {stdout}"
+        );
+        let line = stdout.lines().find(|l| l.starts_with("final totals:"));
+        line.unwrap_or_else(|| panic!("no final totals: {stdout}"))
+            .to_string()
+    };
+    let args = stream_args("stream-local");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let stream_local = final_totals(&local("streaming_demo", &args));
 
     for (n, launch) in runs {
         let wc = launch(
@@ -228,6 +250,14 @@ fn examples_match_local_mode(runs: &[(String, Launch)]) {
             String::from_utf8_lossy(&pr_local.stdout),
             "page_rank (cached, checkpointed) on {n} processes"
         );
+        let args = stream_args(&format!("stream-{n}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stream = launch("streaming_demo", &args);
+        assert_eq!(
+            final_totals(&stream),
+            stream_local,
+            "streaming_demo's running totals on {n} processes"
+        );
     }
 }
 
@@ -285,6 +315,10 @@ fn kill_child() {
     }
     let log = std::sync::Arc::new(spate::EventLog::default());
     ctx.add_listener(log.clone());
+    if scenario.starts_with("stream") {
+        stateful_stream(&ctx, &log, scenario == "stream-kill");
+        return;
+    }
     if scenario == "rejoin" {
         // Eight rounds of slow sums; executor 1 is killed and replaced
         // while they run.
@@ -480,6 +514,119 @@ fn kill_child() {
             got.len(),
             m.executors_lost - before.executors_lost,
             m.map_outputs_recomputed - before.map_outputs_recomputed,
+        );
+    }
+}
+
+/// Batches the stateful stream scenario compares.
+const STREAM_BATCHES: usize = 16;
+/// Records per batch of the stateful stream scenario.
+const STREAM_BATCH_RECORDS: u64 = 600;
+
+/// Batch `k` of a deterministic replayable input: offsets count batches,
+/// and batch `k` holds the numbers `600·(k-1) .. 600·k`, in 3 partitions.
+struct Numbers;
+
+impl spate::streaming::ReplayableSource for Numbers {
+    type Item = u64;
+    type Offset = u64;
+    fn initial_offset(&mut self) -> spate::Result<u64> {
+        Ok(0)
+    }
+    fn next_end(&mut self, from: &u64, _max: Option<u64>) -> spate::Result<u64> {
+        Ok(from + 1)
+    }
+    fn read(
+        &mut self,
+        ctx: &spate::Context,
+        from: &u64,
+        to: &u64,
+    ) -> spate::Result<spate::Rdd<u64>> {
+        let n = STREAM_BATCH_RECORDS as i64;
+        Ok(ctx
+            .range(*from as i64 * n, *to as i64 * n, 1, 3)
+            .map(|x| x as u64))
+    }
+    fn count(&self, from: &u64, to: &u64) -> Option<u64> {
+        Some((to - from) * STREAM_BATCH_RECORDS)
+    }
+}
+
+/// Running totals per key (`update_state_by_key`) and per-key sums over a
+/// sliding window of three batches, on 200 ms batches checkpointed every
+/// second to `SPATE_TEST_CHECKPOINT`. With `kill`, executor 1 SIGKILLs
+/// itself in its first task that reads batch 8 or later. The driver prints
+/// a fingerprint of the first batches' outputs.
+fn stateful_stream(ctx: &spate::Context, log: &spate::EventLog, kill: bool) {
+    use spate::streaming::StreamingContext;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let ssc = StreamingContext::new(ctx, Duration::from_millis(200)).unwrap();
+    ssc.checkpoint(std::env::var("SPATE_TEST_CHECKPOINT").unwrap())
+        .unwrap();
+    ssc.set_checkpoint_interval(Duration::from_secs(1)).unwrap();
+    let killer = kill && std::env::var("SPATE_RANK").as_deref() == Ok("1");
+    let pairs = ssc.replayable_stream(Numbers).map(move |x| {
+        if killer && x >= 8 * STREAM_BATCH_RECORDS {
+            let pid = std::process::id().to_string();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status();
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        (x % 13, x)
+    });
+    let totals = pairs.update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
+        Some(total.unwrap_or(0) + new.iter().sum::<u64>())
+    });
+    let windowed = pairs
+        .reduce_by_key_and_window(
+            |a, b| a + b,
+            Duration::from_millis(600),
+            Duration::from_millis(200),
+            3,
+        )
+        .unwrap();
+    // Each batch's sorted output, per stream, in batch order.
+    let outputs: [Arc<Mutex<Vec<Vec<(u64, u64)>>>>; 2] = Default::default();
+    for (stream, sink) in [totals, windowed].into_iter().zip(outputs.iter().cloned()) {
+        stream
+            .foreach_rdd(move |rdd, _| {
+                let mut batch = rdd.collect()?;
+                batch.sort();
+                sink.lock().unwrap().push(batch);
+                Ok(())
+            })
+            .unwrap();
+    }
+    ssc.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while outputs
+        .iter()
+        .any(|o| o.lock().unwrap().len() < STREAM_BATCHES)
+    {
+        assert!(Instant::now() < deadline, "the batches did not come");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ssc.stop(false).unwrap();
+    let mut fingerprint = 0u64;
+    for o in &outputs {
+        for batch in &o.lock().unwrap()[..STREAM_BATCHES] {
+            for (k, v) in batch {
+                fingerprint = fingerprint
+                    .wrapping_mul(31)
+                    .wrapping_add(k ^ v.rotate_left(7));
+            }
+            fingerprint = fingerprint.wrapping_mul(1_000_003);
+        }
+    }
+    let last = outputs[0].lock().unwrap()[STREAM_BATCHES - 1].clone();
+    let total: u64 = last.iter().map(|(_, v)| v).sum();
+    if ctx.is_driver() {
+        let m = log.job_metrics();
+        println!(
+            "RESULT batches={STREAM_BATCHES} fingerprint={fingerprint} total={total} lost={} remote_tasks={}",
+            m.executors_lost, m.remote_tasks
         );
     }
 }
@@ -900,8 +1047,63 @@ fn a_lost_executor_is_replaced_by_a_new_process_that_catches_up_and_takes_tasks(
     assert!(ran > 0, "the replacement took tasks: {second_out}");
 }
 
+/// `kill_child` with `scenario` in one process (local mode); its RESULT.
+fn run_local_child(scenario: &str, env: &[(&str, &str)]) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPATE_TEST_KILL", scenario)
+        .env_remove("SPATE_RANK")
+        .env_remove("SLURM_PROCID")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{scenario}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|at| l[at..].to_string()))
+        .unwrap_or_else(|| panic!("{scenario}: no result: {stdout}"))
+}
+
 #[test]
-fn a_streaming_program_on_several_processes_is_refused_with_a_clear_error() {
+fn a_stateful_stream_on_three_processes_with_an_executor_killed_gives_the_local_outputs() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ckpt = |i: usize| dirs[i].path().to_str().unwrap().to_string();
+    let local = run_local_child("stream", &[("SPATE_TEST_CHECKPOINT", &ckpt(0))]);
+    let (whole, _) = launch_three_with("stream", &[("SPATE_TEST_CHECKPOINT", &ckpt(1))]);
+    let (line, stderr) = launch_three_with("stream-kill", &[("SPATE_TEST_CHECKPOINT", &ckpt(2))]);
+    assert!(
+        stderr.contains("executor 1 ended with signal: 9"),
+        "executor 1 was killed: {stderr}"
+    );
+    // 16 batches of 0..9600: the running totals end at the sum of them all.
+    assert_eq!(field(&local, "total"), (9600u64 * 9599 / 2).to_string());
+    assert_eq!(field(&local, "lost"), "0");
+    for (what, got) in [("uninterrupted", &whole), ("killed", &line)] {
+        assert_eq!(
+            field(got, "fingerprint"),
+            field(&local, "fingerprint"),
+            "{what} run on 3 processes: {got} vs local {local}"
+        );
+        assert!(
+            field(got, "remote_tasks").parse::<u64>().unwrap() > 0,
+            "{what}: batches ran on the executors: {got}"
+        );
+    }
+    assert_eq!(field(&line, "lost"), "1", "{line}");
+}
+
+#[test]
+fn a_stateful_stream_without_a_checkpoint_directory_is_refused_in_cluster_mode() {
     let out = Command::new(env!("CARGO_BIN_EXE_spate-launch"))
         .args(["-n", "2", "--"])
         .arg(example("streaming_demo"))
@@ -911,7 +1113,7 @@ fn a_streaming_program_on_several_processes_is_refused_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains("streaming does not run on several processes yet"),
+        stderr.contains("keeps state, which in cluster mode needs a checkpoint directory"),
         "{stderr}"
     );
 }
