@@ -52,6 +52,7 @@ mod storage;
 
 mod lineage;
 
+mod placement;
 mod scheduler;
 
 mod context;

@@ -22,6 +22,7 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{RddId, ShuffleId};
 use crate::lineage::{AnyRdd, Dependency, ShuffleDep};
+use crate::placement::{Placement, reducer_preference};
 use crate::runtime::{
     Event, JobMetrics, Running, Runtime, StageKind, TaskContext, TaskId, TaskMetrics, running_task,
 };
@@ -31,7 +32,7 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -172,6 +173,7 @@ impl JobRun<'_> {
             let remote = RemoteWork {
                 kind: TaskKind::Result,
                 reads: shuffle_ids(self.rt, root),
+                cached: persisted_chain(root),
                 decode: &|_, bytes: Vec<u8>| codec::decode_record::<R>(&bytes),
             };
             let outcomes = self.run_stage(stage, kind, root.base().id, &splits, task, &remote);
@@ -257,6 +259,7 @@ impl JobRun<'_> {
             let remote = RemoteWork {
                 kind: TaskKind::Map { shuffle },
                 reads: shuffle_ids(self.rt, &dep.parent()),
+                cached: persisted_chain(&dep.parent()),
                 decode: &|rank, bytes: Vec<u8>| {
                     let sizes: BlockSizes = codec::decode_record(&bytes)?;
                     Ok(MapSlot::Remote(rank, Arc::new(sizes)))
@@ -412,15 +415,17 @@ impl JobRun<'_> {
     }
 
     /// Counts a failed attempt on executor `rank`; excludes it for the rest
-    /// of the job at `EXCLUDE_AFTER_FAILURES`.
-    fn count_executor_failure(&self, rank: u32) {
+    /// of the job at `EXCLUDE_AFTER_FAILURES` (and says so: `true`).
+    fn count_executor_failure(&self, rank: u32) -> bool {
         let mut failures = self.executor_failures.lock();
         let n = failures.entry(rank).or_insert(0);
         *n += 1;
-        if *n == EXCLUDE_AFTER_FAILURES && self.excluded.lock().insert(rank) {
+        let excluded = *n == EXCLUDE_AFTER_FAILURES && self.excluded.lock().insert(rank);
+        if excluded {
             self.metrics.lock().executors_excluded += 1;
             tracing::warn!(target: "spate::cluster", rank, job = self.job, "executor excluded for the job after {n} failed tasks");
         }
+        excluded
     }
 
     /// Adds one attempt's counters to the job's.
@@ -452,11 +457,11 @@ impl JobRun<'_> {
         })
     }
 
-    /// Runs the stage's tasks over the cluster: each partition on the
-    /// process [`Node::place`] picks, this one's on its own pool. A failed
-    /// remote attempt is retried (on the same process unless it was lost)
-    /// up to `max_task_failures`; a task whose executor is lost is placed
-    /// again without counting as a failure.
+    /// Runs the stage's tasks over the cluster: each task waits for a free
+    /// slot, preferring the processes its input is on ([`Placement`]);
+    /// the driver's own run on its pool. A failed remote attempt is
+    /// retried on another process up to `max_task_failures`; a task whose
+    /// executor is lost is placed again without counting as a failure.
     #[allow(clippy::too_many_arguments)]
     fn run_spread<R: Send>(
         &self,
@@ -480,44 +485,88 @@ impl JobRun<'_> {
             .iter()
             .map(|&s| (s, self.rt.shuffles().locations(s, node.rank())))
             .collect();
+        let prefer: Vec<Vec<u32>> = partitions
+            .iter()
+            .map(|&p| self.preferred(p, &maps, remote))
+            .collect();
+        let excluded = self.excluded.lock().clone();
+        let mut placement = Placement::new(node.usable_slots(&excluded), self.rt.locality_wait());
+        let now = Instant::now();
+        for (i, prefer) in prefer.iter().enumerate() {
+            placement.add(i, prefer.clone(), HashSet::new(), now);
+        }
         let (tx, rx) = mpsc::channel();
         // Attempt numbers (unique per try, lost executors included) and
         // failures (what counts against `max_task_failures`).
         let mut attempts = vec![0u32; n];
         let mut failures = vec![0u32; n];
-        let mut local = Vec::new();
-        let mut waiting = 0;
-        let excluded = self.excluded.lock().clone();
-        for &p in partitions {
-            match node.place(p, &excluded) {
-                0 => local.push(p),
-                rank => {
-                    self.send(node, rank, stage, p, 0, remote, &maps, &tx);
-                    waiting += 1;
-                }
-            }
-        }
+        // Where the driver's own tasks leave their outcomes.
+        let here: Vec<Mutex<Option<Result<R>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let mut running = 0;
         let mut lost_ranks = HashSet::new();
-        let here = std::thread::scope(|s| {
-            let here = s.spawn(|| self.run_here(stage, kind, &local, abort, task));
-            while waiting > 0 {
-                let reply = rx.recv().expect("the stage holds a sender");
-                let (p, retry, avoid) = match reply {
+        self.rt.pool().in_place_scope(|scope| {
+            loop {
+                if abort.load(Ordering::Relaxed) {
+                    for i in placement.take_waiting() {
+                        outcomes[i] = Some(Err(Error::Cancelled(self.job)));
+                    }
+                }
+                for (i, rank) in placement.launch(Instant::now()) {
+                    running += 1;
+                    let p = partitions[i];
+                    if rank == node.rank() {
+                        let (tx, slot) = (tx.clone(), &here[i]);
+                        scope.spawn(move |_| {
+                            *slot.lock() = Some(self.run_task(stage, kind, p, abort, task));
+                            let _ = tx.send(Reply::Local { partition: p });
+                        });
+                    } else {
+                        self.send(node, rank, stage, p, attempts[i], remote, &maps, &tx);
+                        attempts[i] += 1;
+                    }
+                }
+                if running == 0 && placement.waiting() == 0 {
+                    break;
+                }
+                let reply = match placement.next_deadline(Instant::now()) {
+                    Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                        Ok(reply) => reply,
+                        // A task's locality wait ran out: place it anywhere.
+                        Err(_) => continue,
+                    },
+                    None => rx.recv().expect("the stage holds a sender"),
+                };
+                running -= 1;
+                let (i, requeue) = match reply {
+                    Reply::Local { partition } => {
+                        placement.freed(node.rank());
+                        let i = index[&partition];
+                        let outcome = here[i].lock().take();
+                        if matches!(outcome, Some(Ok(_))) {
+                            self.note_computed(remote, partition, node.rank());
+                        }
+                        outcomes[i] = outcome;
+                        (i, None)
+                    }
                     Reply::Done(rank, report) => {
+                        placement.freed(rank);
                         let p = report.id.partition;
                         let i = index[&p];
                         match self.accept_report(rank, report, kind, remote) {
                             Ok(r) => {
+                                self.note_computed(remote, p, rank);
                                 outcomes[i] = Some(Ok(r));
-                                (p, false, None)
+                                (i, None)
                             }
                             Err(e @ Error::ShuffleFetch { .. }) => {
                                 outcomes[i] = Some(Err(e));
-                                (p, false, None)
+                                (i, None)
                             }
                             Err(e) => {
                                 failures[i] += 1;
-                                self.count_executor_failure(rank);
+                                if self.count_executor_failure(rank) {
+                                    placement.remove(rank);
+                                }
                                 let give_up = !e.is_retryable()
                                     || failures[i] >= self.rt.max_task_failures()
                                     || abort.load(Ordering::Relaxed);
@@ -530,13 +579,16 @@ impl JobRun<'_> {
                                         attempts: failures[i],
                                         cause: Box::new(e),
                                     }));
+                                    (i, None)
+                                } else {
+                                    // Retried on another process where there is one.
+                                    (i, Some(HashSet::from([rank])))
                                 }
-                                // Retried on another process where there is one.
-                                (p, !give_up, Some(rank))
                             }
                         }
                     }
                     Reply::Lost { task, rank, reason } => {
+                        placement.remove(rank);
                         if lost_ranks.insert(rank) {
                             self.metrics.lock().executors_lost += 1;
                             self.rt.post(Event::ExecutorLost {
@@ -547,41 +599,53 @@ impl JobRun<'_> {
                             tracing::warn!(target: "spate::cluster", rank, %reason, job = self.job, "executor lost; its tasks run elsewhere");
                         }
                         // Not the task's fault: placed again, not counted.
-                        (task.partition, !abort.load(Ordering::Relaxed), None)
+                        let i = index[&task.partition];
+                        if abort.load(Ordering::Relaxed) {
+                            outcomes[i] = Some(Err(Error::Cancelled(self.job)));
+                            (i, None)
+                        } else {
+                            (i, Some(HashSet::new()))
+                        }
                     }
                 };
-                let i = index[&p];
-                if !retry {
-                    if outcomes[i].is_none() {
-                        outcomes[i] = Some(Err(Error::Cancelled(self.job)));
-                    }
-                    waiting -= 1;
-                    continue;
-                }
-                attempts[i] += 1;
-                let mut avoid_now = self.excluded.lock().clone();
-                avoid_now.extend(avoid);
-                match node.place(p, &avoid_now) {
-                    0 => {
-                        let o = self
-                            .rt
-                            .pool()
-                            .install(|| self.run_task(stage, kind, p, abort, task));
-                        outcomes[i] = Some(o);
-                        waiting -= 1;
-                    }
-                    rank => self.send(node, rank, stage, p, attempts[i], remote, &maps, &tx),
+                if let Some(avoid) = requeue {
+                    placement.add(i, prefer[i].clone(), avoid, Instant::now());
                 }
             }
-            here.join().expect("the local tasks catch their panics")
         });
-        for (p, o) in local.iter().zip(here) {
-            outcomes[index[p]] = Some(o);
-        }
         outcomes
             .into_iter()
             .map(|o| o.expect("every task ended"))
             .collect()
+    }
+
+    /// The processes partition `p`'s task prefers: the one that last
+    /// computed its cached input, else those holding a fifth or more of
+    /// its shuffle input.
+    fn preferred<R>(&self, p: usize, maps: &[Locations], remote: &RemoteWork<'_, R>) -> Vec<u32> {
+        let blocks = self.rt.blocks();
+        if let Some(rank) = remote
+            .cached
+            .iter()
+            .find_map(|&rdd| blocks.computed_at(rdd, p))
+        {
+            return vec![rank];
+        }
+        let mut bytes = BTreeMap::new();
+        for (_, at) in maps {
+            for (rank, sizes) in at.iter().flatten() {
+                *bytes.entry(*rank).or_insert(0) += sizes.of(p).unwrap_or(0);
+            }
+        }
+        reducer_preference(&bytes)
+    }
+
+    /// Partition `p` of the stage ran on `rank`: so did its persisted
+    /// datasets' partition `p`, which the next job's tasks prefer.
+    fn note_computed<R>(&self, remote: &RemoteWork<'_, R>, p: usize, rank: u32) {
+        for &rdd in &remote.cached {
+            self.rt.blocks().note_computed_at(rdd, p, rank);
+        }
     }
 
     /// Sends one attempt of partition `p`'s task to process `rank`.
@@ -654,6 +718,30 @@ impl JobRun<'_> {
             duration: std::time::Duration::ZERO,
         });
         outcome
+    }
+}
+
+/// The persisted datasets whose partition `p` a task of `rdd`'s partition
+/// `p` computes or reads: `rdd` and its ancestors through narrow
+/// dependencies that keep the partition numbering (one parent with as many
+/// partitions), up to the first shuffle. A guess for placement only: a
+/// narrow dependency that renumbers partitions makes it prefer a process
+/// that does not hold the block, which costs a recomputation, not a result.
+fn persisted_chain(rdd: &Arc<dyn AnyRdd>) -> Vec<RddId> {
+    let mut out = Vec::new();
+    let mut at = rdd.clone();
+    loop {
+        let base = at.base();
+        if base.storage.lock().is_some() {
+            out.push(base.id);
+        }
+        let parent = match base.deps.read().as_slice() {
+            [Dependency::Narrow(parent)] if parent.base().num_partitions == base.num_partitions => {
+                parent.clone()
+            }
+            _ => return out,
+        };
+        at = parent;
     }
 }
 
@@ -910,6 +998,10 @@ struct RemoteWork<'a, R> {
     kind: TaskKind,
     /// The shuffles the stage's tasks read: their map locations go along.
     reads: Vec<ShuffleId>,
+    /// The persisted datasets a task computes the same partition of (see
+    /// [`persisted_chain`]): where they were computed is where it prefers
+    /// to run.
+    cached: Vec<RddId>,
     /// A successful report's bytes, from process `rank`, as the task's result.
     decode: &'a (dyn Fn(u32, Vec<u8>) -> Result<R> + Sync),
 }

@@ -158,6 +158,9 @@ struct State {
     /// Blocks stored at least once since the dataset was persisted: a miss
     /// on one of these is a recomputation.
     stored_once: HashSet<(RddId, usize)>,
+    /// On a cluster's driver: the process (rank) that last computed each
+    /// persisted partition, so the next task of it can go there.
+    computed_at: HashMap<(RddId, usize), u32>,
     clock: u64,
     files: u64,
 }
@@ -375,12 +378,24 @@ impl BlockManager {
         removed.map(|e| self.release(e)).is_some()
     }
 
+    /// On a cluster's driver: partition `split` of the persisted `rdd` was
+    /// just computed (so cached, unless it did not fit) on process `rank`.
+    pub(crate) fn note_computed_at(&self, rdd: RddId, split: usize, rank: u32) {
+        self.state.lock().computed_at.insert((rdd, split), rank);
+    }
+
+    /// Where partition `split` of `rdd` was last computed, if anywhere.
+    pub(crate) fn computed_at(&self, rdd: RddId, split: usize) -> Option<u32> {
+        self.state.lock().computed_at.get(&(rdd, split)).copied()
+    }
+
     /// Forgets a dataset's blocks (unpersist, or the dataset was dropped).
     pub(crate) fn remove_rdd(&self, rdd: RddId) {
         let removed: Vec<Entry> = {
             let mut st = self.state.lock();
             st.persisted.remove(&rdd);
             st.stored_once.retain(|(r, _)| *r != rdd);
+            st.computed_at.retain(|(r, _), _| *r != rdd);
             let keys: Vec<_> = st
                 .blocks
                 .keys()

@@ -42,6 +42,9 @@ pub(crate) enum Reply {
         rank: u32,
         reason: String,
     },
+    /// A task the driver ran on its own pool ended (the scheduler keeps
+    /// its outcome), so one channel carries every end of a stage.
+    Local { partition: usize },
 }
 
 /// The driver's view of its executors.
@@ -51,6 +54,8 @@ struct Executors {
     pending: HashMap<TaskId, (u32, mpsc::Sender<Reply>)>,
     /// Executors lost (or gone), with why.
     lost: HashMap<u32, String>,
+    /// Each executor's task slots, from its hello.
+    slots: HashMap<u32, usize>,
 }
 
 enum Role {
@@ -169,11 +174,12 @@ async fn accept_late(
         }
         let mut link = Link::new(stream, rank, format!("executor {rank} ({peer})"));
         let hello = tokio::time::timeout(links.beats.timeout, link.recv()).await;
-        let Ok(Ok(Message::Hello { blocks, .. })) = hello else {
+        let Ok(Ok(Message::Hello { blocks, slots })) = hello else {
             tracing::warn!(target: "spate::cluster", %peer, rank, "refused: no hello");
             continue;
         };
         fetcher.moved(rank, blocks.clone());
+        links.executors.lock().slots.insert(rank, slots);
         let peers = Message::Peers {
             blocks: fetcher.blocks.lock().clone(),
             slots: total_slots,
@@ -196,6 +202,8 @@ async fn accept_late(
 pub(crate) struct Node {
     topology: Topology,
     role: Role,
+    /// This process's task slots.
+    slots: usize,
     /// Task slots of all processes together.
     total_slots: usize,
     fetcher: Arc<Fetcher>,
@@ -239,8 +247,8 @@ impl Node {
         };
         let startup = env_duration("SPATE_STARTUP_TIMEOUT_MS", Duration::from_secs(60));
         let world = topology.world_size;
-        let (links, blocks, total_slots, block_listener, driver_listener) =
-            tokio.block_on(async {
+        let (links, blocks, total_slots, slots_by_rank, block_listener, driver_listener) = tokio
+            .block_on(async {
                 if rank == 0 {
                     let listener = TcpListener::bind(&topology.driver).await.map_err(|e| {
                         Error::Cluster(format!("cannot listen at {}: {e}", topology.driver))
@@ -253,6 +261,7 @@ impl Node {
                     let mut joined = accept_executors(&listener, &identity, world, startup).await?;
                     let mut blocks = vec![local_addr(&block_listener)?; world];
                     let mut total = slots;
+                    let mut by_rank = HashMap::new();
                     for (rank, link) in joined.iter_mut() {
                         match tokio::time::timeout(startup, link.recv()).await {
                             Ok(Ok(Message::Hello {
@@ -261,6 +270,7 @@ impl Node {
                             })) => {
                                 blocks[*rank as usize] = addr;
                                 total += slots;
+                                by_rank.insert(*rank, slots);
                             }
                             Ok(Ok(other)) => {
                                 return Err(Error::Cluster(format!(
@@ -288,6 +298,7 @@ impl Node {
                         joined.into_values().collect::<Vec<_>>(),
                         blocks,
                         total,
+                        by_rank,
                         block_listener,
                         Some(listener),
                     ))
@@ -304,9 +315,14 @@ impl Node {
                     })
                     .await?;
                     match tokio::time::timeout(startup, link.recv()).await {
-                        Ok(Ok(Message::Peers { blocks, slots })) if blocks.len() == world => {
-                            Ok((vec![link], blocks, slots, block_listener, None))
-                        }
+                        Ok(Ok(Message::Peers { blocks, slots })) if blocks.len() == world => Ok((
+                            vec![link],
+                            blocks,
+                            slots,
+                            HashMap::new(),
+                            block_listener,
+                            None,
+                        )),
                         Ok(Ok(other)) => Err(Error::Cluster(format!(
                             "the driver sent {other:?} instead of the list of processes"
                         ))),
@@ -324,7 +340,12 @@ impl Node {
             shuffles,
             driver_data.clone(),
         ));
-        let executors = (rank == 0).then(|| Arc::new(Mutex::new(Executors::default())));
+        let executors = (rank == 0).then(|| {
+            Arc::new(Mutex::new(Executors {
+                slots: slots_by_rank,
+                ..Executors::default()
+            }))
+        });
         let fetcher = Arc::new(Fetcher {
             identity: identity.clone(),
             blocks: Mutex::new(blocks),
@@ -389,6 +410,7 @@ impl Node {
         Ok(Node {
             topology,
             role,
+            slots,
             total_slots,
             fetcher,
             driver_data,
@@ -414,20 +436,22 @@ impl Node {
         self.topology.rank == 0
     }
 
-    /// The process that should run `partition`: partitions are spread over
-    /// the live processes in turn, so the same partition of a dataset goes
-    /// to the same process job after job (where its cached block is) until
-    /// that process is lost. Executors in `avoid` are skipped (the driver,
-    /// rank 0, never is).
-    pub(crate) fn place(&self, partition: usize, avoid: &HashSet<u32>) -> u32 {
-        let Role::Driver(links) = &self.role else {
-            return self.rank();
-        };
-        let ex = links.executors.lock();
-        let usable: Vec<u32> = (0..self.world_size() as u32)
-            .filter(|r| *r == 0 || (!ex.lost.contains_key(r) && !avoid.contains(r)))
-            .collect();
-        usable[partition % usable.len()]
+    /// On the driver: the task slots of every live process not in
+    /// `avoid`, by rank; the driver's own always among them.
+    pub(crate) fn usable_slots(&self, avoid: &HashSet<u32>) -> Vec<(u32, usize)> {
+        let mut out = vec![(0, self.slots)];
+        if let Role::Driver(links) = &self.role {
+            let ex = links.executors.lock();
+            let mut executors: Vec<(u32, usize)> = ex
+                .slots
+                .iter()
+                .filter(|(r, _)| !ex.lost.contains_key(r) && !avoid.contains(r))
+                .map(|(r, n)| (*r, *n))
+                .collect();
+            executors.sort();
+            out.extend(executors);
+        }
+        out
     }
 
     /// Live executors (the driver not counted).

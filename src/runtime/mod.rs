@@ -34,6 +34,8 @@ pub(crate) struct RuntimeConfig {
     /// Bytes of remote shuffle blocks a reducer may have requested and not
     /// yet read.
     pub(crate) max_bytes_in_flight: Option<u64>,
+    /// How long a task waits for a slot where its input is.
+    pub(crate) locality_wait: Option<std::time::Duration>,
     /// The cluster to join; `None` runs in one process.
     pub(crate) cluster: Option<crate::cluster::Topology>,
 }
@@ -47,6 +49,7 @@ pub(crate) struct Runtime {
     max_task_failures: u32,
     memory: Arc<MemoryBudget>,
     max_bytes_in_flight: u64,
+    locality_wait: std::time::Duration,
     next_rdd: AtomicU64,
     next_shuffle: AtomicU64,
     next_shared: AtomicU64,
@@ -130,6 +133,9 @@ impl Runtime {
             max_task_failures: config.max_task_failures.unwrap_or(4),
             memory,
             max_bytes_in_flight: config.max_bytes_in_flight.unwrap_or(48 << 20),
+            locality_wait: config
+                .locality_wait
+                .unwrap_or(std::time::Duration::from_secs(3)),
             next_rdd: AtomicU64::new(0),
             next_shuffle: AtomicU64::new(0),
             next_shared: AtomicU64::new(0),
@@ -159,6 +165,12 @@ impl Runtime {
         self.cluster
             .as_ref()
             .map_or(self.parallelism, Node::total_slots)
+    }
+
+    /// How long a task waits for a free slot on a process that holds its
+    /// input before it takes any slot.
+    pub(crate) fn locality_wait(&self) -> std::time::Duration {
+        self.locality_wait
     }
 
     pub(crate) fn max_task_failures(&self) -> u32 {

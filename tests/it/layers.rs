@@ -29,7 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["runtime", "storage", "shuffle", "shared", "cluster"],
     ),
     ("lineage", &["lineage"]),
-    ("scheduler", &["scheduler"]),
+    ("scheduler", &["scheduler", "placement"]),
     ("datasets", &["context", "rdd"]),
     ("streaming", &["streaming"]),
     // Binary targets (`src/bin/`): separate crates, on the public API.

@@ -120,3 +120,58 @@ fn a_panicking_drop_of_a_user_type_leaks_nothing_and_does_not_abort_the_thread()
     });
     assert_eq!(files_left, 0);
 }
+
+/// Builds a context in a child process (the environment is the process's,
+/// so each setting gets its own) and prints what `build` said.
+#[test]
+fn env_child() {
+    if std::env::var("SPATE_TEST_ENV_CHILD").is_err() {
+        return;
+    }
+    match spate::Context::builder().local().build() {
+        Ok(_) => println!("BUILT"),
+        Err(e) => println!("ERROR {e}"),
+    }
+}
+
+fn build_with_env(name: &str, value: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "misuse::env_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SPATE_TEST_ENV_CHILD", "1")
+        .env(name, value)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    stdout
+        .lines()
+        .find_map(|l| {
+            ["BUILT", "ERROR "]
+                .iter()
+                .find_map(|w| l.find(w).map(|at| l[at..].to_string()))
+        })
+        .unwrap_or_else(|| panic!("{name}={value}: no outcome: {stdout}"))
+}
+
+#[test]
+fn a_malformed_setting_in_the_environment_is_an_error_naming_it() {
+    for (name, value) in [
+        ("SPATE_LOCALITY_WAIT_MS", "soon"),
+        ("SPATE_LOCALITY_WAIT_MS", "-5"),
+        ("SPATE_THREADS", "0"),
+        ("SPATE_MAX_BYTES_IN_FLIGHT", "lots"),
+    ] {
+        let got = build_with_env(name, value);
+        assert!(
+            got.starts_with("ERROR invalid argument")
+                && got.contains(&format!("{name}=\"{value}\"")),
+            "{name}={value}: {got}"
+        );
+    }
+    // A zero locality wait is a setting, not an error.
+    assert_eq!(build_with_env("SPATE_LOCALITY_WAIT_MS", "0"), "BUILT");
+}
