@@ -333,20 +333,41 @@ impl Context {
     /// let parts = ctx.parallelize(vec![1, 2, 3, 4, 5], 2).glom().collect().unwrap();
     /// assert_eq!(parts, vec![vec![1, 2], vec![3, 4, 5]]);
     /// ```
+    ///
+    /// Zero partitions make every action on the dataset (and on datasets
+    /// built from it) an [`Error::InvalidArgument`], as Spark refuses them
+    /// when the job is submitted:
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let none = ctx.parallelize(vec![1, 2], 0).map(|x| x + 1);
+    /// assert!(matches!(none.count(), Err(spate::Error::InvalidArgument(_))));
+    /// ```
     pub fn parallelize<T: Value>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
         ParallelCollection::rdd(self, data, num_partitions.max(1))
+            .refused_if(num_partitions == 0, || {
+                "parallelize was asked for 0 partitions; at least one is needed".to_string()
+            })
     }
 
     /// The integers `start, start + step, ...` below `end` (above, for a
     /// negative step), in `num_partitions` partitions sliced like
-    /// [`parallelize`](Context::parallelize). A zero step gives an empty dataset.
+    /// [`parallelize`](Context::parallelize). A zero step, or zero
+    /// partitions, make every action on it an [`Error::InvalidArgument`]
+    /// (Spark refuses a zero step too).
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
     /// assert_eq!(ctx.range(10, 0, -3, 2).collect().unwrap(), [10, 7, 4, 1]);
+    /// let stuck = ctx.range(0, 10, 0, 2);
+    /// assert!(matches!(stuck.collect(), Err(spate::Error::InvalidArgument(_))));
     /// ```
     pub fn range(&self, start: i64, end: i64, step: i64, num_partitions: usize) -> Rdd<i64> {
         RangeSource::rdd(self, start, end, step, num_partitions.max(1))
+            .refused_if(step == 0, || format!("range({start}, {end}) with step 0"))
+            .refused_if(num_partitions == 0, || {
+                "range was asked for 0 partitions; at least one is needed".to_string()
+            })
     }
 
     /// The lines of a text file, of every file in a directory, or of every
@@ -357,19 +378,23 @@ impl Context {
     /// reader has them. Invalid UTF-8 fails the task with an error naming
     /// the file and the byte offset.
     ///
-    /// A missing path is an error here, before any job runs.
+    /// A missing path, or zero partitions, is an error here, before any
+    /// job runs.
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
-        TextSource::rdd(self, path.as_ref(), min_partitions.max(1))
+        at_least_one_partition("text_file", min_partitions)?;
+        TextSource::rdd(self, path.as_ref(), min_partitions)
     }
 
     /// One `(path, contents)` record per file of a directory or glob, with
-    /// the files spread over at most `min_partitions` partitions.
+    /// the files spread over at most `min_partitions` partitions. Zero
+    /// partitions are an [`Error::InvalidArgument`].
     pub fn whole_text_files(
         &self,
         path: impl AsRef<Path>,
         min_partitions: usize,
     ) -> Result<Rdd<(String, String)>> {
-        WholeTextSource::rdd(self, path.as_ref(), min_partitions.max(1))
+        at_least_one_partition("whole_text_files", min_partitions)?;
+        WholeTextSource::rdd(self, path.as_ref(), min_partitions)
     }
 
     /// A dataset with no partitions and no elements.
@@ -488,4 +513,14 @@ fn positive_from_env<T: std::str::FromStr + Default + PartialEq>(name: &str) -> 
         },
         Err(_) => Ok(None),
     }
+}
+
+/// An `InvalidArgument` when `op` is asked for zero partitions.
+pub(crate) fn at_least_one_partition(op: &str, n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{op} was asked for 0 partitions; at least one is needed"
+        )));
+    }
+    Ok(())
 }

@@ -50,6 +50,10 @@ pub enum Error {
     /// A user closure panicked inside a task.
     #[error("user code panicked: {0}")]
     Panicked(String),
+    /// A fallible user closure (`try_map`, `try_filter`, ...) returned an
+    /// error; it is kept as this error's source. Retried like a panic.
+    #[error("user code failed: {0}")]
+    User(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A shuffle block could not be read: it is missing or fails its checksum.
     #[error("shuffle {shuffle} map {map} reduce {reduce}: {reason}{}", if other_maps.is_empty() { String::new() } else { format!(" (maps {other_maps:?} are unreadable too)") })]
     ShuffleFetch {

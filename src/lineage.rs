@@ -54,6 +54,20 @@ pub(crate) struct RddBase {
     pub(crate) checkpoint_path: Mutex<Option<std::path::PathBuf>>,
     /// Whether the lineage was truncated by a checkpoint.
     pub(crate) checkpointed: std::sync::atomic::AtomicBool,
+    /// Why every action on this dataset is an `InvalidArgument`: an
+    /// argument it or an ancestor was built with (zero partitions, a zero
+    /// step), as Spark refuses them when the job is submitted.
+    pub(crate) refused: std::sync::OnceLock<String>,
+}
+
+impl Dependency {
+    /// The parent dataset.
+    pub(crate) fn parent(&self) -> Arc<dyn AnyRdd> {
+        match self {
+            Dependency::Narrow(p) => p.clone(),
+            Dependency::Shuffle(s) => s.parent(),
+        }
+    }
 }
 
 /// A dataset seen without its element type.

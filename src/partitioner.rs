@@ -24,6 +24,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Partitioner {
     kind: Kind,
+    /// Built over zero partitions: a dataset partitioned by it refuses
+    /// every action (it works as one partition until then).
+    zero_requested: bool,
 }
 
 #[derive(Clone)]
@@ -42,16 +45,20 @@ type KeyFn<K> = Arc<dyn Fn(&K) -> usize + Send + Sync>;
 impl Partitioner {
     /// Partitions by a stable hash of the key modulo `num_partitions`
     /// (Spark's `HashPartitioner`). The hash is the same in every process
-    /// and run; an integer key hashes to its own value.
+    /// and run; an integer key hashes to its own value. Zero partitions
+    /// make every action on a dataset partitioned by it an
+    /// [`Error::InvalidArgument`].
     pub fn hash(num_partitions: usize) -> Self {
         Partitioner {
             kind: Kind::Hash(num_partitions.max(1)),
+            zero_requested: num_partitions == 0,
         }
     }
 
     /// A user-defined partitioner: `func(key)` must return a value below
     /// `num_partitions` (larger values are reduced modulo the count). The
-    /// name (owned or static) is shown in debug output and errors.
+    /// name (owned or static) is shown in debug output and errors. Zero
+    /// partitions are refused as [`hash`](Partitioner::hash) refuses them.
     ///
     /// ```
     /// use spate::Partitioner;
@@ -72,6 +79,7 @@ impl Partitioner {
                 num_partitions: num_partitions.max(1),
                 func: Arc::new(func),
             },
+            zero_requested: num_partitions == 0,
         }
     }
 
@@ -98,6 +106,12 @@ impl Partitioner {
             Kind::Hash(n) => *n,
             Kind::Keyed { num_partitions, .. } => *num_partitions,
         }
+    }
+
+    /// Why a dataset partitioned by this refuses actions, if it does.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.zero_requested
+            .then(|| format!("{self:?} was asked for 0 partitions; at least one is needed"))
     }
 
     /// The partition of one key (for lookups; tasks resolve the partitioner

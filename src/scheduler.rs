@@ -96,6 +96,9 @@ impl Scheduler {
         task: impl Fn(&TaskContext) -> Result<R> + Sync,
     ) -> Result<Vec<R>> {
         refuse_inside_a_task(action)?;
+        if let Some(why) = root.base().refused.get() {
+            return Err(Error::InvalidArgument(format!("{action}: {why}")));
+        }
         let _one_job = self.job_lock.lock();
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         if let Some(node) = self.rt.cluster()

@@ -66,6 +66,9 @@ impl<T: Data> Rdd<T> {
     /// let c = ctx.parallelize((0..6).collect::<Vec<_>>(), 6).coalesce(2, false);
     /// assert_eq!(c.glom().collect().unwrap(), [vec![0, 1, 2], vec![3, 4, 5]]);
     /// ```
+    ///
+    /// Zero partitions make every action on the result an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn coalesce(&self, num_partitions: usize, shuffle: bool) -> Rdd<T>
     where
         T: Value,
@@ -99,5 +102,8 @@ impl<T: Data> Rdd<T> {
                 groups,
             },
         )
+        .refused_if(num_partitions == 0, || {
+            "coalesce was asked for 0 partitions; at least one is needed".to_string()
+        })
     }
 }

@@ -18,6 +18,7 @@ mod cartesian;
 pub(crate) mod checkpoint;
 mod coalesce;
 mod cogroup;
+mod fallible;
 mod join;
 mod narrow;
 mod numeric;
@@ -33,6 +34,7 @@ mod union;
 mod zip;
 
 pub use actions::LocalIterator;
+pub use fallible::UserError;
 pub use numeric::{Histogram, Numeric, StatCounter};
 pub(crate) use shuffle_dep::ShuffleDependency;
 pub(crate) use source::{
@@ -235,6 +237,17 @@ pub(crate) struct NewRdd {
 
 impl<T: Data> Rdd<T> {
     pub(crate) fn from_op(ctx: &Context, spec: NewRdd, op: impl Compute<T>) -> Self {
+        // A refused ancestor or partitioner refuses this dataset too, so an
+        // action checks only its own dataset.
+        let refused = std::sync::OnceLock::new();
+        let inherited = spec
+            .deps
+            .iter()
+            .find_map(|d| d.parent().base().refused.get().cloned())
+            .or_else(|| spec.partitioner.as_ref().and_then(Partitioner::refusal));
+        if let Some(why) = inherited {
+            let _ = refused.set(why);
+        }
         Rdd {
             node: Arc::new(Node {
                 ctx: ctx.clone(),
@@ -249,10 +262,21 @@ impl<T: Data> Rdd<T> {
                     pending_checkpoint: Mutex::new(None),
                     checkpoint_path: Mutex::new(None),
                     checkpointed: std::sync::atomic::AtomicBool::new(false),
+                    refused,
                 },
                 op: RwLock::new(Arc::new(op)),
             }),
         }
+    }
+
+    /// Marks this new dataset as refusing every action with an
+    /// `InvalidArgument` saying `why`, when `bad`; datasets built on it
+    /// inherit the refusal.
+    pub(crate) fn refused_if(self, bad: bool, why: impl FnOnce() -> String) -> Self {
+        if bad {
+            let _ = self.node.base.refused.set(why());
+        }
+        self
     }
 
     /// A narrow dependency on this dataset.

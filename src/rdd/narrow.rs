@@ -12,7 +12,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 /// Computes a partition by applying `f(input_batch, output)` to each chunk
-/// of the parent partition. `f` drains its input. Map, filter, flat_map and
+/// of the parent partition. `f` drains its input; its error (a fallible
+/// user closure's) fails the task. Map, filter, flat_map and
 /// their keyed variants are all `PipeOp`s with different closures, each
 /// compiled into its own tight loop.
 pub(crate) struct PipeOp<T, U, F> {
@@ -25,7 +26,7 @@ impl<T, U, F> Compute<U> for PipeOp<T, U, F>
 where
     T: Data,
     U: Data,
-    F: Fn(&mut Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
+    F: Fn(&mut Vec<T>, &mut Vec<U>) -> Result<()> + Send + Sync + 'static,
 {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<U>> {
         Ok(Box::new(Pipe {
@@ -42,13 +43,13 @@ struct Pipe<T, F> {
     f: Arc<F>,
 }
 
-impl<T, U, F: Fn(&mut Vec<T>, &mut Vec<U>)> Chunks<U> for Pipe<T, F> {
+impl<T, U, F: Fn(&mut Vec<T>, &mut Vec<U>) -> Result<()>> Chunks<U> for Pipe<T, F> {
     #[inline]
     fn next_chunk(&mut self, out: &mut Vec<U>, hint: usize) -> Result<bool> {
         let more = self.parent.next_chunk(&mut self.buf, hint)?;
-        (self.f)(&mut self.buf, out);
+        let done = (self.f)(&mut self.buf, out);
         self.buf.clear();
-        Ok(more)
+        done.map(|()| more)
     }
 }
 

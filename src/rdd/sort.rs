@@ -16,6 +16,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Sorts by key: samples the keys (running a job now, as Spark does) to
     /// build a range partitioner, shuffles, and sorts each partition.
     /// Reading the partitions in order gives the whole dataset in order.
+    /// `Some(0)` partitions is an [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
@@ -26,6 +27,9 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     where
         K: Ord,
     {
+        if let Some(n) = num_partitions {
+            crate::context::at_least_one_partition("sort_by_key", n)?;
+        }
         let n = num_partitions.unwrap_or(self.num_partitions()).max(1);
         let bounds = range_bounds(&self.keys(), n)?;
         let partitioner = Partitioner::range(bounds, ascending);

@@ -31,6 +31,20 @@ impl<T: Data> Rdd<T> {
         keeps_partitioner: bool,
         f: impl Fn(&mut Vec<T>, &mut Vec<U>) + Send + Sync + 'static,
     ) -> Rdd<U> {
+        self.try_pipe_chunks(op_name, keeps_partitioner, move |input, out| {
+            f(input, out);
+            Ok(())
+        })
+    }
+
+    /// [`pipe_chunks`](Rdd::pipe_chunks) with a transform that may fail
+    /// the task.
+    pub(crate) fn try_pipe_chunks<U: Data>(
+        &self,
+        op_name: &'static str,
+        keeps_partitioner: bool,
+        f: impl Fn(&mut Vec<T>, &mut Vec<U>) -> crate::Result<()> + Send + Sync + 'static,
+    ) -> Rdd<U> {
         let spec = self.one_to_one(op_name, keeps_partitioner);
         let op = PipeOp {
             parent: self.clone(),
@@ -172,6 +186,9 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(r.num_partitions(), 5);
     /// assert_eq!(r.count().unwrap(), 100);
     /// ```
+    ///
+    /// Zero partitions make every action on the result an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn repartition(&self, num_partitions: usize) -> Rdd<T>
     where
         T: crate::Value,
@@ -183,7 +200,12 @@ impl<T: Data> Rdd<T> {
             it.enumerate()
                 .map(move |(i, x)| (((start + i) % n) as u64, x))
         });
-        dealt.partition_by(Partitioner::hash(n)).values()
+        dealt
+            .partition_by(Partitioner::hash(n))
+            .values()
+            .refused_if(num_partitions == 0, || {
+                "repartition was asked for 0 partitions; at least one is needed".to_string()
+            })
     }
 
     /// The distinct elements (order unspecified).

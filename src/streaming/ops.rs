@@ -39,6 +39,74 @@ impl<T: Data> DStream<T> {
         })
     }
 
+    /// Applies `f` to every element; an `Err` fails the batch's task as
+    /// [`Rdd::try_map`] does (retried, then the batch fails).
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let tick = Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec!["1".to_string(), "22".to_string()], 2));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&q, true)
+    ///     .try_map(|s| s.parse::<u32>())
+    ///     .foreach_rdd(move |rdd, _| {
+    ///         sink.lock().unwrap().extend(rdd.collect()?);
+    ///         Ok(())
+    ///     })?;
+    /// ssc.start()?;
+    /// clock.advance(tick);
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(*seen.lock().unwrap(), [1, 22]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn try_map<U: Data, E: Into<crate::rdd::UserError>>(
+        &self,
+        f: impl Fn(T) -> std::result::Result<U, E> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let f = Arc::new(f);
+        self.derive("try_map", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.try_map(move |x| f(x)))
+        })
+    }
+
+    /// Replaces every element by the elements `f` returns; an `Err` fails
+    /// the batch's task as [`Rdd::try_flat_map`] does.
+    pub fn try_flat_map<U: Data, I, E>(
+        &self,
+        f: impl Fn(T) -> std::result::Result<I, E> + Send + Sync + 'static,
+    ) -> DStream<U>
+    where
+        I: IntoIterator<Item = U>,
+        E: Into<crate::rdd::UserError>,
+    {
+        let f = Arc::new(f);
+        self.derive("try_flat_map", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.try_flat_map(move |x| f(x)))
+        })
+    }
+
+    /// Keeps the elements for which `f` is `Ok(true)`; an `Err` fails the
+    /// batch's task as [`Rdd::try_filter`] does.
+    pub fn try_filter<E: Into<crate::rdd::UserError>>(
+        &self,
+        f: impl Fn(&T) -> std::result::Result<bool, E> + Send + Sync + 'static,
+    ) -> DStream<T> {
+        let f = Arc::new(f);
+        self.derive("try_filter", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.try_filter(move |x| f(x)))
+        })
+    }
+
     /// Applies `f` to each partition of each batch.
     pub fn map_partitions<U: Data, I>(
         &self,

@@ -36,6 +36,16 @@ impl<T: Data> DStream<T> {
         Ok(())
     }
 
+    /// Runs `f` on every element of every batch (an output); an `Err`
+    /// fails its task as [`Rdd::try_for_each`] does, and then the batch,
+    /// which stops the context with the error.
+    pub fn try_for_each<E: Into<crate::rdd::UserError>>(
+        &self,
+        f: impl Fn(T) -> std::result::Result<(), E> + Send + Sync + 'static,
+    ) -> Result<()> {
+        self.foreach_rdd(move |rdd, _| rdd.try_for_each(&f))
+    }
+
     /// Prints the first `n` elements of every batch, under a header with
     /// the batch time (Spark's `print`).
     pub fn print(&self, n: usize) -> Result<()>

@@ -11,6 +11,7 @@ mod checkpoint;
 mod cluster;
 mod event_time;
 mod examples_smoke;
+mod fallible;
 mod fault_tolerance;
 mod layers;
 mod lineage;

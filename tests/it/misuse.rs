@@ -175,3 +175,93 @@ fn a_malformed_setting_in_the_environment_is_an_error_naming_it() {
     // A zero locality wait is a setting, not an error.
     assert_eq!(build_with_env("SPATE_LOCALITY_WAIT_MS", "0"), "BUILT");
 }
+
+#[test]
+fn zero_partitions_or_a_zero_step_is_an_invalid_argument_naming_the_operation() {
+    let ctx = ctx();
+    let data = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    let refused = |what: &str, r: spate::Result<usize>, op: &str| match r {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains(op), "{what}: {m}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    refused(
+        "parallelize",
+        ctx.parallelize(vec![1, 2], 0).count().map(|n| n as usize),
+        "parallelize was asked for 0 partitions",
+    );
+    // Descendants inherit the refusal, whatever the action.
+    let child = ctx
+        .parallelize(vec![1, 2], 0)
+        .map(|x| x * 2)
+        .filter(|x| *x > 0);
+    refused("child", child.collect().map(|v| v.len()), "parallelize");
+    refused("first", child.first().map(|_| 1), "parallelize");
+    refused(
+        "range step",
+        ctx.range(0, 10, 0, 2).count().map(|n| n as usize),
+        "range(0, 10) with step 0",
+    );
+    refused(
+        "range partitions",
+        ctx.range(0, 10, 1, 0).count().map(|n| n as usize),
+        "range was asked for 0",
+    );
+    refused(
+        "coalesce",
+        data.coalesce(0, false).count().map(|n| n as usize),
+        "coalesce was asked for 0",
+    );
+    refused(
+        "repartition",
+        data.repartition(0).count().map(|n| n as usize),
+        "repartition was asked for 0",
+    );
+    refused(
+        "coalesce shuffle",
+        data.coalesce(0, true).count().map(|n| n as usize),
+        "repartition was asked for 0",
+    );
+    refused(
+        "partition_by",
+        data.partition_by(spate::Partitioner::hash(0))
+            .count()
+            .map(|n| n as usize),
+        "HashPartitioner(1) was asked for 0 partitions",
+    );
+    refused(
+        "reduce_by_key_with",
+        data.reduce_by_key_with(0, |a, _| a)
+            .collect()
+            .map(|v| v.len()),
+        "was asked for 0 partitions",
+    );
+    refused(
+        "custom partitioner",
+        data.partition_by(spate::Partitioner::custom("mine", 0, |_: &i32| 0))
+            .count()
+            .map(|n| n as usize),
+        "Partitioner(mine, 1) was asked for 0",
+    );
+    refused(
+        "sort_by_key",
+        data.sort_by_key(true, Some(0)).map(|r| r.num_partitions()),
+        "sort_by_key was asked for 0",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "x\n").unwrap();
+    refused(
+        "text_file",
+        ctx.text_file(dir.path(), 0).map(|r| r.num_partitions()),
+        "text_file was asked for 0",
+    );
+    refused(
+        "whole_text_files",
+        ctx.whole_text_files(dir.path(), 0)
+            .map(|r| r.num_partitions()),
+        "whole_text_files was asked for 0",
+    );
+    // Nothing ran, and the same operations with one partition work.
+    assert_eq!(ctx.parallelize(vec![1, 2], 1).count().unwrap(), 2);
+    assert_eq!(ctx.range(0, 10, 3, 1).collect().unwrap(), [0, 3, 6, 9]);
+    assert_eq!(data.repartition(1).count().unwrap(), 2);
+}
