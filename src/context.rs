@@ -158,18 +158,11 @@ impl ContextBuilder {
         }
         let from_env = positive_from_env::<usize>("SPATE_THREADS")?;
         let in_flight_from_env = positive_from_env::<u64>("SPATE_MAX_BYTES_IN_FLIGHT")?;
-        let wait_from_env = match std::env::var("SPATE_LOCALITY_WAIT_MS") {
-            Ok(v) => Some(
-                v.parse::<u64>()
-                    .map(std::time::Duration::from_millis)
-                    .map_err(|_| {
-                        Error::InvalidArgument(format!(
-                            "SPATE_LOCALITY_WAIT_MS={v:?} is not a number of milliseconds"
-                        ))
-                    })?,
-            ),
-            Err(_) => None,
-        };
+        let wait_from_env =
+            parsed_from_env::<u64>("SPATE_LOCALITY_WAIT_MS", "a number of milliseconds", |_| {
+                true
+            })?
+            .map(std::time::Duration::from_millis);
         let runtime = Runtime::new(RuntimeConfig {
             parallelism: self.parallelism.or(from_env),
             scratch_dir: self.scratch_dir,
@@ -346,7 +339,7 @@ impl Context {
     pub fn parallelize<T: Value>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
         ParallelCollection::rdd(self, data, num_partitions.max(1))
             .refused_if(num_partitions == 0, || {
-                "parallelize was asked for 0 partitions; at least one is needed".to_string()
+                crate::error::zero_partitions("parallelize")
             })
     }
 
@@ -366,7 +359,7 @@ impl Context {
         RangeSource::rdd(self, start, end, step, num_partitions.max(1))
             .refused_if(step == 0, || format!("range({start}, {end}) with step 0"))
             .refused_if(num_partitions == 0, || {
-                "range was asked for 0 partitions; at least one is needed".to_string()
+                crate::error::zero_partitions("range")
             })
     }
 
@@ -504,11 +497,22 @@ impl std::fmt::Debug for Context {
 /// A positive number from environment variable `name`, if it is set; any
 /// other value is an `InvalidArgument` naming it.
 fn positive_from_env<T: std::str::FromStr + Default + PartialEq>(name: &str) -> Result<Option<T>> {
+    parsed_from_env(name, "a positive number", |n: &T| *n != T::default())
+}
+
+/// The value of environment variable `name`, if it is set; a value that does
+/// not parse as `T` or is not `valid` is an `InvalidArgument` naming the
+/// variable and saying it is not `what`.
+fn parsed_from_env<T: std::str::FromStr>(
+    name: &str,
+    what: &str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<Option<T>> {
     match std::env::var(name) {
         Ok(v) => match v.parse::<T>() {
-            Ok(n) if n != T::default() => Ok(Some(n)),
+            Ok(n) if valid(&n) => Ok(Some(n)),
             _ => Err(Error::InvalidArgument(format!(
-                "{name}={v:?} is not a positive number"
+                "{name}={v:?} is not {what}"
             ))),
         },
         Err(_) => Ok(None),
@@ -518,9 +522,7 @@ fn positive_from_env<T: std::str::FromStr + Default + PartialEq>(name: &str) -> 
 /// An `InvalidArgument` when `op` is asked for zero partitions.
 pub(crate) fn at_least_one_partition(op: &str, n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "{op} was asked for 0 partitions; at least one is needed"
-        )));
+        return Err(Error::InvalidArgument(crate::error::zero_partitions(op)));
     }
     Ok(())
 }

@@ -316,6 +316,11 @@ impl std::fmt::Debug for Report {
     }
 }
 
+/// Why `op`, asked for zero partitions, is refused.
+pub(crate) fn zero_partitions(op: &str) -> String {
+    format!("{op} was asked for 0 partitions; at least one is needed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,7 @@ impl Partitioner {
     /// Why a dataset partitioned by this refuses actions, if it does.
     pub(crate) fn refusal(&self) -> Option<String> {
         self.zero_requested
-            .then(|| format!("{self:?} was asked for 0 partitions; at least one is needed"))
+            .then(|| crate::error::zero_partitions(&format!("{self:?}")))
     }
 
     /// The partition of one key (for lookups; tasks resolve the partitioner

@@ -103,7 +103,7 @@ impl<T: Data> Rdd<T> {
             },
         )
         .refused_if(num_partitions == 0, || {
-            "coalesce was asked for 0 partitions; at least one is needed".to_string()
+            crate::error::zero_partitions("coalesce")
         })
     }
 }

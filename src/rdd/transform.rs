@@ -204,7 +204,7 @@ impl<T: Data> Rdd<T> {
             .partition_by(Partitioner::hash(n))
             .values()
             .refused_if(num_partitions == 0, || {
-                "repartition was asked for 0 partitions; at least one is needed".to_string()
+                crate::error::zero_partitions("repartition")
             })
     }
 

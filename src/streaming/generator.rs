@@ -109,13 +109,7 @@ impl JobGenerator {
                 .map(|_| ()),
             other => other,
         };
-        let mut p = shared.progress.lock();
-        p.terminated = true;
-        if let Err(e) = result {
-            p.error = Some(e);
-        }
-        drop(p);
-        shared.changed.notify_all();
+        terminate(&shared, result);
     }
 
     /// Runs the batch at `time`; returns its processing time. In cluster
@@ -228,13 +222,7 @@ impl JobGenerator {
             shared.progress.lock().last_done = Some(time);
             shared.changed.notify_all();
         };
-        let mut p = shared.progress.lock();
-        p.terminated = true;
-        if let Err(e) = result {
-            p.error = Some(e);
-        }
-        drop(p);
-        shared.changed.notify_all();
+        terminate(&shared, result);
     }
 }
 
@@ -252,6 +240,18 @@ pub(super) struct BatchPlan {
     interval_ms: u64,
     /// Each input's [`describe`](super::graph::Input::describe), by stream.
     inputs: Vec<(usize, Vec<u8>)>,
+}
+
+/// Marks the batch loop as ended, keeping the error it ended with, and
+/// wakes whoever waits for it.
+fn terminate(shared: &Shared, result: Result<()>) {
+    let mut p = shared.progress.lock();
+    p.terminated = true;
+    if let Err(e) = result {
+        p.error = Some(e);
+    }
+    drop(p);
+    shared.changed.notify_all();
 }
 
 /// Runs the output operations of the batch at `time`, in order.
