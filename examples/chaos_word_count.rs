@@ -62,7 +62,7 @@ fn main() -> Result<(), spate::Report> {
     ctx.set_fault_plan(plan);
 
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
-    let counts = workloads::word_counts(&lines).cache();
+    let counts = workloads::word_counts(&lines).cache()?;
     let top = counts.take_ordered_by(10, |a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)))?;
     let total = counts.values().sum()?;
     counts

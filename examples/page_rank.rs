@@ -60,7 +60,7 @@ fn main() -> Result<(), spate::Report> {
         })
         .distinct()
         .group_by_key()
-        .cache();
+        .cache()?;
     let mut ranks = links.map_values(|_| 1.0f64);
     for i in 1..=args.iterations {
         let contributions = links.join(&ranks).flat_map(|(_, (targets, rank))| {
@@ -73,7 +73,7 @@ fn main() -> Result<(), spate::Report> {
         ranks = contributions
             .reduce_by_key(|a, b| a + b)
             .map_values(|sum| 0.15 + 0.85 * sum)
-            .cache();
+            .cache()?;
         if args.checkpoint_every > 0 && i % args.checkpoint_every == 0 {
             ranks.checkpoint()?;
             ranks.count()?; // writes the checkpoint and truncates the lineage

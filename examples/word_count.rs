@@ -68,7 +68,7 @@ fn main() -> Result<(), spate::Report> {
         ctx.union(&files)
     };
 
-    let counts = workloads::word_counts(&lines).cache();
+    let counts = workloads::word_counts(&lines).cache()?;
 
     let top = counts.take_ordered_by(args.top, |a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)))?;
     let total = counts.values().sum()?;

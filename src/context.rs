@@ -336,6 +336,7 @@ impl Context {
     /// let none = ctx.parallelize(vec![1, 2], 0).map(|x| x + 1);
     /// assert!(matches!(none.count(), Err(spate::Error::InvalidArgument(_))));
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn parallelize<T: Value>(&self, data: Vec<T>, num_partitions: usize) -> Rdd<T> {
         ParallelCollection::rdd(self, data, num_partitions.max(1))
             .refused_if(num_partitions == 0, || {
@@ -355,6 +356,7 @@ impl Context {
     /// let stuck = ctx.range(0, 10, 0, 2);
     /// assert!(matches!(stuck.collect(), Err(spate::Error::InvalidArgument(_))));
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn range(&self, start: i64, end: i64, step: i64, num_partitions: usize) -> Rdd<i64> {
         RangeSource::rdd(self, start, end, step, num_partitions.max(1))
             .refused_if(step == 0, || format!("range({start}, {end}) with step 0"))
@@ -391,12 +393,14 @@ impl Context {
     }
 
     /// A dataset with no partitions and no elements.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn empty<T: Data>(&self) -> Rdd<T> {
         ParallelCollection::empty(self)
     }
 
     /// The concatenation of `rdds` (their partitions, in order). Duplicates
     /// are kept, as in Spark.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn union<T: Data>(&self, rdds: &[Rdd<T>]) -> Rdd<T> {
         crate::rdd::union_all(self, rdds)
     }

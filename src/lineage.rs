@@ -146,6 +146,25 @@ pub(crate) fn debug_lines(root: &dyn AnyRdd, out: &mut String) {
             "{prefix}({}) {}[{}]{name}{cached}",
             b.num_partitions, b.op_name, b.id
         );
+        // A checkpoint's data stands where the truncated parents stood.
+        if b.checkpointed.load(std::sync::atomic::Ordering::Relaxed)
+            && b.op_name != "checkpoint_file"
+        {
+            let bar = format!("{} | ", "   ".repeat(depth.saturating_sub(1)));
+            let _ = match &*b.checkpoint_path.lock() {
+                Some(dir) => writeln!(
+                    out,
+                    "{bar}({}) reliable checkpoint data at {}",
+                    b.num_partitions,
+                    dir.display()
+                ),
+                None => writeln!(
+                    out,
+                    "{bar}({}) local checkpoint data (the blocks of dataset {} only)",
+                    b.num_partitions, b.id
+                ),
+            };
+        }
         for dep in b.deps.read().iter().rev() {
             match dep {
                 Dependency::Narrow(parent) => stack.push((parent.clone(), depth.max(1), false)),

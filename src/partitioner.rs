@@ -142,6 +142,42 @@ impl Partitioner {
     }
 }
 
+/// What a reliable checkpoint records of a partitioner: a hash partitioner
+/// whole; a keyed one by name and count, since its function cannot be
+/// written.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum SavedPartitioner {
+    Hash(usize),
+    Keyed { name: String, num_partitions: usize },
+}
+
+impl SavedPartitioner {
+    /// The partitioner itself, when the record holds all of it.
+    pub(crate) fn restore(&self) -> Option<Partitioner> {
+        match self {
+            SavedPartitioner::Hash(n) => Some(Partitioner::hash(*n)),
+            SavedPartitioner::Keyed { .. } => None,
+        }
+    }
+}
+
+impl Partitioner {
+    /// What a checkpoint records of this partitioner.
+    pub(crate) fn saved(&self) -> SavedPartitioner {
+        match &self.kind {
+            Kind::Hash(n) => SavedPartitioner::Hash(*n),
+            Kind::Keyed {
+                name,
+                num_partitions,
+                ..
+            } => SavedPartitioner::Keyed {
+                name: name.to_string(),
+                num_partitions: *num_partitions,
+            },
+        }
+    }
+}
+
 impl PartialEq for Partitioner {
     fn eq(&self, other: &Self) -> bool {
         match (&self.kind, &other.kind) {

@@ -51,6 +51,7 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(c.num_partitions(), 2);
     /// assert_eq!(c.collect().unwrap(), [(1, 'a'), (1, 'b'), (2, 'a'), (2, 'b')]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cartesian<U: Data>(&self, other: &Rdd<U>) -> Rdd<(T, U)> {
         let spec = NewRdd {
             op_name: "cartesian",

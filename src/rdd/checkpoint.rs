@@ -20,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use crate::lineage::PendingCheckpoint;
+use crate::partitioner::{Partitioner, SavedPartitioner};
 
-const FORMAT_VERSION: u32 = 2;
+/// 3: the metadata records the partitioner.
+const FORMAT_VERSION: u32 = 3;
 const FRAME_RECORDS: usize = 4096;
 
 #[derive(Serialize, Deserialize)]
@@ -29,6 +31,7 @@ struct Metadata {
     version: u32,
     type_name: String,
     parts: Vec<PartInfo>,
+    partitioner: Option<SavedPartitioner>,
 }
 
 /// What a reader checks a part file against.
@@ -64,11 +67,14 @@ impl<T: Value> Rdd<T> {
     /// let ctx = spate::Context::new().unwrap();
     /// let dir = tempfile::tempdir().unwrap();
     /// ctx.set_checkpoint_dir(dir.path()).unwrap();
-    /// let r = ctx.range(0, 10, 1, 2).map(|x| x * 2).cache();
+    /// let r = ctx.range(0, 10, 1, 2).map(|x| x * 2).cache().unwrap();
     /// r.checkpoint().unwrap();
     /// assert_eq!(r.sum().unwrap(), 90);
     /// assert!(r.is_checkpointed());
-    /// assert!(r.to_debug_string().lines().count() == 1); // lineage truncated
+    /// // The lineage is truncated: the checkpoint data is the only parent.
+    /// let lineage = r.to_debug_string();
+    /// assert_eq!(lineage.lines().count(), 2, "{lineage}");
+    /// assert!(lineage.contains(" | (2) reliable checkpoint data at "), "{lineage}");
     /// ```
     pub fn checkpoint(&self) -> Result<()> {
         let root = self.context().checkpoint_dir().ok_or_else(|| {
@@ -94,11 +100,38 @@ impl<T: Value> Rdd<T> {
         Ok(())
     }
 
-    /// Keeps the partitions in memory and truncates the lineage after the
-    /// next job (Spark's `localCheckpoint`): fast, but a lost block can no
-    /// longer be recomputed, and reading it is then an error.
+    /// Keeps the partitions in the block manager and truncates the lineage
+    /// after the next job (Spark's `localCheckpoint`): fast, but a lost
+    /// block can no longer be recomputed, and reading it is then an error.
+    /// As in Spark, the blocks are kept in memory and on disk
+    /// ([`StorageLevel::MemoryAndDisk`](crate::StorageLevel::MemoryAndDisk),
+    /// so eviction moves them to disk instead of losing them); a level the
+    /// dataset already has gains disk (`DiskOnly` stays). The lineage string
+    /// shows the level and, after the job, the local checkpoint data as the
+    /// only parent.
+    ///
+    /// ```
+    /// use spate::StorageLevel;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 10, 1, 2).map(|x| x + 1).local_checkpoint();
+    /// assert_eq!(r.storage_level(), Some(StorageLevel::MemoryAndDisk));
+    /// assert_eq!(r.sum().unwrap(), 55);
+    /// let lineage = r.to_debug_string();
+    /// assert!(lineage.starts_with("(2) map["), "{lineage}");
+    /// assert!(lineage.contains("[MemoryAndDisk]"), "{lineage}");
+    /// assert!(lineage.contains(" | (2) local checkpoint data"), "{lineage}");
+    /// assert_eq!(lineage.lines().count(), 2, "{lineage}");
+    /// ```
     pub fn local_checkpoint(&self) -> Rdd<T> {
-        let this = self.clone().cache();
+        use crate::StorageLevel::{DiskOnly, MemoryAndDisk};
+        let level = match self.storage_level() {
+            Some(DiskOnly) => DiskOnly,
+            _ => MemoryAndDisk,
+        };
+        if self.storage_level() != Some(level) {
+            self.force_level(level, crate::storage::BlockCodec::of::<T>());
+        }
+        let this = self.clone();
         let weak: Weak<super::Node<T>> = Arc::downgrade(&this.node);
         let pending: PendingCheckpoint = Arc::new(move || {
             let Some(node) = weak.upgrade() else {
@@ -168,6 +201,7 @@ fn write_checkpoint<T: Value>(rdd: &Rdd<T>, dir: &Path) -> Result<Vec<PartInfo>>
         version: FORMAT_VERSION,
         type_name: std::any::type_name::<T>().to_string(),
         parts,
+        partitioner: rdd.partitioner().map(Partitioner::saved),
     };
     rdd.context().on_driver("checkpoint", || {
         let (mut scratch, mut bytes) = (Vec::new(), Vec::new());
@@ -300,12 +334,43 @@ impl Context {
         self.checkpoint_file_with(dir.as_ref(), None)
     }
 
-    /// [`checkpoint_file`](Context::checkpoint_file) of a dataset that was
-    /// partitioned by `partitioner` when written (streaming state).
+    /// [`checkpoint_file`](Context::checkpoint_file) of a dataset written
+    /// with a custom or range partitioner: the checkpoint records such a
+    /// partitioner's name and partition count but cannot hold its function,
+    /// so the reader gives it back. A partitioner whose name or count is not
+    /// the recorded one is an [`Error::InvalidArgument`] naming both. (A
+    /// hash partitioner is restored by `checkpoint_file` itself.)
+    ///
+    /// ```
+    /// use spate::Partitioner;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// ctx.set_checkpoint_dir(dir.path()).unwrap();
+    /// let by_tens = || Partitioner::custom("tens", 3, |k: &u32| (*k / 10) as usize);
+    /// let r = ctx.parallelize((0..30u32).map(|k| (k, k)).collect(), 2).partition_by(by_tens());
+    /// r.checkpoint().unwrap();
+    /// r.count().unwrap();
+    /// let path = r.checkpoint_path().unwrap();
+    /// assert_eq!(ctx.checkpoint_file::<(u32, u32)>(&path).unwrap().partitioner(), None);
+    /// let back = ctx.checkpoint_file_partitioned_by::<(u32, u32)>(&path, by_tens()).unwrap();
+    /// assert_eq!(format!("{:?}", back.partitioner().unwrap()), "Partitioner(tens, 3)");
+    /// let other = Partitioner::custom("other", 3, |k: &u32| *k as usize);
+    /// assert!(ctx.checkpoint_file_partitioned_by::<(u32, u32)>(&path, other).is_err());
+    /// ```
+    pub fn checkpoint_file_partitioned_by<T: Value>(
+        &self,
+        dir: impl AsRef<Path>,
+        partitioner: Partitioner,
+    ) -> Result<Rdd<T>> {
+        self.checkpoint_file_with(dir.as_ref(), Some(partitioner))
+    }
+
+    /// [`checkpoint_file`](Context::checkpoint_file), with the partitioner
+    /// the caller knows the data was written with, if any.
     pub(crate) fn checkpoint_file_with<T: Value>(
         &self,
         dir: &Path,
-        partitioner: Option<crate::partitioner::Partitioner>,
+        partitioner: Option<Partitioner>,
     ) -> Result<Rdd<T>> {
         let meta_path = dir.join("_metadata");
         let bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
@@ -349,7 +414,17 @@ impl Context {
             check_part(&part, info, len)?;
         }
         let num_partitions = meta.parts.len();
-        let partitioner = partitioner.filter(|p| p.num_partitions() == num_partitions);
+        let partitioner = match (partitioner, &meta.partitioner) {
+            (Some(given), Some(saved)) if given.saved() != *saved => {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint at {} was partitioned by {saved:?}, not by {given:?}",
+                    dir.display()
+                )));
+            }
+            (Some(given), _) => Some(given),
+            (None, saved) => saved.as_ref().and_then(SavedPartitioner::restore),
+        }
+        .filter(|p| p.num_partitions() == num_partitions);
         let spec = NewRdd {
             op_name: "checkpoint_file",
             num_partitions,

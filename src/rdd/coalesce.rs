@@ -69,6 +69,7 @@ impl<T: Data> Rdd<T> {
     ///
     /// Zero partitions make every action on the result an
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn coalesce(&self, num_partitions: usize, shuffle: bool) -> Rdd<T>
     where
         T: Value,

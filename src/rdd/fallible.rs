@@ -31,6 +31,7 @@ impl<T: Data> Rdd<T> {
     /// assert!(matches!(err.root_cause(), spate::Error::User(_)));
     /// assert!(err.to_string().contains("invalid digit"), "{err}");
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn try_map<U: Data, E: Into<UserError>>(
         &self,
         f: impl Fn(T) -> std::result::Result<U, E> + Send + Sync + 'static,
@@ -54,6 +55,7 @@ impl<T: Data> Rdd<T> {
     /// });
     /// assert_eq!(even.collect().unwrap(), [0, 2, 4]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn try_filter<E: Into<UserError>>(
         &self,
         f: impl Fn(&T) -> std::result::Result<bool, E> + Send + Sync + 'static,
@@ -80,6 +82,7 @@ impl<T: Data> Rdd<T> {
     ///     });
     /// assert_eq!(words.collect().unwrap(), ["a", "b", "c"]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn try_flat_map<U: Data, I, E>(
         &self,
         f: impl Fn(T) -> std::result::Result<I, E> + Send + Sync + 'static,

@@ -185,7 +185,6 @@ impl<T: Data> AnyRdd for Node<T> {
 /// assert_eq!(squares.collect().unwrap(), [0, 1, 4, 9, 16]);
 /// assert_eq!(squares.num_partitions(), 2);
 /// ```
-#[must_use = "datasets are lazy: run an action such as collect() or count()"]
 pub struct Rdd<T> {
     pub(crate) node: Arc<Node<T>>,
 }
@@ -201,16 +200,23 @@ impl<T: Data> Clone for Rdd<T> {
 impl<T: crate::Value> Rdd<T> {
     /// Marks the dataset to be stored at `level` when next computed; see
     /// [`StorageLevel`] for what each level does and how blocks are evicted.
+    /// Returns the dataset, as Spark's `persist` does.
+    ///
+    /// As in Spark, a level once assigned does not change: asking for
+    /// another one is an `InvalidArgument` ([`unpersist`](Rdd::unpersist)
+    /// first); asking for the same one again is fine.
     ///
     /// ```
     /// use spate::StorageLevel;
     /// let ctx = spate::Context::new().unwrap();
-    /// let r = ctx.range(0, 1000, 1, 4).persist(StorageLevel::MemoryOnlySer);
+    /// let r = ctx.range(0, 1000, 1, 4).persist(StorageLevel::MemoryOnlySer).unwrap();
     /// assert_eq!(r.count().unwrap(), 1000);
     /// let info = &ctx.storage_info()[0];
     /// assert_eq!((info.level, info.memory_partitions), (StorageLevel::MemoryOnlySer, 4));
+    /// assert!(r.persist(StorageLevel::MemoryOnlySer).is_ok());
+    /// assert!(r.persist(StorageLevel::DiskOnly).is_err());
     /// ```
-    pub fn persist(self, level: StorageLevel) -> Self {
+    pub fn persist(&self, level: StorageLevel) -> Result<Self> {
         self.persist_with(level, Some(crate::storage::BlockCodec::of::<T>()))
     }
 }
@@ -321,45 +327,112 @@ impl<T: Data> Rdd<T> {
         self.node.base.name.lock().clone()
     }
 
-    /// Names the dataset (shown by [`to_debug_string`](Rdd::to_debug_string)).
-    pub fn set_name(self, name: impl Into<String>) -> Self {
-        *self.node.base.name.lock() = Some(name.into());
-        self
-    }
-
-    /// Keeps computed partitions in memory after the first action that
-    /// computes them, so later actions reuse them. Same as
-    /// `persist(StorageLevel::MemoryOnly)`.
+    /// Names the dataset (shown by [`to_debug_string`](Rdd::to_debug_string))
+    /// and returns it.
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let data = ctx.range(0, 1000, 1, 4).map(|x| x % 7).cache();
+    /// let r = ctx.range(0, 3, 1, 1);
+    /// r.set_name("ids");
+    /// assert!(r.to_debug_string().contains("'ids'"));
+    /// ```
+    pub fn set_name(&self, name: impl Into<String>) -> Self {
+        *self.node.base.name.lock() = Some(name.into());
+        self.clone()
+    }
+
+    /// Keeps computed partitions in memory after the first action that
+    /// computes them, so later actions reuse them; returns the dataset. Same
+    /// as `persist(StorageLevel::MemoryOnly)`, so an `InvalidArgument` if
+    /// the dataset is already persisted at another level.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let data = ctx.range(0, 1000, 1, 4).map(|x| x % 7).cache().unwrap();
     /// assert_eq!(data.count().unwrap(), 1000);
     /// assert_eq!(data.count().unwrap(), 1000); // read from the cache
     /// ```
-    pub fn cache(self) -> Self {
+    pub fn cache(&self) -> Result<Self> {
         self.persist_with(StorageLevel::MemoryOnly, None)
     }
 
     pub(crate) fn persist_with(
-        self,
+        &self,
         level: StorageLevel,
         codec: Option<crate::storage::BlockCodec>,
-    ) -> Self {
-        *self.node.base.storage.lock() = Some(level);
+    ) -> Result<Self> {
+        let mut storage = self.node.base.storage.lock();
+        match *storage {
+            Some(old) if old == level => return Ok(self.clone()),
+            Some(old) => {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "dataset {} is persisted at {old:?}; a level once assigned does not \
+                     change (asked for {level:?}): unpersist it first",
+                    self.id()
+                )));
+            }
+            None => *storage = Some(level),
+        }
+        drop(storage);
         let blocks = self.context().blocks();
         blocks.register(self.id(), level, self.num_partitions(), codec);
+        Ok(self.clone())
+    }
+
+    /// This dataset, cached in memory unless it already has a level (the
+    /// engine's own caching, which must not fail on a user's level).
+    pub(crate) fn kept(self) -> Self {
+        let mut storage = self.node.base.storage.lock();
+        if storage.is_none() {
+            *storage = Some(StorageLevel::MemoryOnly);
+            let blocks = self.context().blocks();
+            blocks.register(
+                self.id(),
+                StorageLevel::MemoryOnly,
+                self.num_partitions(),
+                None,
+            );
+        }
+        drop(storage);
         self
     }
 
-    /// Drops the cached partitions and stops caching.
-    pub fn unpersist(self) -> Self {
+    /// Sets the level whatever it was (local checkpoints add disk to a
+    /// user's level, as Spark's do).
+    pub(crate) fn force_level(&self, level: StorageLevel, codec: crate::storage::BlockCodec) {
+        *self.node.base.storage.lock() = Some(level);
+        let blocks = self.context().blocks();
+        blocks.register(self.id(), level, self.num_partitions(), Some(codec));
+    }
+
+    /// Drops the cached partitions and stops caching; returns the dataset.
+    /// It may then be persisted again, at any level.
+    ///
+    /// ```
+    /// use spate::StorageLevel;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 10, 1, 2).cache().unwrap();
+    /// r.count().unwrap();
+    /// r.unpersist();
+    /// assert_eq!(r.storage_level(), None);
+    /// assert!(ctx.storage_info().is_empty());
+    /// assert!(r.persist(StorageLevel::DiskOnly).is_ok());
+    /// ```
+    pub fn unpersist(&self) -> Self {
         *self.node.base.storage.lock() = None;
         self.context().blocks().remove_rdd(self.id());
-        self
+        self.clone()
     }
 
     /// The storage level set by `persist`, if any.
+    ///
+    /// ```
+    /// use spate::StorageLevel;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let r = ctx.range(0, 10, 1, 2);
+    /// assert_eq!(r.storage_level(), None);
+    /// assert_eq!(r.cache().unwrap().storage_level(), Some(StorageLevel::MemoryOnly));
+    /// ```
     pub fn storage_level(&self) -> Option<StorageLevel> {
         *self.node.base.storage.lock()
     }

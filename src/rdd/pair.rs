@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Applies `f` to every value, keeping keys and the partitioner.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
         self.pipe_chunks("map_values", true, move |input, out| {
             out.extend(input.drain(..).map(|(k, v)| (k, f(v))))
@@ -25,6 +26,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Replaces every value by the values `f` returns, each paired with the
     /// key; keeps the partitioner.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn flat_map_values<U: Data, I: IntoIterator<Item = U>>(
         &self,
         f: impl Fn(V) -> I + Send + Sync + 'static,
@@ -37,6 +39,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// The keys.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn keys(&self) -> Rdd<K> {
         self.pipe_chunks("keys", false, |input, out| {
             out.extend(input.drain(..).map(|(k, _)| k))
@@ -44,6 +47,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// The values.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn values(&self) -> Rdd<V> {
         self.pipe_chunks("values", false, |input, out| {
             out.extend(input.drain(..).map(|(_, v)| v))
@@ -60,6 +64,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     ///     .partition_by(Partitioner::hash(2));
     /// assert_eq!(p.glom().collect().unwrap()[0].iter().all(|(k, _)| k % 2 == 0), true);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn partition_by(&self, partitioner: Partitioner) -> Rdd<(K, V)> {
         if self.partitioner() == Some(&partitioner) {
             return self.clone();
@@ -105,6 +110,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// r.sort_by(|a, b| a.0.cmp(&b.0));
     /// assert_eq!(r, [("a".to_string(), 2.0), ("b".to_string(), 5.0)]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn combine_by_key<C: Value>(
         &self,
         create: impl Fn(V) -> C + Send + Sync + 'static,
@@ -115,6 +121,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`combine_by_key`](Rdd::combine_by_key) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn combine_by_key_with<C: Value>(
         &self,
         partitioning: impl Into<Partitioning>,
@@ -176,11 +183,13 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// r.sort();
     /// assert_eq!(r, [('a', 2), ('b', 1)]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn reduce_by_key(&self, f: impl Fn(V, V) -> V + Send + Sync + 'static) -> Rdd<(K, V)> {
         self.reduce_by_key_with(Partitioning::Default, f)
     }
 
     /// [`reduce_by_key`](Rdd::reduce_by_key) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn reduce_by_key_with(
         &self,
         partitioning: impl Into<Partitioning>,
@@ -198,6 +207,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Like `reduce_by_key`, starting each key's fold from `zero` in every
     /// partition (so the zero may be applied several times, as in Spark).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn fold_by_key(
         &self,
         zero: V,
@@ -207,6 +217,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`fold_by_key`](Rdd::fold_by_key) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn fold_by_key_with(
         &self,
         partitioning: impl Into<Partitioning>,
@@ -226,6 +237,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Aggregates each key's values into a `U`: `seq` folds values into an
     /// accumulator that starts at `zero` in every partition, `comb` merges
     /// accumulators.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn aggregate_by_key<U: Value>(
         &self,
         zero: U,
@@ -236,6 +248,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`aggregate_by_key`](Rdd::aggregate_by_key) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn aggregate_by_key_with<U: Value>(
         &self,
         partitioning: impl Into<Partitioning>,
@@ -260,17 +273,20 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Under a memory budget the reduce side spills runs of partial groups
     /// and merges them one key at a time, so a hot key's values may be many
     /// times the budget; only the one group being emitted must fit in memory.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
         self.group_by_key_with(Partitioning::Default)
     }
 
     /// [`group_by_key`](Rdd::group_by_key) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by_key_with(&self, partitioning: impl Into<Partitioning>) -> Rdd<(K, Vec<V>)> {
         self.aggregate_into("group_by_key", partitioning.into(), GroupValues, false)
     }
 
     /// Groups the values of both datasets by key: for every key in either,
     /// `(key, (values in self, values in other))`.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cogroup<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
         self.cogroup_with(other, Partitioning::Default)
     }
@@ -278,6 +294,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// [`cogroup`](Rdd::cogroup) into the given partitioning. An input
     /// already partitioned by the result's partitioner is read without a
     /// shuffle.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cogroup_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
@@ -301,6 +318,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// g.sort();
     /// assert_eq!(g, [(1, (vec!['x'], vec![10], vec![])), (2, (vec![], vec![20], vec!['z']))]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cogroup3<W: Value, X: Value>(
         &self,
         b: &Rdd<(K, W)>,
@@ -332,6 +350,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     ///     [(1, (vec!['a'], vec![2], vec![3.0], vec!['d']))]
     /// );
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cogroup4<W: Value, X: Value, Y: Value>(
         &self,
         b: &Rdd<(K, W)>,
@@ -374,6 +393,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// j.sort();
     /// assert_eq!(j, [(1, ('x', 10)), (1, ('x', 11))]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, W))> {
         self.join_with(other, Partitioning::Default)
     }
@@ -381,6 +401,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// [`join`](Rdd::join) into the given partitioning. Each output
     /// partition loads `other`'s partition into a hash table and streams
     /// `self`'s partition through it, so put the smaller dataset second.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
@@ -392,12 +413,14 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Left outer join: every pair of `self`, with `None` where `other` has
     /// no value for the key.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn left_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
         self.left_outer_join_with(other, Partitioning::Default)
     }
 
     /// [`left_outer_join`](Rdd::left_outer_join) into the given partitioning
     /// (a hash join that loads `other`'s partitions).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn left_outer_join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
@@ -409,12 +432,14 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Right outer join: every pair of `other`, with `None` where `self` has
     /// no value for the key.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn right_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
         self.right_outer_join_with(other, Partitioning::Default)
     }
 
     /// [`right_outer_join`](Rdd::right_outer_join) into the given partitioning
     /// (a hash join that loads `self`'s partitions).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn right_outer_join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
@@ -426,6 +451,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Full outer join: every key of either side, with `None` for a side
     /// that has no value.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn full_outer_join<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
@@ -435,6 +461,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// [`full_outer_join`](Rdd::full_outer_join) into the given partitioning
     /// (a hash join that loads `other`'s partitions).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn full_outer_join_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,
@@ -446,11 +473,13 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// The pairs of `self` whose key is not in `other`, hashed into as many
     /// partitions as `self` has (Spark's default for this operation).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract_by_key<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, V)> {
         self.subtract_by_key_with(other, self.num_partitions())
     }
 
     /// [`subtract_by_key`](Rdd::subtract_by_key) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract_by_key_with<W: Value>(
         &self,
         other: &Rdd<(K, W)>,

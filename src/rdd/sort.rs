@@ -64,6 +64,7 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     ///     .repartition_and_sort_within_partitions(spate::Partitioner::hash(2));
     /// assert_eq!(r.glom().collect().unwrap(), [vec![(2, 'b'), (4, 'd')], vec![(1, 'a'), (3, 'c'), (5, 'e')]]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn repartition_and_sort_within_partitions(&self, partitioner: Partitioner) -> Rdd<(K, V)>
     where
         K: Ord,

@@ -61,6 +61,7 @@ impl<T: Data> Rdd<T> {
     /// let lens = ctx.parallelize(vec!["a".to_string(), "bcd".to_string()], 2).map(|s| s.len());
     /// assert_eq!(lens.collect().unwrap(), [1, 3]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn map<U: Data>(&self, f: impl Fn(T) -> U + Send + Sync + 'static) -> Rdd<U> {
         self.pipe_chunks("map", false, move |input, out| {
             out.extend(input.drain(..).map(&f))
@@ -74,6 +75,7 @@ impl<T: Data> Rdd<T> {
     /// let even = ctx.range(0, 10, 1, 3).filter(|x| x % 2 == 0);
     /// assert_eq!(even.collect().unwrap(), [0, 2, 4, 6, 8]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Rdd<T> {
         self.pipe_chunks("filter", true, move |input, out| {
             out.extend(input.drain(..).filter(|x| f(x)))
@@ -88,6 +90,7 @@ impl<T: Data> Rdd<T> {
     ///     .flat_map(|line| line.split(' ').map(String::from).collect::<Vec<_>>());
     /// assert_eq!(words.collect().unwrap(), ["a", "b", "c"]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn flat_map<U: Data, I: IntoIterator<Item = U>>(
         &self,
         f: impl Fn(T) -> I + Send + Sync + 'static,
@@ -106,6 +109,7 @@ impl<T: Data> Rdd<T> {
     /// let sums = ctx.range(1, 7, 1, 2).map_partitions(|it| std::iter::once(it.sum::<i64>()));
     /// assert_eq!(sums.collect().unwrap(), [6, 15]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn map_partitions<U: Data, I>(
         &self,
         f: impl Fn(PartitionIter<T>) -> I + Send + Sync + 'static,
@@ -125,6 +129,7 @@ impl<T: Data> Rdd<T> {
     ///     .map_partitions_with_index(|i, it| it.map(move |c| (i, c)));
     /// assert_eq!(tagged.collect().unwrap(), [(0, 'a'), (1, 'b'), (2, 'c')]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn map_partitions_with_index<U: Data, I>(
         &self,
         f: impl Fn(usize, PartitionIter<T>) -> I + Send + Sync + 'static,
@@ -156,6 +161,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// One vector per partition holding its elements.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn glom(&self) -> Rdd<Vec<T>> {
         self.map_partitions_op("glom", false, |_, it| {
             std::iter::once(it.collect::<Vec<T>>())
@@ -169,6 +175,7 @@ impl<T: Data> Rdd<T> {
     /// let by_len = ctx.parallelize(vec!["aa".to_string(), "b".into()], 1).key_by(|s| s.len());
     /// assert_eq!(by_len.collect().unwrap(), [(2, "aa".to_string()), (1, "b".into())]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn key_by<K: Data>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Rdd<(K, T)> {
         self.pipe_chunks("key_by", false, move |input, out| {
             out.extend(input.drain(..).map(|x| (f(&x), x)))
@@ -189,6 +196,7 @@ impl<T: Data> Rdd<T> {
     ///
     /// Zero partitions make every action on the result an
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn repartition(&self, num_partitions: usize) -> Rdd<T>
     where
         T: crate::Value,
@@ -216,6 +224,7 @@ impl<T: Data> Rdd<T> {
     /// d.sort();
     /// assert_eq!(d, [1, 2, 3]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn distinct(&self) -> Rdd<T>
     where
         T: Key,
@@ -224,6 +233,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`distinct`](Rdd::distinct) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn distinct_with(&self, partitioning: impl Into<Partitioning>) -> Rdd<T>
     where
         T: Key,
@@ -243,6 +253,7 @@ impl<T: Data> Rdd<T> {
     /// g.sort();
     /// assert_eq!(g, [(0, vec![0, 2, 4]), (1, vec![1, 3, 5])]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by<K: Key>(&self, f: impl Fn(&T) -> K + Send + Sync + 'static) -> Rdd<(K, Vec<T>)>
     where
         T: crate::Value,
@@ -251,6 +262,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`group_by`](Rdd::group_by) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by_with<K: Key>(
         &self,
         partitioning: impl Into<Partitioning>,
@@ -296,6 +308,7 @@ impl<T: Data> Rdd<T> {
     /// d.sort();
     /// assert_eq!(d, [1, 2, 2]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract(&self, other: &Rdd<T>) -> Rdd<T>
     where
         T: Key,
@@ -304,6 +317,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`subtract`](Rdd::subtract) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract_with(&self, other: &Rdd<T>, partitioning: impl Into<Partitioning>) -> Rdd<T>
     where
         T: Key,
@@ -322,6 +336,7 @@ impl<T: Data> Rdd<T> {
     /// i.sort();
     /// assert_eq!(i, [2, 3]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn intersection(&self, other: &Rdd<T>) -> Rdd<T>
     where
         T: Key,
@@ -330,6 +345,7 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`intersection`](Rdd::intersection) into the given partitioning.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn intersection_with(&self, other: &Rdd<T>, partitioning: impl Into<Partitioning>) -> Rdd<T>
     where
         T: Key,

@@ -95,6 +95,7 @@ impl<T: Data> Rdd<T> {
     /// assert_eq!(u.num_partitions(), 3);
     /// assert_eq!(u.collect().unwrap(), [1, 2, 2, 3]);
     /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
         union_all(self.context(), &[self.clone(), other.clone()])
     }

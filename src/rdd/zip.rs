@@ -129,6 +129,7 @@ impl<T: Data> Rdd<T> {
 
     /// Pairs each element with a unique id: the i-th element of partition k
     /// gets `i * n + k` for n partitions. Needs no job, but ids have gaps.
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn zip_with_unique_id(&self) -> Rdd<(T, u64)> {
         let n = self.num_partitions() as u64;
         self.map_partitions_op("zip_with_unique_id", false, move |split, it| {

@@ -222,13 +222,7 @@ impl<T: Data> DStream<T> {
         // previous dataset through this same function.
         let mut rdd = self.node.op.compute(self, time)?;
         if base.persist.load(Ordering::Relaxed) {
-            rdd = rdd.map(|r| {
-                if r.storage_level().is_none() {
-                    r.cache()
-                } else {
-                    r
-                }
-            });
+            rdd = rdd.map(Rdd::kept);
         }
         self.node.generated.lock().insert(time, rdd.clone());
         Ok(rdd)

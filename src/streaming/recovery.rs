@@ -213,10 +213,10 @@ impl Graph {
                 time,
                 path: Box::new(move || written.checkpoint_path()),
             });
-            return rdd.cache();
+            return rdd.kept();
         }
         if self.in_cluster() {
-            return rdd.cache();
+            return rdd.kept();
         }
         rdd.local_checkpoint()
     }

@@ -16,13 +16,23 @@ fn a_checkpoint_round_trips_through_a_new_context() {
                 5,
             )
             .reduce_by_key(|a, b| a + b)
-            .cache();
+            .cache()
+            .unwrap();
         r.checkpoint().unwrap();
         assert!(!r.is_checkpointed(), "written by the next job, not now");
         let before = sorted(r.collect().unwrap());
         assert!(r.is_checkpointed());
         assert!(!r.is_locally_checkpointed(), "a reliable checkpoint");
-        assert_eq!(r.to_debug_string().lines().count(), 1, "lineage truncated");
+        let lineage = r.to_debug_string();
+        assert_eq!(lineage.lines().count(), 2, "lineage truncated: {lineage}");
+        let parent = format!(
+            " | (5) reliable checkpoint data at {}",
+            dir.path().display()
+        );
+        assert!(
+            lineage.lines().nth(1).unwrap().starts_with(&parent),
+            "{lineage}"
+        );
         assert_eq!(sorted(r.collect().unwrap()), before);
         (r.checkpoint_path().unwrap(), before)
     };
@@ -117,7 +127,7 @@ fn an_iterative_job_of_1000_steps_checkpointing_every_50_keeps_lineage_short() {
             .map_values(|r| r * 0.5 + 0.5)
             .reduce_by_key(|a, b| a + b);
         if i % 50 == 0 {
-            ranks = ranks.cache();
+            ranks = ranks.cache().unwrap();
             ranks.checkpoint().unwrap();
             ranks.count().unwrap();
             assert!(ranks.is_checkpointed());
@@ -249,5 +259,90 @@ fn a_checkpoint_part_damaged_at_its_recorded_length_fails_its_whole_file_checksu
         &read_back_error(&ctx, &path),
         "part-00000",
         "checksum of part 0",
+    );
+}
+
+#[test]
+fn a_reliable_checkpoint_restores_a_hash_partitioner_so_a_join_needs_no_shuffle() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    ctx.set_checkpoint_dir(dir.path()).unwrap();
+    let pairs: Vec<(u32, u32)> = (0..200).map(|k| (k % 23, k)).collect();
+    let by_key = ctx
+        .parallelize(pairs.clone(), 3)
+        .partition_by(spate::Partitioner::hash(4));
+    by_key.checkpoint().unwrap();
+    by_key.count().unwrap();
+    let fresh = Context::builder().parallelism(2).build().unwrap();
+    let back = fresh
+        .checkpoint_file::<(u32, u32)>(by_key.checkpoint_path().unwrap())
+        .unwrap();
+    assert_eq!(back.partitioner(), Some(&spate::Partitioner::hash(4)));
+    // Restored, so a join with a dataset of the same partitioner is narrow
+    // on this side: one shuffle (the other side's), not two.
+    let other = fresh
+        .parallelize((0..23u32).map(|k| (k, k * 10)).collect(), 2)
+        .partition_by(spate::Partitioner::hash(4));
+    let joined = back.join(&other);
+    let lineage = joined.to_debug_string();
+    assert_eq!(lineage.matches("+-").count(), 1, "{lineage}");
+    let mut want: Vec<(u32, (u32, u32))> = pairs.iter().map(|&(k, v)| (k, (v, k * 10))).collect();
+    want.sort_unstable();
+    assert_eq!(sorted(joined.collect().unwrap()), want);
+}
+
+#[test]
+fn a_custom_partitioner_is_given_back_and_checked_by_name_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx();
+    ctx.set_checkpoint_dir(dir.path()).unwrap();
+    let tens = || spate::Partitioner::custom("tens", 3, |k: &u32| (*k / 10) as usize);
+    let r = ctx
+        .parallelize((0..30u32).map(|k| (k, k)).collect(), 2)
+        .partition_by(tens());
+    r.checkpoint().unwrap();
+    r.count().unwrap();
+    let path = r.checkpoint_path().unwrap();
+    let back = ctx
+        .checkpoint_file_partitioned_by::<(u32, u32)>(&path, tens())
+        .unwrap();
+    assert_eq!(
+        back.glom().collect().unwrap(),
+        r.glom().collect().unwrap(),
+        "the same partitions"
+    );
+    let four = spate::Partitioner::custom("tens", 4, |k: &u32| (*k / 10) as usize);
+    let err = ctx
+        .checkpoint_file_partitioned_by::<(u32, u32)>(&path, four)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m)
+            if m.contains("Keyed { name: \"tens\", num_partitions: 3 }")
+                && m.contains("Partitioner(tens, 4)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_local_checkpoint_is_kept_on_disk_when_memory_runs_out_instead_of_being_lost() {
+    // Room for a few of the partitions only: a memory-only local checkpoint
+    // would lose the evicted ones for good (LostLocalCheckpoint).
+    let ctx = Context::builder().memory_limit(64 * 1024).build().unwrap();
+    let (counted, computed) = common::counted_range(&ctx, 40_000, 8);
+    let r = counted
+        .map(|x| (x, format!("value {x}")))
+        .local_checkpoint();
+    assert_eq!(r.storage_level(), Some(spate::StorageLevel::MemoryAndDisk));
+    assert_eq!(r.count().unwrap(), 40_000);
+    let info = ctx.storage_info();
+    assert!(info[0].disk_partitions >= 1, "{info:?}");
+    let sum: i64 = r.map(|(x, _)| x).sum().unwrap();
+    assert_eq!(sum, (0..40_000i64).sum::<i64>());
+    assert_eq!(computed.value(), 40_000, "computed once");
+    let lineage = r.to_debug_string();
+    assert!(lineage.contains("[MemoryAndDisk]"), "{lineage}");
+    assert!(
+        lineage.contains(" | (8) local checkpoint data"),
+        "{lineage}"
     );
 }

@@ -426,7 +426,8 @@ fn kill_child() {
                 c.add(vec![(p, rank)]);
                 it
             })
-            .cache();
+            .cache()
+            .unwrap();
         let first = cached.count().unwrap();
         let sum = cached
             .map_partitions_with_index(move |p, it| {
@@ -533,7 +534,7 @@ fn kill_child() {
         std::io::stdout().flush().unwrap();
     }
     let sums = if scenario == "cached" {
-        sums.cache()
+        sums.cache().unwrap()
     } else {
         sums
     };

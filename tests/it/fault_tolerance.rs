@@ -82,7 +82,7 @@ fn a_task_that_always_fails_ends_the_job_and_leaves_the_context_usable() {
 fn a_dropped_cache_block_recomputes_only_that_partition() {
     let (ctx, log) = logged(Context::builder());
     let (counted, computed) = common::counted_range(&ctx, 400, 4);
-    let cached = counted.map(|x| x * 2).cache();
+    let cached = counted.map(|x| x * 2).cache().unwrap();
     assert_eq!(cached.sum().unwrap(), 159_600);
     assert_eq!(computed.value(), 400);
     ctx.set_fault_plan(FaultPlan::new().drop_cached_block(cached.id(), 2));

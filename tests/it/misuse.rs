@@ -79,7 +79,10 @@ fn a_panicking_drop_of_a_user_type_leaks_nothing_and_does_not_abort_the_thread()
     let files_left = within(60, || {
         let ctx = ctx();
         let captured = PanicsOnDrop;
-        let grandparent = ctx.range(0, 100, 1, 2).persist(StorageLevel::DiskOnly);
+        let grandparent = ctx
+            .range(0, 100, 1, 2)
+            .persist(StorageLevel::DiskOnly)
+            .unwrap();
         // The panic must strike inside the drop loop: in a parent's drop.
         let parent = grandparent.map(move |x| {
             let _keep = &captured;
@@ -108,7 +111,10 @@ fn a_panicking_drop_of_a_user_type_leaks_nothing_and_does_not_abort_the_thread()
         // Later drops on this thread still release their lineage, even of a
         // fresh context.
         let fresh = spate::Context::builder().parallelism(1).build().unwrap();
-        let cached = fresh.range(0, 10, 1, 2).persist(StorageLevel::DiskOnly);
+        let cached = fresh
+            .range(0, 10, 1, 2)
+            .persist(StorageLevel::DiskOnly)
+            .unwrap();
         let mapped = cached.map(|x| x * 2);
         assert_eq!(mapped.sum().unwrap(), 90);
         assert_eq!(blocks(&fresh), 2);

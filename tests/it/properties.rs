@@ -159,7 +159,7 @@ fn pipeline(ctx: &Context, which: u8, data: &[(u8, i32)], parts: usize) -> Vec<(
             .map(|p| p.map(|(k, v)| (k, v)))
             .and_then(|s| s.collect()),
         _ => {
-            let cached = r.repartition(4).cache();
+            let cached = r.repartition(4).cache().unwrap();
             cached
                 .count()
                 .and_then(|_| cached.reduce_by_key(|a, b| a + b).collect())

@@ -69,7 +69,7 @@ fn a_second_action_reuses_shuffle_output() {
 fn cached_partitions_are_computed_once() {
     let ctx = ctx();
     let (counted, computed) = common::counted_range(&ctx, 100, 4);
-    let r = counted.map(|x| x * 2).cache();
+    let r = counted.map(|x| x * 2).cache().unwrap();
     assert_eq!(r.sum().unwrap(), 9900);
     assert_eq!(r.count().unwrap(), 100);
     assert_eq!(r.collect().unwrap().len(), 100);
@@ -94,7 +94,8 @@ fn a_cached_shuffled_dataset_hides_its_map_stage() {
         .range(0, 100, 1, 4)
         .map(|x| (x % 3, x))
         .group_by_key()
-        .cache();
+        .cache()
+        .unwrap();
     r.count().unwrap();
     log.clear();
     r.map_values(|v| v.len()).collect().unwrap();
@@ -455,7 +456,8 @@ fn debug_string_shows_lineage_and_stage_boundaries() {
         .flat_map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
         .map(|w| (w, 1))
         .reduce_by_key(|a, b| a + b)
-        .cache();
+        .cache()
+        .unwrap();
     let s = counts.to_debug_string();
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines.len(), 4, "{s}");

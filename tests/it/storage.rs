@@ -28,7 +28,8 @@ fn every_storage_level_round_trips() {
                 c.add(1);
                 x
             })
-            .persist(level);
+            .persist(level)
+            .unwrap();
         assert_eq!(r.collect().unwrap(), data(), "{level:?}");
         assert_eq!(r.collect().unwrap(), data(), "{level:?} read back");
         assert_eq!(computed.value(), 2000, "{level:?}: computed once");
@@ -55,10 +56,14 @@ fn every_storage_level_round_trips() {
 #[test]
 fn serialized_blocks_are_smaller_than_typed_ones() {
     let ctx = common::ctx();
-    let a = ctx.parallelize(data(), 2).persist(StorageLevel::MemoryOnly);
+    let a = ctx
+        .parallelize(data(), 2)
+        .persist(StorageLevel::MemoryOnly)
+        .unwrap();
     let b = ctx
         .parallelize(data(), 2)
-        .persist(StorageLevel::MemoryOnlySer);
+        .persist(StorageLevel::MemoryOnlySer)
+        .unwrap();
     a.count().unwrap();
     b.count().unwrap();
     let info = ctx.storage_info();
@@ -70,7 +75,8 @@ fn one_dataset_bytes() -> usize {
     let probe = common::ctx();
     let p = probe
         .parallelize(data(), 4)
-        .persist(StorageLevel::MemoryOnly);
+        .persist(StorageLevel::MemoryOnly)
+        .unwrap();
     p.count().unwrap();
     probe.storage_info()[0].memory_bytes
 }
@@ -88,7 +94,8 @@ fn counted(
             c.add(1);
             x
         })
-        .persist(level);
+        .persist(level)
+        .unwrap();
     (rdd, computed)
 }
 
@@ -102,7 +109,10 @@ fn least_recently_used_blocks_are_evicted_and_recomputed_from_lineage() {
     let one = one_dataset_bytes();
     let (ctx, log) = small_ctx(one + one / 2);
     let (a, computed) = counted(&ctx, StorageLevel::MemoryOnly);
-    let b = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
+    let b = ctx
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly)
+        .unwrap();
     a.count().unwrap();
     assert_eq!(ctx.storage_info()[0].memory_partitions, 4);
     b.count().unwrap();
@@ -135,7 +145,8 @@ fn memory_and_disk_blocks_move_to_disk_instead_of_being_dropped() {
     let (a, computed) = counted(&ctx, StorageLevel::MemoryAndDisk);
     let b = ctx
         .parallelize(data(), 4)
-        .persist(StorageLevel::MemoryAndDisk);
+        .persist(StorageLevel::MemoryAndDisk)
+        .unwrap();
     a.count().unwrap();
     b.count().unwrap();
     let info = ctx.storage_info();
@@ -152,12 +163,16 @@ fn memory_and_disk_blocks_move_to_disk_instead_of_being_dropped() {
 #[test]
 fn a_block_too_big_for_memory_only_is_not_cached_but_the_job_succeeds() {
     let (ctx, _log) = small_ctx(0);
-    let r = ctx.parallelize(data(), 3).persist(StorageLevel::MemoryOnly);
+    let r = ctx
+        .parallelize(data(), 3)
+        .persist(StorageLevel::MemoryOnly)
+        .unwrap();
     assert_eq!(r.count().unwrap(), 2000);
     assert_eq!(ctx.storage_info()[0].memory_partitions, 0);
     let d = ctx
         .parallelize(data(), 3)
-        .persist(StorageLevel::MemoryAndDisk);
+        .persist(StorageLevel::MemoryAndDisk)
+        .unwrap();
     assert_eq!(d.count().unwrap(), 2000);
     assert_eq!(
         ctx.storage_info()[1].disk_partitions,
@@ -169,7 +184,10 @@ fn a_block_too_big_for_memory_only_is_not_cached_but_the_job_succeeds() {
 #[test]
 fn dropping_a_persisted_dataset_frees_its_blocks() {
     let ctx = common::ctx();
-    let r = ctx.parallelize(data(), 4).persist(StorageLevel::DiskOnly);
+    let r = ctx
+        .parallelize(data(), 4)
+        .persist(StorageLevel::DiskOnly)
+        .unwrap();
     r.count().unwrap();
     let files = || std::fs::read_dir(ctx.scratch_dir()).unwrap().count();
     assert_eq!(files(), 4);
@@ -182,7 +200,10 @@ fn dropping_a_persisted_dataset_frees_its_blocks() {
 fn shuffle_blocks_may_evict_cached_blocks() {
     let one = one_dataset_bytes();
     let (ctx, log) = small_ctx(one + one / 4);
-    let cached = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
+    let cached = ctx
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly)
+        .unwrap();
     cached.count().unwrap();
     assert_eq!(ctx.storage_info()[0].memory_partitions, 4);
     let grouped = ctx
@@ -202,7 +223,10 @@ fn job_metrics_report_the_peak_memory_of_cached_blocks() {
     let ctx = common::ctx();
     let log = Arc::new(EventLog::default());
     ctx.add_listener(log.clone());
-    let r = ctx.parallelize(data(), 4).persist(StorageLevel::MemoryOnly);
+    let r = ctx
+        .parallelize(data(), 4)
+        .persist(StorageLevel::MemoryOnly)
+        .unwrap();
     r.count().unwrap();
     let cached = ctx.storage_info()[0].memory_bytes as u64;
     assert!(cached > 0);
@@ -247,7 +271,7 @@ fn a_damaged_or_missing_disk_block_is_dropped_and_recomputed_never_read_short() 
             // A budget of 1 byte sends every memory-and-disk block to disk.
             let (ctx, log) = common::logged(Context::builder().memory_limit(1));
             let (counted, computed) = common::counted_range(&ctx, 10_000, 1);
-            let r = counted.persist(level);
+            let r = counted.persist(level).unwrap();
             assert_eq!(r.sum().unwrap(), 49_995_000);
             let block = the_block_file(&ctx);
             damage(&block);
@@ -276,4 +300,34 @@ fn a_damaged_or_missing_disk_block_is_dropped_and_recomputed_never_read_short() 
             assert_eq!(computed.value(), 20_000, "{level:?}, {what}");
         }
     }
+}
+
+#[test]
+fn a_storage_level_once_assigned_does_not_change_until_unpersisted() {
+    let ctx = common::ctx();
+    let r = ctx.parallelize(data(), 3);
+    let same = r.persist(StorageLevel::MemoryOnlySer).unwrap();
+    assert_eq!(same.id(), r.id(), "persist returns the dataset itself");
+    assert!(
+        r.persist(StorageLevel::MemoryOnlySer).is_ok(),
+        "same level again"
+    );
+    for other in [StorageLevel::MemoryOnly, StorageLevel::DiskOnly] {
+        let err = r.persist(other).unwrap_err();
+        assert!(
+            matches!(&err, spate::Error::InvalidArgument(m)
+                if m.contains(&format!("dataset {} is persisted at MemoryOnlySer", r.id()))
+                    && m.contains(&format!("{other:?}"))),
+            "{err}"
+        );
+    }
+    assert!(r.cache().is_err(), "cache is persist(MemoryOnly)");
+    assert_eq!(r.storage_level(), Some(StorageLevel::MemoryOnlySer));
+    assert_eq!(r.count().unwrap(), 2000);
+    assert_eq!(ctx.storage_info()[0].level, StorageLevel::MemoryOnlySer);
+    r.unpersist();
+    r.persist(StorageLevel::DiskOnly).unwrap();
+    assert_eq!(sorted(r.collect().unwrap()), sorted(data()));
+    assert_eq!(ctx.storage_info()[0].level, StorageLevel::DiskOnly);
+    assert_eq!(ctx.storage_info()[0].disk_partitions, 3);
 }
