@@ -139,6 +139,12 @@ pub enum Error {
         /// What failed.
         cause: Box<Error>,
     },
+    /// A [`Broadcast`](crate::Broadcast) was read after
+    /// [`destroy`](crate::Broadcast::destroy) (Spark: "Attempted to use
+    /// Broadcast after it was destroyed"). Not retried: every attempt would
+    /// meet it.
+    #[error("broadcast {0} was used after destroy()")]
+    BroadcastDestroyed(u64),
     /// An action (`count`, `collect`, ...) was called inside a task, that
     /// is, inside a closure given to a transformation. Actions run on the
     /// driver: compute the value first and capture it (or broadcast it).
@@ -235,6 +241,7 @@ impl Error {
             | Error::LostLocalCheckpoint { .. }
             | Error::InvalidArgument(_)
             | Error::ActionInTask { .. }
+            | Error::BroadcastDestroyed(_)
             | Error::Handshake { .. }
             | Error::OutputExists(_)
             | Error::ZipMismatch(_)
@@ -260,11 +267,23 @@ impl Error {
 }
 
 /// The message of a caught panic.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The error a caught panic stands for: an [`Error`] the engine panicked
+/// with where a `&T` accessor met misuse (a destroyed broadcast), else
+/// [`Error::Panicked`] with the panic's message.
+pub(crate) fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
+    match payload.downcast::<Error>() {
+        Ok(e) => *e,
+        Err(payload) => Error::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
         s.clone()
+    } else if let Some(e) = payload.downcast_ref::<Error>() {
+        e.to_string()
     } else {
         "non-string panic payload".to_string()
     }

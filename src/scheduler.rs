@@ -1032,9 +1032,7 @@ fn attempt_once<R>(
         let _running = Running::enter(id);
         match catch_unwind(AssertUnwindSafe(|| task(&tc))) {
             Ok(r) => r,
-            Err(payload) => Err(Error::Panicked(crate::error::panic_message(
-                payload.as_ref(),
-            ))),
+            Err(payload) => Err(crate::error::from_panic(payload)),
         }
     };
     // An injected failure strikes when the attempt ends, so its whole work

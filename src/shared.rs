@@ -1,7 +1,7 @@
 //! Shared variables: broadcast values and accumulators.
 
 use crate::codec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 /// A read-only value shared by every task, created with
@@ -30,20 +31,89 @@ use std::sync::{Arc, Weak};
 /// ```
 pub struct Broadcast<T> {
     id: u64,
-    value: Arc<T>,
+    inner: Arc<BroadcastInner<T>>,
+}
+
+struct BroadcastInner<T> {
+    value: T,
+    destroyed: AtomicBool,
 }
 
 impl<T> Broadcast<T> {
     pub(crate) fn new(id: u64, value: T) -> Self {
         Broadcast {
             id,
-            value: Arc::new(value),
+            inner: Arc::new(BroadcastInner {
+                value,
+                destroyed: AtomicBool::new(false),
+            }),
         }
     }
 
     /// The broadcast value.
+    ///
+    /// Panics with [`Error::BroadcastDestroyed`] after
+    /// [`destroy`](Broadcast::destroy), as `RefCell::borrow` panics on a
+    /// borrow it cannot give: inside a task the engine catches it and the
+    /// task fails with that error, not retried. Use
+    /// [`try_value`](Broadcast::try_value) to handle it yourself.
     pub fn value(&self) -> &T {
-        &self.value
+        match self.try_value() {
+            Ok(v) => v,
+            Err(e) => std::panic::panic_any(e),
+        }
+    }
+
+    /// The broadcast value, or [`Error::BroadcastDestroyed`] after
+    /// [`destroy`](Broadcast::destroy).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let b = ctx.broadcast(7u32).unwrap();
+    /// assert_eq!(b.try_value().copied().ok(), Some(7));
+    /// b.destroy();
+    /// assert!(matches!(b.try_value(), Err(spate::Error::BroadcastDestroyed(_))));
+    /// ```
+    pub fn try_value(&self) -> Result<&T> {
+        if self.inner.destroyed.load(Ordering::Acquire) {
+            return Err(Error::BroadcastDestroyed(self.id));
+        }
+        Ok(&self.inner.value)
+    }
+
+    /// Destroys the broadcast (Spark's `destroy`): from now on every handle
+    /// to it, including those captured by datasets' closures, refuses use,
+    /// so a job that reads it fails with [`Error::BroadcastDestroyed`] naming
+    /// it, at the first attempt. The value itself is dropped when the last
+    /// handle is; drop the datasets that captured it to free it. In cluster
+    /// mode every process runs the program, so every process destroys its
+    /// copy at the same point.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let factor = ctx.broadcast(10i64).unwrap();
+    /// let f = factor.clone();
+    /// let scaled = ctx.range(0, 4, 1, 2).map(move |x| x * *f.value());
+    /// assert_eq!(scaled.sum().unwrap(), 60);
+    /// factor.destroy();
+    /// let err = scaled.sum().unwrap_err();
+    /// assert!(matches!(err.root_cause(), spate::Error::BroadcastDestroyed(id) if *id == factor.id()));
+    /// ```
+    pub fn destroy(&self) {
+        self.inner.destroyed.store(true, Ordering::Release);
+    }
+
+    /// Whether [`destroy`](Broadcast::destroy) was called.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new().unwrap();
+    /// let b = ctx.broadcast("x".to_string()).unwrap();
+    /// assert!(!b.is_destroyed());
+    /// b.destroy();
+    /// assert!(b.clone().is_destroyed(), "every handle sees it");
+    /// ```
+    pub fn is_destroyed(&self) -> bool {
+        self.inner.destroyed.load(Ordering::Acquire)
     }
 
     /// The id assigned in creation order.
@@ -56,21 +126,26 @@ impl<T> Clone for Broadcast<T> {
     fn clone(&self) -> Self {
         Broadcast {
             id: self.id,
-            value: self.value.clone(),
+            inner: self.inner.clone(),
         }
     }
 }
 
+/// Reads the value as [`value`](Broadcast::value) does (so it panics after
+/// `destroy`).
 impl<T> Deref for Broadcast<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.value
+        self.value()
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Broadcast<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Broadcast#{}({:?})", self.id, self.value)
+        match self.try_value() {
+            Ok(v) => write!(f, "Broadcast#{}({v:?})", self.id),
+            Err(_) => write!(f, "Broadcast#{}(destroyed)", self.id),
+        }
     }
 }
 

@@ -261,11 +261,7 @@ fn run_outputs(shared: &Shared, time: Time) -> Result<()> {
         // Output closures run on this thread: a panic in one fails the
         // batch like an error, instead of killing the batch thread.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (op.run)(time)));
-        run.unwrap_or_else(|payload| {
-            Err(Error::Panicked(crate::error::panic_message(
-                payload.as_ref(),
-            )))
-        })?;
+        run.unwrap_or_else(|payload| Err(crate::error::from_panic(payload)))?;
     }
     Ok(())
 }

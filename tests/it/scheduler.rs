@@ -415,6 +415,52 @@ fn broadcast_values_reach_tasks() {
 }
 
 #[test]
+fn a_destroyed_broadcast_fails_the_next_job_at_its_first_attempt_and_the_context_stays_usable() {
+    for threads in [1, 3] {
+        let (ctx, log) = common::logged(spate::Context::builder().parallelism(threads));
+        let table = ctx.broadcast(vec![10u64, 20, 30]).unwrap();
+        let t = table.clone();
+        let looked_up = ctx
+            .parallelize((0..30usize).collect(), 3)
+            .map(move |i| t[i % 3]);
+        assert_eq!(looked_up.sum().unwrap(), 600);
+        table.destroy();
+        let err = looked_up.sum().unwrap_err();
+        let Error::TaskFailed {
+            attempts, cause, ..
+        } = &err
+        else {
+            panic!("not a task failure: {err:?}");
+        };
+        assert_eq!(*attempts, 1, "not retried: {err}");
+        assert!(
+            matches!(**cause, Error::BroadcastDestroyed(id) if id == table.id()),
+            "{err}"
+        );
+        let said = format!("broadcast {} was used after destroy()", table.id());
+        assert!(err.to_string().contains(&said), "{err}");
+        // Other broadcasts and jobs are untouched.
+        let other = ctx.broadcast(2u64).unwrap();
+        let o = other.clone();
+        log.clear();
+        assert_eq!(
+            ctx.range(0, 4, 1, 2)
+                .map(move |x| x as u64 * *o)
+                .sum()
+                .unwrap(),
+            12
+        );
+        assert!(log.events().iter().all(|e| !matches!(
+            e,
+            Event::TaskEnd {
+                failure: Some(_),
+                ..
+            }
+        )));
+    }
+}
+
+#[test]
 fn custom_accumulators_merge_with_their_function() {
     let ctx = ctx();
     let longest = ctx.accumulator("longest", String::new(), |a: &mut String, b: String| {
