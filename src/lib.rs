@@ -66,7 +66,10 @@ pub use error::{Error, Report, Result};
 pub use fault::{FaultPlan, KillPoint, ShuffleLoss};
 pub use ids::{RddId, ShuffleId};
 pub use partitioner::{Partitioner, Partitioning, stable_hash};
-pub use rdd::{Histogram, LocalIterator, Numeric, PartitionIter, Rdd, StatCounter, UserError};
+pub use rdd::{
+    BoundedDouble, Histogram, LocalIterator, Numeric, PartialResult, PartitionIter, Rdd,
+    StatCounter, UserError,
+};
 pub use runtime::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub use shared::{Accumulator, Broadcast, TaskScope};
 pub use small_str::Str;

@@ -88,18 +88,28 @@ impl Scheduler {
     /// them and sends the results to the executors; on an executor it runs
     /// the tasks the driver sends until the driver says the job is done,
     /// and returns the same results.
+    ///
+    /// `hooks.started` is called once the job has its turn (jobs run one at
+    /// a time, in the same order in every process): an action that runs its
+    /// job on another thread waits for that before it returns, so the
+    /// caller's next job comes after it everywhere. On the driver,
+    /// `hooks.result` sees each result as its task ends (of whichever
+    /// attempt succeeds; possibly also of an attempt that failed later, so
+    /// it must be idempotent per partition).
     pub(crate) fn run_job<R: Send + Serialize + DeserializeOwned>(
         &self,
         root: &Arc<dyn AnyRdd>,
         partitions: &[usize],
         action: &'static str,
         task: impl Fn(&TaskContext) -> Result<R> + Sync,
+        hooks: &JobHooks<'_, R>,
     ) -> Result<Vec<R>> {
         refuse_inside_a_task(action)?;
         if let Some(why) = root.base().refused.get() {
             return Err(Error::InvalidArgument(format!("{action}: {why}")));
         }
         let _one_job = self.job_lock.lock();
+        (hooks.started)();
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         if let Some(node) = self.rt.cluster()
             && !node.is_driver()
@@ -119,7 +129,7 @@ impl Scheduler {
             excluded: Mutex::new(HashSet::new()),
         };
         self.rt.memory().reset_peak();
-        let mut result = run.run(root, partitions, &task);
+        let mut result = run.run(root, partitions, &task, hooks.result);
         if let Some(node) = self.rt.cluster() {
             result = tell_executors(node, job, result);
         }
@@ -132,6 +142,24 @@ impl Scheduler {
             metrics,
         });
         result
+    }
+}
+
+/// What a caller of [`Scheduler::run_job`] learns while the job runs.
+pub(crate) struct JobHooks<'a, R> {
+    /// Called once the job has its turn.
+    pub(crate) started: &'a (dyn Fn() + Sync),
+    /// Called on the driver with each task's result as it ends.
+    pub(crate) result: &'a (dyn Fn(&R) + Sync),
+}
+
+impl<R> JobHooks<'_, R> {
+    /// No hooks.
+    pub(crate) fn none() -> Self {
+        JobHooks {
+            started: &|| (),
+            result: &|_| (),
+        }
     }
 }
 
@@ -159,7 +187,13 @@ impl JobRun<'_> {
         root: &Arc<dyn AnyRdd>,
         partitions: &[usize],
         task: &(impl Fn(&TaskContext) -> Result<R> + Sync),
+        on_result: &(dyn Fn(&R) + Sync),
     ) -> Result<Vec<R>> {
+        let task = |tc: &TaskContext| {
+            let r = task(tc)?;
+            on_result(&r);
+            Ok(r)
+        };
         let stage = self.sched.next_stage.fetch_add(1, Ordering::Relaxed);
         let mut results: Vec<Option<R>> = partitions.iter().map(|_| None).collect();
         let mut attempt = 0;
@@ -177,9 +211,13 @@ impl JobRun<'_> {
                 kind: TaskKind::Result,
                 reads: shuffle_ids(self.rt, root),
                 cached: persisted_chain(root),
-                decode: &|_, bytes: Vec<u8>| codec::decode_record::<R>(&bytes),
+                decode: &|_, bytes: Vec<u8>| {
+                    let r = codec::decode_record::<R>(&bytes)?;
+                    on_result(&r);
+                    Ok(r)
+                },
             };
-            let outcomes = self.run_stage(stage, kind, root.base().id, &splits, task, &remote);
+            let outcomes = self.run_stage(stage, kind, root.base().id, &splits, &task, &remote);
             let mut lost = None;
             for (i, outcome) in todo.into_iter().zip(outcomes) {
                 match outcome {
@@ -980,7 +1018,7 @@ fn job_end<R: DeserializeOwned>(msg: Message, job: u64, action: &str) -> Result<
 /// An action started inside a task is an error: the job lock is held by
 /// the job running that task (or, for another context, by a worker that
 /// may be waiting on this one), so waiting would never end.
-fn refuse_inside_a_task(action: &'static str) -> Result<()> {
+pub(crate) fn refuse_inside_a_task(action: &'static str) -> Result<()> {
     match running_task() {
         Some(task) => Err(Error::ActionInTask {
             action,

@@ -1,7 +1,7 @@
 //! Fallible closures: `try_map`, `try_flat_map`, `try_filter` and
 //! `try_for_each`, whose closures return `Result`. An `Err` fails the task
-//! with [`Error::User`] holding the user's error, and the task is retried
-//! like one whose closure panicked; the job's error names the stage and
+//! with [`Error::User`] holding the user's error (a `spate::Error` passed on
+//! stays itself), and the task is retried like one whose closure panicked; the job's error names the stage and
 //! partition ([`Error::TaskFailed`]).
 
 use super::Rdd;
@@ -13,8 +13,15 @@ use crate::error::{Error, Result};
 /// message (`String`, `&str`).
 pub type UserError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// The task's error for a closure's `Err`: a `spate::Error` the closure
+/// passed on (from an action it should not have called, say) stays itself,
+/// so it is retried or not as the engine's own; anything else is
+/// [`Error::User`].
 fn user<E: Into<UserError>>(e: E) -> Error {
-    Error::User(e.into())
+    match e.into().downcast::<Error>() {
+        Ok(engine) => *engine,
+        Err(other) => Error::User(other),
+    }
 }
 
 impl<T: Data> Rdd<T> {

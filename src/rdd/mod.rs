@@ -23,6 +23,7 @@ mod join;
 mod narrow;
 mod numeric;
 mod pair;
+mod partial;
 mod pipe;
 mod sample;
 mod shuffle_dep;
@@ -36,6 +37,7 @@ mod zip;
 pub use actions::LocalIterator;
 pub use fallible::UserError;
 pub use numeric::{Histogram, Numeric, StatCounter};
+pub use partial::{BoundedDouble, PartialResult};
 pub(crate) use shuffle_dep::ShuffleDependency;
 pub(crate) use source::{
     BadLines, ParallelCollection, RangeSource, SkippedLines, TextSource, WholeTextSource,
@@ -54,6 +56,7 @@ use crate::error::Result;
 use crate::lineage::{RddBase, debug_lines};
 use crate::partitioner::Partitioner;
 use crate::runtime::{MetricsCell, TaskContext};
+use crate::scheduler::JobHooks;
 use crate::storage::{Cached, StorageLevel};
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -525,17 +528,34 @@ pub(crate) fn run_job<T: Data, R: Send + Serialize + DeserializeOwned>(
     action: &'static str,
     func: impl Fn(&TaskContext, ChunkIter<T>) -> Result<R> + Sync,
 ) -> Result<Vec<R>> {
+    run_job_with_hooks(ctx, rdd, partitions, action, func, &JobHooks::none())
+}
+
+/// [`run_job`], telling `hooks` when the job starts and as each result
+/// arrives (see [`Scheduler::run_job`](crate::scheduler::Scheduler::run_job)).
+pub(crate) fn run_job_with_hooks<T: Data, R: Send + Serialize + DeserializeOwned>(
+    ctx: &Context,
+    rdd: &Rdd<T>,
+    partitions: &[usize],
+    action: &'static str,
+    func: impl Fn(&TaskContext, ChunkIter<T>) -> Result<R> + Sync,
+    hooks: &JobHooks<'_, R>,
+) -> Result<Vec<R>> {
     let root = rdd.as_any_rdd();
-    let result = ctx
-        .scheduler()
-        .run_job(&root, partitions, action, |tc: &TaskContext| {
+    let result = ctx.scheduler().run_job(
+        &root,
+        partitions,
+        action,
+        |tc: &TaskContext| {
             let it = rdd.iterator(tc.partition(), tc)?;
             let counted = Box::new(Counted {
                 inner: it,
                 metrics: tc.metrics.clone(),
             });
             func(tc, counted)
-        })?;
+        },
+        hooks,
+    )?;
     checkpoint::run_pending(&root)?;
     Ok(result)
 }

@@ -372,6 +372,32 @@ fn kill_child() {
         );
         return;
     }
+    if scenario == "approx" {
+        // The last of six partitions is slow: at the timeout the driver's
+        // estimate counts the five done, wherever they ran.
+        let slow = ctx.range(0, 600, 1, 6).map(|x| {
+            if x == 500 {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+            }
+            x
+        });
+        let partial = slow
+            .count_approx(std::time::Duration::from_millis(1500), 0.95)
+            .unwrap();
+        let initial = *partial.initial_value();
+        let is_final = partial.is_initial_value_final();
+        let exact = partial.final_value().unwrap();
+        let tag = if ctx.is_driver() { "RESULT" } else { "ALSO" };
+        println!(
+            "{tag} initial={} low={} high={} final={} is_final={is_final} remote_tasks={}",
+            initial.mean,
+            initial.low,
+            initial.high,
+            exact.mean,
+            log.job_metrics().remote_tasks
+        );
+        return;
+    }
     if scenario == "in-flight" {
         // Per-key sums whose reducers each fetch several remote blocks;
         // the driver reports the largest bytes in flight of any reducer.
@@ -1032,6 +1058,34 @@ fn parallelized_data_and_broadcasts_are_the_drivers_in_every_process() {
         field(driver, "remote_tasks").parse::<u64>().unwrap() >= 2,
         "{driver}"
     );
+}
+
+#[test]
+fn count_approx_on_three_processes_counts_the_partitions_done_on_every_process() {
+    let (stdout, _) = launch_three_output("approx", &[]);
+    let driver = stdout
+        .lines()
+        .find_map(|l| Some(&l[l.find("RESULT ")?..]))
+        .unwrap_or_else(|| panic!("no result: {stdout}"));
+    // 500 counted in 5 of 6 partitions: 500 + Poisson(100). Had only the
+    // driver's own tasks been counted, the mean would be the same (the
+    // partitions are even) but the bounds far wider.
+    assert_eq!(field(driver, "initial"), "600", "{driver}");
+    let low = 500.0 + crate::approx::poisson_quantile(100.0, 0.025);
+    let high = 500.0 + crate::approx::poisson_quantile(100.0, 0.975);
+    assert_eq!(field(driver, "low"), low.to_string(), "{driver}");
+    assert_eq!(field(driver, "high"), high.to_string(), "{driver}");
+    assert_eq!(field(driver, "is_final"), "false", "{driver}");
+    assert_eq!(field(driver, "final"), "600", "{driver}");
+    assert!(
+        field(driver, "remote_tasks").parse::<u64>().unwrap() >= 2,
+        "{driver}"
+    );
+    let others: Vec<&str> = stdout.lines().filter(|l| l.contains("ALSO ")).collect();
+    assert_eq!(others.len(), 2, "{stdout}");
+    for line in others {
+        assert_eq!(field(line, "final"), "600", "{line}");
+    }
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod common;
 
 mod actions;
+mod approx;
 mod checkpoint;
 mod cluster;
 mod event_time;

@@ -417,7 +417,12 @@ fn broadcast_values_reach_tasks() {
 #[test]
 fn a_destroyed_broadcast_fails_the_next_job_at_its_first_attempt_and_the_context_stays_usable() {
     for threads in [1, 3] {
-        let (ctx, log) = common::logged(spate::Context::builder().parallelism(threads));
+        let ctx = spate::Context::builder()
+            .parallelism(threads)
+            .build()
+            .unwrap();
+        let log = Arc::new(spate::EventLog::default());
+        ctx.add_listener(log.clone());
         let table = ctx.broadcast(vec![10u64, 20, 30]).unwrap();
         let t = table.clone();
         let looked_up = ctx
