@@ -1109,7 +1109,10 @@ fn a_reducer_keeps_its_remote_bytes_in_flight_within_the_budget() {
 #[test]
 fn an_executor_whose_tasks_keep_failing_is_excluded_for_the_job() {
     // One slot per process: executor 1 runs one task at a time.
-    let (line, _) = launch_three_with("broken", &[("SPATE_THREADS", "1")]);
+    // No backtraces: printing one for each failure can take longer, on a
+    // loaded machine, than the healthy executors need for every task.
+    let env = [("SPATE_THREADS", "1"), ("RUST_BACKTRACE", "0")];
+    let (line, _) = launch_three_with("broken", &env);
     assert!(line.contains(&expected_sums()), "{line}");
     // Two map tasks failed there, one after the other (and ran elsewhere);
     // then it was excluded, so no later task went there.
