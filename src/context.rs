@@ -271,9 +271,21 @@ impl Context {
     }
 
     /// The memory budget in bytes, and how much of it is in use.
-    pub fn memory_usage(&self) -> (usize, usize) {
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().memory_limit(1 << 20).build().unwrap();
+    /// let before = ctx.memory_usage();
+    /// assert_eq!((before.used, before.limit), (0, 1 << 20));
+    /// let r = ctx.range(0, 1000, 1, 2).cache().unwrap();
+    /// r.count().unwrap();
+    /// assert!(ctx.memory_usage().used > 0);
+    /// ```
+    pub fn memory_usage(&self) -> crate::memory::MemoryUsage {
         let memory = self.runtime().memory();
-        (memory.used(), memory.limit())
+        crate::memory::MemoryUsage {
+            used: memory.used(),
+            limit: memory.limit(),
+        }
     }
 
     /// Registers a listener for scheduler events.

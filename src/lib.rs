@@ -65,6 +65,7 @@ pub use data::{Data, Key, Value};
 pub use error::{Error, Report, Result};
 pub use fault::{FaultPlan, KillPoint, ShuffleLoss};
 pub use ids::{RddId, ShuffleId};
+pub use memory::MemoryUsage;
 pub use partitioner::{Partitioner, Partitioning, stable_hash};
 pub use rdd::{
     BoundedDouble, Histogram, LocalIterator, Numeric, PartialResult, PartitionIter, Rdd,

@@ -2,6 +2,17 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// What [`Context::memory_usage`](crate::Context::memory_usage) reports:
+/// the memory budget and how much of it shuffle buffers and cached blocks
+/// hold now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Bytes in use (estimated sizes of what is held).
+    pub used: usize,
+    /// The budget (`ContextBuilder::memory_limit`).
+    pub limit: usize,
+}
+
 /// A byte budget shared by a context's tasks. Reservations are estimates
 /// (see [`estimate_size`]); a reservation that would pass the limit is
 /// refused and the caller falls back to disk.

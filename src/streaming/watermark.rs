@@ -156,6 +156,7 @@ impl Watermarks {
 }
 
 /// A stream whose records carry event times and watermarks.
+#[must_use = "an event stream does nothing without an output operation"]
 pub struct EventStream<T> {
     pub(crate) stamped: DStream<Stamped<T>>,
     pub(crate) watermarks: Arc<Watermarks>,

@@ -48,7 +48,7 @@ fn every_storage_level_round_trips() {
         }
         let r = r.unpersist();
         assert!(ctx.storage_info().is_empty());
-        assert_eq!(ctx.memory_usage().0, 0, "unpersist releases the memory");
+        assert_eq!(ctx.memory_usage().used, 0, "unpersist releases the memory");
         drop(r);
     }
 }
@@ -135,7 +135,7 @@ fn least_recently_used_blocks_are_evicted_and_recomputed_from_lineage() {
         "exactly the evicted partitions are recomputed"
     );
     assert_eq!(computed.value(), 2000 + 500 * evicted as u64);
-    assert!(ctx.memory_usage().0 <= ctx.memory_usage().1);
+    assert!(ctx.memory_usage().used <= ctx.memory_usage().limit);
 }
 
 #[test]

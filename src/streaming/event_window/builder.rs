@@ -42,6 +42,7 @@ pub struct WindowResult<K, R> {
 }
 
 /// A keyed event stream.
+#[must_use = "a stream being defined does nothing until it gets an output operation"]
 pub struct KeyedEventStream<K, T> {
     pub(crate) events: EventStream<T>,
     pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
@@ -62,6 +63,7 @@ impl<T: Value> EventStream<T> {
 
 /// Keyed windows being defined: set lateness and output mode, then give
 /// the aggregation.
+#[must_use = "a stream being defined does nothing until it gets an output operation"]
 pub struct WindowedStream<K, T> {
     keyed: KeyedEventStream<K, T>,
     assigner: Arc<dyn WindowAssigner>,
@@ -87,6 +89,7 @@ impl<K: Key, T: Value> KeyedEventStream<K, T> {
 }
 
 /// The results of keyed windows and the records that came too late.
+#[must_use = "window results do nothing without an output operation"]
 pub struct WindowedOutput<K, R, T> {
     /// Window results, as the output mode emits them.
     pub results: DStream<WindowResult<K, R>>,
