@@ -53,7 +53,7 @@ pub use metrics::{
     BatchInfo, StateSize, StreamingEvent, StreamingListener, StreamingLog, StreamingSummary,
 };
 pub use rate::Backpressure;
-pub use replay::ReplayableSource;
+pub use replay::{FileStreamOptions, ReplayableSource};
 pub use source::{DEFAULT_MAX_LINE_BYTES, Receiver, Sink};
 pub use state::{MapWithStateStream, State, StateOptions, StateSpec};
 pub use time::{ManualClock, Time};

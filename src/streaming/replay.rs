@@ -295,33 +295,96 @@ impl StreamingContext {
     /// The lines of every new file in `dir`, each file exactly once, in
     /// the batch after it appears. Files must appear atomically (write
     /// elsewhere, then rename into `dir`); names starting with `.` or `_`
-    /// are ignored. Files present at start are read by the first batch.
-    /// The offsets are the set of file names read, so a recovered batch
-    /// reads the same files.
+    /// are ignored. As in Spark (`newFilesOnly`, default true), files
+    /// already in `dir` when the stream is defined are not read; see
+    /// [`FileStreamOptions`] to read them too. The offsets are the set of
+    /// file names read, so a recovered batch reads the same files.
     ///
     /// A line that is not UTF-8 is skipped, as the socket source does: it
     /// is counted in the batch's
     /// [`BatchInfo::invalid_records`](super::BatchInfo) and reported as an
     /// input warning naming the file and the offset of the bad byte. One
     /// bad line neither stops the stream nor fails again on every restart.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, StreamingContext};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new().unwrap();
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("old.txt"), "before\n").unwrap();
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_secs(1), clock.clone()).unwrap();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let s = seen.clone();
+    /// ssc.text_file_stream(dir.path()).foreach_rdd(move |rdd, _| {
+    ///     s.lock().unwrap().extend(rdd.collect()?);
+    ///     Ok(())
+    /// }).unwrap();
+    /// std::fs::write(dir.path().join(".new.tmp"), "after\n").unwrap();
+    /// std::fs::rename(dir.path().join(".new.tmp"), dir.path().join("new.txt")).unwrap();
+    /// ssc.start().unwrap();
+    /// clock.advance(Duration::from_secs(1));
+    /// ssc.wait_for_batch(spate::streaming::Time::from_millis(1000)).unwrap();
+    /// ssc.stop(false).unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), ["after"]); // old.txt was there before
+    /// ```
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {
-        self.text_file_stream_with(dir, None)
+        self.text_file_stream_with(dir, FileStreamOptions::default())
     }
 
-    /// [`text_file_stream`](Self::text_file_stream) taking at most
-    /// `max_files` new files per batch (in name order), the rest in later
-    /// batches; after a recovery, catching-up batches take at most as many
-    /// files as the largest batch before the crash.
+    /// [`text_file_stream`](Self::text_file_stream) with [`FileStreamOptions`]:
+    /// whether files already there are read, and how many files a batch
+    /// takes at most.
+    ///
+    /// ```
+    /// use spate::streaming::{FileStreamOptions, StreamingContext};
+    /// let ctx = spate::Context::new().unwrap();
+    /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_secs(1)).unwrap();
+    /// let every_file = FileStreamOptions { new_files_only: false, max_files_per_batch: Some(10) };
+    /// let lines = ssc.text_file_stream_with("/var/log/incoming", every_file);
+    /// # drop(lines);
+    /// ```
     pub fn text_file_stream_with(
         &self,
         dir: impl Into<PathBuf>,
-        max_files: Option<u64>,
+        options: FileStreamOptions,
     ) -> DStream<String> {
-        self.replayable_stream(NewFiles {
+        let mut files = NewFiles {
             dir: dir.into(),
-            max_files,
+            max_files: options.max_files_per_batch,
+            there_before: BTreeSet::new(),
             skipped: SkippedLines::default(),
-        })
+        };
+        if options.new_files_only {
+            // Spark takes its threshold when the stream is defined too. A
+            // directory that cannot be listed yet has nothing old in it;
+            // the batches report the error if it stays so.
+            files.there_before = files.list().unwrap_or_default();
+        }
+        self.replayable_stream(files)
+    }
+}
+
+/// Options of [`text_file_stream_with`](StreamingContext::text_file_stream_with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStreamOptions {
+    /// Skip the files already in the directory when the stream is defined
+    /// (Spark's `newFilesOnly`; default true). With false the first batch
+    /// reads them.
+    pub new_files_only: bool,
+    /// At most this many new files per batch (in name order), the rest in
+    /// later batches; after a recovery, catching-up batches take at most as
+    /// many files as the largest batch before the crash. Default: no limit.
+    pub max_files_per_batch: Option<u64>,
+}
+
+impl Default for FileStreamOptions {
+    fn default() -> Self {
+        FileStreamOptions {
+            new_files_only: true,
+            max_files_per_batch: None,
+        }
     }
 }
 
@@ -329,6 +392,9 @@ impl StreamingContext {
 struct NewFiles {
     dir: PathBuf,
     max_files: Option<u64>,
+    /// The files not to read (there when the stream was defined, with
+    /// `new_files_only`): the offset before the first batch.
+    there_before: BTreeSet<String>,
     /// Lines that were not UTF-8, not yet reported.
     skipped: SkippedLines,
 }
@@ -357,7 +423,7 @@ impl ReplayableSource for NewFiles {
     type Offset = BTreeSet<String>;
 
     fn initial_offset(&mut self) -> Result<Self::Offset> {
-        Ok(BTreeSet::new())
+        Ok(self.there_before.clone())
     }
 
     fn next_end(&mut self, from: &Self::Offset, max: Option<u64>) -> Result<Self::Offset> {

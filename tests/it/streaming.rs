@@ -763,13 +763,38 @@ fn drop_file(dir: &std::path::Path, name: &str, text: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
+/// Files already in the directory are read too (Spark's `newFilesOnly = false`).
+fn every_file() -> spate::streaming::FileStreamOptions {
+    spate::streaming::FileStreamOptions {
+        new_files_only: false,
+        max_files_per_batch: None,
+    }
+}
+
+#[test]
+fn text_file_stream_by_default_skips_the_files_there_when_it_is_defined() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    drop_file(dir.path(), "old.txt", "old1\n");
+    let out = h.collect(&h.ssc.text_file_stream(dir.path()));
+    // After the definition, before the start: new.
+    drop_file(dir.path(), "early.txt", "early1\n");
+    h.run(1);
+    drop_file(dir.path(), "late.txt", "late1\n");
+    h.run(1);
+    assert_eq!(
+        outputs(&out),
+        [vec!["early1".to_string()], vec!["late1".to_string()]]
+    );
+}
+
 #[test]
 fn text_file_stream_reads_each_new_file_once_in_the_batch_after_it_appears() {
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();
     drop_file(dir.path(), "a.txt", "a1\na2\n");
     std::fs::write(dir.path().join("_ignored"), "x\n").unwrap();
-    let out = h.collect(&h.ssc.text_file_stream(dir.path()));
+    let out = h.collect(&h.ssc.text_file_stream_with(dir.path(), every_file()));
     h.run(1);
     drop_file(dir.path(), "b.txt", "b1\n");
     drop_file(dir.path(), "c.txt", "c1\r\nc2");
@@ -797,7 +822,7 @@ fn text_file_stream_skips_and_reports_a_line_that_is_not_utf8_instead_of_stoppin
     std::fs::write(dir.path().join(".bad.tmp"), b"ok1\nbr\xffoken\nok2\n").unwrap();
     std::fs::rename(dir.path().join(".bad.tmp"), &bad).unwrap();
     // Two outputs read the batch: the bad line still counts once.
-    let stream = h.ssc.text_file_stream(dir.path());
+    let stream = h.ssc.text_file_stream_with(dir.path(), every_file());
     let out = h.collect(&stream);
     stream.count().foreach_rdd(|_, _| Ok(())).unwrap();
     h.run(1);

@@ -3,7 +3,7 @@
 //! equal those of a run that was never interrupted, batch by batch.
 //!
 //! The programs (run as a child process: this test binary again) read a
-//! directory of files one per batch (`text_file_stream_with(.., Some(1))`)
+//! directory of files one per batch (`text_file_stream_with` taking one file per batch)
 //! and save each batch's output with `save_as_text_files`: running word
 //! totals with `update_state_by_key`, or event-time sessions with allowed
 //! lateness (window state, watermarks and late records).
@@ -91,7 +91,11 @@ fn one_file_per_batch(
     StreamingContext::get_or_create(checkpoint, || {
         let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
         ssc.set_checkpoint_interval(Duration::from_millis(300))?;
-        define(ssc.text_file_stream_with(input, Some(1)))?;
+        let one_file = spate::streaming::FileStreamOptions {
+            new_files_only: false,
+            max_files_per_batch: Some(1),
+        };
+        define(ssc.text_file_stream_with(input, one_file))?;
         Ok(ssc)
     })
 }
