@@ -157,7 +157,11 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
                         ));
                     }
                 }
-                size.add((keys, crate::memory::estimate_size(&out[start..]) as u64));
+                size.add((
+                    keys,
+                    keys,
+                    crate::memory::estimate_size(&out[start..]) as u64,
+                ));
             });
         Ok(Some(this.graph().cut_lineage(out, this.id(), time)))
     }

@@ -12,6 +12,10 @@ pub struct StateSize {
     pub stream: usize,
     /// Keys held.
     pub keys: u64,
+    /// Rows held: one per key for key state (`update_state_by_key`,
+    /// `map_with_state`), one per open (key, window) pair for event-time
+    /// windows (Spark's `numRowsTotal` of a state operator).
+    pub rows: u64,
     /// Estimated bytes held.
     pub bytes: u64,
 }

@@ -9,6 +9,7 @@ use spate::streaming::{
     StreamQueue, StreamingContext, Time, TumblingWindows, WatermarkStrategy, Window, WindowResult,
     WindowedOutput,
 };
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -415,6 +416,50 @@ fn window_state_is_dropped_once_it_can_no_longer_change() {
     // Both keys hold windows mid-way; at the end only a's [4000,5000) is open.
     assert!(keys.contains(&2), "{keys:?}");
     assert_eq!(*keys.last().unwrap(), 1, "{keys:?}");
+}
+
+#[test]
+fn window_state_rows_are_the_open_key_window_pairs_after_each_batch() {
+    let arrivals = clicks();
+    let r = run(100, &arrivals, times(0, OutputMode::Append));
+    // Reference from the outputs: a (key, window) pair is open from the
+    // batch of its first on-time record until the batch it fires in (no
+    // lateness: it goes when it fires; late records go aside, opening
+    // nothing).
+    let window_of = |t: i64| t.div_euclid(1000) * 1000;
+    let batch_of = |a: u64| a.div_ceil(100).max(1);
+    let mut opened: BTreeMap<(char, i64), u64> = BTreeMap::new();
+    for (a, e) in &arrivals {
+        if !r.late.contains(e) {
+            opened.entry((e.0, window_of(e.1))).or_insert(batch_of(*a));
+        }
+    }
+    let mut fired: BTreeMap<(char, i64), u64> = BTreeMap::new();
+    for (k, (_, batch)) in r.per_batch.iter().enumerate() {
+        for res in batch {
+            fired.insert((res.key, res.window.start), k as u64 + 1);
+        }
+    }
+    let mut want_rows = Vec::new();
+    let mut want_keys = Vec::new();
+    for b in 1..=r.batches.len() as u64 {
+        let open: Vec<&(char, i64)> = opened
+            .iter()
+            .filter(|(kw, first)| **first <= b && fired.get(kw).is_none_or(|f| *f > b))
+            .map(|(kw, _)| kw)
+            .collect();
+        want_rows.push(open.len() as u64);
+        let keys: std::collections::BTreeSet<char> = open.iter().map(|kw| kw.0).collect();
+        want_keys.push(keys.len() as u64);
+    }
+    let rows: Vec<u64> = r.batches.iter().map(|b| b.state[0].rows).collect();
+    let keys: Vec<u64> = r.batches.iter().map(|b| b.state[0].keys).collect();
+    assert_eq!(rows, want_rows);
+    assert_eq!(keys, want_keys);
+    assert!(
+        rows.iter().zip(&keys).any(|(r, k)| r > k),
+        "a key holds two windows at once: {rows:?}"
+    );
 }
 
 #[test]

@@ -495,6 +495,8 @@ fn update_state_by_key_runs_for_keys_with_state_or_values_and_none_removes() {
     );
     let sizes: Vec<u64> = h.ssc.batches().iter().map(|b| b.state[0].keys).collect();
     assert_eq!(sizes, [3, 2, 1, 3], "state keys per batch");
+    let rows: Vec<u64> = h.ssc.batches().iter().map(|b| b.state[0].rows).collect();
+    assert_eq!(rows, sizes, "one row per key");
     assert!(h.ssc.batches()[0].state[0].bytes > 0);
 }
 

@@ -32,6 +32,11 @@ impl<A> KeyWindows<A> {
     pub(super) fn is_empty(&self) -> bool {
         self.open.is_empty()
     }
+
+    /// How many windows of the key are open (state rows).
+    pub(super) fn windows_open(&self) -> usize {
+        self.open.len()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

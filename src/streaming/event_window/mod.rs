@@ -96,7 +96,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
             .cogroup_with(&keyed, self.partitioner.clone())
             .pipe_chunks("event_windows", true, move |input, out| {
                 let start = out.len();
-                let (mut keys, mut late) = (0u64, 0u64);
+                let (mut keys, mut rows, mut late) = (0u64, 0u64, 0u64);
                 for (key, (state, mut records)) in input.drain(..) {
                     let mut state = state.into_iter().next().unwrap_or_else(KeyWindows::new);
                     records.sort_unstable_by_key(|(seq, _)| *seq);
@@ -116,11 +116,12 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
                     run.advance(&mut state, watermark);
                     if !state.is_empty() {
                         keys += 1;
+                        rows += state.windows_open() as u64;
                         out.push(Emit::State(key, state));
                     }
                 }
                 let bytes = crate::memory::estimate_size(&out[start..]) as u64;
-                meter.add((keys, bytes));
+                meter.add((keys, rows, bytes));
                 late_count.add(late);
             });
         Ok(Some(this.graph().cut_lineage(out, this.id(), time)))

@@ -413,7 +413,7 @@ impl<K: Key, V: Value, S: Value, U: Value> StreamOp<StateOut<K, S, U>>
                 // Sampled size of this partition's output, attributed to
                 // its state entries.
                 let added = &out[before..];
-                size.add((keys, crate::memory::estimate_size(added) as u64));
+                size.add((keys, keys, crate::memory::estimate_size(added) as u64));
             });
         Ok(Some(this.graph().cut_lineage(out, this.id(), time)))
     }

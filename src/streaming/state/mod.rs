@@ -30,10 +30,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Counts keys and estimated bytes of each batch's state, per batch time.
+/// Counts keys, rows and estimated bytes of each batch's state, per batch
+/// time.
 #[derive(Clone)]
 pub(crate) struct StateMeter {
-    per_batch: Arc<Mutex<BTreeMap<Time, Accumulator<(u64, u64)>>>>,
+    per_batch: Arc<Mutex<BTreeMap<Time, Accumulator<(u64, u64, u64)>>>>,
 }
 
 impl StateMeter {
@@ -49,19 +50,26 @@ impl StateMeter {
         let id = stream.node.base.id;
         stream.graph().meters.add_state_meter(Box::new(move |time| {
             let acc = m.per_batch.lock().remove(&time)?;
-            let (keys, bytes) = acc.value();
+            let (keys, rows, bytes) = acc.value();
             Some(StateSize {
                 stream: id,
                 keys,
+                rows,
                 bytes,
             })
         }));
     }
 
-    pub(crate) fn for_batch(&self, ctx: &crate::Context, time: Time) -> Accumulator<(u64, u64)> {
-        let acc = ctx.accumulator("state size", (0u64, 0u64), |a, b| {
+    /// The accumulator a batch's tasks add `(keys, rows, bytes)` to.
+    pub(crate) fn for_batch(
+        &self,
+        ctx: &crate::Context,
+        time: Time,
+    ) -> Accumulator<(u64, u64, u64)> {
+        let acc = ctx.accumulator("state size", (0u64, 0u64, 0u64), |a, b| {
             a.0 += b.0;
             a.1 += b.1;
+            a.2 += b.2;
         });
         self.per_batch.lock().insert(time, acc.clone());
         acc

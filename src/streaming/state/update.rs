@@ -193,10 +193,8 @@ impl<K: Key, V: Value, S: Value> StreamOp<(K, Tracked<S>)> for UpdateState<K, V,
                     }
                 }
                 let added = &out[before..];
-                size.add((
-                    added.len() as u64,
-                    crate::memory::estimate_size(added) as u64,
-                ));
+                let keys = added.len() as u64;
+                size.add((keys, keys, crate::memory::estimate_size(added) as u64));
             });
         Ok(Some(this.graph().cut_lineage(state, this.id(), time)))
     }
