@@ -7,7 +7,7 @@ use super::dstream::AnyStream;
 use super::generator::JobGenerator;
 use super::graph::{Graph, Input};
 use super::metrics::{BatchInfo, StreamingEvent, StreamingListener, StreamingSummary};
-use super::rate::{Backpressure, PidEstimator};
+use super::rate::{Backpressure, PidRateEstimator, RateEstimator};
 use super::time::{Clock, ManualClock, Time, check_duration, millis};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -149,6 +149,37 @@ impl StreamingContext {
             ));
         }
         self.inner.graph.pacing.set_backpressure(backpressure);
+        Ok(())
+    }
+
+    /// Replaces the PID estimator of backpressure by `estimator` (Spark's
+    /// `backpressure.rateEstimator`); before [`start`](Self::start). It is
+    /// used when backpressure is enabled ([`set_backpressure`](Self::set_backpressure)).
+    ///
+    /// ```
+    /// use spate::streaming::{Backpressure, RateEstimator, StreamingContext, Time};
+    /// use std::time::Duration;
+    /// struct Fixed(f64);
+    /// impl RateEstimator for Fixed {
+    ///     fn compute(&mut self, _: Time, _: u64, _: Duration, _: Duration) -> Option<f64> {
+    ///         Some(self.0)
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new().unwrap();
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(100)).unwrap();
+    /// ssc.set_backpressure(Backpressure { enabled: true, ..Backpressure::default() }).unwrap();
+    /// ssc.set_rate_estimator(Fixed(5_000.0)).unwrap();
+    /// ```
+    pub fn set_rate_estimator(&self, estimator: impl RateEstimator) -> Result<()> {
+        if self.inner.progress.lock().life != Life::Initialized {
+            return Err(Error::StreamingState(
+                "the rate estimator must be set before start".into(),
+            ));
+        }
+        self.inner
+            .graph
+            .pacing
+            .set_rate_estimator(Box::new(estimator));
         Ok(())
     }
 
@@ -354,9 +385,16 @@ impl StreamingContext {
         }
         inner.graph.recovery.drop_restorers();
         let backpressure = inner.graph.pacing.backpressure();
-        let rate_estimator = backpressure
-            .enabled
-            .then(|| PidEstimator::new(interval, backpressure.min_rate));
+        let custom = inner.graph.pacing.take_rate_estimator();
+        let rate_estimator: Option<Box<dyn RateEstimator>> = match (backpressure.enabled, custom) {
+            (false, _) => None,
+            (true, Some(custom)) => Some(custom),
+            (true, None) => Some(Box::new(PidRateEstimator::new(
+                interval,
+                backpressure.pid,
+                backpressure.min_rate,
+            )?)),
+        };
         let receivers = inner
             .graph
             .inputs

@@ -8,7 +8,7 @@ use super::adaptive::Controller;
 use super::context::{MAX_KEPT_BATCHES, Shared};
 use super::dstream::AnyStream;
 use super::metrics::{BatchInfo, StreamingEvent};
-use super::rate::PidEstimator;
+use super::rate::RateEstimator;
 use super::time::Time;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub(super) struct JobGenerator {
     pub(super) shared: Arc<Shared>,
     /// Set when backpressure is enabled.
-    pub(super) rate_estimator: Option<PidEstimator>,
+    pub(super) rate_estimator: Option<Box<dyn RateEstimator>>,
     /// Set with adaptive batching.
     pub(super) controller: Option<Controller>,
     /// Rate-limited inputs (receivers).
@@ -32,17 +32,17 @@ pub(super) struct JobGenerator {
 }
 
 impl JobGenerator {
-    /// Backpressure: a new receiving rate from the PID estimator, capped
+    /// Backpressure: a new receiving rate from the rate estimator, capped
     /// by the maximum rate.
     fn adapt_rate(&mut self, info: &BatchInfo) -> Option<f64> {
-        let pid = self.rate_estimator.as_mut()?;
+        let estimator = self.rate_estimator.as_mut()?;
         let receivers = self.receivers.max(1);
         let records_per_receiver = info.input_records / receivers as u64;
-        let rate = pid.compute(
-            info.time.millis() as i64,
+        let rate = estimator.compute(
+            info.time,
             records_per_receiver,
-            info.processing_time.as_secs_f64() * 1000.0,
-            info.scheduling_delay.as_secs_f64() * 1000.0,
+            info.processing_time,
+            info.scheduling_delay,
         )?;
         let max = self
             .shared

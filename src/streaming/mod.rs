@@ -52,7 +52,7 @@ pub use input::StreamQueue;
 pub use metrics::{
     BatchInfo, StateSize, StreamingEvent, StreamingListener, StreamingLog, StreamingSummary,
 };
-pub use rate::Backpressure;
+pub use rate::{Backpressure, PidGains, PidRateEstimator, RateEstimator};
 pub use replay::{FileStreamOptions, ReplayableSource};
 pub use source::{DEFAULT_MAX_LINE_BYTES, Receiver, Sink};
 pub use state::{MapWithStateStream, State, StateOptions, StateSpec};

@@ -4,7 +4,7 @@
 //! subtracting the interval).
 
 use super::adaptive::AdaptiveBatching;
-use super::rate::Backpressure;
+use super::rate::{Backpressure, RateEstimator};
 use super::time::Time;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
@@ -13,6 +13,8 @@ use std::time::Duration;
 #[derive(Default)]
 pub(crate) struct Pacing {
     backpressure: Mutex<Backpressure>,
+    /// A user's estimator in place of the PID one, until `start` takes it.
+    rate_estimator: Mutex<Option<Box<dyn RateEstimator>>>,
     /// Set when the batch interval adapts to the load.
     adaptive: Mutex<Option<AdaptiveBatching>>,
     /// Recent batch times.
@@ -36,6 +38,14 @@ impl Pacing {
 
     pub(crate) fn set_backpressure(&self, b: Backpressure) {
         *self.backpressure.lock() = b;
+    }
+
+    pub(crate) fn set_rate_estimator(&self, e: Box<dyn RateEstimator>) {
+        *self.rate_estimator.lock() = Some(e);
+    }
+
+    pub(crate) fn take_rate_estimator(&self) -> Option<Box<dyn RateEstimator>> {
+        self.rate_estimator.lock().take()
     }
 
     pub(crate) fn set_adaptive(&self, a: AdaptiveBatching) {

@@ -1,6 +1,9 @@
-//! Backpressure: a token-bucket limiter on what receivers store, and
-//! Spark's PID estimator that sets its rate from how batches keep up.
+//! Backpressure: a token-bucket limiter on what receivers store, the
+//! [`RateEstimator`] interface that sets its rate from how batches keep up,
+//! and Spark's PID estimator, the default one.
 
+use super::time::Time;
+use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
@@ -15,8 +18,13 @@ pub struct Backpressure {
     pub initial_rate: Option<f64>,
     /// Upper bound on the rate of each receiver (`None`: unlimited).
     pub max_rate: Option<f64>,
-    /// Lower bound of the estimated rate.
+    /// Lower bound of the estimated rate (Spark's `pid.minRate`).
     pub min_rate: f64,
+    /// The gains of the default PID estimator (Spark's
+    /// `backpressure.pid.*`); a custom estimator set with
+    /// [`StreamingContext::set_rate_estimator`](super::StreamingContext::set_rate_estimator)
+    /// replaces it.
+    pub pid: PidGains,
 }
 
 impl Default for Backpressure {
@@ -26,8 +34,65 @@ impl Default for Backpressure {
             initial_rate: None,
             max_rate: None,
             min_rate: 100.0,
+            pid: PidGains::default(),
         }
     }
+}
+
+/// The gains of [`PidRateEstimator`]; Spark's defaults: proportional 1.0,
+/// integral 0.2, derivative 0.0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PidGains {
+    /// Weight of the error between the last rate and the processing rate
+    /// (`pid.proportional`).
+    pub proportional: f64,
+    /// Weight of the backlog the scheduling delay shows (`pid.integral`).
+    pub integral: f64,
+    /// Weight of the error's change (`pid.derived`).
+    pub derivative: f64,
+}
+
+impl Default for PidGains {
+    fn default() -> Self {
+        PidGains {
+            proportional: 1.0,
+            integral: 0.2,
+            derivative: 0.0,
+        }
+    }
+}
+
+/// Sets the receiving rate from how batches keep up (Spark's
+/// `RateEstimator`, chosen by `spark.streaming.backpressure.rateEstimator`).
+/// With backpressure enabled, the batch loop calls it after each batch; a
+/// returned rate, capped by [`Backpressure::max_rate`], goes to every
+/// rate-limited input and is posted as `StreamingEvent::RateChanged`.
+///
+/// ```
+/// use spate::streaming::{RateEstimator, Time};
+/// use std::time::Duration;
+/// /// Aims for batches that take half the interval.
+/// struct HalfInterval(Duration);
+/// impl RateEstimator for HalfInterval {
+///     fn compute(&mut self, _: Time, records: u64, processing: Duration, _: Duration) -> Option<f64> {
+///         let per_second = records as f64 / processing.as_secs_f64().max(1e-3);
+///         Some(per_second * self.0.as_secs_f64() / 2.0 / self.0.as_secs_f64())
+///     }
+/// }
+/// let mut e = HalfInterval(Duration::from_secs(1));
+/// assert_eq!(e.compute(Time::from_millis(1000), 1000, Duration::from_millis(500), Duration::ZERO), Some(1000.0));
+/// ```
+pub trait RateEstimator: Send + 'static {
+    /// The new rate in records per second per receiver after the batch at
+    /// `time`, which held `records` per receiver and took `processing`
+    /// after waiting `scheduling`; `None` keeps the current rate.
+    fn compute(
+        &mut self,
+        time: Time,
+        records: u64,
+        processing: Duration,
+        scheduling: Duration,
+    ) -> Option<f64>;
 }
 
 impl Backpressure {
@@ -98,8 +163,21 @@ impl RateLimiter {
 }
 
 /// Spark's `PIDRateEstimator`: from each batch's size, processing delay
-/// and scheduling delay, the rate the system can sustain.
-pub(crate) struct PidEstimator {
+/// and scheduling delay, the rate the system can sustain. The default
+/// estimator; public so a custom one can build on it.
+///
+/// ```
+/// use spate::streaming::{PidGains, PidRateEstimator, RateEstimator, Time};
+/// use std::time::Duration;
+/// let ms = Duration::from_millis;
+/// let mut pid = PidRateEstimator::new(ms(100), PidGains::default(), 100.0).unwrap();
+/// assert_eq!(pid.compute(Time::from_millis(100), 1000, ms(50), ms(0)), None, "calibrates");
+/// // 20,000 records/s processed, no backlog: the rate follows.
+/// assert_eq!(pid.compute(Time::from_millis(200), 1000, ms(50), ms(0)), Some(20_000.0));
+/// let bad = PidGains { integral: -1.0, ..PidGains::default() };
+/// assert!(PidRateEstimator::new(ms(100), bad, 100.0).is_err());
+/// ```
+pub struct PidRateEstimator {
     batch_ms: f64,
     proportional: f64,
     integral: f64,
@@ -111,32 +189,62 @@ pub(crate) struct PidEstimator {
     latest_error: f64,
 }
 
-impl PidEstimator {
-    /// With Spark's default gains: proportional 1.0, integral 0.2,
-    /// derivative 0.0.
-    pub(crate) fn new(batch: Duration, min_rate: f64) -> Self {
-        PidEstimator {
+impl PidRateEstimator {
+    /// An estimator for batches of `batch` with `gains`, never below
+    /// `min_rate`. As Spark, an `InvalidArgument` unless the gains are at
+    /// least 0 and `min_rate` is above 0, all finite.
+    pub fn new(batch: Duration, gains: PidGains, min_rate: f64) -> Result<Self> {
+        let PidGains {
+            proportional,
+            integral,
+            derivative,
+        } = gains;
+        for (name, v) in [
+            ("proportional", proportional),
+            ("integral", integral),
+            ("derivative", derivative),
+        ] {
+            if v.is_nan() || v < 0.0 || v.is_infinite() {
+                return Err(Error::InvalidArgument(format!(
+                    "the PID estimator's {name} gain is {v}; it must be finite and at least 0"
+                )));
+            }
+        }
+        if min_rate.is_nan() || min_rate <= 0.0 || min_rate.is_infinite() {
+            return Err(Error::InvalidArgument(format!(
+                "the PID estimator's minimum rate is {min_rate}; it must be finite and above 0"
+            )));
+        }
+        if batch.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the PID estimator's batch interval is 0".into(),
+            ));
+        }
+        Ok(PidRateEstimator {
             batch_ms: batch.as_secs_f64() * 1000.0,
-            proportional: 1.0,
-            integral: 0.2,
-            derivative: 0.0,
+            proportional,
+            integral,
+            derivative,
             min_rate,
             first_run: true,
             latest_time_ms: -1,
             latest_rate: -1.0,
             latest_error: -1.0,
-        }
+        })
     }
+}
 
-    /// A new rate after the batch at `time_ms` (records, processing and
-    /// scheduling delays in ms), or `None` when there is nothing to learn.
-    pub(crate) fn compute(
+impl RateEstimator for PidRateEstimator {
+    fn compute(
         &mut self,
-        time_ms: i64,
+        time: Time,
         records: u64,
-        processing_ms: f64,
-        scheduling_ms: f64,
+        processing: Duration,
+        scheduling: Duration,
     ) -> Option<f64> {
+        let time_ms = time.millis() as i64;
+        let processing_ms = processing.as_secs_f64() * 1000.0;
+        let scheduling_ms = scheduling.as_secs_f64() * 1000.0;
         if time_ms <= self.latest_time_ms || records == 0 || processing_ms <= 0.0 {
             return None;
         }
@@ -169,34 +277,46 @@ impl PidEstimator {
 mod tests {
     use super::*;
 
+    fn pid() -> PidRateEstimator {
+        PidRateEstimator::new(Duration::from_millis(100), PidGains::default(), 100.0).unwrap()
+    }
+
+    fn t(ms: u64) -> Time {
+        Time::from_millis(ms)
+    }
+
+    fn ms(v: f64) -> Duration {
+        Duration::from_secs_f64(v / 1000.0)
+    }
+
     #[test]
     fn the_first_batch_only_calibrates() {
-        let mut pid = PidEstimator::new(Duration::from_millis(100), 100.0);
-        assert_eq!(pid.compute(100, 1000, 50.0, 0.0), None);
-        assert!(pid.compute(200, 1000, 50.0, 0.0).is_some());
+        let mut pid = pid();
+        assert_eq!(pid.compute(t(100), 1000, ms(50.0), ms(0.0)), None);
+        assert!(pid.compute(t(200), 1000, ms(50.0), ms(0.0)).is_some());
     }
 
     #[test]
     fn the_rate_falls_when_batches_take_longer_than_the_interval_and_rises_again() {
-        let mut pid = PidEstimator::new(Duration::from_millis(100), 100.0);
+        let mut pid = pid();
         // 10,000 records per batch: processing takes 200 ms (rate 50k/s)
         // with a growing scheduling delay.
-        pid.compute(100, 10_000, 200.0, 0.0);
-        let slow = pid.compute(200, 10_000, 200.0, 100.0).unwrap();
+        pid.compute(t(100), 10_000, ms(200.0), ms(0.0));
+        let slow = pid.compute(t(200), 10_000, ms(200.0), ms(100.0)).unwrap();
         assert!(slow < 50_000.0, "below the processing rate: {slow}");
         // Load falls: 1,000 records in 10 ms (100k/s), no delay.
         let mut rate = slow;
-        for t in 3..10 {
-            rate = pid.compute(t * 100, 1_000, 10.0, 0.0).unwrap();
+        for i in 3..10 {
+            rate = pid.compute(t(i * 100), 1_000, ms(10.0), ms(0.0)).unwrap();
         }
         assert!(rate > slow, "rises again: {slow} -> {rate}");
     }
 
     #[test]
     fn the_rate_never_goes_below_the_minimum() {
-        let mut pid = PidEstimator::new(Duration::from_millis(100), 100.0);
-        pid.compute(100, 10, 1000.0, 0.0);
-        let r = pid.compute(200, 10, 1000.0, 10_000.0).unwrap();
+        let mut pid = pid();
+        pid.compute(t(100), 10, ms(1000.0), ms(0.0));
+        let r = pid.compute(t(200), 10, ms(1000.0), ms(10_000.0)).unwrap();
         assert_eq!(r, 100.0);
     }
 

@@ -135,6 +135,7 @@ fn backpressure_caps_and_lowers_the_receiving_rate_when_batches_fall_behind() {
         initial_rate: None,
         max_rate: Some(20_000.0),
         min_rate: 100.0,
+        ..Backpressure::default()
     })
     .unwrap();
     let log = Arc::new(StreamingLog::default());
@@ -169,6 +170,107 @@ fn backpressure_caps_and_lowers_the_receiving_rate_when_batches_fall_behind() {
     assert!(
         received as f64 <= 20_000.0 * span.as_secs_f64() * 1.2 + 2_000.0,
         "{received} records in {span:?}"
+    );
+}
+
+/// Records what it is called with; answers 1000 plus the batch time in ms.
+struct Recording(Arc<std::sync::Mutex<Vec<(u64, u64, Duration, Duration)>>>);
+
+impl spate::streaming::RateEstimator for Recording {
+    fn compute(
+        &mut self,
+        time: spate::streaming::Time,
+        records: u64,
+        processing: Duration,
+        scheduling: Duration,
+    ) -> Option<f64> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((time.millis(), records, processing, scheduling));
+        Some(1000.0 + time.millis() as f64)
+    }
+}
+
+#[test]
+fn a_custom_rate_estimator_sees_every_batch_and_sets_the_rate_capped_by_the_maximum() {
+    use spate::streaming::{ManualClock, Time};
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let tick = Duration::from_millis(100);
+    let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    ssc.set_backpressure(Backpressure {
+        enabled: true,
+        max_rate: Some(1250.0),
+        ..Backpressure::default()
+    })
+    .unwrap();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    ssc.set_rate_estimator(Recording(calls.clone())).unwrap();
+    let log = Arc::new(StreamingLog::default());
+    ssc.add_listener(log.clone());
+    // One receiver, generating in real time; batches on the manual clock.
+    ssc.generator_stream(2000.0, |i| i)
+        .foreach_rdd(|rdd, _| rdd.count().map(|_| ()))
+        .unwrap();
+    ssc.start().unwrap();
+    for b in 1..=3 {
+        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(tick);
+        ssc.wait_for_batch(Time::from_millis(100 * b)).unwrap();
+    }
+    ssc.stop(false).unwrap();
+    let calls = calls.lock().unwrap().clone();
+    let batches = log.batches();
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    for (call, b) in calls.iter().zip(&batches) {
+        assert_eq!(
+            *call,
+            (
+                b.time.millis(),
+                b.input_records,
+                b.processing_time,
+                b.scheduling_delay
+            )
+        );
+    }
+    assert!(calls.iter().any(|c| c.1 > 0), "records reach it: {calls:?}");
+    let rates: Vec<f64> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamingEvent::RateChanged { rate, .. } => Some(rate),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rates, [1100.0, 1200.0, 1250.0], "capped at the maximum");
+    let err = ssc
+        .set_rate_estimator(Recording(Arc::default()))
+        .unwrap_err();
+    assert!(err.to_string().contains("before start"), "{err}");
+}
+
+#[test]
+fn pid_gains_are_settable_and_checked_at_start() {
+    use spate::streaming::PidGains;
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, Duration::from_millis(50)).unwrap();
+    ssc.set_backpressure(Backpressure {
+        enabled: true,
+        pid: PidGains {
+            derivative: -0.5,
+            ..PidGains::default()
+        },
+        ..Backpressure::default()
+    })
+    .unwrap();
+    ssc.generator_stream(1000.0, |i| i)
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    let err = ssc.start().unwrap_err();
+    assert!(
+        matches!(&err, spate::Error::InvalidArgument(m) if m.contains("derivative gain is -0.5")),
+        "{err}"
     );
 }
 
