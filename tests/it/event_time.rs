@@ -58,12 +58,22 @@ fn run<R: spate::Value + Ord>(
     arrivals: &[(u64, Ev)],
     build: impl Fn(EventStream<Ev>) -> WindowedOutput<char, R, Ev>,
 ) -> Run<R> {
+    // Three partitions: arrival order runs across them.
+    run_in(interval_ms, 3, arrivals, build)
+}
+
+/// [`run`] with the batches' datasets in `parts` partitions.
+fn run_in<R: spate::Value + Ord>(
+    interval_ms: u64,
+    parts: usize,
+    arrivals: &[(u64, Ev)],
+    build: impl Fn(EventStream<Ev>) -> WindowedOutput<char, R, Ev>,
+) -> Run<R> {
     let ctx = common::ctx();
     let clock = ManualClock::new();
     let interval = Duration::from_millis(interval_ms);
     let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
-    // Three partitions: arrival order runs across them.
-    let (queue, batches) = arrival_batches(&ctx, arrivals, interval_ms, 3);
+    let (queue, batches) = arrival_batches(&ctx, arrivals, interval_ms, parts);
     let events = ssc.queue_stream(&queue, true).with_timestamps(
         |e: &Ev| e.1,
         WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
@@ -206,7 +216,7 @@ fn allowed_lateness_re_fires_windows_for_each_late_record_and_then_closes_them()
     let mut arrivals = clicks();
     // Watermark is 4200 by then: [1000,2000) has closed, so this is late.
     arrivals.push((500, ('a', 1999)));
-    let update = run(100, &arrivals, times(1000, OutputMode::Update));
+    let update = run(100, &arrivals, times(1000, OutputMode::EachFiring));
     // Sorted: the re-fired [1000,2000) result sorts before the first one.
     assert_eq!(
         update.results,
@@ -345,7 +355,7 @@ fn a_record_that_bridges_a_fired_and_an_open_session_merges_them_and_fires_at_th
             (400, vec![]),
         ]
     );
-    let update = run(100, &arrivals, sessions(OutputMode::Update));
+    let update = run(100, &arrivals, sessions(OutputMode::EachFiring));
     assert_eq!(
         update.results,
         [
@@ -480,7 +490,7 @@ fn results_are_the_same_for_batch_intervals_of_10_ms_100_ms_and_1_s() {
         .enumerate()
         .map(|(i, e)| (50 * (i as u64 + 1), *e))
         .collect();
-    for mode in [OutputMode::Append, OutputMode::Update] {
+    for mode in [OutputMode::Append, OutputMode::EachFiring] {
         let runs: Vec<Run<Vec<i64>>> = [10, 100, 1000]
             .into_iter()
             .map(|interval| run(interval, &arrivals, times(700, mode)))
@@ -859,4 +869,169 @@ fn a_max_watermark_policy_follows_the_faster_input_and_never_goes_back() {
     // a: 500, 4500, 4500 (its max stays), 4500; b: 600, 700, 700, 5500.
     assert_eq!(marks(Min), [500, 700, 700, 4500]);
     assert_eq!(marks(Max), [600, 4500, 4500, 5500]);
+}
+
+/// Out-of-order clicks of three users over 3 s of arrivals, 50 ms apart,
+/// up to 4 s late, from a xorshift generator seeded with `seed`.
+fn jittered_clicks(seed: u64, n: i64) -> Vec<(u64, Ev)> {
+    let mut x = seed;
+    let evs: Vec<Ev> = (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let user = ['a', 'b', 'c'][(x % 3) as usize];
+            (user, 1000 + i * 100 - (x % 4000) as i64)
+        })
+        .collect();
+    in_order(&evs)
+}
+
+/// What tumbling 1 s windows emit per batch in `mode`, worked out record by
+/// record with a map of windows: the batches as `arrival_batches` makes
+/// them, the watermark the largest event time so far minus 500 ms, a
+/// record late when its window's end plus `lateness` is at most the
+/// watermark before it (never in complete mode), and a late update one
+/// that joins a window (started by an earlier record) whose end the
+/// watermark has reached.
+fn tumbling_reference(
+    arrivals: &[(u64, Ev)],
+    interval_ms: u64,
+    lateness: i64,
+    mode: OutputMode,
+) -> (Vec<(u64, Vec<WindowResult<char, Vec<i64>>>)>, Vec<Ev>) {
+    let last = arrivals.iter().map(|(a, _)| *a).max().unwrap_or(0);
+    let batches = last.div_ceil(interval_ms).max(1) + 1;
+    // (key, window start) -> (event times, late updates)
+    let mut windows: BTreeMap<(char, i64), (Vec<i64>, u32)> = BTreeMap::new();
+    let (mut watermark, mut late) = (i64::MIN, Vec::new());
+    let mut out = Vec::new();
+    let result = |(key, start): (char, i64), (times, late_updates): &(Vec<i64>, u32)| {
+        let mut value = times.clone();
+        value.sort();
+        res(key, w(start, start + 1000), value, *late_updates)
+    };
+    for k in 1..=batches {
+        let (lo, hi) = ((k - 1) * interval_ms, k * interval_ms);
+        let mut changed = Vec::new();
+        for &(_, (key, time)) in arrivals
+            .iter()
+            .filter(|(a, _)| *a > lo && *a <= hi || (k == 1 && *a == 0))
+        {
+            let start = time.div_euclid(1000) * 1000;
+            if mode != OutputMode::Complete && start + 1000 + lateness <= watermark {
+                late.push((key, time));
+            } else {
+                let existed = windows.contains_key(&(key, start));
+                let entry = windows.entry((key, start)).or_default();
+                entry.0.push(time);
+                if existed && watermark >= start + 1000 {
+                    entry.1 += 1;
+                }
+                changed.push((key, start));
+            }
+            watermark = watermark.max(time - 500);
+        }
+        let mut emitted: Vec<WindowResult<char, Vec<i64>>> = match mode {
+            OutputMode::Update => changed.iter().map(|&k| result(k, &windows[&k])).collect(),
+            OutputMode::Complete => windows.iter().map(|(&k, v)| result(k, v)).collect(),
+            _ => panic!("the reference covers update and complete"),
+        };
+        emitted.sort();
+        emitted.dedup();
+        if mode == OutputMode::Update {
+            windows.retain(|&(_, start), _| start + 1000 + lateness > watermark);
+        }
+        out.push((k * interval_ms, emitted));
+    }
+    late.sort();
+    (out, late)
+}
+
+#[test]
+fn update_mode_emits_each_batch_the_windows_that_changed_in_it() {
+    let r = run(100, &clicks(), times(0, OutputMode::Update));
+    let per_batch: Vec<(u64, Vec<WindowResult<char, Vec<i64>>>)> = r
+        .per_batch
+        .iter()
+        .map(|(t, b)| (t.millis(), b.clone()))
+        .collect();
+    assert_eq!(
+        per_batch,
+        [
+            // Clicks arrive two per batch.
+            (100, vec![res('a', w(1000, 2000), vec![1000, 1500], 0)]),
+            (
+                200,
+                vec![
+                    res('a', w(2000, 3000), vec![2100], 0),
+                    res('b', w(1000, 2000), vec![1200], 0)
+                ]
+            ),
+            // Click 5 (1900) updates [1000, 2000) before it fires.
+            (
+                300,
+                vec![
+                    res('a', w(1000, 2000), vec![1000, 1500, 1900], 0),
+                    res('a', w(3000, 4000), vec![3000], 0)
+                ]
+            ),
+            // Click 7 (1800) comes after the watermark reached 2500: too
+            // late without lateness.
+            (400, vec![res('b', w(3000, 4000), vec![3600], 0)]),
+            (500, vec![res('a', w(4000, 5000), vec![4700], 0)]),
+            (600, vec![]),
+        ]
+    );
+    assert_eq!(r.late, [('a', 1800)]);
+}
+
+#[test]
+fn complete_mode_emits_the_whole_table_each_batch_and_takes_every_record() {
+    let r = run(100, &clicks(), times(0, OutputMode::Complete));
+    let last = &r.per_batch.last().unwrap().1;
+    assert_eq!(
+        last,
+        &[
+            res('a', w(1000, 2000), vec![1000, 1500, 1800, 1900], 1),
+            res('a', w(2000, 3000), vec![2100], 0),
+            res('a', w(3000, 4000), vec![3000], 0),
+            res('a', w(4000, 5000), vec![4700], 0),
+            res('b', w(1000, 2000), vec![1200], 0),
+            res('b', w(3000, 4000), vec![3600], 0),
+        ]
+    );
+    assert!(r.late.is_empty(), "nothing is late in complete mode");
+    assert_eq!(
+        r.per_batch[0].1,
+        [res('a', w(1000, 2000), vec![1000, 1500], 0)],
+        "the table after the first batch"
+    );
+    // Nothing is dropped: the state holds every window after the last batch.
+    let rows = r.batches.last().unwrap().state[0].rows;
+    assert_eq!(rows, 6);
+}
+
+#[test]
+fn update_and_complete_modes_agree_with_a_reference_on_random_clicks_for_any_partitions() {
+    for seed in [7, 11, 1234567] {
+        let arrivals = jittered_clicks(seed, 60);
+        for mode in [OutputMode::Update, OutputMode::Complete] {
+            for (interval, parts) in [(100, 1), (100, 3), (250, 2), (1000, 4)] {
+                let (expected, expected_late) = tumbling_reference(&arrivals, interval, 700, mode);
+                let r = run_in(interval, parts, &arrivals, times(700, mode));
+                let got: Vec<(u64, Vec<WindowResult<char, Vec<i64>>>)> = r
+                    .per_batch
+                    .iter()
+                    .map(|(t, b)| (t.millis(), b.clone()))
+                    .collect();
+                let what = format!("seed {seed}, {mode:?}, {interval} ms, {parts} partitions");
+                assert_eq!(got, expected, "{what}");
+                assert_eq!(r.late, expected_late, "{what}");
+                if mode == OutputMode::Update {
+                    assert!(!expected_late.is_empty(), "the input exercises lateness");
+                }
+            }
+        }
+    }
 }

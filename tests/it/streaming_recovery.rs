@@ -63,7 +63,7 @@ fn sessions(
             .key_by(|c| c.0.clone())
             .window(SessionWindows::with_gap(Duration::from_millis(400)))
             .allowed_lateness(Duration::from_millis(200))
-            .output_mode(OutputMode::Update)
+            .output_mode(OutputMode::EachFiring)
             .process(|_, _, clicks| {
                 let mut t: Vec<i64> = clicks.iter().map(|c| c.1).collect();
                 t.sort();

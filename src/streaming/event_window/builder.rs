@@ -17,14 +17,29 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What is emitted: final results once, or every update.
+/// Which window results are emitted, and when. `Append`, `Update` and
+/// `Complete` mean what they mean in Spark Structured Streaming;
+/// `EachFiring` is Flink's event-time trigger with allowed lateness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum OutputMode {
-    /// Each window once, when it closes (watermark past end + lateness).
+    /// Each window once, with its final value, when it closes (the
+    /// watermark passes its end plus the allowed lateness). Spark's
+    /// append mode.
     #[default]
     Append,
-    /// At the firing and at every re-firing by a late record.
+    /// Each batch, the windows whose aggregate changed in that batch, with
+    /// their value at the end of the batch, before and after they fire;
+    /// a window's state is dropped when it closes. Spark's update mode.
     Update,
+    /// Each batch, every window seen so far with its current value. No
+    /// window ever closes and no record is late (the watermark and the
+    /// allowed lateness only decide `late_updates`), so state grows with
+    /// the windows seen. Spark's complete mode.
+    Complete,
+    /// A result when the watermark reaches the window's end, and again for
+    /// each late record (within the allowed lateness) that joins it.
+    /// Flink's `EventTimeTrigger` with allowed lateness.
+    EachFiring,
 }
 
 /// One emitted window result.
@@ -36,8 +51,9 @@ pub struct WindowResult<K, R> {
     pub window: Window,
     /// The aggregate.
     pub value: R,
-    /// How many late records had re-fired the window when this was
-    /// emitted (0 for the on-time firing).
+    /// How many records had joined the window after it fired (the
+    /// watermark reached its end), when this was emitted; 0 for its first
+    /// firing.
     pub late_updates: u32,
 }
 
@@ -181,8 +197,10 @@ where
 }
 
 impl<K: Key, T: Value> WindowedStream<K, T> {
-    /// Keeps windows open for records up to `d` late: each re-fires its
-    /// window with an updated result.
+    /// Keeps windows open for records up to `d` late (after the watermark
+    /// reaches the window's end): such a record updates its window, and in
+    /// [`OutputMode::EachFiring`] re-fires it. Ignored by
+    /// [`OutputMode::Complete`], which never closes a window.
     pub fn allowed_lateness(mut self, d: Duration) -> Self {
         self.lateness = ms(d);
         self

@@ -45,6 +45,10 @@ struct Open<A> {
     acc: A,
     fired: bool,
     late_updates: u32,
+    /// Whether a record joined the window in the batch being processed
+    /// (for [`OutputMode::Update`]); always false between batches.
+    #[serde(skip)]
+    changed: bool,
 }
 
 /// What one batch of the operator produces.
@@ -89,18 +93,36 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
             let w = &mut state.open[i];
             if !w.fired && w.window.end <= watermark {
                 w.fired = true;
-                if self.mode == OutputMode::Update {
+                if self.mode == OutputMode::EachFiring {
                     Self::emit(self.out, self.key, self.agg, w);
                 }
             }
-            if w.window.end.saturating_add(self.lateness) <= watermark {
+            if self.mode != OutputMode::Complete
+                && w.window.end.saturating_add(self.lateness) <= watermark
+            {
                 let w = state.open.remove(i);
-                if self.mode == OutputMode::Append {
+                if self.mode == OutputMode::Append || self.mode == OutputMode::Update && w.changed {
                     Self::emit(self.out, self.key, self.agg, &w);
                 }
                 continue;
             }
             i += 1;
+        }
+    }
+
+    /// Ends the key's batch: [`OutputMode::Update`] emits the windows
+    /// records joined, [`OutputMode::Complete`] every window.
+    pub(super) fn end_batch(&mut self, state: &mut KeyWindows<G::Acc>) {
+        for w in &mut state.open {
+            let emit = match self.mode {
+                OutputMode::Update => w.changed,
+                OutputMode::Complete => true,
+                OutputMode::Append | OutputMode::EachFiring => false,
+            };
+            if emit {
+                Self::emit(self.out, self.key, self.agg, w);
+            }
+            w.changed = false;
         }
     }
 
@@ -112,7 +134,9 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
         let windows = self.assigner.assign(s.time, index);
         let event_time = self.assigner.trigger() == Trigger::EventTime;
         let (lateness, watermark) = (self.lateness, s.watermark);
-        let is_late = move |w: &Window| event_time && w.end.saturating_add(lateness) <= watermark;
+        let closes = self.mode != OutputMode::Complete;
+        let is_late =
+            move |w: &Window| event_time && closes && w.end.saturating_add(lateness) <= watermark;
         if self.assigner.merges() {
             // A merging assigner gives one window per record.
             if let Some(w) = windows.into_iter().next() {
@@ -138,9 +162,10 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
                 Ok(i) => {
                     let mut o = state.open.remove(i);
                     o.acc = self.agg.add(o.acc, x);
+                    o.changed = true;
                     if o.fired {
                         o.late_updates += 1;
-                        if self.mode == OutputMode::Update {
+                        if self.mode == OutputMode::EachFiring {
                             Self::emit(self.out, self.key, self.agg, &o);
                         }
                     }
@@ -156,6 +181,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
                             acc,
                             fired: false,
                             late_updates: 0,
+                            changed: true,
                         },
                     );
                     i
@@ -163,9 +189,14 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
             };
             if let Trigger::Count(n) = self.assigner.trigger() {
                 let count = (index + 1) as EventTime - state.open[i].window.start;
-                if count as u64 >= n {
-                    let o = state.open.remove(i);
-                    Self::emit(self.out, self.key, self.agg, &o);
+                if count as u64 >= n && !state.open[i].fired {
+                    if self.mode == OutputMode::Complete {
+                        // Kept, and emitted with every window each batch.
+                        state.open[i].fired = true;
+                    } else {
+                        let o = state.open.remove(i);
+                        Self::emit(self.out, self.key, self.agg, &o);
+                    }
                 }
             }
         }
@@ -229,10 +260,11 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> KeyRun<'_, K, T, G> {
             acc,
             fired,
             late_updates,
+            changed: true,
         };
         if fired {
             open.late_updates += 1;
-            if self.mode == OutputMode::Update {
+            if self.mode == OutputMode::EachFiring {
                 Self::emit(self.out, self.key, self.agg, &open);
             }
         }
@@ -268,12 +300,14 @@ mod tests {
     }
 
     /// A step of one key's replay: a record (event time, value, watermark
-    /// before it), or the watermark moving on.
+    /// before it), the watermark moving on, or the end of a batch at a
+    /// watermark.
     enum Step {
         Record(EventTime, i64, EventTime),
         Watermark(EventTime),
+        EndBatch(EventTime),
     }
-    use Step::{Record, Watermark};
+    use Step::{EndBatch, Record, Watermark};
 
     /// What the steps emit: results as (start, end, value, late updates),
     /// and late values; and how many windows stay open.
@@ -310,6 +344,10 @@ mod tests {
                     );
                 }
                 Watermark(w) => run.advance(&mut state, w),
+                EndBatch(w) => {
+                    run.advance(&mut state, w);
+                    run.end_batch(&mut state);
+                }
             }
         }
         let (mut results, mut late_values) = (Vec::new(), Vec::new());
@@ -338,13 +376,13 @@ mod tests {
             Watermark(9),
             Watermark(10),
         ];
-        let (results, late, open) = replay(&tumbling_10(), 5, OutputMode::Update, &steps[..3]);
+        let (results, late, open) = replay(&tumbling_10(), 5, OutputMode::EachFiring, &steps[..3]);
         assert_eq!(
             (results, late, open),
             (vec![], vec![], 1),
             "watermark 9 < end 10"
         );
-        let (results, _, open) = replay(&tumbling_10(), 5, OutputMode::Update, &steps);
+        let (results, _, open) = replay(&tumbling_10(), 5, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 10, 12, 0)]);
         assert_eq!(open, 1, "fired but kept open for the lateness");
     }
@@ -357,7 +395,7 @@ mod tests {
             Record(2, 3, 12),
             Record(3, 1, 13),
         ];
-        let (results, late, _) = replay(&tumbling_10(), 5, OutputMode::Update, &steps);
+        let (results, late, _) = replay(&tumbling_10(), 5, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 10, 5, 0), (0, 10, 8, 1), (0, 10, 9, 2)]);
         assert!(late.is_empty());
     }
@@ -401,13 +439,13 @@ mod tests {
             Record(4, 4, 0),
             Watermark(13),
         ];
-        let (results, late, open) = replay(&gap, 0, OutputMode::Update, &steps);
+        let (results, late, open) = replay(&gap, 0, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 13, 7, 0)]);
         assert!(late.is_empty());
         assert_eq!(open, 0, "closed: no lateness");
         // Without the bridge, two sessions fire on their own.
         let steps = [Record(0, 1, 0), Record(8, 2, 0), Watermark(13)];
-        let (results, _, _) = replay(&gap, 0, OutputMode::Update, &steps);
+        let (results, _, _) = replay(&gap, 0, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 5, 1, 0), (8, 13, 2, 0)]);
     }
 
@@ -416,7 +454,7 @@ mod tests {
         let gap = SessionWindows::with_gap(Duration::from_millis(5));
         // [0, 5) fired at 5; a record at 0 (watermark 6) keeps it [0, 5).
         let steps = [Record(0, 1, 0), Watermark(5), Record(0, 2, 6)];
-        let (results, _, open) = replay(&gap, 10, OutputMode::Update, &steps);
+        let (results, _, open) = replay(&gap, 10, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 5, 1, 0), (0, 5, 3, 1)]);
         assert_eq!(open, 1);
     }
@@ -427,10 +465,10 @@ mod tests {
         // [0, 5) fired at 5; a record at 3 (watermark 6) makes it [0, 8),
         // whose end the watermark has not reached: no firing until 8.
         let steps = [Record(0, 1, 0), Watermark(5), Record(3, 2, 6), Watermark(7)];
-        let (results, _, _) = replay(&gap, 10, OutputMode::Update, &steps);
+        let (results, _, _) = replay(&gap, 10, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 5, 1, 0)]);
         let steps = [Record(0, 1, 0), Watermark(5), Record(3, 2, 6), Watermark(8)];
-        let (results, _, _) = replay(&gap, 10, OutputMode::Update, &steps);
+        let (results, _, _) = replay(&gap, 10, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 5, 1, 0), (0, 8, 3, 0)]);
     }
 
@@ -446,9 +484,79 @@ mod tests {
             Watermark(13),
             Watermark(14),
         ];
-        let (results, late, open) = replay(&gap, 10, OutputMode::Update, &steps);
+        let (results, late, open) = replay(&gap, 10, OutputMode::EachFiring, &steps);
         assert_eq!(results, [(0, 5, 1, 0), (0, 14, 7, 0)]);
         assert!(late.is_empty());
         assert_eq!(open, 1, "kept for the lateness");
+    }
+
+    #[test]
+    fn update_mode_emits_each_batch_the_windows_records_joined_before_and_after_firing() {
+        let steps = [
+            Record(1, 5, 0),
+            Record(12, 1, 0),
+            EndBatch(0),
+            // Nothing joined: nothing emitted, though [0, 10) fires at 10.
+            EndBatch(10),
+            Record(2, 3, 11),
+            Record(3, 4, 11),
+            EndBatch(11),
+            // [0, 10) closes at 15 without a change, [10, 20) at 25 with one.
+            Record(14, 2, 15),
+            EndBatch(25),
+        ];
+        let (results, late, open) = replay(&tumbling_10(), 5, OutputMode::Update, &steps);
+        assert_eq!(
+            results,
+            [
+                (0, 10, 5, 0),
+                (10, 20, 1, 0),
+                (0, 10, 12, 2),
+                (10, 20, 3, 0),
+            ]
+        );
+        assert!(late.is_empty());
+        assert_eq!(open, 0, "closed windows are dropped");
+    }
+
+    #[test]
+    fn complete_mode_emits_every_window_each_batch_and_never_closes_one() {
+        let steps = [
+            Record(1, 5, 0),
+            EndBatch(0),
+            Record(12, 1, 0),
+            EndBatch(100),
+            // Long past [0, 10)'s end plus lateness: still joins it.
+            Record(2, 3, 100),
+            EndBatch(100),
+        ];
+        let (results, late, open) = replay(&tumbling_10(), 5, OutputMode::Complete, &steps);
+        assert_eq!(
+            results,
+            [
+                (0, 10, 5, 0),
+                (0, 10, 5, 0),
+                (10, 20, 1, 0),
+                (0, 10, 8, 1),
+                (10, 20, 1, 0),
+            ]
+        );
+        assert!(late.is_empty(), "no record is late in complete mode");
+        assert_eq!(open, 2);
+    }
+
+    #[test]
+    fn update_mode_emits_a_merged_session_once_per_batch_with_its_merged_value() {
+        let gap = SessionWindows::with_gap(Duration::from_millis(5));
+        let steps = [
+            Record(0, 1, 0),
+            Record(8, 2, 0),
+            EndBatch(0),
+            Record(4, 4, 0),
+            EndBatch(3),
+        ];
+        let (results, _, open) = replay(&gap, 0, OutputMode::Update, &steps);
+        assert_eq!(results, [(0, 5, 1, 0), (8, 13, 2, 0), (0, 13, 7, 0)]);
+        assert_eq!(open, 1);
     }
 }

@@ -1,7 +1,7 @@
 //! Keyed event-time windows over an [`EventStream`]: tumbling, sliding,
 //! session (merging) and custom assigners (count windows as an example),
 //! with incremental or full-window aggregation, allowed lateness, a
-//! late-data side stream and two output modes.
+//! late-data side stream and four output modes.
 //!
 //! Semantics, per key, record by record in arrival order (so they do not
 //! depend on the batch interval):
@@ -14,9 +14,11 @@
 //! - a window is *closed* and its state dropped when the watermark reaches
 //!   `end + lateness`.
 //!
-//! [`OutputMode::Update`] emits a result at each firing and re-firing;
 //! [`OutputMode::Append`] emits each window once, when it closes, with its
-//! final value.
+//! final value; [`OutputMode::Update`] emits, at the end of each batch, the
+//! windows that records joined in it; [`OutputMode::Complete`] emits every
+//! window each batch and closes none; [`OutputMode::EachFiring`] emits a
+//! result at each firing and re-firing.
 
 mod assigner;
 mod builder;
@@ -114,6 +116,7 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
                         run.add(&mut state, s);
                     }
                     run.advance(&mut state, watermark);
+                    run.end_batch(&mut state);
                     if !state.is_empty() {
                         keys += 1;
                         rows += state.windows_open() as u64;
