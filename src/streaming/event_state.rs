@@ -134,8 +134,11 @@ impl<K: Key, T: Value, S: Value, U: Value> StreamOp<Out<K, S, U>>
                     state.timers = old.map(|o| o.timers).unwrap_or_default();
                     records.sort_unstable_by_key(|(seq, _)| *seq);
                     for (_, s) in records {
-                        fire_timers(&mut state, s.watermark, time, &k, function.as_ref(), out);
-                        state.watermark = s.watermark;
+                        // Monotone per key: a union's rows carry watermarks
+                        // that are not (see `watermark::union_with`).
+                        let wm = s.watermark.max(state.watermark);
+                        fire_timers(&mut state, wm, time, &k, function.as_ref(), out);
+                        state.watermark = wm;
                         state.begin_call();
                         if let Some(u) = function(time, &k, Some(s.value), &mut state) {
                             out.push(StateOut::Mapped(u));

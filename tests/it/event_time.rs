@@ -1035,3 +1035,59 @@ fn update_and_complete_modes_agree_with_a_reference_on_random_clicks_for_any_par
         }
     }
 }
+
+#[test]
+fn a_union_row_stamped_below_an_earlier_one_does_not_reopen_a_closed_window() {
+    // In a union each side's rows are capped by the other side's watermark
+    // at the previous boundary, so the stamps are not monotone in arrival
+    // order: here 'a' 4500 (left) carries 4000, 'a' 1500 (right, after it)
+    // 1000. [1000, 2000) of 'a' closed at 4000; 'a' 1500 is late for it,
+    // not a second window with the same bounds.
+    let ctx = common::ctx();
+    let clock = ManualClock::new();
+    let tick = Duration::from_millis(100);
+    let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    let (ql, qr) = (StreamQueue::new(), StreamQueue::new());
+    let left: [Vec<Ev>; 3] = [
+        vec![('a', 1000)],
+        vec![('x', 4000), ('a', 4500)],
+        vec![('z', 10_000)],
+    ];
+    let right: [Vec<Ev>; 3] = [vec![('b', 5000)], vec![('a', 1500)], vec![('z', 10_000)]];
+    for (l, r) in left.into_iter().zip(right) {
+        ql.push(ctx.parallelize(l, 1));
+        qr.push(ctx.parallelize(r, 1));
+    }
+    let stamp = |q: &StreamQueue<Ev>| {
+        ssc.queue_stream(q, true)
+            .with_timestamps(|e: &Ev| e.1, WatermarkStrategy::monotonous())
+    };
+    let out = times(0, OutputMode::Append)(stamp(&ql).union(&stamp(&qr)).unwrap());
+    let (results, late): (Arc<Mutex<Vec<_>>>, Arc<Mutex<Vec<Ev>>>) = Default::default();
+    let (r, l) = (results.clone(), late.clone());
+    out.results
+        .foreach_rdd(move |rdd, _| {
+            r.lock().unwrap().extend(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    out.late
+        .foreach_rdd(move |rdd, _| {
+            l.lock().unwrap().extend(rdd.collect()?);
+            Ok(())
+        })
+        .unwrap();
+    run_batches(&ssc, &clock, tick, 3);
+    let mut results = results.lock().unwrap().clone();
+    results.sort();
+    assert_eq!(
+        results,
+        [
+            res('a', w(1000, 2000), vec![1000], 0),
+            res('a', w(4000, 5000), vec![4500], 0),
+            res('b', w(5000, 6000), vec![5000], 0),
+            res('x', w(4000, 5000), vec![4000], 0),
+        ]
+    );
+    assert_eq!(*late.lock().unwrap(), [('a', 1500)]);
+}

@@ -32,7 +32,7 @@ pub use builder::{KeyedEventStream, OutputMode, WindowResult, WindowedOutput, Wi
 use super::dstream::{DStream, StreamOp};
 use super::state::StateMeter;
 use super::time::Time;
-use super::watermark::{EventTime, Stamped, keyed_in_arrival_order};
+use super::watermark::{EventTime, NO_WATERMARK, Stamped, keyed_in_arrival_order};
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::Partitioner;
@@ -111,8 +111,16 @@ impl<K: Key, T: Value, G: WindowAgg<K, T>> StreamOp<Out<K, T, G>> for EventWindo
                         out,
                         late: &mut late,
                     };
-                    for (_, s) in records {
-                        run.advance(&mut state, s.watermark);
+                    // The watermark applied is monotone per key: a union's
+                    // rows carry watermarks that are not (each side's is
+                    // capped by the other's at the previous boundary), and
+                    // a row stamped lower than one before it must not
+                    // reopen a window that one closed.
+                    let mut applied = NO_WATERMARK;
+                    for (_, mut s) in records {
+                        applied = applied.max(s.watermark);
+                        s.watermark = applied;
+                        run.advance(&mut state, applied);
                         run.add(&mut state, s);
                     }
                     run.advance(&mut state, watermark);
