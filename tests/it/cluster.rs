@@ -1093,17 +1093,24 @@ fn a_reducer_keeps_its_remote_bytes_in_flight_within_the_budget() {
     // Unbounded (the 48 MiB default is far above these blocks), a reducer
     // asks for all its remote blocks at once; with a 1-byte budget it asks
     // for one at a time, so its peak is one block, smaller than all.
-    let (wide, _) = launch_three_with("in-flight", &[]);
     let (narrow, _) = launch_three_with("in-flight", &[("SPATE_MAX_BYTES_IN_FLIGHT", "1")]);
-    for line in [&wide, &narrow] {
-        assert!(line.contains(&expected_sums()), "{line}");
-    }
+    assert!(narrow.contains(&expected_sums()), "{narrow}");
     let peak = |line: &str| field(line, "peak").parse::<u64>().unwrap();
     assert!(peak(&narrow) > 0, "{narrow}");
-    assert!(
-        peak(&narrow) * 2 <= peak(&wide),
-        "one block at a time ({narrow}) against all at once ({wide})"
-    );
+    // How many of a reducer's blocks are remote depends on where the map
+    // tasks ran, which a loaded machine skews: the unbounded run is tried
+    // up to three times for one whose reducers fetch several blocks.
+    let mut wides = Vec::new();
+    for _ in 0..3 {
+        let (wide, _) = launch_three_with("in-flight", &[]);
+        assert!(wide.contains(&expected_sums()), "{wide}");
+        let enough = peak(&narrow) * 2 <= peak(&wide);
+        wides.push(wide);
+        if enough {
+            return;
+        }
+    }
+    panic!("one block at a time ({narrow}) against all at once ({wides:?})");
 }
 
 #[test]
