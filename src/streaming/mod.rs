@@ -26,6 +26,7 @@ mod event_window;
 mod generator;
 mod graph;
 mod input;
+mod interval_join;
 mod meters;
 mod metrics;
 mod ops;
@@ -49,6 +50,7 @@ pub use event_window::{
     TumblingWindows, Window, WindowAssigner, WindowResult, WindowedOutput, WindowedStream,
 };
 pub use input::StreamQueue;
+pub use interval_join::{IntervalJoin, IntervalJoinOutput};
 pub use metrics::{
     BatchInfo, StateSize, StreamingEvent, StreamingListener, StreamingLog, StreamingSummary,
 };
