@@ -92,6 +92,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A streaming checkpoint was written by a program whose inputs,
+    /// stateful streams or event streams differ from this one's (streams
+    /// are matched by their creation order).
+    #[error("checkpoint {path} was written by another program: {difference}")]
+    IncompatibleCheckpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// The first difference found.
+        difference: String,
+    },
     /// A streaming checkpoint directory is locked by another streaming
     /// context (of this process or of another one still running).
     #[error(
@@ -238,6 +248,7 @@ impl Error {
             ),
             Error::InvalidUtf8 { .. }
             | Error::CorruptCheckpoint { .. }
+            | Error::IncompatibleCheckpoint { .. }
             | Error::LostLocalCheckpoint { .. }
             | Error::InvalidArgument(_)
             | Error::ActionInTask { .. }

@@ -3,8 +3,9 @@
 //! same stream graph (streams are matched by their creation order), and the
 //! checkpoint supplies the zero time, the last finished batch, each
 //! replayable input's offset ranges, each stateful stream's last
-//! checkpointed dataset (window state included), and each event stream's
-//! recent watermarks.
+//! checkpointed dataset (window state included), each event stream's
+//! recent watermarks, and the program's parts these belong to (checked at
+//! restart).
 //!
 //! Layout of the checkpoint directory: `metadata` (one checksummed frame,
 //! replaced atomically at the start and at the end of every batch),
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Bumped when the layout changes; an unknown version is an error.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 
 /// The saved progress of a streaming context.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -34,6 +35,46 @@ pub(crate) struct Checkpoint {
     pub(crate) states: Vec<SavedState>,
     /// Each event stream's watermark at recent batch boundaries.
     pub(crate) watermarks: Vec<(usize, Vec<(u64, Progress)>)>,
+    /// The program that wrote it, for the check at restart.
+    pub(crate) program: Vec<ProgramPart>,
+}
+
+/// A part of a streaming program a checkpoint depends on: an input, a
+/// stateful stream or an event stream, with what it is (operation and
+/// element types, as the compiler names them).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct ProgramPart {
+    pub(crate) stream: usize,
+    pub(crate) what: String,
+}
+
+/// The first difference between the program that wrote a checkpoint and
+/// this one, `None` if they agree. Both lists are sorted by stream.
+pub(crate) fn program_difference(saved: &[ProgramPart], now: &[ProgramPart]) -> Option<String> {
+    let (mut a, mut b) = (saved.iter().peekable(), now.iter().peekable());
+    loop {
+        return match (a.peek(), b.peek()) {
+            (None, None) => None,
+            (Some(x), Some(y)) if x == y => {
+                a.next();
+                b.next();
+                continue;
+            }
+            (Some(x), Some(y)) if x.stream == y.stream => Some(format!(
+                "stream {} is {} in the checkpoint but {} in this program",
+                x.stream, x.what, y.what
+            )),
+            (Some(x), y) if y.is_none_or(|y| x.stream < y.stream) => Some(format!(
+                "the checkpoint has stream {} ({}), which this program does not have",
+                x.stream, x.what
+            )),
+            (_, Some(y)) => Some(format!(
+                "this program has stream {} ({}), which the checkpoint does not have",
+                y.stream, y.what
+            )),
+            (Some(_), None) => unreachable!("handled above"),
+        };
+    }
 }
 
 /// A replayable input's ranges, offsets encoded by the source's codec.
@@ -114,4 +155,42 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(dir: &Path, bytes: &[u8]) -
                 "an input offset does not decode ({reason}); was the stream graph changed?"
             ),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(stream: usize, what: &str) -> ProgramPart {
+        ProgramPart {
+            stream,
+            what: what.into(),
+        }
+    }
+
+    #[test]
+    fn the_first_difference_between_two_programs_is_named() {
+        let saved = [part(0, "input"), part(2, "state of u64")];
+        assert_eq!(program_difference(&saved, &saved), None);
+        assert_eq!(
+            program_difference(&saved, &[part(0, "input")]).unwrap(),
+            "the checkpoint has stream 2 (state of u64), which this program does not have"
+        );
+        assert_eq!(
+            program_difference(
+                &saved,
+                &[part(0, "input"), part(1, "x"), part(2, "state of u64")]
+            )
+            .unwrap(),
+            "this program has stream 1 (x), which the checkpoint does not have"
+        );
+        assert_eq!(
+            program_difference(&saved, &[part(0, "input"), part(2, "state of i64")]).unwrap(),
+            "stream 2 is state of u64 in the checkpoint but state of i64 in this program"
+        );
+        assert_eq!(
+            program_difference(&[], &saved).unwrap(),
+            "this program has stream 0 (input), which the checkpoint does not have"
+        );
+    }
 }

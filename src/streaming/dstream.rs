@@ -258,8 +258,14 @@ impl<T: crate::data::Value> DStream<T> {
     /// back partitioned by `partitioner`.
     pub(crate) fn register_stateful(&self, partitioner: crate::partitioner::Partitioner) {
         let this = self.clone();
+        let what = format!(
+            "{} with state {}",
+            self.node.base.name,
+            std::any::type_name::<T>()
+        );
         self.graph().recovery.add_stateful(
             self.id(),
+            what,
             Box::new(move |time, dir| {
                 let rdd = this
                     .context()

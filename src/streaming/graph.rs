@@ -143,7 +143,9 @@ impl Graph {
         self.outputs.lock().push(Arc::new(op));
     }
 
-    pub(crate) fn add_input_for(&self, stream: usize, input: Arc<dyn Input>) {
+    /// Registers `stream`'s input (`what` names it and its records).
+    pub(crate) fn add_input_for(&self, stream: usize, what: String, input: Arc<dyn Input>) {
+        self.recovery.add_part(stream, what);
         self.inputs.lock().push((stream, input));
     }
 

@@ -154,7 +154,11 @@ impl StreamingContext {
                 ctx: self.context().clone(),
             },
         );
-        graph.add_input_for(stream.node.base.id, Arc::new(queue.clone()));
+        graph.add_input_for(
+            stream.node.base.id,
+            format!("queue_stream of {}", std::any::type_name::<T>()),
+            Arc::new(queue.clone()),
+        );
         stream
     }
 }

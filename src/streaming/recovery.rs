@@ -5,7 +5,7 @@
 //! back. The file format is `checkpoint.rs`; the directory's lock and
 //! clean-up are `checkpoint_dir.rs`.
 
-use super::checkpoint::{self, Checkpoint, SavedState};
+use super::checkpoint::{self, Checkpoint, ProgramPart, SavedState};
 use super::checkpoint_dir::{self, DirLock};
 use super::context::StreamingContext;
 use super::graph::Graph;
@@ -37,6 +37,9 @@ pub(crate) struct Recovery {
     settings: Mutex<CheckpointSettings>,
     /// The watermarks of each event stream, saved in checkpoints.
     watermark_stores: Mutex<Vec<(usize, Arc<Watermarks>)>>,
+    /// The inputs, stateful streams and event streams a checkpoint of this
+    /// program depends on.
+    program: Mutex<Vec<ProgramPart>>,
 }
 
 #[derive(Default)]
@@ -63,8 +66,33 @@ struct CheckpointSettings {
 }
 
 impl Recovery {
-    pub(crate) fn add_watermark_store(&self, stream: usize, w: Arc<Watermarks>) {
+    /// Registers an event stream's watermarks (`what` names the stream).
+    pub(crate) fn add_watermark_store(&self, stream: usize, what: String, w: Arc<Watermarks>) {
+        self.add_part(stream, what);
         self.watermark_stores.lock().push((stream, w));
+    }
+
+    /// Records a part of the program a checkpoint depends on.
+    pub(crate) fn add_part(&self, stream: usize, what: String) {
+        self.program.lock().push(ProgramPart { stream, what });
+    }
+
+    /// The program's parts, sorted by stream.
+    fn program(&self) -> Vec<ProgramPart> {
+        let mut parts = self.program.lock().clone();
+        parts.sort();
+        parts
+    }
+
+    /// An error if the checkpoint in `dir` was written by another program.
+    pub(crate) fn check_program(&self, cp: &Checkpoint, dir: &Path) -> Result<()> {
+        match checkpoint::program_difference(&cp.program, &self.program()) {
+            None => Ok(()),
+            Some(difference) => Err(Error::IncompatibleCheckpoint {
+                path: dir.to_path_buf(),
+                difference,
+            }),
+        }
     }
 
     /// Puts saved watermarks back.
@@ -133,8 +161,10 @@ impl Recovery {
         self.settings.lock().stateful.first().copied()
     }
 
-    /// Registers a stateful stream and how to restore it.
-    pub(crate) fn add_stateful(&self, stream: usize, restore: Restorer) {
+    /// Registers a stateful stream (`what` names its operation and state
+    /// type) and how to restore it.
+    pub(crate) fn add_stateful(&self, stream: usize, what: String, restore: Restorer) {
+        self.add_part(stream, what);
         let mut c = self.settings.lock();
         c.stateful.push(stream);
         c.restorers.push((stream, restore));
@@ -281,6 +311,7 @@ impl Graph {
             inputs,
             states,
             watermarks,
+            program: self.recovery.program(),
         };
         checkpoint::write(&dir, &cp)?;
         // What the metadata no longer names, no recovery can need.
@@ -367,6 +398,13 @@ impl StreamingContext {
     /// batch before the crash. State is recomputed from its last
     /// checkpoint through the batches after it, by the code of the
     /// restarted program.
+    ///
+    /// The checkpoint records the program's inputs, stateful streams and
+    /// event streams (by creation order, with their operations and element
+    /// types); a program that differs in them is refused with
+    /// [`Error::IncompatibleCheckpoint`] naming the first difference, even
+    /// if no state had been saved yet. Changed closures and outputs
+    /// defined after the stateful streams restart.
     pub fn get_or_create(
         dir: impl AsRef<Path>,
         build: impl FnOnce() -> Result<StreamingContext>,
@@ -387,6 +425,7 @@ impl StreamingContext {
                     cp.batch_ms
                 )));
             }
+            ssc.graph().recovery.check_program(&cp, dir)?;
             ssc.graph().recovery.set_restored(cp);
         }
         Ok(ssc)

@@ -288,7 +288,11 @@ impl StreamingContext {
             },
         );
         debug_assert_eq!(stream.node.base.id, input.stream);
-        graph.add_input_for(stream.node.base.id, input);
+        graph.add_input_for(
+            stream.node.base.id,
+            format!("replayable_stream from {}", std::any::type_name::<S>()),
+            input,
+        );
         stream
     }
 

@@ -264,6 +264,7 @@ impl StreamingContext {
         );
         graph.add_input_for(
             stream.node.base.id,
+            format!("receiver_stream from {}", std::any::type_name::<R>()),
             Arc::new(ReceiverInput {
                 received,
                 receiver: Mutex::new(Some(receiver)),

@@ -350,7 +350,14 @@ fn register<T: Value>(stamped: &DStream<Stamped<T>>, watermarks: &Arc<Watermarks
     graph
         .meters
         .add_watermark_meter(Box::new(move |time| (id, w.at(time).watermark)));
-    graph.recovery.add_watermark_store(id, watermarks.clone());
+    let what = format!(
+        "{} of {}",
+        stamped.node.base.name,
+        std::any::type_name::<T>()
+    );
+    graph
+        .recovery
+        .add_watermark_store(id, what, watermarks.clone());
 }
 
 struct Stamp<T> {

@@ -1016,6 +1016,134 @@ fn a_checkpoint_of_another_batch_interval_is_refused() {
     assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err}");
 }
 
+/// How a restarted word-total program differs from the first one.
+#[derive(Clone, Copy, PartialEq)]
+enum Change {
+    None,
+    /// Another map closure and an extra output at the end: compatible.
+    ClosureAndOutput,
+    StateType,
+    Input,
+    NoState,
+}
+
+/// Word totals over `input` checkpointed in `ckpt`, state checkpointed
+/// every 10 batches (so one batch saves metadata but no state), changed by
+/// `change`. Returns the context, its clock and the totals per batch.
+fn word_totals(
+    ctx: &Context,
+    ckpt: &std::path::Path,
+    input: &std::path::Path,
+    start: Time,
+    change: Change,
+) -> spate::Result<(StreamingContext, ManualClock, Batches<(String, u64)>)> {
+    let clock = ManualClock::new();
+    clock.set(start);
+    let out: Batches<(String, u64)> = Arc::default();
+    let (sink, c2) = (out.clone(), clock.clone());
+    let ssc = StreamingContext::get_or_create(ckpt, move || {
+        let ssc = StreamingContext::with_manual_clock(ctx, TICK, c2)?;
+        ssc.set_checkpoint_interval(10 * TICK)?;
+        let lines = if change == Change::Input {
+            ssc.socket_text_stream("127.0.0.1", 9)
+        } else {
+            ssc.text_file_stream(input)
+        };
+        let weight = if change == Change::ClosureAndOutput {
+            2
+        } else {
+            1
+        };
+        let pairs = lines.map(move |w| (w, weight));
+        if change == Change::NoState {
+            pairs
+                .reduce_by_key(|a, b| a + b)
+                .foreach_rdd(|_, _| Ok(()))?;
+            return Ok(ssc);
+        }
+        if change == Change::StateType {
+            pairs
+                .update_state_by_key(|_, new: Vec<u64>, total: Option<i64>| {
+                    Some(total.unwrap_or(0) + new.iter().sum::<u64>() as i64)
+                })
+                .foreach_rdd(|_, _| Ok(()))?;
+            return Ok(ssc);
+        }
+        let totals = pairs.update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
+            Some(total.unwrap_or(0) + new.iter().sum::<u64>())
+        });
+        totals.foreach_rdd(move |rdd, time| {
+            sink.lock().unwrap().push((time, sorted(rdd.collect()?)));
+            Ok(())
+        })?;
+        if change == Change::ClosureAndOutput {
+            totals.count().foreach_rdd(|_, _| Ok(()))?;
+        }
+        Ok(ssc)
+    })?;
+    Ok((ssc, clock, out))
+}
+
+#[test]
+fn a_restart_by_an_incompatible_program_is_refused_naming_the_difference_even_without_saved_state()
+{
+    let ctx = common::ctx();
+    let (_root, ckpt, input) = checkpoint_dirs();
+    let (ssc, clock, _) = word_totals(&ctx, &ckpt, &input, ms(0), Change::None).unwrap();
+    ssc.start().unwrap();
+    drop_file(&input, "f0", "a\nb\n");
+    clock.advance(TICK);
+    ssc.wait_for_batch(ms(100)).unwrap();
+    drop(ssc);
+    let difference = |change| match word_totals(&ctx, &ckpt, &input, ms(100), change) {
+        Err(Error::IncompatibleCheckpoint { path, difference }) => {
+            assert_eq!(path, ckpt);
+            difference
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("restarted"),
+    };
+    // Streams by creation order: 0 the input, 1 the map, 2 the state.
+    let state = |t: &str| {
+        format!(
+            "update_state_by_key with state (alloc::string::String, spate::streaming::state::Tracked<{t}>)"
+        )
+    };
+    assert_eq!(
+        difference(Change::StateType),
+        format!(
+            "stream 2 is {} in the checkpoint but {} in this program",
+            state("u64"),
+            state("i64")
+        )
+    );
+    assert_eq!(
+        difference(Change::Input),
+        "stream 0 is replayable_stream from spate::streaming::replay::NewFiles in the \
+         checkpoint but receiver_stream from spate::streaming::source::SocketLines in this \
+         program"
+    );
+    assert_eq!(
+        difference(Change::NoState),
+        format!(
+            "the checkpoint has stream 2 ({}), which this program does not have",
+            state("u64")
+        )
+    );
+    // A changed closure and a new output restart, and the totals go on.
+    drop_file(&input, "f1", "a\n");
+    let (ssc, clock, out) =
+        word_totals(&ctx, &ckpt, &input, ms(100), Change::ClosureAndOutput).unwrap();
+    ssc.start().unwrap();
+    clock.advance(TICK);
+    ssc.wait_for_batch(ms(200)).unwrap();
+    let last = out.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.0, ms(200));
+    // No state was saved: batch 100 is recomputed from its input, by the
+    // new code (weight 2), then batch 200.
+    assert_eq!(last.1, [("a".to_string(), 4), ("b".to_string(), 2)]);
+}
+
 #[test]
 fn a_state_ttl_drops_keys_without_new_values_and_without_calling_the_function() {
     let h = Harness::new();
