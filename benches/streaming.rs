@@ -54,7 +54,8 @@ fn overhead() {
         .expect("output");
     ssc.start().expect("start");
     std::thread::sleep(Duration::from_secs(3));
-    ssc.stop(false).expect("stop");
+    ssc.stop(spate::streaming::StopMode::Immediately)
+        .expect("stop");
     let batches = ssc.batches();
     let mut processing: Vec<Duration> = batches.iter().map(|b| b.processing_time).collect();
     let mut total: Vec<Duration> = batches.iter().map(|b| b.total_delay).collect();

@@ -12,7 +12,7 @@
 
 use clap::Parser;
 use spate::Str;
-use spate::streaming::{AdaptiveBatching, Receiver, Sink, StreamingContext};
+use spate::streaming::{AdaptiveBatching, Receiver, Sink, StopMode, StreamingContext};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -172,7 +172,7 @@ fn main() -> Result<(), spate::Report> {
             lat
         );
     }
-    ssc.stop(false)?;
+    ssc.stop(StopMode::Immediately)?;
     let p = args.phase_secs * 1_000_000;
     let phases = [
         ("low", 0, p),

@@ -11,7 +11,7 @@
 
 use clap::Parser;
 use spate::streaming::{
-    OutputMode, SessionWindows, StreamingContext, StreamingEvent, StreamingListener,
+    OutputMode, SessionWindows, StopMode, StreamingContext, StreamingEvent, StreamingListener,
     WatermarkStrategy,
 };
 use std::sync::Arc;
@@ -102,7 +102,7 @@ fn main() -> Result<(), spate::Report> {
     })?;
     ssc.start()?;
     std::thread::sleep(Duration::from_secs(args.seconds));
-    ssc.stop(true)?;
+    ssc.stop(StopMode::Graceful)?;
     println!("summary: {}", ssc.summary());
     Ok(())
 }

@@ -14,7 +14,7 @@ mod workloads;
 
 use clap::Parser;
 use spate::Str;
-use spate::streaming::StreamingContext;
+use spate::streaming::{StopMode, StreamingContext};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -90,7 +90,7 @@ fn main() -> Result<(), spate::Report> {
     })?;
     ssc.start()?;
     std::thread::sleep(Duration::from_secs(args.warmup + args.duration));
-    ssc.stop(true)?;
+    ssc.stop(StopMode::Graceful)?;
     let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {

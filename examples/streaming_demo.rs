@@ -18,7 +18,7 @@
 
 use clap::Parser;
 use spate::Str;
-use spate::streaming::{StreamingContext, StreamingEvent, StreamingListener};
+use spate::streaming::{StopMode, StreamingContext, StreamingEvent, StreamingListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,7 +135,7 @@ fn main() -> Result<(), spate::Report> {
     while std::time::Instant::now() < deadline && !all_in() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    ssc.stop(true)?;
+    ssc.stop(StopMode::Graceful)?;
     if driver {
         println!("summary: {}", ssc.summary());
         println!(

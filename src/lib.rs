@@ -66,9 +66,9 @@ pub use error::{Error, Report, Result};
 pub use fault::{FaultPlan, KillPoint, ShuffleLoss};
 pub use ids::{RddId, ShuffleId};
 pub use memory::MemoryUsage;
-pub use partitioner::{Partitioner, Partitioning, stable_hash};
+pub use partitioner::{Order, Partitioner, Partitioning, stable_hash};
 pub use rdd::{
-    BoundedDouble, Histogram, LocalIterator, Numeric, PartialResult, PartitionIter, Rdd,
+    BoundedDouble, Histogram, LocalIterator, Numeric, PartialResult, PartitionIter, Rdd, Sampling,
     StatCounter, UserError,
 };
 pub use runtime::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};

@@ -7,6 +7,16 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+/// The direction of a sort (Spark's `ascending` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Order {
+    /// Smallest first.
+    #[default]
+    Ascending,
+    /// Largest first.
+    Descending,
+}
+
 /// Decides which partition a key belongs to.
 ///
 /// Two datasets with *equal* partitioners are co-partitioned: operations over
@@ -86,8 +96,16 @@ impl Partitioner {
     /// Partitions ordered keys by the upper `bounds` of each partition
     /// (Spark's `RangePartitioner`): partition i holds keys in
     /// (bounds\[i-1\], bounds\[i\]], the last one the rest. With
-    /// `ascending == false` the partition order is reversed.
-    pub fn range<K: Ord + Send + Sync + 'static>(bounds: Vec<K>, ascending: bool) -> Self {
+    /// [`Order::Descending`] the partition order is reversed.
+    ///
+    /// ```
+    /// use spate::{Order, Partitioner};
+    /// let p = Partitioner::range(vec![10, 20], Order::Descending);
+    /// assert_eq!(p.partition_of(&5), 2);
+    /// assert_eq!(p.partition_of(&25), 0);
+    /// ```
+    pub fn range<K: Ord + Send + Sync + 'static>(bounds: Vec<K>, order: Order) -> Self {
+        let ascending = order == Order::Ascending;
         let n = bounds.len() + 1;
         let func = move |k: &K| {
             let i = bounds.partition_point(|b| b < k);
@@ -405,20 +423,20 @@ mod tests {
 
     #[test]
     fn range_partitioner_respects_bounds_and_direction() {
-        let asc = Partitioner::range(vec![10, 20], true);
+        let asc = Partitioner::range(vec![10, 20], Order::Ascending);
         let f = asc.for_keys::<i32>().unwrap();
         assert_eq!(
             [5, 10, 11, 20, 21].map(|k| f.partition(&k)),
             [0, 0, 1, 1, 2]
         );
-        let desc = Partitioner::range(vec![10, 20], false);
+        let desc = Partitioner::range(vec![10, 20], Order::Descending);
         let f = desc.for_keys::<i32>().unwrap();
         assert_eq!(
             [5, 10, 11, 20, 21].map(|k| f.partition(&k)),
             [2, 2, 1, 1, 0]
         );
         assert!(asc.for_keys::<String>().is_err());
-        assert_ne!(asc, Partitioner::range(vec![10, 20], true));
+        assert_ne!(asc, Partitioner::range(vec![10, 20], Order::Ascending));
         assert_eq!(asc, asc.clone());
     }
 }

@@ -76,7 +76,7 @@ pub fn sorted_lines(
     malformed: &Accumulator<u64>,
 ) -> spate::Result<Rdd<String>> {
     Ok(parse_pairs(lines, malformed)
-        .sort_by_key(true, partitions)?
+        .sort_by_key(spate::Order::Ascending, partitions)?
         .map(|(k, v)| format!("{k}\t{v}")))
 }
 

@@ -2,7 +2,7 @@
 
 use super::source::slice_bounds;
 use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd};
-use crate::data::{Data, Value};
+use crate::data::Data;
 use crate::error::Result;
 use crate::runtime::TaskContext;
 
@@ -59,24 +59,19 @@ impl<T: Data> Rdd<T> {
     /// Reduces the number of partitions to `num_partitions` without a
     /// shuffle, merging contiguous ranges of partitions (Spark's rule when
     /// there are no locality preferences); asking for more partitions than
-    /// there are keeps the count. `coalesce(n, true)` is `repartition(n)`.
+    /// there are keeps the count. Spark's `coalesce(n, shuffle = true)` is
+    /// [`repartition`](Rdd::repartition).
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
-    /// let c = ctx.parallelize((0..6).collect::<Vec<_>>(), 6).coalesce(2, false);
+    /// let c = ctx.parallelize((0..6).collect::<Vec<_>>(), 6).coalesce(2);
     /// assert_eq!(c.glom().collect().unwrap(), [vec![0, 1, 2], vec![3, 4, 5]]);
     /// ```
     ///
     /// Zero partitions make every action on the result an
     /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
-    pub fn coalesce(&self, num_partitions: usize, shuffle: bool) -> Rdd<T>
-    where
-        T: Value,
-    {
-        if shuffle {
-            return self.repartition(num_partitions);
-        }
+    pub fn coalesce(&self, num_partitions: usize) -> Rdd<T> {
         let parents = self.num_partitions();
         let n = num_partitions.max(1);
         let groups: Vec<Vec<usize>> = if n >= parents {

@@ -38,6 +38,7 @@ pub use actions::LocalIterator;
 pub use fallible::UserError;
 pub use numeric::{Histogram, Numeric, StatCounter};
 pub use partial::{BoundedDouble, PartialResult};
+pub use sample::Sampling;
 pub(crate) use shuffle_dep::ShuffleDependency;
 pub(crate) use source::{
     BadLines, ParallelCollection, RangeSource, SkippedLines, TextSource, WholeTextSource,

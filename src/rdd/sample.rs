@@ -16,6 +16,16 @@ pub(crate) fn partition_rng(seed: u64, split: usize) -> ChaCha8Rng {
     )
 }
 
+/// Whether a sample may pick an element more than once (Spark's
+/// `withReplacement` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sampling {
+    /// Each element at most once.
+    WithoutReplacement,
+    /// An element any number of times.
+    WithReplacement,
+}
+
 impl<T: Data> Rdd<T> {
     /// A random sample. Without replacement each element is kept with
     /// probability `fraction` (in \[0, 1\]); with replacement each element
@@ -27,12 +37,14 @@ impl<T: Data> Rdd<T> {
     /// ```
     /// let ctx = spate::Context::new().unwrap();
     /// let data = ctx.range(0, 10_000, 1, 4);
-    /// let s = data.sample(false, 0.1, 42).unwrap();
+    /// use spate::Sampling::WithoutReplacement;
+    /// let s = data.sample(WithoutReplacement, 0.1, 42).unwrap();
     /// let n = s.count().unwrap();
     /// assert!((800..1200).contains(&n), "{n}");
-    /// assert_eq!(s.collect().unwrap(), data.sample(false, 0.1, 42).unwrap().collect().unwrap());
+    /// assert_eq!(s.collect().unwrap(), data.sample(WithoutReplacement, 0.1, 42).unwrap().collect().unwrap());
     /// ```
-    pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Result<Rdd<T>> {
+    pub fn sample(&self, sampling: Sampling, fraction: f64, seed: u64) -> Result<Rdd<T>> {
+        let with_replacement = sampling == Sampling::WithReplacement;
         if fraction.is_nan() || fraction < 0.0 || (!with_replacement && fraction > 1.0) {
             return Err(Error::InvalidArgument(format!(
                 "sample fraction {fraction} is outside {}",
@@ -124,15 +136,17 @@ impl<T: Data> Rdd<T> {
     /// ```
     /// let ctx = spate::Context::new().unwrap();
     /// let data = ctx.range(0, 1000, 1, 4);
-    /// let s = data.take_sample(false, 5, 7).unwrap();
+    /// use spate::Sampling::WithoutReplacement;
+    /// let s = data.take_sample(WithoutReplacement, 5, 7).unwrap();
     /// assert_eq!(s.len(), 5);
-    /// assert_eq!(s, data.take_sample(false, 5, 7).unwrap());
+    /// assert_eq!(s, data.take_sample(WithoutReplacement, 5, 7).unwrap());
     /// ```
-    pub fn take_sample(&self, with_replacement: bool, num: usize, seed: u64) -> Result<Vec<T>>
+    pub fn take_sample(&self, sampling: Sampling, num: usize, seed: u64) -> Result<Vec<T>>
     where
         T: crate::data::Value,
     {
         use rand::seq::SliceRandom;
+        let with_replacement = sampling == Sampling::WithReplacement;
         if with_replacement && num > 1 << 30 {
             return Err(Error::InvalidArgument(format!(
                 "take_sample of {num} elements is more than a driver can hold"
@@ -152,7 +166,7 @@ impl<T: Data> Rdd<T> {
         // The fraction makes a short sample unlikely (1e-4); draw again if so.
         for attempt in 0u64.. {
             let seed = seed.wrapping_add(attempt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let mut picked = self.sample(with_replacement, fraction, seed)?.collect()?;
+            let mut picked = self.sample(sampling, fraction, seed)?.collect()?;
             if picked.len() >= num {
                 picked.shuffle(&mut rng);
                 picked.truncate(num);

@@ -7,7 +7,7 @@ use super::shuffled::Sorter;
 use super::{Rdd, for_each_chunk, run_job};
 use crate::data::{Key, Value};
 use crate::error::Result;
-use crate::partitioner::Partitioner;
+use crate::partitioner::{Order, Partitioner};
 use crate::shuffle::external_sort::SortOrder;
 use rand::Rng;
 use std::sync::Arc;
@@ -19,11 +19,12 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// `Some(0)` partitions is an [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     ///
     /// ```
+    /// use spate::Order;
     /// let ctx = spate::Context::new().unwrap();
-    /// let s = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(false, None).unwrap();
+    /// let s = ctx.parallelize(vec![(3, 'c'), (1, 'a'), (2, 'b')], 2).sort_by_key(Order::Descending, None).unwrap();
     /// assert_eq!(s.collect().unwrap(), [(3, 'c'), (2, 'b'), (1, 'a')]);
     /// ```
-    pub fn sort_by_key(&self, ascending: bool, num_partitions: Option<usize>) -> Result<Rdd<(K, V)>>
+    pub fn sort_by_key(&self, order: Order, num_partitions: Option<usize>) -> Result<Rdd<(K, V)>>
     where
         K: Ord,
     {
@@ -32,7 +33,8 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
         }
         let n = num_partitions.unwrap_or(self.num_partitions()).max(1);
         let bounds = range_bounds(&self.keys(), n)?;
-        let partitioner = Partitioner::range(bounds, ascending);
+        let partitioner = Partitioner::range(bounds, order);
+        let ascending = order == Order::Ascending;
         let sorter: Sorter<K, V> = SortOrder {
             sort: Arc::new(move |v: &mut Vec<(K, V)>| {
                 // Ties may come in any order, as in Spark: an unstable sort is faster.

@@ -280,22 +280,19 @@ impl<T: Data> Rdd<T> {
     /// ```
     /// let ctx = spate::Context::new().unwrap();
     /// let words = vec!["ccc".to_string(), "a".to_string(), "bb".to_string()];
-    /// let s = ctx.parallelize(words, 2).sort_by(|s| s.len(), true, None).unwrap();
+    /// let s = ctx.parallelize(words, 2).sort_by(|s| s.len(), spate::Order::Ascending, None).unwrap();
     /// assert_eq!(s.collect().unwrap(), ["a", "bb", "ccc"]);
     /// ```
     pub fn sort_by<K: Key + Ord>(
         &self,
         f: impl Fn(&T) -> K + Send + Sync + 'static,
-        ascending: bool,
+        order: crate::Order,
         num_partitions: Option<usize>,
     ) -> crate::Result<Rdd<T>>
     where
         T: crate::Value,
     {
-        Ok(self
-            .key_by(f)
-            .sort_by_key(ascending, num_partitions)?
-            .values())
+        Ok(self.key_by(f).sort_by_key(order, num_partitions)?.values())
     }
 
     /// The elements of `self` that are not in `other` (duplicates in `self`

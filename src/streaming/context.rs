@@ -18,6 +18,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How [`StreamingContext::stop`] ends the batches (Spark's
+/// `stopGracefully` flag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// After the batch running now, if any.
+    Immediately,
+    /// After batches have processed everything the inputs received.
+    Graceful,
+}
+
 /// The entry point of streaming (Spark's `StreamingContext`): define input
 /// streams and their transformations and outputs, then [`start`].
 ///
@@ -46,7 +56,7 @@ use std::time::{Duration, Instant};
 /// ssc.start().unwrap();
 /// clock.advance(Duration::from_millis(100));
 /// ssc.wait_for_batch(spate::streaming::Time::from_millis(100)).unwrap();
-/// ssc.stop(false).unwrap();
+/// ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
 /// assert_eq!(counts.lock().unwrap()[0], [("a".to_string(), 1), ("b".to_string(), 2)]);
 /// ```
 ///
@@ -504,11 +514,23 @@ impl StreamingContext {
         }
     }
 
-    /// Stops the batches and the inputs. With `graceful`, the data already
-    /// received is processed first: batches keep running (without waiting
-    /// for the clock) until no input has anything pending. The engine
-    /// context stays usable.
-    pub fn stop(&self, graceful: bool) -> Result<()> {
+    /// Stops the batches and the inputs. With [`StopMode::Graceful`], the
+    /// data already received is processed first: batches keep running
+    /// (without waiting for the clock) until no input has anything
+    /// pending. The engine context stays usable.
+    ///
+    /// ```
+    /// use spate::streaming::{StopMode, StreamQueue, StreamingContext};
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_millis(50))?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), true).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// ssc.stop(StopMode::Graceful)?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2], 1).count()?, 2); // still usable
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn stop(&self, mode: StopMode) -> Result<()> {
+        let graceful = mode == StopMode::Graceful;
         let inner = &self.inner;
         {
             let mut p = inner.progress.lock();
@@ -569,7 +591,7 @@ pub(super) const MAX_KEPT_BATCHES: usize = 100_000;
 
 impl Drop for StreamingContext {
     fn drop(&mut self) {
-        let _ = self.stop(false);
+        let _ = self.stop(StopMode::Immediately);
         // Outputs hold streams, which hold the graph: break the cycle.
         self.inner.graph.outputs.lock().clear();
         self.inner.graph.recovery.drop_restorers();

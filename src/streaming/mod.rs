@@ -43,7 +43,7 @@ mod watermark;
 mod window;
 
 pub use adaptive::AdaptiveBatching;
-pub use context::StreamingContext;
+pub use context::{StopMode, StreamingContext};
 pub use dstream::DStream;
 pub use event_window::{
     CountWindows, KeyedEventStream, OutputMode, SessionWindows, SlidingWindows, Trigger,

@@ -330,7 +330,7 @@ impl StreamingContext {
     /// ssc.start().unwrap();
     /// clock.advance(Duration::from_secs(1));
     /// ssc.wait_for_batch(spate::streaming::Time::from_millis(1000)).unwrap();
-    /// ssc.stop(false).unwrap();
+    /// ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     /// assert_eq!(*seen.lock().unwrap(), ["after"]); // old.txt was there before
     /// ```
     pub fn text_file_stream(&self, dir: impl Into<PathBuf>) -> DStream<String> {

@@ -699,7 +699,7 @@ fn stateful_stream(ctx: &spate::Context, log: &spate::EventLog, kill: bool) {
         assert!(Instant::now() < deadline, "the batches did not come");
         std::thread::sleep(Duration::from_millis(20));
     }
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     let mut fingerprint = 0u64;
     for o in &outputs {
         for batch in &o.lock().unwrap()[..STREAM_BATCHES] {

@@ -118,7 +118,7 @@ fn run_batches(ssc: &StreamingContext, clock: &ManualClock, interval: Duration, 
         clock.advance(interval);
         ssc.wait_for_batch(clock.now()).unwrap();
     }
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
 }
 
 fn w(start: i64, end: i64) -> Window {
@@ -639,7 +639,7 @@ fn an_adaptive_interval_changes_batches_but_not_event_time_results() {
         clock.advance(Duration::from_millis(5));
         ssc.await_batches_until(clock.now()).unwrap();
     }
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     let mut got = results.lock().unwrap().clone();
     got.sort();
     assert_eq!(got, expected);

@@ -130,7 +130,7 @@ fn run(
         clock.advance(tick);
         ssc.wait_for_batch(clock.now()).unwrap();
     }
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     let sorted = |v: &Arc<Mutex<Vec<Row>>>| {
         let mut v = v.lock().unwrap().clone();
         v.sort();

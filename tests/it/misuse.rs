@@ -214,17 +214,12 @@ fn zero_partitions_or_a_zero_step_is_an_invalid_argument_naming_the_operation() 
     );
     refused(
         "coalesce",
-        data.coalesce(0, false).count().map(|n| n as usize),
+        data.coalesce(0).count().map(|n| n as usize),
         "coalesce was asked for 0",
     );
     refused(
         "repartition",
         data.repartition(0).count().map(|n| n as usize),
-        "repartition was asked for 0",
-    );
-    refused(
-        "coalesce shuffle",
-        data.coalesce(0, true).count().map(|n| n as usize),
         "repartition was asked for 0",
     );
     refused(
@@ -250,7 +245,8 @@ fn zero_partitions_or_a_zero_step_is_an_invalid_argument_naming_the_operation() 
     );
     refused(
         "sort_by_key",
-        data.sort_by_key(true, Some(0)).map(|r| r.num_partitions()),
+        data.sort_by_key(spate::Order::Ascending, Some(0))
+            .map(|r| r.num_partitions()),
         "sort_by_key was asked for 0",
     );
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 
 use crate::common;
 use crate::common::{PARTITIONS, ctx, sorted};
-use spate::Partitioner;
+use spate::{Partitioner, Sampling};
 
 fn data() -> Vec<i64> {
     (0..50).map(|i| (i * 37) % 23 - 5).collect()
@@ -173,22 +173,18 @@ fn glom_union_and_coalesce_layouts() {
         vec![1, 2, 3, 4, 5, 1, 2, 3]
     );
     // Spark's coalescer without locality: contiguous ranges by the slicing rule.
-    let c = ctx
-        .parallelize((0..10).collect::<Vec<_>>(), 5)
-        .coalesce(3, false);
+    let c = ctx.parallelize((0..10).collect::<Vec<_>>(), 5).coalesce(3);
     assert_eq!(
         c.glom().collect().unwrap(),
         vec![vec![0, 1], vec![2, 3, 4, 5], vec![6, 7, 8, 9]]
     );
     assert_eq!(
-        ctx.parallelize(vec![1, 2], 2)
-            .coalesce(5, false)
-            .num_partitions(),
+        ctx.parallelize(vec![1, 2], 2).coalesce(5).num_partitions(),
         2
     );
     let s = ctx
         .parallelize((0..10).collect::<Vec<_>>(), 2)
-        .coalesce(4, true);
+        .repartition(4);
     assert_eq!(s.num_partitions(), 4);
     assert_eq!(sorted(s.collect().unwrap()), (0..10).collect::<Vec<_>>());
 }
@@ -260,19 +256,54 @@ fn zip_and_indexes() {
 fn sample_is_reproducible_and_respects_fraction() {
     let ctx = ctx();
     let r = ctx.range(0, 20_000, 1, 5);
-    let a = r.sample(false, 0.25, 7).unwrap().collect().unwrap();
-    assert_eq!(a, r.sample(false, 0.25, 7).unwrap().collect().unwrap());
-    assert_ne!(a, r.sample(false, 0.25, 8).unwrap().collect().unwrap());
+    let a = r
+        .sample(Sampling::WithoutReplacement, 0.25, 7)
+        .unwrap()
+        .collect()
+        .unwrap();
+    assert_eq!(
+        a,
+        r.sample(Sampling::WithoutReplacement, 0.25, 7)
+            .unwrap()
+            .collect()
+            .unwrap()
+    );
+    assert_ne!(
+        a,
+        r.sample(Sampling::WithoutReplacement, 0.25, 8)
+            .unwrap()
+            .collect()
+            .unwrap()
+    );
     assert!((4_500..5_500).contains(&a.len()), "{}", a.len());
     assert!(
         a.windows(2).all(|w| w[0] < w[1]),
         "without replacement keeps order and no duplicates"
     );
-    let b = r.sample(true, 2.0, 7).unwrap().collect().unwrap();
+    let b = r
+        .sample(Sampling::WithReplacement, 2.0, 7)
+        .unwrap()
+        .collect()
+        .unwrap();
     assert!((38_000..42_000).contains(&b.len()), "{}", b.len());
-    assert_eq!(r.sample(false, 0.0, 1).unwrap().count().unwrap(), 0);
-    assert_eq!(r.sample(false, 1.0, 1).unwrap().count().unwrap(), 20_000);
-    for (replace, fraction) in [(false, 1.5), (true, -0.1)] {
+    assert_eq!(
+        r.sample(Sampling::WithoutReplacement, 0.0, 1)
+            .unwrap()
+            .count()
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        r.sample(Sampling::WithoutReplacement, 1.0, 1)
+            .unwrap()
+            .count()
+            .unwrap(),
+        20_000
+    );
+    for (replace, fraction) in [
+        (Sampling::WithoutReplacement, 1.5),
+        (Sampling::WithReplacement, -0.1),
+    ] {
         let err = r.sample(replace, fraction, 1).unwrap_err();
         assert!(
             matches!(&err, spate::Error::InvalidArgument(m) if m.contains(&fraction.to_string())),
@@ -321,17 +352,25 @@ fn take_computes_only_what_it_needs() {
 fn sample_with_an_infinite_or_absurd_fraction_is_an_invalid_argument_not_an_empty_dataset() {
     let r = common::ctx().range(0, 100, 1, 2);
     for fraction in [f64::INFINITY, 1e300, f64::NAN, -1.0] {
-        let err = r.sample(true, fraction, 1).unwrap_err();
+        let err = r
+            .sample(Sampling::WithReplacement, fraction, 1)
+            .unwrap_err();
         assert!(
             matches!(err, spate::Error::InvalidArgument(_)),
             "{fraction}: {err}"
         );
     }
     assert!(matches!(
-        r.sample(false, f64::INFINITY, 1),
+        r.sample(Sampling::WithoutReplacement, f64::INFINITY, 1),
         Err(spate::Error::InvalidArgument(_))
     ));
-    assert_eq!(r.sample(true, 0.0, 1).unwrap().count().unwrap(), 0);
+    assert_eq!(
+        r.sample(Sampling::WithReplacement, 0.0, 1)
+            .unwrap()
+            .count()
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -384,30 +423,44 @@ fn take_sample_returns_exactly_n_elements_of_the_data_reproducibly() {
     let ctx = ctx();
     for parts in PARTITIONS {
         let data = ctx.range(0, 500, 1, parts);
-        let s = data.take_sample(false, 37, 9).unwrap();
+        let s = data
+            .take_sample(Sampling::WithoutReplacement, 37, 9)
+            .unwrap();
         assert_eq!(s.len(), 37);
         let distinct: std::collections::BTreeSet<i64> = s.iter().copied().collect();
         assert_eq!(distinct.len(), 37, "no element twice without replacement");
         assert!(s.iter().all(|x| (0..500).contains(x)));
-        assert_eq!(s, data.take_sample(false, 37, 9).unwrap(), "same seed");
-        assert_ne!(s, data.take_sample(false, 37, 10).unwrap(), "another seed");
-        let r = data.take_sample(true, 900, 3).unwrap();
+        assert_eq!(
+            s,
+            data.take_sample(Sampling::WithoutReplacement, 37, 9)
+                .unwrap(),
+            "same seed"
+        );
+        assert_ne!(
+            s,
+            data.take_sample(Sampling::WithoutReplacement, 37, 10)
+                .unwrap(),
+            "another seed"
+        );
+        let r = data.take_sample(Sampling::WithReplacement, 900, 3).unwrap();
         assert_eq!(r.len(), 900, "with replacement, more than the data");
         assert!(r.iter().all(|x| (0..500).contains(x)));
-        let mut everything = data.take_sample(false, 10_000, 5).unwrap();
+        let mut everything = data
+            .take_sample(Sampling::WithoutReplacement, 10_000, 5)
+            .unwrap();
         assert_ne!(everything, (0..500).collect::<Vec<_>>(), "shuffled");
         everything.sort();
         assert_eq!(everything, (0..500).collect::<Vec<_>>(), "all of it");
     }
     assert!(
         ctx.range(0, 10, 1, 2)
-            .take_sample(false, 0, 1)
+            .take_sample(Sampling::WithoutReplacement, 0, 1)
             .unwrap()
             .is_empty()
     );
     assert!(
         ctx.parallelize(Vec::<u8>::new(), 3)
-            .take_sample(true, 5, 1)
+            .take_sample(Sampling::WithReplacement, 5, 1)
             .unwrap()
             .is_empty()
     );

@@ -82,7 +82,7 @@ proptest! {
     #[test]
     fn sorting_matches_sort(data in prop::collection::vec(any::<i16>(), 0..400), parts in 1usize..12, out in 1usize..8, asc in any::<bool>(), c in 0usize..3) {
         let ctx = &contexts()[c];
-        let r = ctx.parallelize(data.iter().map(|&x| (x, ())).collect(), parts).sort_by_key(asc, Some(out)).unwrap();
+        let r = ctx.parallelize(data.iter().map(|&x| (x, ())).collect(), parts).sort_by_key(if asc { spate::Order::Ascending } else { spate::Order::Descending }, Some(out)).unwrap();
         let mut expected = data.clone();
         expected.sort();
         if !asc { expected.reverse(); }
@@ -103,7 +103,7 @@ proptest! {
     fn layout_changes_keep_every_element(data in prop::collection::vec(any::<u32>(), 0..300), parts in 1usize..16, n in 1usize..16, c in 0usize..3) {
         let ctx = &contexts()[c];
         let r = ctx.parallelize(data.clone(), parts);
-        prop_assert_eq!(r.coalesce(n, false).collect().unwrap(), data.clone());
+        prop_assert_eq!(r.coalesce(n).collect().unwrap(), data.clone());
         let rep = r.repartition(n);
         prop_assert_eq!(rep.num_partitions(), n);
         prop_assert_eq!(sorted(rep.collect().unwrap()), sorted(data.clone()));
@@ -155,7 +155,7 @@ fn pipeline(ctx: &Context, which: u8, data: &[(u8, i32)], parts: usize) -> Vec<(
             r.join(&other).map_values(|(a, b)| a * 10 + b).collect()
         }
         3 => r
-            .sort_by_key(true, Some(3))
+            .sort_by_key(spate::Order::Ascending, Some(3))
             .map(|p| p.map(|(k, v)| (k, v)))
             .and_then(|s| s.collect()),
         _ => {

@@ -51,7 +51,7 @@ fn run_all(ctx: &Context) -> Vec<Vec<String>> {
                 .collect()
                 .unwrap(),
         ),
-        r.sort_by_key(true, Some(4))
+        r.sort_by_key(spate::Order::Ascending, Some(4))
             .unwrap()
             .keys()
             .map(|k| k.to_string())
@@ -124,15 +124,15 @@ fn sort_by_key_of_data_many_times_the_budget_merges_spilled_runs() {
     let data: Vec<(u64, String)> = (0..60_000u64)
         .map(|i| ((i * 2_654_435_761) % 100_003, format!("v{i}")))
         .collect();
-    for ascending in [true, false] {
+    for order in [spate::Order::Ascending, spate::Order::Descending] {
         let sorted_rdd = ctx
             .parallelize(data.clone(), 5)
-            .sort_by_key(ascending, Some(3))
+            .sort_by_key(order, Some(3))
             .unwrap();
         let got = sorted_rdd.collect().unwrap();
         let mut keys: Vec<u64> = data.iter().map(|p| p.0).collect();
         keys.sort();
-        if !ascending {
+        if order == spate::Order::Descending {
             keys.reverse();
         }
         assert_eq!(got.iter().map(|p| p.0).collect::<Vec<_>>(), keys);

@@ -616,7 +616,7 @@ fn lifecycle_errors_are_reported_and_the_engine_stays_usable() {
         input.count().foreach_rdd(|_, _| Ok(())).is_err(),
         "output after start"
     );
-    h.ssc.stop(false).unwrap();
+    h.ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     assert_eq!(h.ctx.parallelize(vec![1, 2], 2).count().unwrap(), 2);
 }
 
@@ -654,7 +654,7 @@ fn a_graceful_stop_processes_queued_data_first() {
     }
     let out = h.collect(&h.ssc.queue_stream(&q, true));
     h.run(1);
-    h.ssc.stop(true).unwrap();
+    h.ssc.stop(spate::streaming::StopMode::Graceful).unwrap();
     assert_eq!(outputs(&out), [vec![0], vec![1], vec![2]]);
     assert!(q.is_empty());
     assert!(
@@ -673,7 +673,7 @@ fn an_immediate_stop_leaves_queued_data() {
     }
     let out = h.collect(&h.ssc.queue_stream(&q, true));
     h.run(1);
-    h.ssc.stop(false).unwrap();
+    h.ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     assert_eq!(outputs(&out), [vec![0]]);
     assert_eq!(q.len(), 2);
 }
@@ -686,7 +686,7 @@ fn listeners_see_every_batch_and_the_summary_at_stop() {
     let input = h.input(vec![vec![1, 2], vec![3]], 1);
     let _ = h.collect(&input);
     h.run(2);
-    h.ssc.stop(false).unwrap();
+    h.ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     let times: Vec<Time> = log.batches().iter().map(|b| b.time).collect();
     assert_eq!(times, [ms(100), ms(200)]);
     let stopped = log.events().into_iter().find_map(|e| match e {
@@ -1244,7 +1244,7 @@ fn an_output_may_stop_its_own_context() {
             sink.lock().unwrap().extend(&batch);
             if batch == [2] {
                 if let Some(ssc) = weak.upgrade() {
-                    ssc.stop(false)?;
+                    ssc.stop(spate::streaming::StopMode::Immediately)?;
                 }
             }
             Ok(())
@@ -1463,7 +1463,7 @@ fn a_queue_stream_with_a_checkpoint_is_refused_at_start() {
         .foreach_rdd(|_, _| Ok(()))
         .unwrap();
     ssc.start().unwrap();
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn program(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> spate
             break;
         }
     }
-    ssc.stop(false)
+    ssc.stop(spate::streaming::StopMode::Immediately)
 }
 
 fn sessions(

@@ -59,7 +59,7 @@ fn the_socket_client_reads_lines_reconnects_and_counts_bad_utf8() {
         .len()
         >= 3));
     server.join().unwrap();
-    ssc.stop(true).unwrap();
+    ssc.stop(spate::streaming::StopMode::Graceful).unwrap();
     let mut got = lines.lock().unwrap().clone();
     got.sort();
     assert_eq!(got, ["a b", "c", "d"]);
@@ -105,7 +105,7 @@ fn the_socket_client_retries_until_a_server_appears() {
         .lock()
         .unwrap()
         .is_empty()));
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     assert_eq!(*lines.lock().unwrap(), ["late"]);
 }
 
@@ -116,7 +116,7 @@ fn a_graceful_stop_processes_every_generated_record_exactly_once() {
     let got = gather(&ssc.generator_stream(20_000.0, |i| i));
     ssc.start().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    ssc.stop(true).unwrap();
+    ssc.stop(spate::streaming::StopMode::Graceful).unwrap();
     let mut got = got.lock().unwrap().clone();
     got.sort();
     let n = got.len() as u64;
@@ -151,7 +151,7 @@ fn backpressure_caps_and_lowers_the_receiving_rate_when_batches_fall_behind() {
         .unwrap();
     ssc.start().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     let rates: Vec<f64> = log
         .events()
         .into_iter()
@@ -219,7 +219,7 @@ fn a_custom_rate_estimator_sees_every_batch_and_sets_the_rate_capped_by_the_maxi
         clock.advance(tick);
         ssc.wait_for_batch(Time::from_millis(100 * b)).unwrap();
     }
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     let calls = calls.lock().unwrap().clone();
     let batches = log.batches();
     assert_eq!(calls.len(), 3, "{calls:?}");
@@ -330,5 +330,5 @@ fn a_start_that_fails_part_way_stops_the_receivers_it_had_started() {
         "the first receiver's thread still runs"
     );
     assert!(matches!(ssc.start(), Err(spate::Error::StreamingState(_))));
-    ssc.stop(false).unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
 }

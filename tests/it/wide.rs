@@ -244,20 +244,20 @@ fn sort_by_key_gives_globally_ordered_partitions() {
         .map(|i| (((i as i64) * 7919) % 1009 - 500, i))
         .collect();
     for p in PARTITIONS {
-        for ascending in [true, false] {
+        for order in [spate::Order::Ascending, spate::Order::Descending] {
             for out in [None, Some(1), Some(5)] {
                 let s = ctx
                     .parallelize(data.clone(), p)
-                    .sort_by_key(ascending, out)
+                    .sort_by_key(order, out)
                     .unwrap();
                 let got = s.collect().unwrap();
                 let keys: Vec<i64> = got.iter().map(|x| x.0).collect();
                 let mut expected_keys: Vec<i64> = data.iter().map(|x| x.0).collect();
                 expected_keys.sort();
-                if !ascending {
+                if order == spate::Order::Descending {
                     expected_keys.reverse();
                 }
-                assert_eq!(keys, expected_keys, "p={p} asc={ascending} out={out:?}");
+                assert_eq!(keys, expected_keys, "p={p} {order:?} out={out:?}");
                 assert_eq!(sorted(got), sorted(data.clone()));
                 let parts = s.num_partitions();
                 assert!(
@@ -273,14 +273,14 @@ fn sort_by_key_gives_globally_ordered_partitions() {
     );
     assert_eq!(
         words
-            .sort_by(|w| w.len(), true, None)
+            .sort_by(|w| w.len(), spate::Order::Ascending, None)
             .unwrap()
             .collect()
             .unwrap()[0],
         "fig"
     );
     let by_len = words
-        .sort_by(|w| w.len(), false, Some(3))
+        .sort_by(|w| w.len(), spate::Order::Descending, Some(3))
         .unwrap()
         .collect()
         .unwrap();
@@ -296,12 +296,12 @@ fn sort_handles_skewed_and_constant_keys() {
     let same: Vec<(u8, usize)> = (0..1000).map(|i| (7, i)).collect();
     let s = ctx
         .parallelize(same.clone(), 4)
-        .sort_by_key(true, Some(4))
+        .sort_by_key(spate::Order::Ascending, Some(4))
         .unwrap();
     assert_eq!(sorted(s.collect().unwrap()), same);
     let empty = ctx
         .parallelize(Vec::<(u8, u8)>::new(), 3)
-        .sort_by_key(true, None)
+        .sort_by_key(spate::Order::Ascending, None)
         .unwrap();
     assert_eq!(empty.collect().unwrap(), vec![]);
 }
