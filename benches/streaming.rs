@@ -42,7 +42,7 @@ fn overhead() {
         .collect();
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(1)).expect("streaming context");
     let queue: StreamQueue<String> = StreamQueue::new();
-    ssc.queue_stream(&queue, true)
+    ssc.queue_stream(&queue, spate::streaming::Dequeue::OneAtATime)
         .flat_map(|line| {
             line.split_ascii_whitespace()
                 .map(Str::from)

@@ -53,7 +53,7 @@ fn main() -> Result<(), spate::Report> {
             ctx.default_parallelism(),
             // Words that left the window entirely are dropped.
             Some(Arc::new(|(_, n): &(Str, u64)| *n > 0)),
-        )?;
+        );
     windowed.print(20)?;
     ssc.start()?;
     Ok(ssc.await_termination()?)

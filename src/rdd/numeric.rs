@@ -279,49 +279,40 @@ impl<T: Data> Rdd<T> {
                 })
                 .collect()
         };
-        let counts = self.histogram_with(&boundaries)?;
+        let counts =
+            self.count_in_buckets(&boundaries, |x| Some(x.to_f64()).filter(|v| !v.is_nan()))?;
         Ok(Histogram { boundaries, counts })
     }
 
-    /// Counts per bucket for the given ascending `boundaries`: bucket i is
-    /// \[b\[i\], b\[i+1\]), the last one closed. Values outside are ignored.
-    pub fn histogram_with(&self, boundaries: &[f64]) -> Result<Vec<u64>>
-    where
-        T: super::Numeric,
-    {
-        if boundaries.len() < 2
-            || boundaries
-                .windows(2)
-                .any(|w| !(w[0] < w[1] || (w[0] == w[1] && boundaries.len() == 2)))
-        {
-            return Err(Error::InvalidArgument(
-                "histogram boundaries must be at least two, sorted and distinct".into(),
-            ));
-        }
-        self.count_in_buckets(boundaries, |x| Some(x.to_f64()).filter(|v| !v.is_nan()))
-    }
-
-    /// Counts per bucket for ascending `bounds` over any ordered type
-    /// (PySpark's `histogram` with explicit buckets): bucket i holds
-    /// `bounds[i] <= x < bounds[i + 1]`, the last one also `x == bounds[n]`;
-    /// elements outside are not counted. An `InvalidArgument` unless there
+    /// Counts per bucket for ascending `bounds` over any ordered type,
+    /// floats included (PySpark's `histogram` with explicit buckets): bucket
+    /// i holds `bounds[i] <= x < bounds[i + 1]`, the last one also
+    /// `x == bounds[n]`; elements outside, and those not comparable with
+    /// themselves (NaN), are not counted. An `InvalidArgument` unless there
     /// are at least two bounds, strictly ascending.
     ///
     /// ```
     /// let ctx = spate::Context::new().unwrap();
     /// let words = ctx.parallelize(vec!['a', 'k', 'm', 'z', 'f'], 2);
     /// assert_eq!(words.histogram_by_bounds(&['a', 'g', 'n', 'z']).unwrap(), [2, 2, 1]);
+    /// let xs = ctx.parallelize(vec![0.5, 1.5, 2.0, f64::NAN], 2);
+    /// assert_eq!(xs.histogram_by_bounds(&[0.0, 1.0, 2.0]).unwrap(), [1, 2]);
     /// ```
     pub fn histogram_by_bounds(&self, bounds: &[T]) -> Result<Vec<u64>>
     where
-        T: Ord,
+        T: PartialOrd,
     {
-        if bounds.len() < 2 || bounds.windows(2).any(|w| w[0] >= w[1]) {
+        if bounds.len() < 2
+            || bounds
+                .windows(2)
+                .any(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+        {
             return Err(Error::InvalidArgument(
                 "histogram bounds must be at least two, strictly ascending".into(),
             ));
         }
-        self.count_in_buckets(bounds, Some)
+        #[allow(clippy::eq_op)] // NaN is the value not equal to itself
+        self.count_in_buckets(bounds, |x| (x == x).then_some(x))
     }
 
     /// Counts per bucket of ascending `bounds` (bucket i is `[b[i], b[i+1])`,

@@ -43,7 +43,7 @@ pub enum StopMode {
 /// queue.push(ctx.parallelize(vec!["a b".to_string(), "b".to_string()], 2));
 /// let counts = Arc::new(Mutex::new(Vec::new()));
 /// let sink = counts.clone();
-/// ssc.queue_stream(&queue, true)
+/// ssc.queue_stream(&queue, spate::streaming::Dequeue::OneAtATime)
 ///     .flat_map(|line| line.split(' ').map(str::to_owned).collect::<Vec<_>>())
 ///     .map(|w| (w, 1))
 ///     .reduce_by_key(|a, b| a + b)
@@ -330,6 +330,9 @@ impl StreamingContext {
     /// zero time.
     fn prepare(&self) -> Result<(JobGenerator, Time, Time)> {
         let inner = &self.inner;
+        if let Some(e) = inner.graph.take_refusal() {
+            return Err(e);
+        }
         if inner.graph.recovery.checkpoint_dir().is_some()
             && let Some((stream, _)) = inner
                 .graph
@@ -523,7 +526,7 @@ impl StreamingContext {
     /// use spate::streaming::{StopMode, StreamQueue, StreamingContext};
     /// let ctx = spate::Context::new()?;
     /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_millis(50))?;
-    /// ssc.queue_stream(&StreamQueue::<u8>::new(), true).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), spate::streaming::Dequeue::OneAtATime).foreach_rdd(|_, _| Ok(()))?;
     /// ssc.start()?;
     /// ssc.stop(StopMode::Graceful)?;
     /// assert_eq!(ctx.parallelize(vec![1, 2], 1).count()?, 2); // still usable

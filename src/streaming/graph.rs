@@ -8,7 +8,7 @@ use super::pacing::Pacing;
 use super::recovery::Recovery;
 use super::time::Time;
 use crate::context::Context;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use std::path::Path;
 use std::sync::Arc;
@@ -93,6 +93,11 @@ pub(crate) struct Graph {
     pub(crate) meters: Meters,
     pub(crate) pacing: Pacing,
     pub(crate) recovery: Recovery,
+    /// Errors found while the graph was built (a window that is not a
+    /// multiple of its parent's slide, streams of different slides
+    /// combined): `start()` reports the first, so building a stream never
+    /// returns a `Result`, as building a dataset does not.
+    refusals: Mutex<Vec<Error>>,
 }
 
 impl Graph {
@@ -107,7 +112,21 @@ impl Graph {
             meters: Meters::default(),
             pacing: Pacing::default(),
             recovery: Recovery::default(),
+            refusals: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records `check`'s error, if any, for `start()` to report.
+    pub(crate) fn refuse_unless(&self, check: Result<()>) {
+        if let Err(e) = check {
+            self.refusals.lock().push(e);
+        }
+    }
+
+    /// The first error recorded while the graph was built.
+    pub(crate) fn take_refusal(&self) -> Option<Error> {
+        let mut refusals = self.refusals.lock();
+        (!refusals.is_empty()).then(|| refusals.remove(0))
     }
 
     pub(crate) fn next_stream_id(&self) -> usize {

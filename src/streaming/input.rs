@@ -56,9 +56,20 @@ impl<T: Data> StreamQueue<T> {
     }
 }
 
+/// How many queued datasets a batch of a
+/// [`queue_stream`](StreamingContext::queue_stream) takes (Spark's
+/// `oneAtATime`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dequeue {
+    /// The oldest one, so each queued dataset is a batch of its own.
+    OneAtATime,
+    /// Everything queued, as one union.
+    All,
+}
+
 struct QueueInput<T> {
     queue: StreamQueue<T>,
-    one_at_a_time: bool,
+    dequeue: Dequeue,
     /// The batch when the queue is empty (an empty dataset if `None`).
     default: Option<Rdd<T>>,
     ctx: crate::Context,
@@ -67,10 +78,9 @@ struct QueueInput<T> {
 impl<T: Data> StreamOp<T> for QueueInput<T> {
     fn compute(&self, _: &DStream<T>, _time: Time) -> Result<Option<Rdd<T>>> {
         let mut q = self.queue.rdds.lock();
-        let taken: Vec<Rdd<T>> = if self.one_at_a_time {
-            q.pop_front().into_iter().collect()
-        } else {
-            q.drain(..).collect()
+        let taken: Vec<Rdd<T>> = match self.dequeue {
+            Dequeue::OneAtATime => q.pop_front().into_iter().collect(),
+            Dequeue::All => q.drain(..).collect(),
         };
         Ok(Some(match taken.len() {
             0 => match &self.default {
@@ -94,20 +104,41 @@ impl<T: Data> Input for StreamQueue<T> {
 }
 
 impl StreamingContext {
-    /// A stream whose batches are the queue's datasets: one per batch with
-    /// `one_at_a_time`, else everything queued (as one union) per batch;
-    /// an empty dataset when the queue is empty. For tests and demos; not
-    /// recoverable after a crash, since the datasets live in the driver: a
-    /// context with a checkpoint directory refuses to start with one.
-    pub fn queue_stream<T: Data>(&self, queue: &StreamQueue<T>, one_at_a_time: bool) -> DStream<T> {
-        self.queue_input(queue, one_at_a_time, None)
+    /// A stream whose batches are the queue's datasets, taken as `dequeue`
+    /// says; an empty dataset when the queue is empty. For tests and demos;
+    /// not recoverable after a crash, since the datasets live in the
+    /// driver: a context with a checkpoint directory refuses to start with
+    /// one.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// let ctx = spate::Context::new().unwrap();
+    /// let clock = ManualClock::new();
+    /// let tick = std::time::Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone()).unwrap();
+    /// let queue = StreamQueue::new();
+    /// queue.push(ctx.parallelize(vec![1], 1));
+    /// queue.push(ctx.parallelize(vec![2, 3], 1));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&queue, Dequeue::All)
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().push(rdd.collect()?)))
+    ///     .unwrap();
+    /// ssc.start().unwrap();
+    /// clock.advance(tick);
+    /// ssc.wait_for_batch(Time::from_millis(100)).unwrap();
+    /// assert_eq!(*seen.lock().unwrap(), [vec![1, 2, 3]]);
+    /// ```
+    pub fn queue_stream<T: Data>(&self, queue: &StreamQueue<T>, dequeue: Dequeue) -> DStream<T> {
+        self.queue_input(queue, dequeue, None)
     }
 
     /// [`queue_stream`](Self::queue_stream) whose batch is `default` when
     /// the queue is empty (Spark's `defaultRDD`).
     ///
     /// ```
-    /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
     /// use std::sync::{Arc, Mutex};
     /// let ctx = spate::Context::new().unwrap();
     /// let clock = ManualClock::new();
@@ -117,7 +148,7 @@ impl StreamingContext {
     /// queue.push(ctx.parallelize(vec![1, 2], 1));
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
-    /// ssc.queue_stream_with_default(&queue, true, ctx.parallelize(vec![0], 1))
+    /// ssc.queue_stream_or_default(&queue, Dequeue::OneAtATime, ctx.parallelize(vec![0], 1))
     ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().push(rdd.collect()?)))
     ///     .unwrap();
     /// ssc.start().unwrap();
@@ -127,19 +158,19 @@ impl StreamingContext {
     /// }
     /// assert_eq!(*seen.lock().unwrap(), [vec![1, 2], vec![0]]);
     /// ```
-    pub fn queue_stream_with_default<T: Data>(
+    pub fn queue_stream_or_default<T: Data>(
         &self,
         queue: &StreamQueue<T>,
-        one_at_a_time: bool,
+        dequeue: Dequeue,
         default: Rdd<T>,
     ) -> DStream<T> {
-        self.queue_input(queue, one_at_a_time, Some(default))
+        self.queue_input(queue, dequeue, Some(default))
     }
 
     fn queue_input<T: Data>(
         &self,
         queue: &StreamQueue<T>,
-        one_at_a_time: bool,
+        dequeue: Dequeue,
         default: Option<Rdd<T>>,
     ) -> DStream<T> {
         let graph = self.graph();
@@ -149,7 +180,7 @@ impl StreamingContext {
             spec,
             QueueInput {
                 queue: queue.clone(),
-                one_at_a_time,
+                dequeue,
                 default,
                 ctx: self.context().clone(),
             },

@@ -291,8 +291,9 @@ impl<K: Key, L: Value> KeyedEventStream<K, L> {
     /// rows are buffered only as long as the bound allows (see
     /// [`IntervalJoin`] for the kinds).
     ///
-    /// `InvalidArgument` if `lower > upper`; an error if the streams belong
-    /// to different streaming contexts.
+    /// [`start`](super::StreamingContext::start) is an `InvalidArgument` if
+    /// `lower > upper` or the streams belong to different streaming
+    /// contexts.
     ///
     /// Ad impressions `(ad, ms)` joined with the clicks `(ad, ms)` that
     /// came within 1 s after them:
@@ -311,10 +312,10 @@ impl<K: Key, L: Value> KeyedEventStream<K, L> {
     /// // Both watermarks pass 2 000, so the unclicked 'y' is final.
     /// shown.push(ctx.parallelize(vec![('z', 9_000i64)], 1));
     /// clicked.push(ctx.parallelize(vec![('z', 9_000i64)], 1));
-    /// let stamp = |q| ssc.queue_stream(q, true).with_timestamps(|e: &(char, i64)| e.1, WatermarkStrategy::monotonous());
+    /// let stamp = |q| ssc.queue_stream(q, spate::streaming::Dequeue::OneAtATime).with_timestamps(|e: &(char, i64)| e.1, WatermarkStrategy::monotonous());
     /// let impressions = stamp(&shown).key_by(|e| e.0);
     /// let clicks = stamp(&clicked).key_by(|e| e.0);
-    /// let out = impressions.interval_join(&clicks, 0, 1_000)?.left_outer();
+    /// let out = impressions.interval_join(&clicks, 0, 1_000).left_outer();
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
     /// out.joined.foreach_rdd(move |rdd, _| {
@@ -338,26 +339,28 @@ impl<K: Key, L: Value> KeyedEventStream<K, L> {
         other: &KeyedEventStream<K, R>,
         lower: EventTime,
         upper: EventTime,
-    ) -> Result<IntervalJoin<K, L, R>> {
-        if lower > upper {
-            return Err(Error::InvalidArgument(format!(
+    ) -> IntervalJoin<K, L, R> {
+        self.events.stamped.graph().refuse_unless(if lower > upper {
+            Err(Error::InvalidArgument(format!(
                 "interval_join: the lower bound {lower} ms is above the upper bound {upper} ms"
-            )));
-        }
+            )))
+        } else {
+            Ok(())
+        });
         let left = tagged(&self.events, Side::Left);
         let right = tagged(&other.events, Side::Right);
-        let union = left.union_with(&right, WatermarkPolicy::Min)?;
+        let union = left.union_with(&right, WatermarkPolicy::Min);
         let (key_left, key_right) = (self.key_of.clone(), other.key_of.clone());
         let key_of: Arc<dyn Fn(&Side<L, R>) -> K + Send + Sync> = Arc::new(move |s| match s {
             Side::Left(l) => key_left(l),
             Side::Right(r) => key_right(r),
         });
-        Ok(IntervalJoin {
+        IntervalJoin {
             union,
             key_of,
             bounds: Bounds { lower, upper },
             partitioning: Partitioning::Default,
-        })
+        }
     }
 }
 

@@ -49,7 +49,7 @@ pub use event_window::{
     CountWindows, KeyedEventStream, OutputMode, SessionWindows, SlidingWindows, Trigger,
     TumblingWindows, Window, WindowAssigner, WindowResult, WindowedOutput, WindowedStream,
 };
-pub use input::StreamQueue;
+pub use input::{Dequeue, StreamQueue};
 pub use interval_join::{IntervalJoin, IntervalJoinOutput};
 pub use metrics::{
     BatchInfo, StateSize, StreamingEvent, StreamingListener, StreamingLog, StreamingSummary,

@@ -54,7 +54,7 @@ impl<T: Data> DStream<T> {
     /// q.push(ctx.parallelize(vec!["1".to_string(), "22".to_string()], 2));
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
-    /// ssc.queue_stream(&q, true)
+    /// ssc.queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
     ///     .try_map(|s| s.parse::<u32>())
     ///     .foreach_rdd(move |rdd, _| {
     ///         sink.lock().unwrap().extend(rdd.collect()?);
@@ -147,16 +147,60 @@ impl<T: Data> DStream<T> {
     }
 
     /// A transformation of this stream's and `other`'s datasets of the same
-    /// batch. The two streams must have the same slide duration.
-    pub fn transform_with<U: Data, R: Data>(
+    /// batch (Spark's `transformWith`). The two streams must be of one
+    /// streaming context and have the same slide duration, else
+    /// [`start`](super::StreamingContext::start) is an
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let tick = std::time::Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone())?;
+    /// let (words, stop) = (StreamQueue::new(), StreamQueue::new());
+    /// words.push(ctx.parallelize(vec!['a', 't', 'b'], 2));
+    /// stop.push(ctx.parallelize(vec!['t'], 1));
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.queue_stream(&words, Dequeue::OneAtATime)
+    ///     .transform2(&ssc.queue_stream(&stop, Dequeue::OneAtATime), |w, s, _| Ok(w.subtract(s)))
+    ///     .foreach_rdd(move |rdd, _| {
+    ///         let mut kept = rdd.collect()?;
+    ///         kept.sort();
+    ///         Ok(sink.lock().unwrap().extend(kept))
+    ///     })?;
+    /// ssc.start()?;
+    /// clock.advance(tick);
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(*seen.lock().unwrap(), ['a', 'b']);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn transform2<U: Data, R: Data>(
         &self,
         other: &DStream<U>,
         f: impl Fn(&Rdd<T>, &Rdd<U>, Time) -> Result<Rdd<R>> + Send + Sync + 'static,
-    ) -> Result<DStream<R>> {
-        check_same_slide(self.as_any().as_ref(), other.as_any().as_ref())?;
-        let mut spec = NewStream::child_of("transform_with", self.as_any().as_ref());
+    ) -> DStream<R> {
+        self.combined("transform2", other, f)
+    }
+
+    /// [`transform2`](Self::transform2) named `name` (in errors and the
+    /// stream's name).
+    pub(crate) fn combined<U: Data, R: Data>(
+        &self,
+        name: &'static str,
+        other: &DStream<U>,
+        f: impl Fn(&Rdd<T>, &Rdd<U>, Time) -> Result<Rdd<R>> + Send + Sync + 'static,
+    ) -> DStream<R> {
+        self.graph().refuse_unless(check_combinable(
+            name,
+            self.as_any().as_ref(),
+            other.as_any().as_ref(),
+        ));
+        let mut spec = NewStream::child_of(name, self.as_any().as_ref());
         spec.parents = vec![self.as_any(), other.as_any()];
-        Ok(DStream::from_op(
+        DStream::from_op(
             self.graph(),
             spec,
             TransformWith {
@@ -164,13 +208,14 @@ impl<T: Data> DStream<T> {
                 right: other.clone(),
                 f,
             },
-        ))
+        )
     }
 
     /// The elements of both streams, batch by batch. The streams must have
-    /// the same slide duration.
-    pub fn union(&self, other: &DStream<T>) -> Result<DStream<T>> {
-        self.transform_with(other, |a, b, _| Ok(a.union(b)))
+    /// the same slide duration (checked at `start`, as for
+    /// [`transform2`](Self::transform2)).
+    pub fn union(&self, other: &DStream<T>) -> DStream<T> {
+        self.combined("union", other, |a, b, _| Ok(a.union(b)))
     }
 
     /// The number of elements of each batch, as a one-element dataset (0
@@ -224,12 +269,19 @@ impl<T: Data> DStream<T> {
     }
 }
 
-pub(crate) fn check_same_slide(a: &dyn AnyStream, b: &dyn AnyStream) -> Result<()> {
-    if a.base().slide != b.base().slide {
+/// Whether `a` and `b` can be combined batch by batch by `op`.
+fn check_combinable(op: &str, a: &dyn AnyStream, b: &dyn AnyStream) -> Result<()> {
+    let (a, b) = (a.base(), b.base());
+    if !Arc::ptr_eq(&a.graph, &b.graph) {
         return Err(Error::InvalidArgument(format!(
-            "streams with different slide durations ({:?} and {:?}) cannot be combined batch by batch",
-            a.base().slide,
-            b.base().slide
+            "{op}: streams {} and {} belong to different streaming contexts",
+            a.id, b.id
+        )));
+    }
+    if a.slide != b.slide {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: streams with different slide durations ({:?} and {:?}) cannot be combined batch by batch",
+            a.slide, b.slide
         )));
     }
     Ok(())

@@ -2,7 +2,6 @@
 
 use super::dstream::DStream;
 use crate::data::{Key, Value};
-use crate::error::Result;
 use crate::partitioner::Partitioning;
 use std::sync::Arc;
 
@@ -83,39 +82,38 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     }
 
     /// Joins each batch with `other`'s batch of the same time.
-    pub fn join<W: Value>(&self, other: &DStream<(K, W)>) -> Result<DStream<(K, (V, W))>> {
-        self.transform_with(other, |a, b, _| Ok(a.join(b)))
+    pub fn join<W: Value>(&self, other: &DStream<(K, W)>) -> DStream<(K, (V, W))> {
+        self.combined("join", other, |a, b, _| Ok(a.join(b)))
     }
 
     /// Left outer join, batch by batch.
     pub fn left_outer_join<W: Value>(
         &self,
         other: &DStream<(K, W)>,
-    ) -> Result<DStream<(K, (V, Option<W>))>> {
-        self.transform_with(other, |a, b, _| Ok(a.left_outer_join(b)))
+    ) -> DStream<(K, (V, Option<W>))> {
+        self.combined("left_outer_join", other, |a, b, _| Ok(a.left_outer_join(b)))
     }
 
     /// Right outer join, batch by batch.
     pub fn right_outer_join<W: Value>(
         &self,
         other: &DStream<(K, W)>,
-    ) -> Result<DStream<(K, (Option<V>, W))>> {
-        self.transform_with(other, |a, b, _| Ok(a.right_outer_join(b)))
+    ) -> DStream<(K, (Option<V>, W))> {
+        self.combined("right_outer_join", other, |a, b, _| {
+            Ok(a.right_outer_join(b))
+        })
     }
 
     /// Full outer join, batch by batch.
     pub fn full_outer_join<W: Value>(
         &self,
         other: &DStream<(K, W)>,
-    ) -> Result<DStream<(K, (Option<V>, Option<W>))>> {
-        self.transform_with(other, |a, b, _| Ok(a.full_outer_join(b)))
+    ) -> DStream<(K, (Option<V>, Option<W>))> {
+        self.combined("full_outer_join", other, |a, b, _| Ok(a.full_outer_join(b)))
     }
 
     /// Cogroup, batch by batch.
-    pub fn cogroup<W: Value>(
-        &self,
-        other: &DStream<(K, W)>,
-    ) -> Result<DStream<(K, (Vec<V>, Vec<W>))>> {
-        self.transform_with(other, |a, b, _| Ok(a.cogroup(b)))
+    pub fn cogroup<W: Value>(&self, other: &DStream<(K, W)>) -> DStream<(K, (Vec<V>, Vec<W>))> {
+        self.combined("cogroup", other, |a, b, _| Ok(a.cogroup(b)))
     }
 }

@@ -189,7 +189,7 @@ impl<T: Value> DStream<T> {
     /// q.push(ctx.parallelize(vec![('u', 1_000i64), ('u', 1_400)], 1));
     /// q.push(ctx.parallelize(vec![('u', 9_000i64)], 1)); // moves the watermark past the session
     /// let sessions = ssc
-    ///     .queue_stream(&q, true)
+    ///     .queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
     ///     .with_timestamps(|c: &(char, i64)| c.1, WatermarkStrategy::monotonous())
     ///     .key_by(|c| c.0)
     ///     .window(SessionWindows::with_gap(Duration::from_secs(1)))
@@ -250,7 +250,7 @@ impl<T: Value> EventStream<T> {
     /// the smaller of its own input's just before it and the other input's
     /// at the previous batch boundary. Same as
     /// [`union_with`](Self::union_with) and [`WatermarkPolicy::Min`].
-    pub fn union(&self, other: &EventStream<T>) -> Result<EventStream<T>> {
+    pub fn union(&self, other: &EventStream<T>) -> EventStream<T> {
         self.union_with(other, WatermarkPolicy::Min)
     }
 
@@ -258,18 +258,15 @@ impl<T: Value> EventStream<T> {
     /// `policy` (Spark's `multipleWatermarkPolicy`). With
     /// [`WatermarkPolicy::Max`] the faster input sets the pace: records of
     /// the slower one may then be late. Either way the combined watermark
-    /// never decreases.
-    pub fn union_with(
-        &self,
-        other: &EventStream<T>,
-        policy: WatermarkPolicy,
-    ) -> Result<EventStream<T>> {
+    /// never decreases. Streams of different slides or streaming contexts
+    /// make [`start`](super::StreamingContext::start) an error.
+    pub fn union_with(&self, other: &EventStream<T>, policy: WatermarkPolicy) -> EventStream<T> {
         let watermarks = Arc::new(Watermarks::default());
         let (a, b) = (self.clone(), other.clone());
         let out = watermarks.clone();
         let stamped = self
             .stamped
-            .transform_with(&other.stamped, move |x, y, time| {
+            .combined("union", &other.stamped, move |x, y, time| {
                 let before = a.stamped.time_before(time);
                 let (pa, pb) = (a.watermarks.at(before), b.watermarks.at(before));
                 let (na, nb) = (a.watermarks.at(time), b.watermarks.at(time));
@@ -316,12 +313,12 @@ impl<T: Value> EventStream<T> {
                     },
                 );
                 Ok(xa.union(&yb))
-            })?;
+            });
         register(&stamped, &watermarks);
-        Ok(EventStream {
+        EventStream {
             stamped,
             watermarks,
-        })
+        }
     }
 }
 

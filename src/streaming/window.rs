@@ -20,6 +20,9 @@ impl<T: Data> DStream<T> {
         check_duration("window length", length)?;
         check_duration("window slide", slide)?;
         let parent = self.slide_duration();
+        if parent.is_zero() {
+            return Ok(()); // the parent is refused already
+        }
         for (what, d) in [("window length", length), ("window slide", slide)] {
             if d.as_millis() % parent.as_millis() != 0 {
                 return Err(Error::InvalidArgument(format!(
@@ -31,7 +34,9 @@ impl<T: Data> DStream<T> {
     }
 
     /// All elements of the batches in each window of `length`, every
-    /// `slide`. An error unless both are multiples of this stream's slide.
+    /// `slide`. Both must be multiples of this stream's slide, else
+    /// [`start`](super::StreamingContext::start) is an
+    /// [`Error::InvalidArgument`] naming them.
     ///
     /// ```
     /// use spate::streaming::{ManualClock, StreamQueue, StreamingContext, Time};
@@ -47,8 +52,8 @@ impl<T: Data> DStream<T> {
     /// }
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
-    /// ssc.queue_stream(&q, true)
-    ///     .window(2 * tick, tick)?
+    /// ssc.queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
+    ///     .window(2 * tick, tick)
     ///     .foreach_rdd(move |rdd, _| {
     ///         let mut w = rdd.collect()?;
     ///         w.sort();
@@ -61,8 +66,8 @@ impl<T: Data> DStream<T> {
     /// assert_eq!(*seen.lock().unwrap(), [vec![1], vec![1, 2], vec![2, 3]]);
     /// # Ok::<(), spate::Error>(())
     /// ```
-    pub fn window(&self, length: Duration, slide: Duration) -> Result<DStream<T>> {
-        self.check_window(length, slide)?;
+    pub fn window(&self, length: Duration, slide: Duration) -> DStream<T> {
+        self.graph().refuse_unless(self.check_window(length, slide));
         // Each batch is read by several windows: keep it in memory.
         self.node.base.persist.store(true, Ordering::Relaxed);
         let spec = NewStream {
@@ -72,20 +77,20 @@ impl<T: Data> DStream<T> {
             reads_back: length,
             persist: false,
         };
-        Ok(DStream::from_op(
+        DStream::from_op(
             self.graph(),
             spec,
             Window {
                 parent: self.clone(),
                 length,
             },
-        ))
+        )
     }
 
     /// The number of elements in each window (one element, 0 for an empty
     /// window).
-    pub fn count_by_window(&self, length: Duration, slide: Duration) -> Result<DStream<u64>> {
-        Ok(self.window(length, slide)?.count())
+    pub fn count_by_window(&self, length: Duration, slide: Duration) -> DStream<u64> {
+        self.window(length, slide).count()
     }
 
     /// Each window reduced with `f` (recomputed from the window's batches,
@@ -95,16 +100,15 @@ impl<T: Data> DStream<T> {
         f: impl Fn(T, T) -> T + Send + Sync + 'static,
         length: Duration,
         slide: Duration,
-    ) -> Result<DStream<T>>
+    ) -> DStream<T>
     where
         T: Value,
     {
         let f = Arc::new(f);
         let g = f.clone();
-        Ok(self
-            .reduce(move |a, b| f(a, b))
-            .window(length, slide)?
-            .reduce(move |a, b| g(a, b)))
+        self.reduce(move |a, b| f(a, b))
+            .window(length, slide)
+            .reduce(move |a, b| g(a, b))
     }
 
     /// Each window reduced incrementally: the previous window's value,
@@ -116,14 +120,13 @@ impl<T: Data> DStream<T> {
         inverse: impl Fn(T, T) -> T + Send + Sync + 'static,
         length: Duration,
         slide: Duration,
-    ) -> Result<DStream<T>>
+    ) -> DStream<T>
     where
         T: Value,
     {
-        Ok(self
-            .map(|x| ((), x))
-            .reduce_by_key_and_window_inv(f, inverse, length, slide, 1, None)?
-            .map(|(_, v)| v))
+        self.map(|x| ((), x))
+            .reduce_by_key_and_window_inv(f, inverse, length, slide, 1, None)
+            .map(|(_, v)| v)
     }
 
     /// How often each element occurs in each window (incremental; elements
@@ -133,7 +136,7 @@ impl<T: Data> DStream<T> {
         length: Duration,
         slide: Duration,
         partitioning: impl Into<Partitioning>,
-    ) -> Result<DStream<(T, u64)>>
+    ) -> DStream<(T, u64)>
     where
         T: Key,
     {
@@ -160,14 +163,13 @@ impl<K: Key, V: Value> DStream<(K, V)> {
         length: Duration,
         slide: Duration,
         partitioning: impl Into<Partitioning>,
-    ) -> Result<DStream<(K, V)>> {
+    ) -> DStream<(K, V)> {
         let partitioning = partitioning.into();
         let f = Arc::new(f);
         let g = f.clone();
-        Ok(self
-            .reduce_by_key_with(partitioning.clone(), move |a, b| f(a, b))
-            .window(length, slide)?
-            .reduce_by_key_with(partitioning, move |a, b| g(a, b)))
+        self.reduce_by_key_with(partitioning.clone(), move |a, b| f(a, b))
+            .window(length, slide)
+            .reduce_by_key_with(partitioning, move |a, b| g(a, b))
     }
 
     /// Incremental [`reduce_by_key_and_window`](DStream::reduce_by_key_and_window):
@@ -183,8 +185,8 @@ impl<K: Key, V: Value> DStream<(K, V)> {
         slide: Duration,
         partitioning: impl Into<Partitioning>,
         keep: Option<KeepFilter<K, V>>,
-    ) -> Result<DStream<(K, V)>> {
-        self.check_window(length, slide)?;
+    ) -> DStream<(K, V)> {
+        self.graph().refuse_unless(self.check_window(length, slide));
         let f: Arc<dyn Fn(V, V) -> V + Send + Sync> = Arc::new(f);
         let partitioner = partitioning
             .into()
@@ -213,7 +215,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
             },
         );
         windows.register_stateful(partitioner);
-        Ok(windows)
+        windows
     }
 
     /// Groups each window's values per key.
@@ -222,8 +224,8 @@ impl<K: Key, V: Value> DStream<(K, V)> {
         length: Duration,
         slide: Duration,
         partitioning: impl Into<Partitioning>,
-    ) -> Result<DStream<(K, Vec<V>)>> {
-        Ok(self.window(length, slide)?.group_by_key_with(partitioning))
+    ) -> DStream<(K, Vec<V>)> {
+        self.window(length, slide).group_by_key_with(partitioning)
     }
 }
 

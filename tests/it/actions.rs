@@ -149,7 +149,7 @@ fn histogram_counts_match_a_loop() {
     assert_eq!(h.counts, vec![25, 25, 25, 26], "the last bucket is closed");
     let custom = ctx
         .parallelize(xs, 4)
-        .histogram_with(&[10.0, 20.0, 50.0])
+        .histogram_by_bounds(&[10.0, 20.0, 50.0])
         .unwrap();
     assert_eq!(custom, vec![10, 31]);
     let same = ctx.parallelize(vec![3.0; 5], 2).histogram(10).unwrap();
@@ -484,6 +484,13 @@ fn histogram_by_bounds_matches_a_loop_for_any_ordered_type() {
             "{bad:?}"
         );
     }
+    // Floats: NaN elements are not counted, a NaN bound is refused.
+    let xs = ctx.parallelize(vec![0.0, 0.5, f64::NAN, 1.0, 2.0, 2.5, -1.0], 3);
+    assert_eq!(xs.histogram_by_bounds(&[0.0, 1.0, 2.0]).unwrap(), [2, 2]);
+    assert!(matches!(
+        xs.histogram_by_bounds(&[0.0, f64::NAN, 2.0]),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]

@@ -670,14 +670,12 @@ fn stateful_stream(ctx: &spate::Context, log: &spate::EventLog, kill: bool) {
     let totals = pairs.update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
         Some(total.unwrap_or(0) + new.iter().sum::<u64>())
     });
-    let windowed = pairs
-        .reduce_by_key_and_window(
-            |a, b| a + b,
-            Duration::from_millis(600),
-            Duration::from_millis(200),
-            3,
-        )
-        .unwrap();
+    let windowed = pairs.reduce_by_key_and_window(
+        |a, b| a + b,
+        Duration::from_millis(600),
+        Duration::from_millis(200),
+        3,
+    );
     // Each batch's sorted output, per stream, in batch order.
     let outputs: [Arc<Mutex<Vec<Vec<(u64, u64)>>>>; 2] = Default::default();
     for (stream, sink) in [totals, windowed].into_iter().zip(outputs.iter().cloned()) {

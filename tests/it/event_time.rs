@@ -74,10 +74,12 @@ fn run_in<R: spate::Value + Ord>(
     let interval = Duration::from_millis(interval_ms);
     let ssc = StreamingContext::with_manual_clock(&ctx, interval, clock.clone()).unwrap();
     let (queue, batches) = arrival_batches(&ctx, arrivals, interval_ms, parts);
-    let events = ssc.queue_stream(&queue, true).with_timestamps(
-        |e: &Ev| e.1,
-        WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
-    );
+    let events = ssc
+        .queue_stream(&queue, spate::streaming::Dequeue::OneAtATime)
+        .with_timestamps(
+            |e: &Ev| e.1,
+            WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
+        );
     let out = build(events);
     let per_batch: Arc<Mutex<Vec<(Time, Vec<WindowResult<char, R>>)>>> = Arc::default();
     let late: Arc<Mutex<Vec<Ev>>> = Arc::default();
@@ -538,13 +540,15 @@ fn the_watermark_of_two_inputs_is_the_smaller_until_one_goes_idle() {
     }
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500));
     let a = ssc
-        .queue_stream(&qa, true)
+        .queue_stream(&qa, spate::streaming::Dequeue::OneAtATime)
         .with_timestamps(|e: &Ev| e.1, strategy.clone());
-    let b = ssc.queue_stream(&qb, true).with_timestamps(
-        |e: &Ev| e.1,
-        strategy.with_idleness(Duration::from_millis(300)),
-    );
-    let both = a.union(&b).unwrap();
+    let b = ssc
+        .queue_stream(&qb, spate::streaming::Dequeue::OneAtATime)
+        .with_timestamps(
+            |e: &Ev| e.1,
+            strategy.with_idleness(Duration::from_millis(300)),
+        );
+    let both = a.union(&b);
     let out = both
         .key_by(|e| e.0)
         .window(TumblingWindows::of(Duration::from_secs(1)))
@@ -610,7 +614,10 @@ fn an_adaptive_interval_changes_batches_but_not_event_time_results() {
     let pending = Arc::new(Mutex::new(arrivals.clone()));
     let (p, c) = (pending.clone(), clock.clone());
     let source = ssc
-        .queue_stream(&StreamQueue::<u8>::new(), true)
+        .queue_stream(
+            &StreamQueue::<u8>::new(),
+            spate::streaming::Dequeue::OneAtATime,
+        )
         .transform(move |rdd, _| {
             let now = c.now().millis();
             let mut p = p.lock().unwrap();
@@ -681,11 +688,13 @@ fn adaptive_batching_refuses_processing_time_windows() {
         Duration::from_millis(400),
     ))
     .unwrap();
-    ssc.queue_stream(&StreamQueue::<u8>::new(), true)
-        .window(Duration::from_millis(300), Duration::from_millis(100))
-        .unwrap()
-        .foreach_rdd(|_, _| Ok(()))
-        .unwrap();
+    ssc.queue_stream(
+        &StreamQueue::<u8>::new(),
+        spate::streaming::Dequeue::OneAtATime,
+    )
+    .window(Duration::from_millis(300), Duration::from_millis(100))
+    .foreach_rdd(|_, _| Ok(()))
+    .unwrap();
     let err = ssc.start().unwrap_err();
     assert!(err.to_string().contains("event-time windows"), "{err}");
 }
@@ -725,7 +734,7 @@ fn idle_users(interval_ms: u64) -> (Vec<String>, Vec<Vec<(char, i64)>>) {
         },
     );
     let mapped = ssc
-        .queue_stream(&queue, true)
+        .queue_stream(&queue, spate::streaming::Dequeue::OneAtATime)
         .with_timestamps(
             |e: &Ev| e.1,
             WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)),
@@ -802,7 +811,7 @@ fn an_event_timer_fires_once_the_watermark_passes_its_time_not_when_it_equals_it
         },
     );
     let mapped = ssc
-        .queue_stream(&queue, true)
+        .queue_stream(&queue, spate::streaming::Dequeue::OneAtATime)
         .with_timestamps(|e: &Ev| e.1, WatermarkStrategy::monotonous())
         .key_by(|e| e.0)
         .map_with_state(spec);
@@ -851,12 +860,12 @@ fn a_max_watermark_policy_follows_the_faster_input_and_never_goes_back() {
         }
         let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500));
         let a = ssc
-            .queue_stream(&qa, true)
+            .queue_stream(&qa, spate::streaming::Dequeue::OneAtATime)
             .with_timestamps(|e: &Ev| e.1, strategy.clone());
         let b = ssc
-            .queue_stream(&qb, true)
+            .queue_stream(&qb, spate::streaming::Dequeue::OneAtATime)
             .with_timestamps(|e: &Ev| e.1, strategy);
-        let both = a.union_with(&b, policy).unwrap();
+        let both = a.union_with(&b, policy);
         both.stamped().foreach_rdd(|_, _| Ok(())).unwrap();
         ssc.start().unwrap();
         for _ in 0..4 {
@@ -1059,10 +1068,10 @@ fn a_union_row_stamped_below_an_earlier_one_does_not_reopen_a_closed_window() {
         qr.push(ctx.parallelize(r, 1));
     }
     let stamp = |q: &StreamQueue<Ev>| {
-        ssc.queue_stream(q, true)
+        ssc.queue_stream(q, spate::streaming::Dequeue::OneAtATime)
             .with_timestamps(|e: &Ev| e.1, WatermarkStrategy::monotonous())
     };
-    let out = times(0, OutputMode::Append)(stamp(&ql).union(&stamp(&qr)).unwrap());
+    let out = times(0, OutputMode::Append)(stamp(&ql).union(&stamp(&qr)));
     let (results, late): (Arc<Mutex<Vec<_>>>, Arc<Mutex<Vec<Ev>>>) = Default::default();
     let (r, l) = (results.clone(), late.clone());
     out.results

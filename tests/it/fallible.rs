@@ -186,7 +186,7 @@ fn stream_try_operations_give_the_plain_results_and_an_err_stops_the_context() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     let stream = ssc
-        .queue_stream(&q, true)
+        .queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
         .try_filter(|x| if *x < 0 { Err(Odd(*x)) } else { Ok(x % 2 == 0) })
         .try_flat_map(|x| Ok::<_, Odd>([x, x + 1]))
         .try_map(|x| Ok::<_, Odd>(x * 10));

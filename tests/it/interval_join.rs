@@ -75,12 +75,12 @@ fn run(
     }
     let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(delay_ms));
     let keyed = |q: &StreamQueue<Row>| -> KeyedEventStream<char, Row> {
-        ssc.queue_stream(q, true)
+        ssc.queue_stream(q, spate::streaming::Dequeue::OneAtATime)
             .with_timestamps(|r: &Row| r.1, strategy.clone())
             .key_by(|r| r.0)
     };
     let (l, r) = (keyed(&ql), keyed(&qr));
-    let join = l.interval_join(&r, lower, upper).unwrap();
+    let join = l.interval_join(&r, lower, upper);
     fn lates(out: &IntervalJoinOutput<impl spate::Value, Row, Row>) -> [Arc<Mutex<Vec<Row>>>; 2] {
         let (a, b): (Arc<Mutex<Vec<Row>>>, Arc<Mutex<Vec<Row>>>) = Default::default();
         let (sa, sb) = (a.clone(), b.clone());
@@ -318,10 +318,16 @@ fn lower_above_upper_is_an_invalid_argument() {
             .unwrap();
     let q = StreamQueue::<Row>::new();
     let keyed = ssc
-        .queue_stream(&q, true)
+        .queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
         .with_timestamps(|r: &Row| r.1, WatermarkStrategy::monotonous())
         .key_by(|r| r.0);
-    let err = keyed.interval_join(&keyed, 10, 5).err().unwrap();
+    keyed
+        .interval_join(&keyed, 10, 5)
+        .inner()
+        .joined
+        .foreach_rdd(|_, _| Ok(()))
+        .unwrap();
+    let err = ssc.start().unwrap_err();
     assert!(
         matches!(&err, spate::Error::InvalidArgument(m) if m.contains("lower bound 10 ms is above the upper bound 5 ms")),
         "{err}"

@@ -39,7 +39,8 @@ impl Harness {
         for b in batches {
             q.push(self.ctx.parallelize(b, parts));
         }
-        self.ssc.queue_stream(&q, true)
+        self.ssc
+            .queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
     }
 
     /// Collects every batch of `stream`, sorted within the batch.
@@ -201,12 +202,12 @@ fn joins_and_cogroup_pair_the_batches_of_the_same_time() {
     let h = Harness::new();
     let left = h.input(vec![vec![(1, 'a'), (2, 'b')], vec![(3, 'c')]], 2);
     let right = h.input(vec![vec![(1, 10), (1, 11), (4, 40)], vec![]], 1);
-    let inner = h.collect(&left.join(&right).unwrap());
-    let lo = h.collect(&left.left_outer_join(&right).unwrap());
-    let ro = h.collect(&left.right_outer_join(&right).unwrap());
-    let fo = h.collect(&left.full_outer_join(&right).unwrap());
-    let co = h.collect(&left.cogroup(&right).unwrap());
-    let both = h.collect(&left.map(|(k, _)| k).union(&right.map(|(k, _)| k)).unwrap());
+    let inner = h.collect(&left.join(&right));
+    let lo = h.collect(&left.left_outer_join(&right));
+    let ro = h.collect(&left.right_outer_join(&right));
+    let fo = h.collect(&left.full_outer_join(&right));
+    let co = h.collect(&left.cogroup(&right));
+    let both = h.collect(&left.map(|(k, _)| k).union(&right.map(|(k, _)| k)));
     h.run(2);
     assert_eq!(
         outputs(&inner),
@@ -261,15 +262,12 @@ fn joins_and_cogroup_pair_the_batches_of_the_same_time() {
 }
 
 #[test]
-fn transform_sees_the_batch_time_and_transform_with_pairs_two_streams() {
+fn transform_sees_the_batch_time_and_transform2_pairs_two_streams() {
     let h = Harness::new();
     let a = h.input(vec![vec![1, 2], vec![3]], 1);
     let b = h.input(vec![vec![10], vec![20, 30]], 1);
     let stamped = h.collect(&a.transform(|rdd, time| Ok(rdd.map(move |x| (time.millis(), x)))));
-    let crossed = h.collect(
-        &a.transform_with(&b, |x, y, _| Ok(x.cartesian(y).map(|(p, q)| p * q)))
-            .unwrap(),
-    );
+    let crossed = h.collect(&a.transform2(&b, |x, y, _| Ok(x.cartesian(y).map(|(p, q)| p * q))));
     h.run(2);
     assert_eq!(
         outputs(&stamped),
@@ -282,19 +280,12 @@ fn transform_sees_the_batch_time_and_transform_with_pairs_two_streams() {
 fn a_window_at_time_t_holds_the_batches_in_t_minus_length_to_t() {
     let h = Harness::new();
     let input = h.input((1..=6).map(|i| vec![i]).collect(), 1);
-    let w3 = h.collect(&input.window(3 * TICK, TICK).unwrap());
-    let w3s2 = h.collect(&input.window(3 * TICK, 2 * TICK).unwrap());
-    let counts = h.collect(&input.count_by_window(2 * TICK, 2 * TICK).unwrap());
-    let sums = h.collect(
-        &input
-            .reduce_by_window(|a, b| a + b, 3 * TICK, TICK)
-            .unwrap(),
-    );
-    let sums_inv = h.collect(
-        &input
-            .reduce_by_window_inv(|a, b| a + b, |a, b| a - b, 3 * TICK, TICK)
-            .unwrap(),
-    );
+    let w3 = h.collect(&input.window(3 * TICK, TICK));
+    let w3s2 = h.collect(&input.window(3 * TICK, 2 * TICK));
+    let counts = h.collect(&input.count_by_window(2 * TICK, 2 * TICK));
+    let sums = h.collect(&input.reduce_by_window(|a, b| a + b, 3 * TICK, TICK));
+    let sums_inv =
+        h.collect(&input.reduce_by_window_inv(|a, b| a + b, |a, b| a - b, 3 * TICK, TICK));
     h.run(6);
     assert_eq!(
         outputs(&w3),
@@ -318,23 +309,53 @@ fn a_window_at_time_t_holds_the_batches_in_t_minus_length_to_t() {
     assert_eq!(outputs(&sums_inv), outputs(&sums));
 }
 
-#[test]
-fn window_durations_that_are_not_multiples_of_the_slide_are_rejected() {
+/// Builds a graph with `build` on a fresh harness and starts it: the
+/// error `start` gives, after checking that the context stays stopped.
+fn start_error(build: impl FnOnce(&Harness) -> DStream<i32>) -> Error {
     let h = Harness::new();
-    let input = h.input(vec![vec![1]], 1);
-    for (length, slide) in [
-        (Duration::from_millis(250), TICK),
-        (3 * TICK, Duration::from_millis(150)),
-        (Duration::ZERO, TICK),
-    ] {
-        let err = input.window(length, slide).unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
-    }
-    let windowed = input.window(2 * TICK, 2 * TICK).unwrap();
-    let err = windowed.window(3 * TICK, 2 * TICK).unwrap_err();
-    assert!(err.to_string().contains("multiple"), "{err}");
+    let out = h.collect(&build(&h));
+    let err = h.ssc.start().unwrap_err();
     assert!(
-        input
+        h.ssc.start().is_err(),
+        "a refused context does not start later"
+    );
+    assert!(out.lock().unwrap().is_empty());
+    err
+}
+
+#[test]
+fn window_durations_that_are_not_multiples_of_the_slide_are_refused_at_start() {
+    for (length, slide, expected) in [
+        (
+            Duration::from_millis(250),
+            TICK,
+            "window length 250ms is not a multiple",
+        ),
+        (
+            3 * TICK,
+            Duration::from_millis(150),
+            "window slide 150ms is not a multiple",
+        ),
+        (Duration::ZERO, TICK, "window length"),
+    ] {
+        let err = start_error(|h| h.input(vec![vec![1]], 1).window(length, slide));
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains(expected)),
+            "{length:?} {slide:?}: {err}"
+        );
+    }
+    let err = start_error(|h| {
+        h.input(vec![vec![1]], 1)
+            .window(2 * TICK, 2 * TICK)
+            .window(3 * TICK, 2 * TICK)
+    });
+    assert!(
+        err.to_string()
+            .contains("window length 300ms is not a multiple of the parent stream's slide 200ms"),
+        "{err}"
+    );
+    let err = start_error(|h| {
+        h.input(vec![vec![1]], 1)
             .map(|x| (x, 1))
             .reduce_by_key_and_window_inv(
                 |a, b| a + b,
@@ -342,10 +363,48 @@ fn window_durations_that_are_not_multiples_of_the_slide_are_rejected() {
                 Duration::from_millis(150),
                 TICK,
                 2,
-                None
+                None,
             )
-            .is_err()
+            .map(|(k, _)| k)
+    });
+    assert!(err.to_string().contains("150ms"), "{err}");
+}
+
+#[test]
+fn streams_of_different_slides_or_contexts_combined_are_refused_at_start() {
+    let err = start_error(|h| {
+        let input = h.input(vec![vec![1]], 1);
+        input.union(&input.window(2 * TICK, 2 * TICK))
+    });
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("different slide durations (100ms and 200ms)")),
+        "{err}"
     );
+    let err = start_error(|h| {
+        let pairs = h.input(vec![vec![(1, 'a')]], 1);
+        pairs
+            .join(&pairs.window(2 * TICK, 2 * TICK))
+            .map(|(k, _)| k)
+    });
+    assert!(
+        err.to_string()
+            .starts_with("invalid argument: join: streams with different slide"),
+        "{err}"
+    );
+    let other = Harness::new();
+    let foreign = other.input(vec![vec![2]], 1);
+    let err = start_error(|h| h.input(vec![vec![1]], 1).union(&foreign));
+    assert!(
+        err.to_string()
+            .contains("belong to different streaming contexts"),
+        "{err}"
+    );
+    // The same graph with matching slides runs.
+    let h = Harness::new();
+    let input = h.input(vec![vec![1], vec![2]], 1);
+    let both = h.collect(&input.union(&input.map(|x| x * 10)));
+    h.run(2);
+    assert_eq!(outputs(&both), [vec![1, 10], vec![2, 20]]);
 }
 
 /// Deterministic pseudo-random batches of (key, count) pairs.
@@ -376,27 +435,24 @@ fn reduce_by_key_and_window_with_and_without_inverse_agree_with_a_reference() {
         let data = random_batches(seed, 12);
         let input = h.input(data.clone(), 2);
         let (len, slide) = (4 * TICK, 2 * TICK);
-        let plain = h.collect(
-            &input
-                .reduce_by_key_and_window(|a, b| a + b, len, slide, 3)
-                .unwrap(),
-        );
+        let plain = h.collect(&input.reduce_by_key_and_window(|a, b| a + b, len, slide, 3));
         let keep: spate::streaming::KeepFilter<u8, i64> = Arc::new(|(_, v)| *v != 0);
-        let inv = h.collect(
-            &input
-                .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, len, slide, 3, Some(keep))
-                .unwrap(),
-        );
+        let inv = h.collect(&input.reduce_by_key_and_window_inv(
+            |a, b| a + b,
+            |a, b| a - b,
+            len,
+            slide,
+            3,
+            Some(keep),
+        ));
         let counts = h.collect(
             &input
                 .map(|(k, _)| k)
-                .count_by_value_and_window(len, slide, 2)
-                .unwrap(),
+                .count_by_value_and_window(len, slide, 2),
         );
         let groups = h.collect(
             &input
                 .group_by_key_and_window(len, slide, 2)
-                .unwrap()
                 .map_values(sorted),
         );
         h.run(12);
@@ -425,11 +481,14 @@ fn reduce_by_key_and_window_with_and_without_inverse_agree_with_a_reference() {
 fn without_a_filter_keys_whose_window_value_falls_to_zero_stay() {
     let h = Harness::new();
     let input = h.input(vec![vec![('a', 1)], vec![], vec![]], 1);
-    let inv = h.collect(
-        &input
-            .reduce_by_key_and_window_inv(|a, b| a + b, |a, b| a - b, 2 * TICK, TICK, 1, None)
-            .unwrap(),
-    );
+    let inv = h.collect(&input.reduce_by_key_and_window_inv(
+        |a, b| a + b,
+        |a, b| a - b,
+        2 * TICK,
+        TICK,
+        1,
+        None,
+    ));
     h.run(3);
     assert_eq!(
         outputs(&inv),
@@ -592,7 +651,7 @@ fn slice_returns_the_remembered_batches_in_a_time_range() {
     let h = Harness::new();
     let input = h.input((1..=4).map(|i| vec![i]).collect(), 1);
     // A window keeps the input's last batches remembered.
-    let _w = h.collect(&input.window(4 * TICK, TICK).unwrap());
+    let _w = h.collect(&input.window(4 * TICK, TICK));
     h.run(4);
     let sliced: Vec<Vec<i32>> = input
         .slice(ms(200), ms(400))
@@ -652,7 +711,10 @@ fn a_graceful_stop_processes_queued_data_first() {
     for i in 0..3 {
         q.push(h.ctx.parallelize(vec![i], 1));
     }
-    let out = h.collect(&h.ssc.queue_stream(&q, true));
+    let out = h.collect(
+        &h.ssc
+            .queue_stream(&q, spate::streaming::Dequeue::OneAtATime),
+    );
     h.run(1);
     h.ssc.stop(spate::streaming::StopMode::Graceful).unwrap();
     assert_eq!(outputs(&out), [vec![0], vec![1], vec![2]]);
@@ -671,7 +733,10 @@ fn an_immediate_stop_leaves_queued_data() {
     for i in 0..3 {
         q.push(h.ctx.parallelize(vec![i], 1));
     }
-    let out = h.collect(&h.ssc.queue_stream(&q, true));
+    let out = h.collect(
+        &h.ssc
+            .queue_stream(&q, spate::streaming::Dequeue::OneAtATime),
+    );
     h.run(1);
     h.ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
     assert_eq!(outputs(&out), [vec![0]]);
@@ -702,7 +767,7 @@ fn queue_stream_all_at_once_takes_everything_queued() {
     let q = StreamQueue::new();
     q.push(h.ctx.parallelize(vec![1, 2], 1));
     q.push(h.ctx.parallelize(vec![3], 1));
-    let out = h.collect(&h.ssc.queue_stream(&q, false));
+    let out = h.collect(&h.ssc.queue_stream(&q, spate::streaming::Dequeue::All));
     h.run(2);
     assert_eq!(outputs(&out), [vec![1, 2, 3], vec![]]);
 }
@@ -746,11 +811,8 @@ fn results_do_not_depend_on_the_number_of_partitions() {
             Some(old.unwrap_or(0) + new.iter().sum::<i64>())
         });
         let out = h.collect(&state);
-        let windows = h.collect(
-            &input
-                .reduce_by_key_and_window(|a, b| a + b, 3 * TICK, TICK, parts)
-                .unwrap(),
-        );
+        let windows =
+            h.collect(&input.reduce_by_key_and_window(|a, b| a + b, 3 * TICK, TICK, parts));
         h.run(6);
         results.push((outputs(&out), outputs(&windows)));
     }
@@ -1002,8 +1064,11 @@ fn a_checkpoint_of_another_batch_interval_is_refused() {
     drop(ssc);
     let err = StreamingContext::get_or_create(&ckpt, || {
         let ssc = StreamingContext::new(&ctx, Duration::from_millis(250))?;
-        ssc.queue_stream(&StreamQueue::<u8>::new(), true)
-            .foreach_rdd(|_, _| Ok(()))?;
+        ssc.queue_stream(
+            &StreamQueue::<u8>::new(),
+            spate::streaming::Dequeue::OneAtATime,
+        )
+        .foreach_rdd(|_, _| Ok(()))?;
         Ok(ssc)
     })
     .err()
@@ -1238,7 +1303,7 @@ fn an_output_may_stop_its_own_context() {
     }
     let seen: Arc<Mutex<Vec<i32>>> = Arc::default();
     let (sink, weak) = (seen.clone(), Arc::downgrade(&ssc));
-    ssc.queue_stream(&q, true)
+    ssc.queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
         .foreach_rdd(move |rdd, _| {
             let batch = rdd.collect()?;
             sink.lock().unwrap().extend(&batch);
@@ -1435,7 +1500,11 @@ fn a_queue_stream_with_a_default_gives_the_default_for_an_empty_queue() {
     q.push(h.ctx.parallelize(vec![1, 2], 2));
     q.push(h.ctx.parallelize(vec![3], 1));
     let default = h.ctx.parallelize(vec![-1, -2], 2);
-    let out = h.collect(&h.ssc.queue_stream_with_default(&q, true, default));
+    let out = h.collect(&h.ssc.queue_stream_or_default(
+        &q,
+        spate::streaming::Dequeue::OneAtATime,
+        default,
+    ));
     h.run(4);
     assert_eq!(
         outputs(&out),
@@ -1449,9 +1518,12 @@ fn a_queue_stream_with_a_checkpoint_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let ssc = StreamingContext::with_manual_clock(&ctx, TICK, ManualClock::new()).unwrap();
     ssc.checkpoint(dir.path()).unwrap();
-    ssc.queue_stream(&StreamQueue::<u8>::new(), true)
-        .foreach_rdd(|_, _| Ok(()))
-        .unwrap();
+    ssc.queue_stream(
+        &StreamQueue::<u8>::new(),
+        spate::streaming::Dequeue::OneAtATime,
+    )
+    .foreach_rdd(|_, _| Ok(()))
+    .unwrap();
     let err = ssc.start().unwrap_err();
     assert!(
         matches!(&err, Error::StreamingState(m) if m.contains("queue_stream") && m.contains("cannot be recovered")),
@@ -1459,9 +1531,12 @@ fn a_queue_stream_with_a_checkpoint_is_refused_at_start() {
     );
     // Without a checkpoint the same graph starts.
     let ssc = StreamingContext::with_manual_clock(&ctx, TICK, ManualClock::new()).unwrap();
-    ssc.queue_stream(&StreamQueue::<u8>::new(), true)
-        .foreach_rdd(|_, _| Ok(()))
-        .unwrap();
+    ssc.queue_stream(
+        &StreamQueue::<u8>::new(),
+        spate::streaming::Dequeue::OneAtATime,
+    )
+    .foreach_rdd(|_, _| Ok(()))
+    .unwrap();
     ssc.start().unwrap();
     ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
 }

@@ -76,7 +76,7 @@ fn sessions(
             )
         });
         let late = out.late.map(|(u, t)| format!("late {u} {t}"));
-        results.union(&late)?.save_as_text_files(prefix, None)
+        results.union(&late).save_as_text_files(prefix, None)
     })
 }
 

@@ -312,11 +312,7 @@ fn a_start_that_fails_part_way_stops_the_receivers_it_had_started() {
         ended: ended.clone(),
     });
     let second = ssc.receiver_stream(Misconfigured);
-    first
-        .union(&second)
-        .unwrap()
-        .foreach_rdd(|_, _| Ok(()))
-        .unwrap();
+    first.union(&second).foreach_rdd(|_, _| Ok(())).unwrap();
     let err = ssc.start().unwrap_err();
     assert!(
         matches!(&err, spate::Error::InvalidArgument(m) if m == "no such topic"),

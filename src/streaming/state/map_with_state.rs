@@ -276,7 +276,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     /// });
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
-    /// ssc.queue_stream(&q, true)
+    /// ssc.queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
     ///     .map_with_state(spec)
     ///     .foreach_rdd(move |rdd, _| {
     ///         sink.lock().unwrap().extend(rdd.collect()?);

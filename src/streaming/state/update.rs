@@ -51,7 +51,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     /// q.push(ctx.parallelize(vec![('a', 5)], 1));
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
-    /// ssc.queue_stream(&q, true)
+    /// ssc.queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
     ///     .update_state_by_key(|_k, new: Vec<i32>, total: Option<i32>| {
     ///         Some(total.unwrap_or(0) + new.iter().sum::<i32>())
     ///     })
@@ -99,7 +99,7 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     /// q.push(ctx.parallelize(vec![('a', 1)], 1));
     /// let seen = Arc::new(Mutex::new(Vec::new()));
     /// let sink = seen.clone();
-    /// ssc.queue_stream(&q, true)
+    /// ssc.queue_stream(&q, spate::streaming::Dequeue::OneAtATime)
     ///     .update_state_by_key_at(StateOptions::default(), |time: Time, _k, new: Vec<i32>, last: Option<(u64, i32)>| {
     ///         // Remember when the key last had values.
     ///         match (new.is_empty(), last) {
