@@ -479,6 +479,13 @@ impl Context {
         self.inner.scheduler.runtime()
     }
 
+    /// Tells contexts apart while they live (the address of their shared
+    /// state): a dataset keeps its context alive, so two live datasets of
+    /// different contexts never share it.
+    pub(crate) fn identity(&self) -> usize {
+        Arc::as_ptr(&self.inner) as usize
+    }
+
     pub(crate) fn next_rdd_id(&self) -> RddId {
         self.runtime().next_rdd_id()
     }

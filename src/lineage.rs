@@ -40,6 +40,8 @@ pub(crate) enum Dependency {
 /// need.
 pub(crate) struct RddBase {
     pub(crate) id: RddId,
+    /// The [`identity`](crate::Context) of the context it belongs to.
+    pub(crate) context: usize,
     pub(crate) op_name: &'static str,
     pub(crate) num_partitions: usize,
     /// Emptied when the lineage is truncated by a checkpoint.

@@ -254,7 +254,22 @@ impl<T: Data> Rdd<T> {
             .deps
             .iter()
             .find_map(|d| d.parent().base().refused.get().cloned())
-            .or_else(|| spec.partitioner.as_ref().and_then(Partitioner::refusal));
+            .or_else(|| spec.partitioner.as_ref().and_then(Partitioner::refusal))
+            .or_else(|| {
+                // Ids, caches and shuffles are per context: combining
+                // datasets of two would read the wrong blocks.
+                spec.deps.iter().map(|d| d.parent()).find_map(|p| {
+                    (p.base().context != ctx.identity()).then(|| {
+                        format!(
+                            "{} combines dataset {} ({}) of another Context; datasets of \
+                             different contexts cannot be combined",
+                            spec.op_name,
+                            p.base().id,
+                            p.base().op_name
+                        )
+                    })
+                })
+            });
         if let Some(why) = inherited {
             let _ = refused.set(why);
         }
@@ -263,6 +278,7 @@ impl<T: Data> Rdd<T> {
                 ctx: ctx.clone(),
                 base: RddBase {
                     id: ctx.next_rdd_id(),
+                    context: ctx.identity(),
                     op_name: spec.op_name,
                     num_partitions: spec.num_partitions,
                     deps: RwLock::new(spec.deps),

@@ -183,6 +183,49 @@ fn a_malformed_setting_in_the_environment_is_an_error_naming_it() {
 }
 
 #[test]
+fn datasets_of_two_contexts_combined_are_refused_not_mixed_up() {
+    // Both contexts number their datasets from the same start, so without
+    // the check a cached or shuffled block of one was read for the other.
+    let (a, b) = (ctx(), ctx());
+    let mine = a.parallelize(vec![(1, 'a'), (2, 'b')], 2).cache().unwrap();
+    let theirs = b.parallelize(vec![(1, 'x'), (3, 'y')], 2).cache().unwrap();
+    assert_eq!(mine.count().unwrap(), 2);
+    assert_eq!(theirs.count().unwrap(), 2);
+    let refused = |what: &str, r: spate::Result<usize>| match r {
+        Err(Error::InvalidArgument(m)) => assert!(
+            m.contains("of another Context; datasets of different contexts cannot be combined"),
+            "{what}: {m}"
+        ),
+        other => panic!("{what}: {other:?}"),
+    };
+    refused("union", mine.union(&theirs).count().map(|n| n as usize));
+    refused("join", mine.join(&theirs).collect().map(|v| v.len()));
+    refused("cogroup", mine.cogroup(&theirs).count().map(|n| n as usize));
+    refused(
+        "cartesian",
+        mine.cartesian(&theirs).count().map(|n| n as usize),
+    );
+    refused(
+        "context union",
+        a.union(&[mine.clone(), theirs.clone()])
+            .count()
+            .map(|n| n as usize),
+    );
+    refused(
+        "descendant",
+        mine.union(&theirs)
+            .map(|(k, _)| k)
+            .collect()
+            .map(|v| v.len()),
+    );
+    // Each context goes on working with its own datasets.
+    let mut joined = mine.join(&mine).collect().unwrap();
+    joined.sort();
+    assert_eq!(joined, [(1, ('a', 'a')), (2, ('b', 'b'))]);
+    assert_eq!(theirs.keys().collect().unwrap().len(), 2);
+}
+
+#[test]
 fn zero_partitions_or_a_zero_step_is_an_invalid_argument_naming_the_operation() {
     let ctx = ctx();
     let data = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
