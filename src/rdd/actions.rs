@@ -171,12 +171,28 @@ impl<T: Data> Rdd<T> {
         Ok(())
     }
 
-    /// Runs `f` on every partition, as an iterator.
-    pub fn foreach_partition(&self, f: impl Fn(&mut dyn Iterator<Item = T>) + Sync) -> Result<()> {
+    /// Runs `f` on every partition, on the task threads, given the same
+    /// [`PartitionIter`](super::PartitionIter) as
+    /// [`map_partitions`](Rdd::map_partitions) (for example to open one
+    /// connection per partition). If reading the partition fails, the
+    /// iterator ends early and the task fails with that error.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// let ctx = spate::Context::new()?;
+    /// let batches = AtomicUsize::new(0);
+    /// ctx.parallelize((0..10).collect::<Vec<_>>(), 3).foreach_partition(|part| {
+    ///     let batch: Vec<i32> = part.collect(); // e.g. one bulk insert per partition
+    ///     assert!(!batch.is_empty());
+    ///     batches.fetch_add(1, Ordering::Relaxed);
+    /// })?;
+    /// assert_eq!(batches.into_inner(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn foreach_partition(&self, f: impl Fn(super::PartitionIter<T>) + Sync) -> Result<()> {
         self.run_partitions("foreach_partition", |it| {
             let error = std::rc::Rc::new(std::cell::RefCell::new(None));
-            let mut iter = super::PartitionIter::new(it, error.clone());
-            f(&mut iter);
+            f(super::PartitionIter::new(it, error.clone()));
             match error.borrow_mut().take() {
                 Some(e) => Err(e),
                 None => Ok(()),

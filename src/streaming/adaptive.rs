@@ -33,6 +33,18 @@ pub struct AdaptiveBatching {
 impl AdaptiveBatching {
     /// Between `min` and `max`, aiming at `target_latency`, keeping
     /// processing under 70% of the interval.
+    ///
+    /// ```
+    /// use spate::streaming::{AdaptiveBatching, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(100))?;
+    /// let ms = Duration::from_millis;
+    /// let settings = AdaptiveBatching::new(ms(500), ms(20), ms(1_000));
+    /// assert_eq!(settings.utilization, 0.7);
+    /// ssc.set_adaptive_batching(settings)?;
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn new(target_latency: Duration, min: Duration, max: Duration) -> Self {
         AdaptiveBatching {
             target_latency,

@@ -99,12 +99,38 @@ pub(super) struct Shared {
 impl StreamingContext {
     /// A streaming context on the system clock, firing a batch every
     /// `batch_interval` (whole milliseconds, at least 1 ms).
+    ///
+    /// ```
+    /// use spate::streaming::StreamingContext;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_secs(1))?;
+    /// assert_eq!(ssc.batch_interval(), Duration::from_secs(1));
+    /// assert!(StreamingContext::new(&ctx, Duration::ZERO).is_err());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn new(ctx: &Context, batch_interval: Duration) -> Result<StreamingContext> {
         Self::with_clock(ctx, batch_interval, Clock::system())
     }
 
     /// A streaming context whose batches fire when `clock` is advanced:
     /// deterministic tests.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![1, 2], 1));
+    /// ssc.queue_stream(&q, Dequeue::OneAtATime).print(10)?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(100)); // fires the batch at 100 ms
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(ssc.batches()[0].time, Time::from_millis(100));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn with_manual_clock(
         ctx: &Context,
         batch_interval: Duration,
@@ -137,11 +163,28 @@ impl StreamingContext {
     }
 
     /// The engine context batches run on.
+    ///
+    /// ```
+    /// use spate::streaming::StreamingContext;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_secs(1))?;
+    /// assert_eq!(ssc.context().parallelize(vec![1, 2, 3], 1).count()?, 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn context(&self) -> &Context {
         &self.inner.graph.ctx
     }
 
     /// The batch interval.
+    ///
+    /// ```
+    /// use spate::streaming::StreamingContext;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(250))?;
+    /// assert_eq!(ssc.batch_interval(), Duration::from_millis(250));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn batch_interval(&self) -> Duration {
         self.inner.graph.batch
     }
@@ -151,13 +194,30 @@ impl StreamingContext {
     }
 
     /// Sets how fast receivers may store records (see [`Backpressure`]);
-    /// before [`start`](Self::start).
+    /// before [`start`](Self::start). A rate or gain out of its domain is
+    /// an `InvalidArgument` at once.
+    ///
+    /// ```
+    /// use spate::streaming::{Backpressure, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(100))?;
+    /// ssc.set_backpressure(Backpressure {
+    ///     enabled: true,
+    ///     max_rate: Some(50_000.0), // records per second per receiver
+    ///     ..Backpressure::default()
+    /// })?;
+    /// let bad = Backpressure { min_rate: 0.0, ..Backpressure::default() };
+    /// assert!(matches!(ssc.set_backpressure(bad), Err(spate::Error::InvalidArgument(_))));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn set_backpressure(&self, backpressure: Backpressure) -> Result<()> {
         if self.inner.progress.lock().life != Life::Initialized {
             return Err(Error::StreamingState(
                 "backpressure must be set before start".into(),
             ));
         }
+        backpressure.check(self.batch_interval())?;
         self.inner.graph.pacing.set_backpressure(backpressure);
         Ok(())
     }
@@ -196,6 +256,17 @@ impl StreamingContext {
     /// Lets the batch interval adapt to the load (see [`AdaptiveBatching`]);
     /// before [`start`](Self::start). The interval given at construction is
     /// the first one.
+    ///
+    /// ```
+    /// use spate::streaming::{AdaptiveBatching, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(100))?;
+    /// let ms = Duration::from_millis;
+    /// // Batches between 10 ms and 1 s, aiming at 200 ms from arrival to output.
+    /// ssc.set_adaptive_batching(AdaptiveBatching::new(ms(200), ms(10), ms(1_000)))?;
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn set_adaptive_batching(&self, settings: AdaptiveBatching) -> Result<()> {
         if self.inner.progress.lock().life != Life::Initialized {
             return Err(Error::StreamingState(
@@ -243,6 +314,25 @@ impl StreamingContext {
     }
 
     /// Registers a listener for batch events.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, StreamingLog, Time};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let log = Arc::new(StreamingLog::default());
+    /// ssc.add_listener(log.clone());
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec!['a'], 1));
+    /// ssc.queue_stream(&q, Dequeue::OneAtATime).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(log.batches().len(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn add_listener(&self, listener: Arc<dyn StreamingListener>) {
         self.inner.listeners.write().push(listener);
     }
@@ -250,6 +340,21 @@ impl StreamingContext {
     /// Starts the inputs and the batches. The first batch is at
     /// `zero + interval`, where zero is the clock's time rounded down to
     /// the interval (a manual clock's current time).
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, StreamQueue, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(50))?;
+    /// // Nothing to run yet: start refuses.
+    /// assert!(matches!(ssc.start(), Err(spate::Error::StreamingState(_))));
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(50))?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// assert!(ssc.start().is_err(), "started once only");
+    /// ssc.stop(spate::streaming::StopMode::Immediately)?;
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn start(&self) -> Result<()> {
         let inner = &self.inner;
         {
@@ -451,6 +556,24 @@ impl StreamingContext {
 
     /// Blocks until the context stops; the error that stopped it, if any
     /// (reported once).
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, StopMode, StreamQueue, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(20))?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// std::thread::scope(|s| {
+    ///     // Another thread (a signal handler, an admin endpoint) stops it.
+    ///     s.spawn(|| {
+    ///         std::thread::sleep(Duration::from_millis(50));
+    ///         ssc.stop(StopMode::Graceful)
+    ///     });
+    ///     ssc.await_termination() // returns once stopped
+    /// })?;
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn await_termination(&self) -> Result<()> {
         let mut p = self.inner.progress.lock();
         while !p.terminated && p.life != Life::Stopped {
@@ -461,6 +584,20 @@ impl StreamingContext {
 
     /// [`await_termination`](Self::await_termination) for at most
     /// `timeout`: `Ok(true)` if the context stopped.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, StreamQueue, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(20))?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// // Still running after 50 ms: false.
+    /// assert!(!ssc.await_termination_or_timeout(Duration::from_millis(50))?);
+    /// ssc.stop(spate::streaming::StopMode::Immediately)?;
+    /// assert!(ssc.await_termination_or_timeout(Duration::from_millis(50))?);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn await_termination_or_timeout(&self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         let mut p = self.inner.progress.lock();
@@ -478,6 +615,20 @@ impl StreamingContext {
     /// Blocks until the batch at `time` (and every earlier one) finished;
     /// an error if the batches stopped first. For tests on a manual clock:
     /// advance the clock, then wait for the batch.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(300));
+    /// ssc.wait_for_batch(Time::from_millis(300))?; // the batches at 100, 200 and 300 ms ran
+    /// assert_eq!(ssc.batches().len(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn wait_for_batch(&self, time: Time) -> Result<()> {
         let mut p = self.inner.progress.lock();
         loop {
@@ -499,6 +650,21 @@ impl StreamingContext {
     /// Blocks until every batch at or before `time` finished: the batch
     /// thread waits for a later one. For tests on a manual clock whose
     /// batch times are not known in advance (adaptive batching).
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(250));
+    /// // Every batch due by 250 ms (those at 100 and 200) has run.
+    /// ssc.await_batches_until(Time::from_millis(250))?;
+    /// assert_eq!(ssc.batches().len(), 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn await_batches_until(&self, time: Time) -> Result<()> {
         let mut p = self.inner.progress.lock();
         loop {
@@ -577,12 +743,45 @@ impl StreamingContext {
     }
 
     /// The finished batches, oldest first (the most recent 100,000).
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![1, 2, 3], 1));
+    /// ssc.queue_stream(&q, Dequeue::OneAtATime).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(200));
+    /// ssc.wait_for_batch(Time::from_millis(200))?;
+    /// let times: Vec<u64> = ssc.batches().iter().map(|b| b.time.millis()).collect();
+    /// assert_eq!(times, [100, 200]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn batches(&self) -> Vec<BatchInfo> {
         self.inner.batches.lock().clone()
     }
 
     /// Totals over the finished batches (those [`batches`](Self::batches)
     /// keeps).
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, Time};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(300));
+    /// ssc.wait_for_batch(Time::from_millis(300))?;
+    /// let s = ssc.summary();
+    /// assert_eq!(s.batches, 3);
+    /// assert!(s.processing_p50 <= s.processing_p99);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn summary(&self) -> StreamingSummary {
         StreamingSummary::of(&self.inner.batches.lock())
     }

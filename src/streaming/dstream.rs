@@ -178,11 +178,32 @@ impl<T: Data> DStream<T> {
     }
 
     /// The engine context the stream's datasets live in.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, StreamQueue, StreamingContext};
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_secs(1))?;
+    /// let s = ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All);
+    /// assert_eq!(s.context().parallelize(vec![1], 1).count()?, 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn context(&self) -> &Context {
         &self.node.base.graph.ctx
     }
 
     /// The interval between the stream's datasets.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, StreamQueue, StreamingContext};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_secs(1))?;
+    /// let s = ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All);
+    /// assert_eq!(s.slide_duration(), Duration::from_secs(1));
+    /// let w = s.window(Duration::from_secs(6), Duration::from_secs(2));
+    /// assert_eq!(w.slide_duration(), Duration::from_secs(2));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn slide_duration(&self) -> Duration {
         self.node.base.slide
     }

@@ -35,6 +35,32 @@ impl<K: Key, T: Value> KeyedEventStream<K, T> {
     /// with the key's state, and for every event-time timer the key set
     /// once the watermark reaches it; emits what the function returns.
     /// The spec's processing-time timeout and TTL do not apply here.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec, WatermarkStrategy};
+    /// // A count per key and second of event time, reported by a timer at the
+    /// // second's end.
+    /// let spec = StateSpec::function(|_, key: &char, e: Option<(char, i64)>, s: &mut State<u32>| {
+    ///     match e {
+    ///         Some((_, ms)) => {
+    ///             s.update(s.get().copied().unwrap_or(0) + 1);
+    ///             s.set_event_timer((ms / 1_000 + 1) * 1_000);
+    ///             None
+    ///         }
+    ///         None => Some((*key, *s.get()?, s.fired_timer()?)),
+    ///     }
+    /// });
+    /// let out = run_batches(vec![vec![('a', 100i64), ('a', 200)], vec![('b', 1_500)]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .map_with_state(spec)
+    ///         .stream()
+    ///         .clone()
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![('a', 2, 1_000)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn map_with_state<S: Value, U: Value>(
         &self,
         spec: StateSpec<K, T, S, U>,

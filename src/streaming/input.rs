@@ -36,21 +36,56 @@ impl<T: Data> Default for StreamQueue<T> {
 
 impl<T: Data> StreamQueue<T> {
     /// An empty queue.
+    ///
+    /// ```
+    /// use spate::streaming::StreamQueue;
+    /// let q = StreamQueue::<u8>::new();
+    /// assert!(q.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends a dataset.
+    ///
+    /// ```
+    /// use spate::streaming::StreamQueue;
+    /// let ctx = spate::Context::new()?;
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![1, 2], 1));
+    /// assert_eq!(q.len(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn push(&self, rdd: Rdd<T>) {
         self.rdds.lock().push_back(rdd);
     }
 
     /// Datasets not yet taken by a batch.
+    ///
+    /// ```
+    /// use spate::streaming::StreamQueue;
+    /// let ctx = spate::Context::new()?;
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec!['a'], 1));
+    /// q.push(ctx.parallelize(vec!['b'], 1));
+    /// assert_eq!(q.len(), 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.rdds.lock().len()
     }
 
     /// Whether every dataset was taken.
+    ///
+    /// ```
+    /// use spate::streaming::StreamQueue;
+    /// let ctx = spate::Context::new()?;
+    /// let q = StreamQueue::new();
+    /// assert!(q.is_empty());
+    /// q.push(ctx.parallelize(vec![1u8], 1));
+    /// assert!(!q.is_empty());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.rdds.lock().is_empty()
     }

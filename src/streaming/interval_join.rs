@@ -382,29 +382,110 @@ fn tagged<T: Value, L: Value, R: Value>(
 
 impl<K: Key, L: Value, R: Value> IntervalJoin<K, L, R> {
     /// How keys are partitioned.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::{DStream, WatermarkStrategy};
+    /// let out = run_batches2(vec![vec![(1u8, 100i64)]], vec![vec![(1u8, 150i64)]], |l, r| {
+    ///     let keyed = |s: &DStream<(u8, i64)>| {
+    ///         s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous()).key_by(|e| e.0)
+    ///     };
+    ///     keyed(l).interval_join(&keyed(r), 0, 100).partitioning(4).inner().joined
+    /// })?;
+    /// assert_eq!(out, [vec![(1, ((1, 100), (1, 150)))]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn partitioning(mut self, p: impl Into<Partitioning>) -> Self {
         self.partitioning = p.into();
         self
     }
 
     /// The pairs that join.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::{DStream, WatermarkStrategy};
+    /// // Orders (id, ms) and the payments (id, ms) that came within 500 ms.
+    /// let orders = vec![vec![('a', 1_000i64), ('b', 1_000)]];
+    /// let payments = vec![vec![('a', 1_300i64), ('b', 2_000)]];
+    /// let out = run_batches2(orders, payments, |o, p| {
+    ///     let keyed = |s: &DStream<(char, i64)>| {
+    ///         s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous()).key_by(|e| e.0)
+    ///     };
+    ///     keyed(o).interval_join(&keyed(p), 0, 500).inner().joined
+    /// })?;
+    /// assert_eq!(out, [vec![('a', (('a', 1_000), ('a', 1_300)))]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn inner(self) -> IntervalJoinOutput<(K, (L, R)), L, R> {
         self.build(Kind::Inner, |k, l, r| Some((k, (l?, r?))))
     }
 
     /// The pairs, and each left row that joined nothing, with `None`, once
     /// the watermark passes its time plus the upper bound.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::{DStream, WatermarkStrategy};
+    /// let orders = vec![vec![('a', 1_000i64), ('b', 1_000)], vec![('z', 9_000)]];
+    /// let payments = vec![vec![('a', 1_300i64)], vec![('z', 9_000)]];
+    /// let out = run_batches2(orders, payments, |o, p| {
+    ///     let keyed = |s: &DStream<(char, i64)>| {
+    ///         s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous()).key_by(|e| e.0)
+    ///     };
+    ///     keyed(o).interval_join(&keyed(p), 0, 500).left_outer().joined
+    /// })?;
+    /// // 'b' is emitted unpaid once both watermarks pass 1 500 ms.
+    /// assert_eq!(out[0], [('a', (('a', 1_000), Some(('a', 1_300))))]);
+    /// assert_eq!(out[1], [('b', (('b', 1_000), None)), ('z', (('z', 9_000), Some(('z', 9_000))))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn left_outer(self) -> IntervalJoinOutput<(K, (L, Option<R>)), L, R> {
         self.build(Kind::LeftOuter, |k, l, r| Some((k, (l?, r))))
     }
 
     /// The pairs, and each right row that joined nothing, with `None`, once
     /// the watermark passes its time minus the lower bound.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::{DStream, WatermarkStrategy};
+    /// let orders = vec![vec![('a', 1_000i64)], vec![('z', 9_000)]];
+    /// let payments = vec![vec![('a', 1_300i64), ('c', 1_300)], vec![('z', 9_000)]];
+    /// let out = run_batches2(orders, payments, |o, p| {
+    ///     let keyed = |s: &DStream<(char, i64)>| {
+    ///         s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous()).key_by(|e| e.0)
+    ///     };
+    ///     keyed(o).interval_join(&keyed(p), 0, 500).right_outer().joined
+    /// })?;
+    /// assert_eq!(out[0], [('a', (Some(('a', 1_000)), ('a', 1_300)))]);
+    /// assert_eq!(out[1], [('c', (None, ('c', 1_300))), ('z', (Some(('z', 9_000)), ('z', 9_000)))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn right_outer(self) -> IntervalJoinOutput<(K, (Option<L>, R)), L, R> {
         self.build(Kind::RightOuter, |k, l, r| Some((k, (l, r?))))
     }
 
     /// The pairs, and the rows of either side that joined nothing.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::{DStream, WatermarkStrategy};
+    /// let orders = vec![vec![('a', 1_000i64), ('b', 1_000)], vec![('z', 9_000)]];
+    /// let payments = vec![vec![('a', 1_300i64), ('c', 1_300)], vec![('z', 9_000)]];
+    /// let out = run_batches2(orders, payments, |o, p| {
+    ///     let keyed = |s: &DStream<(char, i64)>| {
+    ///         s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous()).key_by(|e| e.0)
+    ///     };
+    ///     keyed(o).interval_join(&keyed(p), 0, 500).full_outer().joined
+    /// })?;
+    /// assert_eq!(out[0], [('a', (Some(('a', 1_000)), Some(('a', 1_300))))]);
+    /// assert_eq!(
+    ///     out[1],
+    ///     [('b', (Some(('b', 1_000)), None)), ('c', (None, Some(('c', 1_300)))), ('z', (Some(('z', 9_000)), Some(('z', 9_000))))]
+    /// );
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn full_outer(self) -> IntervalJoinOutput<(K, (Option<L>, Option<R>)), L, R> {
         self.build(Kind::FullOuter, |k, l, r| Some((k, (l, r))))
     }

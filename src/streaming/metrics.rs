@@ -109,11 +109,48 @@ pub struct StreamingLog {
 
 impl StreamingLog {
     /// Every event so far.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, StreamingEvent, StreamingLog, Time};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let log = Arc::new(StreamingLog::default());
+    /// ssc.add_listener(log.clone());
+    /// ssc.queue_stream(&StreamQueue::<u8>::new(), Dequeue::All).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert!(matches!(log.events().first(), Some(StreamingEvent::Started { .. })));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn events(&self) -> Vec<StreamingEvent> {
         self.events.lock().clone()
     }
 
     /// The completed batches so far, in order.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext, StreamingLog, Time};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let log = Arc::new(StreamingLog::default());
+    /// ssc.add_listener(log.clone());
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![1, 2, 3], 1));
+    /// ssc.queue_stream(&q, Dequeue::OneAtATime).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(200));
+    /// ssc.wait_for_batch(Time::from_millis(200))?;
+    /// let times: Vec<u64> = log.batches().iter().map(|b| b.time.millis()).collect();
+    /// assert_eq!(times, [100, 200]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn batches(&self) -> Vec<BatchInfo> {
         self.events
             .lock()

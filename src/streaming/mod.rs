@@ -15,6 +15,8 @@
 //!   through [`StreamingContext::replayable_stream`].
 //! - Outputs: [`DStream::foreach_rdd`], [`DStream::print`],
 //!   [`DStream::save_as_text_files`].
+//! - [`testing`]: run a stream over given batches on a manual clock, for
+//!   tests and the examples in these docs.
 
 mod adaptive;
 mod checkpoint;
@@ -38,6 +40,7 @@ mod recovery;
 mod replay;
 mod source;
 mod state;
+pub mod testing;
 mod time;
 mod watermark;
 mod window;

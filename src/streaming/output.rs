@@ -15,6 +15,25 @@ impl<T: Data> DStream<T> {
     /// at (an empty dataset when the batch had no data), on the batch
     /// thread; an error from `f` fails the batch and stops the context.
     /// An error if the context has already started.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use std::sync::{Arc, Mutex};
+    /// // Any action on each batch's dataset, on the driver, with the batch time.
+    /// let totals = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = totals.clone();
+    /// let _ = run_batches(vec![vec![1, 2], vec![5]], move |s| {
+    ///     s.foreach_rdd(move |rdd, time| {
+    ///         let sum: i32 = rdd.collect()?.iter().sum();
+    ///         sink.lock().unwrap().push((time.millis(), sum));
+    ///         Ok(())
+    ///     })
+    ///     .unwrap();
+    ///     s.clone()
+    /// })?;
+    /// assert_eq!(*totals.lock().unwrap(), [(100, 3), (200, 5)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn foreach_rdd(
         &self,
         f: impl Fn(&Rdd<T>, Time) -> Result<()> + Send + Sync + 'static,
@@ -39,6 +58,18 @@ impl<T: Data> DStream<T> {
     /// Runs `f` on every element of every batch (an output); an `Err`
     /// fails its task as [`Rdd::try_for_each`] does, and then the batch,
     /// which stops the context with the error.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// // The closure's Err fails the batch, keeping the user's error.
+    /// let result = run_batches(vec![vec![1, -2]], |s| {
+    ///     s.try_for_each(|x: i32| if x < 0 { Err(format!("negative: {x}")) } else { Ok(()) })
+    ///         .unwrap();
+    ///     s.clone()
+    /// });
+    /// let err = result.unwrap_err().to_string();
+    /// assert!(err.contains("negative: -2"), "{err}");
+    /// ```
     pub fn try_for_each<E: Into<crate::rdd::UserError>>(
         &self,
         f: impl Fn(T) -> std::result::Result<(), E> + Send + Sync + 'static,
@@ -48,6 +79,17 @@ impl<T: Data> DStream<T> {
 
     /// Prints the first `n` elements of every batch, under a header with
     /// the batch time (Spark's `print`).
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// // Prints "Time: 100 ms", then up to 10 elements of each batch.
+    /// let out = run_batches(vec![vec![1, 2]], |s| {
+    ///     s.print(10).unwrap();
+    ///     s.clone()
+    /// })?;
+    /// assert_eq!(out, [vec![1, 2]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn print(&self, n: usize) -> Result<()>
     where
         T: Debug + crate::data::Value,
@@ -71,6 +113,23 @@ impl<T: Data> DStream<T> {
     /// when given). Each directory appears atomically, and a batch run
     /// again (after a recovery) replaces its directory, so outputs are
     /// never duplicated.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let prefix = dir.path().join("counts").to_string_lossy().into_owned();
+    /// let p = prefix.clone();
+    /// run_batches(vec![vec![1, 2]], move |s| {
+    ///     s.save_as_text_files(p, Some("txt")).unwrap();
+    ///     s.clone()
+    /// })?;
+    /// // One directory per batch: PREFIX-TIME_MS.SUFFIX
+    /// let saved = spate::Context::new()?.text_file(format!("{prefix}-100.txt"), 1)?;
+    /// let mut lines = saved.collect()?;
+    /// lines.sort();
+    /// assert_eq!(lines, ["1", "2"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn save_as_text_files(&self, prefix: impl Into<String>, suffix: Option<&str>) -> Result<()>
     where
         T: Display,

@@ -96,6 +96,24 @@ pub trait RateEstimator: Send + 'static {
 }
 
 impl Backpressure {
+    /// An `InvalidArgument` naming the first setting out of its domain:
+    /// rates must be finite and positive, gains finite and not negative.
+    pub(crate) fn check(&self, batch: Duration) -> Result<()> {
+        for (what, rate) in [
+            ("initial_rate", self.initial_rate),
+            ("max_rate", self.max_rate),
+        ] {
+            if let Some(r) = rate
+                && !(r.is_finite() && r > 0.0)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "backpressure {what} must be finite and positive, not {r}"
+                )));
+            }
+        }
+        PidRateEstimator::new(batch, self.pid, self.min_rate).map(drop)
+    }
+
     /// The rate receivers start with: the initial rate, capped by the
     /// maximum.
     pub(crate) fn initial_or_max(&self) -> Option<f64> {
@@ -193,6 +211,19 @@ impl PidRateEstimator {
     /// An estimator for batches of `batch` with `gains`, never below
     /// `min_rate`. As Spark, an `InvalidArgument` unless the gains are at
     /// least 0 and `min_rate` is above 0, all finite.
+    ///
+    /// ```
+    /// use spate::streaming::{PidGains, PidRateEstimator, RateEstimator, Time};
+    /// use std::time::Duration;
+    /// let mut pid = PidRateEstimator::new(Duration::from_secs(1), PidGains::default(), 100.0)?;
+    /// // The first batch only sets the starting point.
+    /// assert_eq!(pid.compute(Time::from_millis(1_000), 1_000, Duration::from_millis(500), Duration::ZERO), None);
+    /// // 2 000 records in 500 ms: 4 000 per second could be handled.
+    /// let rate = pid.compute(Time::from_millis(2_000), 2_000, Duration::from_millis(500), Duration::ZERO);
+    /// assert!(rate.is_some_and(|r| r > 100.0));
+    /// assert!(PidRateEstimator::new(Duration::from_secs(1), PidGains::default(), 0.0).is_err());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn new(batch: Duration, gains: PidGains, min_rate: f64) -> Result<Self> {
         let PidGains {
             proportional,

@@ -348,6 +348,16 @@ impl StreamingContext {
     /// reaches (a shared file system): the driver holds its lock and
     /// writes the metadata, and every process writes its share of the
     /// state datasets.
+    ///
+    /// ```
+    /// use spate::streaming::StreamingContext;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_secs(1))?;
+    /// ssc.checkpoint(dir.path())?; // metadata and state are saved there
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn checkpoint(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -375,6 +385,17 @@ impl StreamingContext {
     /// windows) are written to the checkpoint directory, cutting their
     /// lineage for good (default: every 10 batches, at least 1 s). Between
     /// those, lineage is cut with in-memory checkpoints.
+    ///
+    /// ```
+    /// use spate::streaming::StreamingContext;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(500))?;
+    /// ssc.set_checkpoint_interval(Duration::from_secs(5))?;
+    /// // Not a multiple of the batch interval.
+    /// assert!(ssc.set_checkpoint_interval(Duration::from_millis(750)).is_err());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn set_checkpoint_interval(&self, every: Duration) -> Result<()> {
         let every = super::time::check_duration("checkpoint interval", every)?;
         if every.as_millis() % self.batch_interval().as_millis() != 0 {
@@ -405,6 +426,24 @@ impl StreamingContext {
     /// [`Error::IncompatibleCheckpoint`] naming the first difference, even
     /// if no state had been saved yet. Changed closures and outputs
     /// defined after the stateful streams restart.
+    ///
+    /// ```
+    /// use spate::streaming::StreamingContext;
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let build = || {
+    ///     let ssc = StreamingContext::new(&ctx, Duration::from_millis(100))?;
+    ///     ssc.checkpoint(dir.path())?;
+    ///     ssc.socket_text_stream("localhost", 9999).count().print(1)?;
+    ///     Ok(ssc)
+    /// };
+    /// // The first run builds the program; after a crash, the same call
+    /// // rebuilds it and restores its state and input offsets from `dir`.
+    /// let ssc = StreamingContext::get_or_create(dir.path(), build)?;
+    /// assert_eq!(ssc.batch_interval(), Duration::from_millis(100));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn get_or_create(
         dir: impl AsRef<Path>,
         build: impl FnOnce() -> Result<StreamingContext>,

@@ -263,6 +263,41 @@ impl StreamingContext {
     /// A stream of what a replayable source holds, one offset range per
     /// batch. With backpressure, a batch reads at most `rate · interval`
     /// records.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, ReplayableSource, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// /// A fixed log: offsets are positions in it, so any range reads the same.
+    /// struct Log(Vec<u32>);
+    /// impl ReplayableSource for Log {
+    ///     type Item = u32;
+    ///     type Offset = usize;
+    ///     fn initial_offset(&mut self) -> spate::Result<usize> {
+    ///         Ok(0)
+    ///     }
+    ///     fn next_end(&mut self, from: &usize, max: Option<u64>) -> spate::Result<usize> {
+    ///         let max = max.map_or(usize::MAX, |m| m as usize);
+    ///         Ok((*from + max.min(2)).min(self.0.len())) // at most 2 a batch
+    ///     }
+    ///     fn read(&mut self, ctx: &spate::Context, from: &usize, to: &usize) -> spate::Result<spate::Rdd<u32>> {
+    ///         Ok(ctx.parallelize(self.0[*from..*to].to_vec(), 1))
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let tick = Duration::from_millis(100);
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, tick, clock.clone())?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.replayable_stream(Log(vec![1, 2, 3]))
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().push(rdd.collect()?)))?;
+    /// ssc.start()?;
+    /// clock.advance(2 * tick);
+    /// ssc.wait_for_batch(Time::from_millis(200))?;
+    /// assert_eq!(*seen.lock().unwrap(), [vec![1, 2], vec![3]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn replayable_stream<S: ReplayableSource>(&self, source: S) -> DStream<S::Item> {
         let graph = self.graph();
         let spec = NewStream::input("replayable_stream", graph);

@@ -74,6 +74,32 @@ pub(crate) struct Received<T> {
 impl<T: Data> Sink<T> {
     /// Stores records (waiting for the rate limit, if any). Returns `false`
     /// if the context is stopping and nothing was stored.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Receiver, Sink, StreamingContext, Time};
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// struct Readings(mpsc::Sender<()>);
+    /// impl Receiver for Readings {
+    ///     type Item = f64;
+    ///     fn receive(&mut self, sink: &Sink<f64>) -> spate::Result<()> {
+    ///         sink.store(vec![20.5, 21.0]); // e.g. read from a device
+    ///         let _ = self.0.send(());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let (tx, stored) = mpsc::channel();
+    /// ssc.receiver_stream(Readings(tx)).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// stored.recv().unwrap();
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(ssc.batches()[0].input_records, 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn store(&self, records: Vec<T>) -> bool {
         if records.is_empty() {
             return true;
@@ -95,17 +121,112 @@ impl<T: Data> Sink<T> {
     }
 
     /// Whether the receiver should return.
+    ///
+    /// ```
+    /// use spate::streaming::{Receiver, Sink, StopMode, StreamingContext};
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::time::Duration;
+    /// struct Ticks(Arc<AtomicBool>);
+    /// impl Receiver for Ticks {
+    ///     type Item = u64;
+    ///     fn receive(&mut self, sink: &Sink<u64>) -> spate::Result<()> {
+    ///         let mut i = 0;
+    ///         while !sink.is_stopped() {
+    ///             sink.store(vec![i]);
+    ///             i += 1;
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///         self.0.store(true, Ordering::SeqCst);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(20))?;
+    /// let returned = Arc::new(AtomicBool::new(false));
+    /// ssc.receiver_stream(Ticks(returned.clone())).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// std::thread::sleep(Duration::from_millis(50));
+    /// ssc.stop(StopMode::Immediately)?; // waits for the receiver to return
+    /// assert!(returned.load(Ordering::SeqCst));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
     }
 
     /// Counts `n` input records that could not be turned into records;
     /// they are reported with the next batch.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Receiver, Sink, StreamingContext, Time};
+    /// use std::sync::mpsc;
+    /// use std::time::Duration;
+    /// struct Numbers(mpsc::Sender<()>);
+    /// impl Receiver for Numbers {
+    ///     type Item = i64;
+    ///     fn receive(&mut self, sink: &Sink<i64>) -> spate::Result<()> {
+    ///         let (good, bad): (Vec<_>, Vec<_>) = ["1", "x", "3"].iter().map(|s| s.parse::<i64>()).partition(|r| r.is_ok());
+    ///         sink.store(good.into_iter().flatten().collect());
+    ///         sink.report_invalid(bad.len() as u64); // counted, never dropped silently
+    ///         let _ = self.0.send(());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let (tx, stored) = mpsc::channel();
+    /// ssc.receiver_stream(Numbers(tx)).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// stored.recv().unwrap();
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// let b = &ssc.batches()[0];
+    /// assert_eq!((b.input_records, b.invalid_records), (2, 1));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn report_invalid(&self, n: u64) {
         self.shared.invalid.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Reports a problem the receiver recovered from (a lost connection).
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Receiver, Sink, StreamingContext, StreamingEvent, StreamingLog, Time};
+    /// use std::sync::{Arc, mpsc};
+    /// use std::time::Duration;
+    /// struct Flaky(mpsc::Sender<()>);
+    /// impl Receiver for Flaky {
+    ///     type Item = u8;
+    ///     fn receive(&mut self, sink: &Sink<u8>) -> spate::Result<()> {
+    ///         sink.warn("connection lost, reconnected");
+    ///         let _ = self.0.send(());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let log = Arc::new(StreamingLog::default());
+    /// ssc.add_listener(log.clone());
+    /// let (tx, warned) = mpsc::channel();
+    /// ssc.receiver_stream(Flaky(tx)).foreach_rdd(|_, _| Ok(()))?;
+    /// ssc.start()?;
+    /// warned.recv().unwrap();
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// let warnings: Vec<String> = log
+    ///     .events()
+    ///     .into_iter()
+    ///     .filter_map(|e| match e {
+    ///         StreamingEvent::InputWarning { message, .. } => Some(message),
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(warnings, ["connection lost, reconnected"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn warn(&self, message: impl Into<String>) {
         self.shared.warnings.lock().push(message.into());
     }
@@ -243,6 +364,37 @@ impl<T: Value> StreamOp<T> for ReceiverStream<T> {
 
 impl StreamingContext {
     /// A stream of what `receiver` stores, cut into batches.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Receiver, Sink, StreamingContext, Time};
+    /// use std::sync::{Arc, Mutex, mpsc};
+    /// use std::time::Duration;
+    /// /// Lines from any source a thread can read (here a fixed list).
+    /// struct Lines(Vec<String>, mpsc::Sender<()>);
+    /// impl Receiver for Lines {
+    ///     type Item = String;
+    ///     fn receive(&mut self, sink: &Sink<String>) -> spate::Result<()> {
+    ///         sink.store(std::mem::take(&mut self.0));
+    ///         let _ = self.1.send(());
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let (tx, stored) = mpsc::channel();
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.receiver_stream(Lines(vec!["a b".into(), "c".into()], tx))
+    ///     .flat_map(|l| l.split(' ').map(String::from).collect::<Vec<_>>())
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().extend(rdd.collect()?)))?;
+    /// ssc.start()?;
+    /// stored.recv().unwrap();
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(*seen.lock().unwrap(), ["a", "b", "c"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn receiver_stream<R: Receiver>(&self, receiver: R) -> DStream<R::Item> {
         let graph = self.graph();
         let received = Arc::new(Received {
@@ -282,6 +434,37 @@ impl StreamingContext {
     /// [`BatchInfo::invalid_records`](super::BatchInfo) (an over-long line
     /// is also reported as an input warning), so a peer that never sends a
     /// newline cannot grow the process without bound.
+    ///
+    /// ```
+    /// use spate::streaming::{StopMode, StreamingContext};
+    /// use std::io::Write;
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// // A server sending two lines (as `nc -lk 9999` would).
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    /// let port = listener.local_addr().unwrap().port();
+    /// std::thread::spawn(move || {
+    ///     let (mut peer, _) = listener.accept().unwrap();
+    ///     peer.write_all(b"hello world\nbye\n").unwrap();
+    ///     std::thread::sleep(Duration::from_secs(5));
+    /// });
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(20))?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// ssc.socket_text_stream("127.0.0.1", port)
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().extend(rdd.collect()?)))?;
+    /// ssc.start()?;
+    /// for _ in 0..250 {
+    ///     if seen.lock().unwrap().len() == 2 {
+    ///         break;
+    ///     }
+    ///     std::thread::sleep(Duration::from_millis(20));
+    /// }
+    /// ssc.stop(StopMode::Immediately)?;
+    /// assert_eq!(*seen.lock().unwrap(), ["hello world", "bye"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn socket_text_stream(&self, host: &str, port: u16) -> DStream<String> {
         self.socket_text_stream_with(host, port, DEFAULT_MAX_LINE_BYTES)
     }
@@ -309,6 +492,27 @@ impl StreamingContext {
 
     /// `rate` records per second from `make(i)` for i = 0, 1, 2, ...: a
     /// self-contained input for demos and benchmarks (Spark's rate source).
+    ///
+    /// ```
+    /// use spate::streaming::{StopMode, StreamingContext};
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, Duration::from_millis(20))?;
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// // 1 000 records a second: 0, 10, 20, ...
+    /// ssc.generator_stream(1_000.0, |i| i * 10)
+    ///     .foreach_rdd(move |rdd, _| Ok(sink.lock().unwrap().extend(rdd.collect()?)))?;
+    /// ssc.start()?;
+    /// while seen.lock().unwrap().len() < 5 {
+    ///     std::thread::sleep(Duration::from_millis(10));
+    /// }
+    /// ssc.stop(StopMode::Immediately)?;
+    /// let seen = seen.lock().unwrap();
+    /// assert_eq!(seen[..5], [0, 10, 20, 30, 40]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn generator_stream<T: Value>(
         &self,
         rate: f64,

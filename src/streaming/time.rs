@@ -100,22 +100,52 @@ pub struct ManualClock {
 
 impl ManualClock {
     /// A clock at time 0.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Time};
+    /// let clock = ManualClock::new();
+    /// assert_eq!(clock.now(), Time::from_millis(0));
+    /// ```
     pub fn new() -> ManualClock {
         ManualClock::default()
     }
 
     /// The current time.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Time};
+    /// let clock = ManualClock::new();
+    /// clock.advance(std::time::Duration::from_millis(30));
+    /// assert_eq!(clock.now(), Time::from_millis(30));
+    /// ```
     pub fn now(&self) -> Time {
         Time(*self.state.manual.lock())
     }
 
     /// Moves the clock forward by `d`, waking whatever waits on it.
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Time};
+    /// use std::time::Duration;
+    /// let clock = ManualClock::new();
+    /// clock.advance(Duration::from_millis(100));
+    /// clock.advance(Duration::from_millis(50));
+    /// assert_eq!(clock.now(), Time::from_millis(150));
+    /// ```
     pub fn advance(&self, d: Duration) {
         *self.state.manual.lock() += millis(d);
         self.state.changed.notify_all();
     }
 
     /// Sets the clock to `t` (never backwards).
+    ///
+    /// ```
+    /// use spate::streaming::{ManualClock, Time};
+    /// let clock = ManualClock::new();
+    /// clock.set(Time::from_millis(500));
+    /// clock.set(Time::from_millis(200)); // never backwards
+    /// assert_eq!(clock.now(), Time::from_millis(500));
+    /// ```
     pub fn set(&self, t: Time) {
         {
             let mut now = self.state.manual.lock();

@@ -45,6 +45,21 @@ pub struct WatermarkStrategy {
 
 impl WatermarkStrategy {
     /// Watermark = largest event time seen − `d`.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::WatermarkStrategy;
+    /// use std::time::Duration;
+    /// // Events up to 1 s late still count: after event time 5 000 ms the
+    /// // watermark is 4 000 ms.
+    /// let out = run_batches(vec![vec![5_000i64], vec![4_500, 3_000]], |s| {
+    ///     let events = s.with_timestamps(|t| *t, WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(1)));
+    ///     events.stamped().map(|r| (r.value, r.time < r.watermark))
+    /// })?;
+    /// // 3 000 is late (below the watermark), 4 500 is not.
+    /// assert_eq!(out[1], [(3_000, true), (4_500, false)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn bounded_out_of_orderness(d: Duration) -> Self {
         WatermarkStrategy {
             out_of_orderness: d,
@@ -53,11 +68,33 @@ impl WatermarkStrategy {
     }
 
     /// For timestamps that never decrease: watermark = largest event time.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::WatermarkStrategy;
+    /// let out = run_batches(vec![vec![100i64], vec![200, 50]], |s| {
+    ///     let events = s.with_timestamps(|t| *t, WatermarkStrategy::monotonous());
+    ///     events.stamped().map(|r| (r.value, r.time < r.watermark))
+    /// })?;
+    /// // With timestamps that only rise, anything older than the newest is late.
+    /// assert_eq!(out, [vec![(100, false)], vec![(50, true), (200, false)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn monotonous() -> Self {
         Self::bounded_out_of_orderness(Duration::ZERO)
     }
 
     /// Marks the input idle after `d` without records.
+    ///
+    /// ```
+    /// use spate::streaming::WatermarkStrategy;
+    /// use std::time::Duration;
+    /// // An input that stops sending for 10 s no longer holds a union's
+    /// // watermark back.
+    /// let strategy = WatermarkStrategy::bounded_out_of_orderness(Duration::from_secs(2))
+    ///     .with_idleness(Duration::from_secs(10));
+    /// # drop(strategy);
+    /// ```
     pub fn with_idleness(mut self, d: Duration) -> Self {
         self.idle_timeout = Some(d);
         self
@@ -235,12 +272,44 @@ impl<T: Value> DStream<T> {
 
 impl<T: Value> EventStream<T> {
     /// The records with their event times and watermarks.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::WatermarkStrategy;
+    /// let out = run_batches(vec![vec![(7u8, 1_000i64)]], |s| {
+    ///     s.with_timestamps(|r| r.1, WatermarkStrategy::monotonous())
+    ///         .stamped()
+    ///         .map(|r| (r.value.0, r.time))
+    /// })?;
+    /// assert_eq!(out, [vec![(7, 1_000)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn stamped(&self) -> &DStream<Stamped<T>> {
         &self.stamped
     }
 
     /// The watermark after the batch at `time` (or the latest batch
     /// before it); [`NO_WATERMARK`] before any record.
+    ///
+    /// ```
+    /// use spate::streaming::{Dequeue, ManualClock, NO_WATERMARK, StreamQueue, StreamingContext, Time, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let clock = ManualClock::new();
+    /// let ssc = StreamingContext::with_manual_clock(&ctx, Duration::from_millis(100), clock.clone())?;
+    /// let q = StreamQueue::new();
+    /// q.push(ctx.parallelize(vec![3_000i64, 1_000], 1));
+    /// let events = ssc
+    ///     .queue_stream(&q, Dequeue::OneAtATime)
+    ///     .with_timestamps(|t| *t, WatermarkStrategy::bounded_out_of_orderness(Duration::from_millis(500)));
+    /// events.stamped().foreach_rdd(|_, _| Ok(()))?;
+    /// assert_eq!(events.watermark_at(Time::from_millis(100)), NO_WATERMARK);
+    /// ssc.start()?;
+    /// clock.advance(Duration::from_millis(100));
+    /// ssc.wait_for_batch(Time::from_millis(100))?;
+    /// assert_eq!(events.watermark_at(Time::from_millis(100)), 2_500);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn watermark_at(&self, time: Time) -> EventTime {
         self.watermarks.at(time).watermark
     }
@@ -250,6 +319,17 @@ impl<T: Value> EventStream<T> {
     /// the smaller of its own input's just before it and the other input's
     /// at the previous batch boundary. Same as
     /// [`union_with`](Self::union_with) and [`WatermarkPolicy::Min`].
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::WatermarkStrategy;
+    /// let out = run_batches2(vec![vec![1_000i64]], vec![vec![5_000i64]], |a, b| {
+    ///     let stamp = |s: &spate::streaming::DStream<i64>| s.with_timestamps(|t| *t, WatermarkStrategy::monotonous());
+    ///     stamp(a).union(&stamp(b)).stamped().map(|r| r.time)
+    /// })?;
+    /// assert_eq!(out, [vec![1_000, 5_000]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn union(&self, other: &EventStream<T>) -> EventStream<T> {
         self.union_with(other, WatermarkPolicy::Min)
     }
@@ -260,6 +340,22 @@ impl<T: Value> EventStream<T> {
     /// the slower one may then be late. Either way the combined watermark
     /// never decreases. Streams of different slides or streaming contexts
     /// make [`start`](super::StreamingContext::start) an error.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches2;
+    /// use spate::streaming::{WatermarkPolicy, WatermarkStrategy};
+    /// // Under the max policy the fast input (at 5 000 ms) sets the pace: the slow
+    /// // one's record at 2 000 ms in the next batch is late.
+    /// let out = run_batches2(vec![vec![1_000i64], vec![2_000]], vec![vec![5_000i64], vec![]], |a, b| {
+    ///     let stamp = |s: &spate::streaming::DStream<i64>| s.with_timestamps(|t| *t, WatermarkStrategy::monotonous());
+    ///     stamp(a)
+    ///         .union_with(&stamp(b), WatermarkPolicy::Max)
+    ///         .stamped()
+    ///         .map(|r| (r.time, r.time < r.watermark))
+    /// })?;
+    /// assert_eq!(out[1], [(2_000, true)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn union_with(&self, other: &EventStream<T>, policy: WatermarkPolicy) -> EventStream<T> {
         let watermarks = Arc::new(Watermarks::default());
         let (a, b) = (self.clone(), other.clone());

@@ -89,12 +89,30 @@ impl<T: Data> DStream<T> {
 
     /// The number of elements in each window (one element, 0 for an empty
     /// window).
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// let out = run_batches(vec![vec!['a'], vec!['b', 'c'], vec![]], |s| {
+    ///     s.count_by_window(2 * TEST_BATCH, TEST_BATCH)
+    /// })?;
+    /// assert_eq!(out, [vec![1], vec![3], vec![2]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn count_by_window(&self, length: Duration, slide: Duration) -> DStream<u64> {
         self.window(length, slide).count()
     }
 
     /// Each window reduced with `f` (recomputed from the window's batches,
     /// each reduced once).
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// let out = run_batches(vec![vec![1], vec![2], vec![3]], |s| {
+    ///     s.reduce_by_window(|a, b| a + b, 2 * TEST_BATCH, TEST_BATCH)
+    /// })?;
+    /// assert_eq!(out, [vec![1], vec![3], vec![5]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reduce_by_window(
         &self,
         f: impl Fn(T, T) -> T + Send + Sync + 'static,
@@ -114,6 +132,15 @@ impl<T: Data> DStream<T> {
     /// Each window reduced incrementally: the previous window's value,
     /// minus (`inverse`) the batches that left, plus the batches that
     /// entered.
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// let out = run_batches(vec![vec![1], vec![2], vec![3], vec![]], |s| {
+    ///     s.reduce_by_window_inv(|a, b| a + b, |a, b| a - b, 2 * TEST_BATCH, TEST_BATCH)
+    /// })?;
+    /// assert_eq!(out, [vec![1], vec![3], vec![5], vec![3]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reduce_by_window_inv(
         &self,
         f: impl Fn(T, T) -> T + Send + Sync + 'static,
@@ -131,6 +158,16 @@ impl<T: Data> DStream<T> {
 
     /// How often each element occurs in each window (incremental; elements
     /// whose count falls to zero are dropped).
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// let out = run_batches(vec![vec!['a', 'b'], vec!['a'], vec![]], |s| {
+    ///     s.count_by_value_and_window(2 * TEST_BATCH, TEST_BATCH, 2)
+    /// })?;
+    /// // 'b' falls to zero in the third window and is dropped.
+    /// assert_eq!(out, [vec![('a', 1), ('b', 1)], vec![('a', 2), ('b', 1)], vec![('a', 1)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn count_by_value_and_window(
         &self,
         length: Duration,
@@ -157,6 +194,17 @@ pub type KeepFilter<K, V> = Arc<dyn Fn(&(K, V)) -> bool + Send + Sync>;
 impl<K: Key, V: Value> DStream<(K, V)> {
     /// Each window's values merged per key with `f`: every batch is
     /// reduced once, then the window's reduced batches are merged.
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// // Two-batch windows every two batches.
+    /// let batches = vec![vec![('a', 1)], vec![('a', 2), ('b', 1)], vec![('b', 4)], vec![]];
+    /// let out = run_batches(batches, |s| {
+    ///     s.reduce_by_key_and_window(|x, y| x + y, 2 * TEST_BATCH, 2 * TEST_BATCH, 2)
+    /// })?;
+    /// assert_eq!(out, [vec![('a', 3), ('b', 1)], vec![('b', 4)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reduce_by_key_and_window(
         &self,
         f: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -177,6 +225,17 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     /// left removed by `inverse` (`inverse(a, b)` undoes `f(a, b)`'s `b`)
     /// and those of the batches that entered merged by `f`. Keys whose value
     /// falls to a neutral value stay unless `keep` drops them.
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// let batches = vec![vec![('a', 1)], vec![('a', 2)], vec![], vec![]];
+    /// let out = run_batches(batches, |s| {
+    ///     s.reduce_by_key_and_window_inv(|x, y| x + y, |x, y| x - y, 2 * TEST_BATCH, TEST_BATCH, 1, None)
+    /// })?;
+    /// // Without a keep filter a key stays at its neutral value.
+    /// assert_eq!(out, [vec![('a', 1)], vec![('a', 3)], vec![('a', 2)], vec![('a', 0)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reduce_by_key_and_window_inv(
         &self,
         f: impl Fn(V, V) -> V + Send + Sync + 'static,
@@ -219,6 +278,18 @@ impl<K: Key, V: Value> DStream<(K, V)> {
     }
 
     /// Groups each window's values per key.
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// let out = run_batches(vec![vec![('k', 1)], vec![('k', 2)]], |s| {
+    ///     s.group_by_key_and_window(2 * TEST_BATCH, TEST_BATCH, 1).map_values(|mut v| {
+    ///         v.sort();
+    ///         v
+    ///     })
+    /// })?;
+    /// assert_eq!(out, [vec![('k', vec![1])], vec![('k', vec![1, 2])]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn group_by_key_and_window(
         &self,
         length: Duration,

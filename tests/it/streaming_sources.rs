@@ -251,14 +251,42 @@ fn a_custom_rate_estimator_sees_every_batch_and_sets_the_rate_capped_by_the_maxi
 }
 
 #[test]
-fn pid_gains_are_settable_and_checked_at_start() {
+fn backpressure_settings_out_of_their_domain_are_refused_when_set() {
     use spate::streaming::PidGains;
     let ctx = common::ctx();
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(50)).unwrap();
-    ssc.set_backpressure(Backpressure {
+    let negative_gain = Backpressure {
         enabled: true,
         pid: PidGains {
             derivative: -0.5,
+            ..PidGains::default()
+        },
+        ..Backpressure::default()
+    };
+    let zero_max = Backpressure {
+        max_rate: Some(0.0),
+        ..Backpressure::default()
+    };
+    let nan_initial = Backpressure {
+        initial_rate: Some(f64::NAN),
+        ..Backpressure::default()
+    };
+    for (settings, expected) in [
+        (negative_gain, "derivative gain is -0.5"),
+        (zero_max, "max_rate must be finite and positive, not 0"),
+        (nan_initial, "initial_rate must be finite and positive, not NaN"),
+    ] {
+        let err = ssc.set_backpressure(settings).unwrap_err();
+        assert!(
+            matches!(&err, spate::Error::InvalidArgument(m) if m.contains(expected)),
+            "{err}"
+        );
+    }
+    // Valid gains are kept and the context runs with them.
+    ssc.set_backpressure(Backpressure {
+        enabled: true,
+        pid: PidGains {
+            derivative: 0.5,
             ..PidGains::default()
         },
         ..Backpressure::default()
@@ -267,11 +295,8 @@ fn pid_gains_are_settable_and_checked_at_start() {
     ssc.generator_stream(1000.0, |i| i)
         .foreach_rdd(|_, _| Ok(()))
         .unwrap();
-    let err = ssc.start().unwrap_err();
-    assert!(
-        matches!(&err, spate::Error::InvalidArgument(m) if m.contains("derivative gain is -0.5")),
-        "{err}"
-    );
+    ssc.start().unwrap();
+    ssc.stop(spate::streaming::StopMode::Immediately).unwrap();
 }
 
 /// Runs until stopped, counting the receiving threads that ended.

@@ -53,6 +53,25 @@ pub struct TumblingWindows {
 
 impl TumblingWindows {
     /// Windows of `size`.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // Clicks (user, event time in ms) counted per user and second.
+    /// let clicks = vec![vec![('a', 100i64), ('a', 900), ('b', 1_500)], vec![('z', 5_000)]];
+    /// let out = run_batches(clicks, |s| {
+    ///     s.with_timestamps(|c| c.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|c| c.0)
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .aggregate(|_| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n)
+    ///         .results
+    ///         .map(|r| (r.key, r.window.start, r.value))
+    /// })?;
+    /// // Each window is emitted once, in the batch whose watermark closes it.
+    /// assert_eq!(out, [vec![('a', 0, 2)], vec![('b', 1_000, 1)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn of(size: Duration) -> Self {
         TumblingWindows {
             size: ms(size).max(1),
@@ -79,6 +98,23 @@ pub struct SlidingWindows {
 
 impl SlidingWindows {
     /// Windows of `size`, one starting every `slide`.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{SlidingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // Two-second windows starting every second: each record is in two.
+    /// let out = run_batches(vec![vec![('k', 1_500i64)], vec![('k', 9_000)]], |s| {
+    ///     s.with_timestamps(|c| c.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|c| c.0)
+    ///         .window(SlidingWindows::of(Duration::from_secs(2), Duration::from_secs(1)))
+    ///         .aggregate(|_| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n)
+    ///         .results
+    ///         .map(|r| (r.window.start, r.window.end, r.value))
+    /// })?;
+    /// assert_eq!(out[1], [(0, 2_000, 1), (1_000, 3_000, 1)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn of(size: Duration, slide: Duration) -> Self {
         SlidingWindows {
             size: ms(size).max(1),
@@ -113,6 +149,24 @@ pub struct SessionWindows {
 
 impl SessionWindows {
     /// Sessions that end after `gap` without records.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{SessionWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // Sessions end after 1 s without a click; 100 and 600 share one.
+    /// let clicks = vec![vec![('a', 100i64), ('a', 600), ('a', 3_000)], vec![('z', 9_000)]];
+    /// let out = run_batches(clicks, |s| {
+    ///     s.with_timestamps(|c| c.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|c| c.0)
+    ///         .window(SessionWindows::with_gap(Duration::from_secs(1)))
+    ///         .aggregate(|_| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n)
+    ///         .results
+    ///         .map(|r| (r.window.start, r.window.end, r.value))
+    /// })?;
+    /// assert_eq!(out, [vec![(100, 1_600, 2)], vec![(3_000, 4_000, 1)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn with_gap(gap: Duration) -> Self {
         SessionWindows {
             gap: ms(gap).max(1),
@@ -142,6 +196,22 @@ pub struct CountWindows {
 
 impl CountWindows {
     /// Windows of `n` records.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{CountWindows, WatermarkStrategy};
+    /// // Every 2 readings of a sensor, their sum.
+    /// let out = run_batches(vec![vec![('s', 0i64, 5), ('s', 1, 7), ('s', 2, 1)]], |s| {
+    ///     s.with_timestamps(|r| r.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|r| r.0)
+    ///         .window(CountWindows::of(2))
+    ///         .aggregate(|r| r.2, |sum, r| sum + r.2, |a, b| a + b, |sum| *sum)
+    ///         .results
+    ///         .map(|r| (r.window.start, r.value))
+    /// })?;
+    /// assert_eq!(out, [vec![(0, 12)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn of(n: u64) -> Self {
         CountWindows { n: n.max(1) }
     }

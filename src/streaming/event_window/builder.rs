@@ -66,6 +66,22 @@ pub struct KeyedEventStream<K, T> {
 
 impl<T: Value> EventStream<T> {
     /// Partitions the records by `key_of`, for keyed windows.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// let out = run_batches(vec![vec![("a b".to_string(), 10i64)], vec![("c".to_string(), 5_000)]], |s| {
+    ///     s.with_timestamps(|l| l.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|l| l.0.len()) // any key computed from the record
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .reduce(|a, _| a)
+    ///         .results
+    ///         .map(|r| (r.key, r.window.start))
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![(3, 0)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn key_by<K: Key>(
         &self,
         key_of: impl Fn(&T) -> K + Send + Sync + 'static,
@@ -90,6 +106,22 @@ pub struct WindowedStream<K, T> {
 
 impl<K: Key, T: Value> KeyedEventStream<K, T> {
     /// Windows from `assigner` per key.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// let out = run_batches(vec![vec![(1u8, 200i64), (1, 700)], vec![(2, 2_500)]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .window(TumblingWindows::of(Duration::from_millis(500)))
+    ///         .aggregate(|_| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n)
+    ///         .results
+    ///         .map(|r| (r.key, r.window.start, r.value))
+    /// })?;
+    /// assert_eq!(out, [vec![(1, 0, 1)], vec![(1, 500, 1)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn window(&self, assigner: impl WindowAssigner) -> WindowedStream<K, T> {
         WindowedStream {
             keyed: KeyedEventStream {
@@ -201,24 +233,97 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
     /// reaches the window's end): such a record updates its window, and in
     /// [`OutputMode::EachFiring`] re-fires it. Ignored by
     /// [`OutputMode::Complete`], which never closes a window.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{OutputMode, TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // The record at 900 ms comes after the watermark passed 1 000 ms but
+    /// // within the allowed second: it re-fires its window.
+    /// let out = run_batches(vec![vec![('k', 100i64), ('k', 1_200)], vec![('k', 900)]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .allowed_lateness(Duration::from_secs(1))
+    ///         .output_mode(OutputMode::EachFiring)
+    ///         .aggregate(|_| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n)
+    ///         .results
+    ///         .map(|r| (r.window.start, r.value, r.late_updates))
+    /// })?;
+    /// assert_eq!(out, [vec![(0, 1, 0)], vec![(0, 2, 1)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn allowed_lateness(mut self, d: Duration) -> Self {
         self.lateness = ms(d);
         self
     }
 
     /// What is emitted (default [`OutputMode::Append`]).
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{OutputMode, TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // Update: each batch, the windows that changed in it, before they close.
+    /// let out = run_batches(vec![vec![('k', 100i64)], vec![('k', 300)], vec![]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .output_mode(OutputMode::Update)
+    ///         .aggregate(|_| 1u32, |n, _| n + 1, |a, b| a + b, |n| *n)
+    ///         .results
+    ///         .map(|r| (r.window.start, r.value))
+    /// })?;
+    /// assert_eq!(out, [vec![(0, 1)], vec![(0, 2)], vec![]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn output_mode(mut self, mode: OutputMode) -> Self {
         self.mode = mode;
         self
     }
 
     /// How keys are partitioned.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// let out = run_batches(vec![vec![(1u8, 10i64), (2, 20)], vec![(3, 5_000)]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .partitioning(8) // window state and results in 8 partitions
+    ///         .reduce(|a, _| a)
+    ///         .results
+    ///         .map(|r| r.key)
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![1, 2]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn partitioning(mut self, p: impl Into<Partitioning>) -> Self {
         self.partitioning = p.into();
         self
     }
 
     /// Incremental aggregation with an associative `f`.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // The largest reading (sensor, ms, value) per sensor and second.
+    /// let readings = vec![vec![('s', 100i64, 3), ('s', 400, 9), ('s', 800, 4)], vec![('s', 2_000, 0)]];
+    /// let out = run_batches(readings, |s| {
+    ///     s.with_timestamps(|r| r.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|r| r.0)
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .reduce(|a, b| if b.2 > a.2 { b } else { a })
+    ///         .results
+    ///         .map(|r| (r.window.start, r.value.2))
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![(0, 9)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reduce(self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> WindowedOutput<K, T, T> {
         self.build(Reduce(f))
     }
@@ -226,6 +331,28 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
     /// Incremental aggregation: `create` an accumulator from a window's
     /// first record, `add` records, `merge` accumulators (merging
     /// sessions), and `finish` it into the result.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{TumblingWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // The mean value per key and second: (sum, count) accumulated, divided at the end.
+    /// let out = run_batches(vec![vec![('k', 100i64, 2.0), ('k', 200, 4.0)], vec![('k', 1_500, 0.0)]], |s| {
+    ///     s.with_timestamps(|r| r.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|r| r.0)
+    ///         .window(TumblingWindows::of(Duration::from_secs(1)))
+    ///         .aggregate(
+    ///             |r| (r.2, 1u32),
+    ///             |(sum, n), r| (sum + r.2, n + 1),
+    ///             |(s1, n1), (s2, n2)| (s1 + s2, n1 + n2),
+    ///             |(sum, n)| ((sum / *n as f64) * 10.0) as i64,
+    ///         )
+    ///         .results
+    ///         .map(|r| (r.window.start, r.value))
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![(0, 30)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn aggregate<Acc: Value, R: Value>(
         self,
         create: impl Fn(T) -> Acc + Send + Sync + 'static,
@@ -244,6 +371,24 @@ impl<K: Key, T: Value> WindowedStream<K, T> {
     /// A full-window function: `f(key, window, records in arrival order)`
     /// when the window is emitted (the records are kept until the window
     /// closes).
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{SessionWindows, WatermarkStrategy};
+    /// use std::time::Duration;
+    /// // The pages of each session, in arrival order.
+    /// let visits = vec![vec![("u".to_string(), 0i64, 'a'), ("u".to_string(), 300, 'b')], vec![("v".to_string(), 9_000, 'c')]];
+    /// let out = run_batches(visits, |s| {
+    ///     s.with_timestamps(|v| v.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|v| v.0.clone())
+    ///         .window(SessionWindows::with_gap(Duration::from_secs(1)))
+    ///         .process(|user, _window, visits| (user.clone(), visits.iter().map(|v| v.2).collect::<String>()))
+    ///         .results
+    ///         .map(|r| r.value)
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![("u".to_string(), "ab".to_string())]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn process<U: Value>(
         self,
         f: impl Fn(&K, &Window, &[T]) -> U + Send + Sync + 'static,

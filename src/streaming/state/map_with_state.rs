@@ -55,11 +55,25 @@ impl<S> State<S> {
 
 impl<S> State<S> {
     /// Whether the key has state.
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// assert!(State::new(Some(1)).exists());
+    /// assert!(!State::<u32>::new(None).exists());
+    /// ```
     pub fn exists(&self) -> bool {
         self.value.is_some()
     }
 
     /// The state, if any.
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// let mut s = State::new(Some(1));
+    /// assert_eq!(s.get(), Some(&1));
+    /// s.update(2);
+    /// assert_eq!(s.get(), Some(&2));
+    /// ```
     pub fn get(&self) -> Option<&S> {
         self.value.as_ref()
     }
@@ -92,6 +106,13 @@ impl<S> State<S> {
     /// Removes the key's state. As in Spark, this fails the task (a panic
     /// naming the misuse) if the state was already removed in this call, or
     /// while the key is timing out (it is removed anyway).
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// let mut s = State::new(Some("session"));
+    /// s.remove();
+    /// assert!(!s.exists() && s.is_removed());
+    /// ```
     pub fn remove(&mut self) {
         assert!(
             !self.removed,
@@ -106,11 +127,27 @@ impl<S> State<S> {
     }
 
     /// Whether this call updated the state.
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// let mut s = State::new(Some(1));
+    /// assert!(!s.is_updated());
+    /// s.update(5);
+    /// assert!(s.is_updated());
+    /// ```
     pub fn is_updated(&self) -> bool {
         self.updated
     }
 
     /// Whether this call removed the state.
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// let mut s = State::new(Some(1));
+    /// assert!(!s.is_removed());
+    /// s.remove();
+    /// assert!(s.is_removed());
+    /// ```
     pub fn is_removed(&self) -> bool {
         self.removed
     }
@@ -128,6 +165,33 @@ impl<S> State<S> {
     /// event at `at` has arrived). Ignored on streams without event time.
     ///
     /// [`KeyedEventStream::map_with_state`]: crate::streaming::KeyedEventStream::map_with_state
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec, WatermarkStrategy};
+    /// // Remind each key 1 s (event time) after its first record.
+    /// let spec = StateSpec::function(|_, key: &char, e: Option<(char, i64)>, s: &mut State<i64>| {
+    ///     match e {
+    ///         Some((_, ms)) if !s.exists() => {
+    ///             s.update(ms);
+    ///             s.set_event_timer(ms + 1_000);
+    ///             None
+    ///         }
+    ///         Some(_) => None,
+    ///         None => Some((*key, s.fired_timer()?)),
+    ///     }
+    /// });
+    /// let out = run_batches(vec![vec![('a', 100i64)], vec![('b', 1_200)]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .map_with_state(spec)
+    ///         .stream()
+    ///         .clone()
+    /// })?;
+    /// // The watermark passes 1 100 ms in the second batch.
+    /// assert_eq!(out, [vec![], vec![('a', 1_100)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn set_event_timer(&mut self, at: EventTime) {
         if !self.timers.contains(&at) {
             self.timers.push(at);
@@ -135,11 +199,47 @@ impl<S> State<S> {
     }
 
     /// Cancels an event-time timer.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec, WatermarkStrategy};
+    /// // A timer set by the first record is cancelled by a 'done' record.
+    /// let spec = StateSpec::function(|_, _: &char, e: Option<(char, i64, bool)>, s: &mut State<i64>| {
+    ///     match e {
+    ///         Some((_, ms, false)) => {
+    ///             s.update(ms + 1_000);
+    ///             s.set_event_timer(ms + 1_000);
+    ///             None
+    ///         }
+    ///         Some((_, _, true)) => {
+    ///             s.delete_event_timer(*s.get()?);
+    ///             None
+    ///         }
+    ///         None => Some(s.fired_timer()?),
+    ///     }
+    /// });
+    /// let batches = vec![vec![('a', 100i64, false), ('b', 100, false)], vec![('a', 200, true)], vec![('z', 5_000, false)]];
+    /// let out = run_batches(batches, |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .map_with_state(spec)
+    ///         .stream()
+    ///         .clone()
+    /// })?;
+    /// assert_eq!(out, [vec![], vec![], vec![1_100]]); // only 'b''s timer fired
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn delete_event_timer(&mut self, at: EventTime) {
         self.timers.retain(|t| *t != at);
     }
 
     /// The event-time timer this call reports, if it reports one.
+    ///
+    /// ```
+    /// use spate::streaming::State;
+    /// // A call for a record reports no timer.
+    /// assert_eq!(State::new(Some(1)).fired_timer(), None);
+    /// ```
     pub fn fired_timer(&self) -> Option<EventTime> {
         self.fired
     }
@@ -147,12 +247,49 @@ impl<S> State<S> {
     /// The watermark this call was made at (event streams only): the one
     /// just before the record, or for a timer firing after the key's last
     /// record of a batch, the batch's.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec, WatermarkStrategy};
+    /// // Each record with the watermark just before it.
+    /// let spec = StateSpec::function(|_, _: &u8, e: Option<(u8, i64)>, s: &mut State<()>| {
+    ///     Some((e?.1, s.watermark()))
+    /// });
+    /// let out = run_batches(vec![vec![(1, 500i64)], vec![(1, 900)]], |s| {
+    ///     s.with_timestamps(|e| e.1, WatermarkStrategy::monotonous())
+    ///         .key_by(|e| e.0)
+    ///         .map_with_state(spec)
+    ///         .stream()
+    ///         .clone()
+    /// })?;
+    /// assert_eq!(out[1], [(900, 500)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn watermark(&self) -> EventTime {
         self.watermark
     }
 
     /// Whether this call reports the key's idle timeout (the last call for
     /// this state; there is no new value).
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// use spate::streaming::{State, StateSpec};
+    /// // A session closed after two idle batches, reporting its length.
+    /// let spec = StateSpec::function(|_, user: &char, click: Option<u8>, s: &mut State<u32>| {
+    ///     if s.is_timing_out() {
+    ///         return Some((*user, *s.get()?));
+    ///     }
+    ///     click?;
+    ///     s.update(s.get().copied().unwrap_or(0) + 1);
+    ///     None
+    /// })
+    /// .timeout(2 * TEST_BATCH);
+    /// let batches = vec![vec![('u', 1)], vec![('u', 1)], vec![], vec![], vec![]];
+    /// let out = run_batches(batches, |s| s.map_with_state(spec).stream().clone())?;
+    /// assert_eq!(out, [vec![], vec![], vec![], vec![], vec![('u', 2)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_timing_out(&self) -> bool {
         self.timing_out
     }
@@ -175,6 +312,21 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
     /// `function(batch time, key, new value, state)` is called for every
     /// new record, and with `None` when the key times out; what it returns
     /// is the mapped stream's element.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec};
+    /// // The function gets the batch time, the key, the record's value and the
+    /// // key's state; here it emits each key's running maximum.
+    /// let spec = StateSpec::function(|_time, key: &char, v: Option<i32>, s: &mut State<i32>| {
+    ///     let max = s.get().copied().unwrap_or(i32::MIN).max(v?);
+    ///     s.update(max);
+    ///     Some((*key, max))
+    /// });
+    /// let out = run_batches(vec![vec![('a', 3)], vec![('a', 1)]], |s| s.map_with_state(spec).stream().clone())?;
+    /// assert_eq!(out, [vec![('a', 3)], vec![('a', 3)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn function(
         function: impl Fn(Time, &K, Option<V>, &mut State<S>) -> Option<U> + Send + Sync + 'static,
     ) -> Self {
@@ -190,18 +342,66 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
     /// Drops a key that received no record for `ttl` silently (without
     /// calling the function), bounding the state of keys that stop
     /// arriving; unlike [`timeout`](Self::timeout), nothing is reported.
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// use spate::streaming::{State, StateSpec};
+    /// // Counts per key, forgotten after two batches without records.
+    /// let spec = StateSpec::function(|_, k: &char, v: Option<u32>, s: &mut State<u32>| {
+    ///     let n = s.get().copied().unwrap_or(0) + v?;
+    ///     s.update(n);
+    ///     Some((*k, n))
+    /// })
+    /// .ttl(2 * TEST_BATCH);
+    /// let batches = vec![vec![('a', 1)], vec![('a', 1)], vec![], vec![], vec![('a', 1)]];
+    /// let out = run_batches(batches, |s| s.map_with_state(spec).stream().clone())?;
+    /// assert_eq!(out[1], [('a', 2)]);
+    /// assert_eq!(out[4], [('a', 1)], "the count started again");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
     }
 
     /// State the first batch starts from.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec};
+    /// // Totals carried over from an earlier run, in the stream's context.
+    /// let out = run_batches(vec![vec![('a', 1), ('b', 1)]], |s| {
+    ///     let earlier = s.context().parallelize(vec![('a', 100)], 1);
+    ///     let spec = StateSpec::function(|_, k: &char, v: Option<u32>, s: &mut State<u32>| {
+    ///         let n = s.get().copied().unwrap_or(0) + v?;
+    ///         s.update(n);
+    ///         Some((*k, n))
+    ///     })
+    ///     .initial_state(earlier);
+    ///     s.map_with_state(spec).stream().clone()
+    /// })?;
+    /// assert_eq!(out, [vec![('a', 101), ('b', 1)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn initial_state(mut self, initial: Rdd<(K, S)>) -> Self {
         self.initial = Some(initial);
         self
     }
 
     /// How the state is partitioned.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec};
+    /// let spec = StateSpec::function(|_, k: &u32, v: Option<u32>, s: &mut State<u32>| {
+    ///     s.update(v?);
+    ///     Some(*k)
+    /// })
+    /// .partitioning(spate::Partitioner::hash(8)); // the state in 8 partitions
+    /// let out = run_batches(vec![vec![(1, 1), (2, 2)]], |s| s.map_with_state(spec).stream().clone())?;
+    /// assert_eq!(out, [vec![1, 2]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn partitioning(mut self, p: impl Into<Partitioning>) -> Self {
         self.partitioning = p.into();
         self
@@ -211,6 +411,25 @@ impl<K, V, S, U> StateSpec<K, V, S, U> {
     /// batch whose time is more than `idle` after the batch of the key's
     /// last record, the function is called once with `None` and a
     /// timing-out state, and the state is dropped.
+    ///
+    /// ```
+    /// use spate::streaming::testing::{TEST_BATCH, run_batches};
+    /// use spate::streaming::{State, StateSpec};
+    /// // Reports a key once it has been idle for more than one batch.
+    /// let spec = StateSpec::function(|_, k: &char, v: Option<u8>, s: &mut State<u8>| {
+    ///     match v {
+    ///         Some(v) => {
+    ///             s.update(v);
+    ///             None
+    ///         }
+    ///         None => Some((*k, s.is_timing_out())),
+    ///     }
+    /// })
+    /// .timeout(TEST_BATCH);
+    /// let out = run_batches(vec![vec![('a', 1)], vec![], vec![]], |s| s.map_with_state(spec).stream().clone())?;
+    /// assert_eq!(out, [vec![], vec![], vec![('a', true)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn timeout(mut self, idle: Duration) -> Self {
         self.timeout = Some(idle);
         self
@@ -234,11 +453,36 @@ pub struct MapWithStateStream<K, S, U> {
 
 impl<K: Key, S: Value, U: Data> MapWithStateStream<K, S, U> {
     /// The mapped elements of each batch.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec};
+    /// let spec = StateSpec::function(|_, k: &char, v: Option<i32>, s: &mut State<i32>| {
+    ///     s.update(v?);
+    ///     Some(*k)
+    /// });
+    /// let out = run_batches(vec![vec![('x', 1)]], |s| s.map_with_state(spec).stream().clone())?;
+    /// assert_eq!(out, [vec!['x']]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn stream(&self) -> &DStream<U> {
         &self.mapped
     }
 
     /// The full state (every key and its state) after each batch.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::{State, StateSpec};
+    /// let spec = StateSpec::function(|_, _: &char, v: Option<i32>, s: &mut State<i32>| {
+    ///     s.update(s.get().copied().unwrap_or(0) + v?);
+    ///     None::<()>
+    /// });
+    /// let out = run_batches(vec![vec![('a', 1)], vec![('b', 2)]], |s| s.map_with_state(spec).state_snapshots())?;
+    /// // Every key's state after each batch, also keys without new records.
+    /// assert_eq!(out, [vec![('a', 1)], vec![('a', 1), ('b', 2)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn state_snapshots(&self) -> DStream<(K, S)> {
         self.snapshots.clone()
     }

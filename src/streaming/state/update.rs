@@ -76,6 +76,24 @@ impl<K: Key, V: Value> DStream<(K, V)> {
 
     /// [`update_state_by_key`](DStream::update_state_by_key) with a
     /// partitioning and an initial state.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// use spate::streaming::StateOptions;
+    /// // Totals starting from an earlier run's, in 4 partitions.
+    /// let out = run_batches(vec![vec![('a', 1), ('b', 2)]], |s| {
+    ///     let options = StateOptions {
+    ///         partitioning: 4.into(),
+    ///         initial: Some(s.context().parallelize(vec![('a', 10)], 1)),
+    ///         ..StateOptions::default()
+    ///     };
+    ///     s.update_state_by_key_with(options, |_, new: Vec<i32>, total: Option<i32>| {
+    ///         Some(total.unwrap_or(0) + new.iter().sum::<i32>())
+    ///     })
+    /// })?;
+    /// assert_eq!(out, [vec![('a', 11), ('b', 2)]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn update_state_by_key_with<S: Value>(
         &self,
         options: StateOptions<K, S>,
