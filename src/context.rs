@@ -69,6 +69,12 @@ impl ContextBuilder {
     /// Worker threads, and the default partition count (default: the
     /// `SPATE_THREADS` environment variable, else all cores; a launcher
     /// sets it for each process, e.g. `spate-launch --threads`).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().parallelism(2).build()?;
+    /// assert_eq!(ctx.default_parallelism(), 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn parallelism(mut self, threads: usize) -> Self {
         self.parallelism = Some(threads.max(1));
         self
@@ -77,12 +83,27 @@ impl ContextBuilder {
     /// Where shuffle files go (default: a fresh temporary directory, removed
     /// when the context is dropped). A given directory is created if needed
     /// and not removed.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let ctx = spate::Context::builder().scratch_dir(dir.path()).build()?;
+    /// assert!(ctx.scratch_dir().starts_with(dir.path()));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn scratch_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.scratch_dir = Some(dir.into());
         self
     }
 
     /// Attempts per task before its job fails (default 4).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().max_task_failures(1).build()?;
+    /// // One failure fails the job: no retries.
+    /// let err = ctx.parallelize(vec![1], 1).map(|_: i32| -> i32 { panic!("boom") }).collect();
+    /// assert!(err.unwrap_err().to_string().contains("boom"));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn max_task_failures(mut self, attempts: u32) -> Self {
         self.max_task_failures = Some(attempts.max(1));
         self
@@ -90,6 +111,14 @@ impl ContextBuilder {
 
     /// Bytes of memory that shuffle outputs may keep in memory before they
     /// go to disk (default: half the physical memory).
+    ///
+    /// ```
+    /// // Shuffles and caches spill to disk beyond 64 MiB.
+    /// let ctx = spate::Context::builder().memory_limit(64 << 20).build()?;
+    /// let sums = ctx.parallelize((0..10_000).map(|i| (i % 10, 1)).collect(), 4).reduce_by_key(|a, b| a + b);
+    /// assert_eq!(sums.count()?, 10);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -129,6 +158,13 @@ impl ContextBuilder {
 
     /// Runs in this process alone, even when the environment describes a
     /// cluster.
+    ///
+    /// ```
+    /// // Stays one process even under srun or a SPATE_* cluster environment.
+    /// let ctx = spate::Context::builder().local().build()?;
+    /// assert_eq!(ctx.num_processes(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn local(mut self) -> Self {
         self.cluster = ClusterChoice::Local;
         self
@@ -136,6 +172,15 @@ impl ContextBuilder {
 
     /// Joins the cluster `topology` describes instead of the one the
     /// environment describes.
+    ///
+    /// ```no_run
+    /// // Join the cluster the launcher described (as `build` does by default).
+    /// if let Some(topology) = spate::cluster::Topology::from_env()? {
+    ///     let ctx = spate::Context::builder().cluster(topology).build()?;
+    ///     println!("process {} of {}", ctx.rank(), ctx.num_processes());
+    /// }
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn cluster(mut self, topology: Topology) -> Self {
         self.cluster = ClusterChoice::Given(topology);
         self
@@ -146,6 +191,12 @@ impl ContextBuilder {
     /// size of more than one process, see [`Topology::from_env`]) it joins
     /// the cluster first, printing the topology to standard error, and
     /// fails if the other processes do not join in time.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().parallelism(2).max_task_failures(2).build()?;
+    /// assert_eq!(ctx.max_task_failures(), 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn build(self) -> Result<Context> {
         let topology = match self.cluster {
             ClusterChoice::FromEnv => Topology::from_env()?,
@@ -183,11 +234,23 @@ impl ContextBuilder {
 
 impl Context {
     /// A context with default settings.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 3], 2).count()?, 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn new() -> Result<Context> {
         Context::builder().build()
     }
 
     /// A builder for a configured context.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().parallelism(1).build()?;
+    /// assert_eq!(ctx.default_parallelism(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn builder() -> ContextBuilder {
         ContextBuilder::default()
     }
@@ -238,11 +301,23 @@ impl Context {
     }
 
     /// This process's rank: 0 for the driver (and in local mode).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().local().build()?;
+    /// assert_eq!(ctx.rank(), 0); // the driver
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn rank(&self) -> usize {
         self.runtime().cluster().map_or(0, |n| n.rank() as usize)
     }
 
     /// How many processes run the program (1 in local mode).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().local().build()?;
+    /// assert_eq!(ctx.num_processes(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn num_processes(&self) -> usize {
         self.runtime().cluster().map_or(1, |n| n.world_size())
     }
@@ -250,22 +325,51 @@ impl Context {
     /// The default partition count: this process's worker threads, or in
     /// cluster mode the worker threads of all processes together (the same
     /// number in every process).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().parallelism(3).build()?;
+    /// // Without a count, shuffles and parallelize spread over this many partitions.
+    /// assert_eq!(ctx.default_parallelism(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn default_parallelism(&self) -> usize {
         self.runtime().default_partitions()
     }
 
     /// Attempts per task before its job fails.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().max_task_failures(3).build()?;
+    /// assert_eq!(ctx.max_task_failures(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn max_task_failures(&self) -> u32 {
         self.runtime().max_task_failures()
     }
 
     /// Where shuffle files are written.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // Shuffle and spill files live under it; removed when the context drops.
+    /// assert!(ctx.scratch_dir().is_dir());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn scratch_dir(&self) -> &Path {
         self.runtime().scratch_dir()
     }
 
     /// The persisted datasets: level, partitions cached in memory and on
     /// disk, and their sizes (Spark's `getRDDStorageInfo`).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1, 2, 3], 2).cache()?;
+    /// r.count()?;
+    /// let info = ctx.storage_info();
+    /// assert_eq!((info.len(), info[0].rdd, info[0].memory_partitions), (1, r.id(), 2));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn storage_info(&self) -> Vec<RddStorageInfo> {
         self.runtime().blocks().info()
     }
@@ -289,12 +393,30 @@ impl Context {
     }
 
     /// Registers a listener for scheduler events.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![1, 2], 2).count()?;
+    /// assert!(!log.events().is_empty());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn add_listener(&self, listener: Arc<dyn Listener>) {
         self.runtime().listeners().add(listener);
     }
 
     /// Sets the directory under which [`Rdd::checkpoint`] writes; created if
     /// needed.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// ctx.set_checkpoint_dir(dir.path())?;
+    /// assert!(ctx.checkpoint_dir().is_some());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn set_checkpoint_dir(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -303,17 +425,40 @@ impl Context {
     }
 
     /// The checkpoint directory, if set.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.checkpoint_dir(), None);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn checkpoint_dir(&self) -> Option<PathBuf> {
         self.inner.checkpoint_dir.read().clone()
     }
 
     /// Injects the faults of `plan` into the jobs that run from now on
     /// (replacing any earlier plan). See [`FaultPlan`].
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // The first attempt of stage 0's partition 1 fails; the retry succeeds.
+    /// ctx.set_fault_plan(spate::FaultPlan::new().fail_attempt(0, 1, 0));
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 3, 4], 2).count()?, 4);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn set_fault_plan(&self, plan: FaultPlan) {
         self.runtime().set_fault_plan(Some(plan));
     }
 
     /// Stops injecting faults.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().max_task_failures(1).build()?;
+    /// ctx.set_fault_plan(spate::FaultPlan::new().fail_tasks_with_probability(1.0, 7));
+    /// assert!(ctx.parallelize(vec![1], 1).count().is_err());
+    /// ctx.clear_fault_plan();
+    /// assert_eq!(ctx.parallelize(vec![1], 1).count()?, 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn clear_fault_plan(&self) {
         self.runtime().set_fault_plan(None);
     }
@@ -387,6 +532,15 @@ impl Context {
     ///
     /// A missing path, or zero partitions, is an error here, before any
     /// job runs.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("a.txt"), "one\r\ntwo\nthree").unwrap();
+    /// let ctx = spate::Context::new()?;
+    /// let lines = ctx.text_file(dir.path().join("a.txt"), 2)?;
+    /// assert_eq!(lines.collect()?, ["one", "two", "three"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn text_file(&self, path: impl AsRef<Path>, min_partitions: usize) -> Result<Rdd<String>> {
         at_least_one_partition("text_file", min_partitions)?;
         TextSource::rdd(self, path.as_ref(), min_partitions)
@@ -395,6 +549,18 @@ impl Context {
     /// One `(path, contents)` record per file of a directory or glob, with
     /// the files spread over at most `min_partitions` partitions. Zero
     /// partitions are an [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("a.txt"), "x\ny").unwrap();
+    /// std::fs::write(dir.path().join("b.txt"), "z").unwrap();
+    /// let ctx = spate::Context::new()?;
+    /// let mut files = ctx.whole_text_files(dir.path(), 1)?.collect()?;
+    /// files.sort();
+    /// assert_eq!(files[0].1, "x\ny");
+    /// assert!(files[1].0.ends_with("b.txt"));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn whole_text_files(
         &self,
         path: impl AsRef<Path>,
@@ -405,6 +571,13 @@ impl Context {
     }
 
     /// A dataset with no partitions and no elements.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let e = ctx.empty::<u32>();
+    /// assert_eq!((e.num_partitions(), e.count()?), (0, 0));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn empty<T: Data>(&self) -> Rdd<T> {
         ParallelCollection::empty(self)
@@ -412,6 +585,13 @@ impl Context {
 
     /// The concatenation of `rdds` (their partitions, in order). Duplicates
     /// are kept, as in Spark.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let parts = [ctx.parallelize(vec![1], 1), ctx.parallelize(vec![2, 3], 1)];
+    /// assert_eq!(ctx.union(&parts).collect()?, [1, 2, 3]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn union<T: Data>(&self, rdds: &[Rdd<T>]) -> Rdd<T> {
         crate::rdd::union_all(self, rdds)
@@ -445,6 +625,17 @@ impl Context {
     /// merged into `zero` with `merge`; each successful task counts once.
     /// The value type serializes: in cluster mode, a task's partial value
     /// travels to the driver with its result.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // The longest line seen, merged with a function of your own.
+    /// let longest = ctx.accumulator("longest", 0usize, |a, b| *a = (*a).max(b));
+    /// let acc = longest.clone();
+    /// ctx.parallelize(vec!["ab".to_string(), "abcd".to_string()], 2)
+    ///     .foreach(move |l| acc.add(l.len()))?;
+    /// assert_eq!(longest.value(), 4);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn accumulator<T>(
         &self,
         name: &str,
@@ -460,6 +651,24 @@ impl Context {
     }
 
     /// A summing accumulator (counts are sums of ones).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let bad = ctx.sum_accumulator::<u64>("bad records");
+    /// let counter = bad.clone();
+    /// let parsed = ctx
+    ///     .parallelize(vec!["1", "x", "3"].into_iter().map(String::from).collect(), 2)
+    ///     .flat_map(move |s| {
+    ///         let n = s.parse::<i32>().ok();
+    ///         if n.is_none() {
+    ///             counter.add(1);
+    ///         }
+    ///         n
+    ///     });
+    /// assert_eq!(parsed.collect()?, [1, 3]);
+    /// assert_eq!(bad.value(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn sum_accumulator<T>(&self, name: &str) -> Accumulator<T>
     where
         T: Clone

@@ -131,11 +131,24 @@ impl<T: Data> Rdd<T> {
     }
 
     /// The number of elements.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec!['a', 'b', 'c'], 2).count()?, 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn count(&self) -> Result<u64> {
         Ok(self.run_partitions("count", count_partition)?.iter().sum())
     }
 
     /// Whether the dataset has no elements.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert!(ctx.parallelize(vec![1, 2], 2).filter(|x| *x > 5).is_empty()?);
+    /// assert!(!ctx.parallelize(vec![1], 1).is_empty()?);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_empty(&self) -> Result<bool> {
         // As `take(1)`: one partition first, then four times as many per
         // round, each partition read only up to its first record.
@@ -161,6 +174,17 @@ impl<T: Data> Rdd<T> {
     }
 
     /// Runs `f` on every element, on the task threads.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// let ctx = spate::Context::new()?;
+    /// let total = AtomicU64::new(0);
+    /// ctx.parallelize(vec![1u64, 2, 3], 2).foreach(|x| {
+    ///     total.fetch_add(x, Ordering::Relaxed);
+    /// })?;
+    /// assert_eq!(total.into_inner(), 6);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn foreach(&self, f: impl Fn(T) + Sync) -> Result<()> {
         self.run_partitions("foreach", |it| {
             for_each_chunk(it, |b| {
@@ -290,12 +314,26 @@ impl<T: Value> Rdd<T> {
     }
 
     /// All elements, in partition order.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // In partition order: the order of the input here.
+    /// assert_eq!(ctx.parallelize(vec![3, 1, 2], 2).map(|x| x * 2).collect()?, [6, 2, 4]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn collect(&self) -> Result<Vec<T>> {
         let parts = self.run_partitions("collect", super::drain_all)?;
         Ok(parts.concat())
     }
 
     /// The first element; an error on an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec!['x', 'y'], 2).first()?, 'x');
+    /// assert!(matches!(ctx.empty::<u8>().first(), Err(spate::Error::EmptyDataset(_))));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn first(&self) -> Result<T> {
         self.take(1)?
             .into_iter()
@@ -385,6 +423,12 @@ impl<T: Value> Rdd<T> {
     }
 
     /// The `n` largest elements, descending.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![5, 1, 9, 3], 2).top(2)?, [9, 5]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn top(&self, n: usize) -> Result<Vec<T>>
     where
         T: Ord,
@@ -394,6 +438,13 @@ impl<T: Value> Rdd<T> {
 
     /// Merges all elements with an associative, commutative `f`; an error
     /// on an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 3, 4], 3).reduce(|a, b| a + b)?, 10);
+    /// assert!(ctx.empty::<i32>().reduce(|a, b| a + b).is_err());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Sync) -> Result<T> {
         let parts = self.run_partitions("reduce", |it| {
             let mut acc: Option<T> = None;
@@ -429,6 +480,16 @@ impl<T: Value> Rdd<T> {
 
     /// Aggregates each partition into a `U` with `seq` starting from `zero`,
     /// then merges the partition results with `comb`, starting from `zero`.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // (sum, count) in one pass, for the mean.
+    /// let (sum, n) = ctx
+    ///     .parallelize(vec![2.0, 4.0, 9.0], 2)
+    ///     .aggregate((0.0, 0u32), |(s, n), x| (s + x, n + 1), |(s, n), (t, m)| (s + t, n + m))?;
+    /// assert_eq!((sum, n), (15.0, 3));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn aggregate<U: Value>(
         &self,
         zero: U,
@@ -532,6 +593,13 @@ impl<T: Value> Rdd<T> {
     }
 
     /// How many times each distinct element occurs, on the driver.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let counts = ctx.parallelize(vec!['a', 'b', 'a'], 2).count_by_value()?;
+    /// assert_eq!((counts[&'a'], counts[&'b']), (2, 1));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn count_by_value(&self) -> Result<HashMap<T, u64>>
     where
         T: Key,
@@ -542,6 +610,12 @@ impl<T: Value> Rdd<T> {
     }
 
     /// The smallest element; an error on an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![4, -2, 7], 2).min()?, -2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn min(&self) -> Result<T>
     where
         T: Ord,
@@ -551,6 +625,12 @@ impl<T: Value> Rdd<T> {
     }
 
     /// The largest element; an error on an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec!["pear".to_string(), "apple".to_string()], 2).max()?, "pear");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn max(&self) -> Result<T>
     where
         T: Ord,
@@ -577,6 +657,13 @@ impl<T: Value> Rdd<T> {
     /// The smallest element under `cmp`; of equal ones, the first in
     /// partition order (as `Iterator::min_by`). An error on an empty
     /// dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // Floats, with their total order.
+    /// assert_eq!(ctx.parallelize(vec![2.5, -1.0, 3.0], 2).min_by(f64::total_cmp)?, -1.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn min_by(&self, cmp: impl Fn(&T, &T) -> Ordering + Sync) -> Result<T> {
         self.reduce(|a, b| if cmp(&b, &a) == Ordering::Less { b } else { a })
             .map_err(|_| Error::EmptyDataset("min_by"))
@@ -598,6 +685,13 @@ impl<T: Value> Rdd<T> {
 
     /// The element with the smallest `key`; of equal keys, the first in
     /// partition order. An error on an empty dataset.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let words = ctx.parallelize(vec!["spate".to_string(), "rdd".to_string(), "engine".to_string()], 2);
+    /// assert_eq!(words.min_by_key(|w| w.len())?, "rdd");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn min_by_key<K: Ord>(&self, key: impl Fn(&T) -> K + Sync) -> Result<T> {
         self.min_by(|a, b| key(a).cmp(&key(b)))
             .map_err(|_| Error::EmptyDataset("min_by_key"))

@@ -148,6 +148,18 @@ impl<T: Value> Rdd<T> {
     }
 
     /// Whether the lineage has been truncated by a checkpoint.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// ctx.set_checkpoint_dir(dir.path())?;
+    /// let r = ctx.parallelize(vec![1, 2], 2).map(|x| x + 1);
+    /// r.checkpoint()?;
+    /// assert!(!r.is_checkpointed()); // written by the next job
+    /// r.count()?;
+    /// assert!(r.is_checkpointed());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_checkpointed(&self) -> bool {
         self.node
             .base
@@ -172,6 +184,20 @@ impl<T: Value> Rdd<T> {
 
     /// The directory a reliable checkpoint was written to, for
     /// [`Context::checkpoint_file`].
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// ctx.set_checkpoint_dir(dir.path())?;
+    /// let r = ctx.parallelize(vec![1, 2], 2);
+    /// r.checkpoint()?;
+    /// r.count()?;
+    /// let path = r.checkpoint_path().unwrap();
+    /// assert!(path.starts_with(dir.path().canonicalize().unwrap()));
+    /// // Another program (or a restart) reads it back.
+    /// assert_eq!(ctx.checkpoint_file::<i32>(&path)?.collect()?, [1, 2]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn checkpoint_path(&self) -> Option<PathBuf> {
         self.node.base.checkpoint_path.lock().clone()
     }

@@ -315,21 +315,55 @@ impl<T: Data> Rdd<T> {
     }
 
     /// The dataset's id: assigned per context in creation order.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![1], 1);
+    /// let b = a.map(|x| x + 1);
+    /// assert_ne!(a.id(), b.id());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn id(&self) -> RddId {
         self.node.base.id
     }
 
     /// The number of partitions.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize((0..100).collect::<Vec<_>>(), 4);
+    /// assert_eq!(r.num_partitions(), 4);
+    /// assert_eq!(r.coalesce(2).num_partitions(), 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn num_partitions(&self) -> usize {
         self.node.base.num_partitions
     }
 
     /// The partitioner, if the dataset is known to be partitioned by key.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let pairs = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// assert!(pairs.partitioner().is_none());
+    /// let by_key = pairs.partition_by(spate::Partitioner::hash(3));
+    /// assert_eq!(by_key.partitioner(), Some(&spate::Partitioner::hash(3)));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn partitioner(&self) -> Option<&Partitioner> {
         self.node.base.partitioner.as_ref()
     }
 
     /// The context the dataset belongs to.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1, 2], 1);
+    /// // Build further datasets in the same context.
+    /// let more = r.context().parallelize(vec![3], 1);
+    /// assert_eq!(r.union(&more).count()?, 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn context(&self) -> &Context {
         &self.node.ctx
     }

@@ -63,6 +63,15 @@ impl Default for StatCounter {
 
 impl StatCounter {
     /// Adds one value.
+    ///
+    /// ```
+    /// use spate::StatCounter;
+    /// let mut s = StatCounter::default();
+    /// for x in [1.0, 2.0, 6.0] {
+    ///     s.push(x);
+    /// }
+    /// assert_eq!((s.count(), s.mean()), (3, 3.0));
+    /// ```
     pub fn push(&mut self, x: f64) {
         let delta = x - self.mu;
         self.n += 1;
@@ -73,6 +82,15 @@ impl StatCounter {
     }
 
     /// Merges another counter into this one.
+    ///
+    /// ```
+    /// use spate::StatCounter;
+    /// let (mut a, mut b) = (StatCounter::default(), StatCounter::default());
+    /// a.push(1.0);
+    /// b.push(3.0);
+    /// a.merge(&b);
+    /// assert_eq!((a.count(), a.mean(), a.max()), (2, 2.0, 3.0));
+    /// ```
     pub fn merge(&mut self, other: &StatCounter) {
         if other.n == 0 {
             return;
@@ -97,18 +115,42 @@ impl StatCounter {
     }
 
     /// Number of values.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.0, 2.0], 2).stats()?.count(), 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn count(&self) -> u64 {
         self.n
     }
     /// Mean (NaN when empty, as in Spark: there is no mean of nothing).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.0, 2.0, 6.0], 2).stats()?.mean(), 3.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn mean(&self) -> f64 {
         if self.n == 0 { f64::NAN } else { self.mu }
     }
     /// Sum of the values.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.5, 2.5], 2).stats()?.sum(), 4.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn sum(&self) -> f64 {
         self.mu * self.n as f64
     }
     /// Population variance (NaN when empty).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.0, 3.0], 2).stats()?.variance(), 1.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn variance(&self) -> f64 {
         if self.n == 0 {
             f64::NAN
@@ -117,6 +159,12 @@ impl StatCounter {
         }
     }
     /// Sample variance (NaN with fewer than two values).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.0, 3.0], 2).stats()?.sample_variance(), 2.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn sample_variance(&self) -> f64 {
         if self.n <= 1 {
             f64::NAN
@@ -125,18 +173,42 @@ impl StatCounter {
         }
     }
     /// Population standard deviation.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.0, 3.0], 2).stats()?.stdev(), 1.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn stdev(&self) -> f64 {
         self.variance().sqrt()
     }
     /// Sample standard deviation.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1.0, 3.0], 2).stats()?.sample_stdev(), 2f64.sqrt());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn sample_stdev(&self) -> f64 {
         self.sample_variance().sqrt()
     }
     /// Smallest value (+inf when empty, NaN if any value is NaN).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![4.0, -1.5], 2).stats()?.min(), -1.5);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn min(&self) -> f64 {
         self.min
     }
     /// Largest value (-inf when empty, NaN if any value is NaN).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![4.0, -1.5], 2).stats()?.max(), 4.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn max(&self) -> f64 {
         self.max
     }
@@ -202,26 +274,57 @@ impl<T: Numeric> Rdd<T> {
     }
 
     /// The mean (NaN for an empty dataset, as in Spark).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 6], 2).mean()?, 3.0);
+    /// assert!(ctx.empty::<f64>().mean()?.is_nan()); // as in Spark
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn mean(&self) -> Result<f64> {
         Ok(self.stats()?.mean())
     }
 
     /// The population variance (NaN for an empty dataset).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 3], 2).variance()?, 1.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn variance(&self) -> Result<f64> {
         Ok(self.stats()?.variance())
     }
 
     /// The sample variance (NaN with fewer than two elements).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 3], 2).sample_variance()?, 2.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn sample_variance(&self) -> Result<f64> {
         Ok(self.stats()?.sample_variance())
     }
 
     /// The population standard deviation.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 3], 2).stdev()?, 1.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn stdev(&self) -> Result<f64> {
         Ok(self.stats()?.stdev())
     }
 
     /// The sample standard deviation.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 3], 2).sample_stdev()?, 2f64.sqrt());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn sample_stdev(&self) -> Result<f64> {
         Ok(self.stats()?.sample_stdev())
     }

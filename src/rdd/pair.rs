@@ -17,6 +17,13 @@ use std::sync::Arc;
 
 impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Applies `f` to every value, keeping keys and the partitioner.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![('a', 1), ('b', 2)], 2).map_values(|v| v * 10);
+    /// assert_eq!(r.collect()?, [('a', 10), ('b', 20)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn map_values<U: Data>(&self, f: impl Fn(V) -> U + Send + Sync + 'static) -> Rdd<(K, U)> {
         self.pipe_chunks("map_values", true, move |input, out| {
@@ -26,6 +33,13 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Replaces every value by the values `f` returns, each paired with the
     /// key; keeps the partitioner.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![('a', 2), ('b', 1)], 2).flat_map_values(|n| 0..n);
+    /// assert_eq!(r.collect()?, [('a', 0), ('a', 1), ('b', 0)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn flat_map_values<U: Data, I: IntoIterator<Item = U>>(
         &self,
@@ -39,6 +53,12 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// The keys.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![('a', 1), ('b', 2)], 2).keys().collect()?, ['a', 'b']);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn keys(&self) -> Rdd<K> {
         self.pipe_chunks("keys", false, |input, out| {
@@ -47,6 +67,12 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// The values.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![('a', 1), ('b', 2)], 2).values().collect()?, [1, 2]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn values(&self) -> Rdd<V> {
         self.pipe_chunks("values", false, |input, out| {
@@ -121,6 +147,18 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`combine_by_key`](Rdd::combine_by_key) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let pairs = ctx.parallelize(vec![('a', 1), ('a', 2), ('b', 5)], 2);
+    /// // Per key (sum, count), into 3 partitions.
+    /// let r = pairs.combine_by_key_with(3, |v| (v, 1), |(s, n), v| (s + v, n + 1), |(s, n), (t, m)| (s + t, n + m));
+    /// assert_eq!(r.num_partitions(), 3);
+    /// let mut got = r.collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [('a', (3, 2)), ('b', (5, 1))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn combine_by_key_with<C: Value>(
         &self,
@@ -189,6 +227,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`reduce_by_key`](Rdd::reduce_by_key) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let pairs = ctx.parallelize(vec![("a".to_string(), 1), ("b".to_string(), 1), ("a".to_string(), 1)], 2);
+    /// let counts = pairs.reduce_by_key_with(spate::Partitioner::hash(4), |x, y| x + y);
+    /// assert_eq!(counts.partitioner(), Some(&spate::Partitioner::hash(4)));
+    /// assert_eq!(counts.collect_as_map()?["a"], 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn reduce_by_key_with(
         &self,
@@ -207,6 +254,14 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Like `reduce_by_key`, starting each key's fold from `zero` in every
     /// partition (so the zero may be applied several times, as in Spark).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let mut got = ctx.parallelize(vec![('a', 2), ('a', 3), ('b', 4)], 2).fold_by_key(1, |x, y| x * y).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [('a', 6), ('b', 4)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn fold_by_key(
         &self,
@@ -217,6 +272,13 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`fold_by_key`](Rdd::fold_by_key) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![('a', 2), ('a', 3)], 2).fold_by_key_with(1, 0, |x, y| x + y);
+    /// assert_eq!((r.num_partitions(), r.collect()?), (1, vec![('a', 5)]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn fold_by_key_with(
         &self,
@@ -237,6 +299,29 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Aggregates each key's values into a `U`: `seq` folds values into an
     /// accumulator that starts at `zero` in every partition, `comb` merges
     /// accumulators.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // The distinct values per key.
+    /// let r = ctx
+    ///     .parallelize(vec![('a', 1), ('a', 1), ('a', 2), ('b', 3)], 2)
+    ///     .aggregate_by_key(
+    ///         std::collections::BTreeSet::new(),
+    ///         |mut s, v| {
+    ///             s.insert(v);
+    ///             s
+    ///         },
+    ///         |mut s, t| {
+    ///             s.extend(t);
+    ///             s
+    ///         },
+    ///     )
+    ///     .map_values(|s| s.into_iter().collect::<Vec<_>>());
+    /// let mut got = r.collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [('a', vec![1, 2]), ('b', vec![3])]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn aggregate_by_key<U: Value>(
         &self,
@@ -248,6 +333,17 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// [`aggregate_by_key`](Rdd::aggregate_by_key) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx
+    ///     .parallelize(vec![('a', 4), ('a', 9), ('b', 1)], 2)
+    ///     .aggregate_by_key_with(2, i32::MIN, |m, v| m.max(v), |m, n| m.max(n));
+    /// let mut got = r.collect()?;
+    /// got.sort();
+    /// assert_eq!((r.num_partitions(), got), (2, vec![('a', 9), ('b', 1)]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn aggregate_by_key_with<U: Value>(
         &self,
@@ -273,12 +369,31 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// Under a memory budget the reduce side spills runs of partial groups
     /// and merges them one key at a time, so a hot key's values may be many
     /// times the budget; only the one group being emitted must fit in memory.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let mut got = ctx.parallelize(vec![('a', 1), ('b', 2), ('a', 3)], 2).group_by_key().collect()?;
+    /// got.sort();
+    /// for (_, v) in &mut got {
+    ///     v.sort();
+    /// }
+    /// assert_eq!(got, [('a', vec![1, 3]), ('b', vec![2])]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by_key(&self) -> Rdd<(K, Vec<V>)> {
         self.group_by_key_with(Partitioning::Default)
     }
 
     /// [`group_by_key`](Rdd::group_by_key) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![(1, 'x'), (1, 'y')], 2).group_by_key_with(4);
+    /// assert_eq!(r.num_partitions(), 4);
+    /// assert_eq!(r.map_values(|v| v.len()).collect()?, [(1, 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by_key_with(&self, partitioning: impl Into<Partitioning>) -> Rdd<(K, Vec<V>)> {
         self.aggregate_into("group_by_key", partitioning.into(), GroupValues, false)
@@ -286,6 +401,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Groups the values of both datasets by key: for every key in either,
     /// `(key, (values in self, values in other))`.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, "x".to_string())], 1);
+    /// let mut got = a.cogroup(&b).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(1, (vec!['a'], vec!["x".to_string()])), (2, (vec!['b'], vec![]))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cogroup<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Vec<V>, Vec<W>))> {
         self.cogroup_with(other, Partitioning::Default)
@@ -294,6 +419,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// [`cogroup`](Rdd::cogroup) into the given partitioning. An input
     /// already partitioned by the result's partitioner is read without a
     /// shuffle.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 2);
+    /// let b = ctx.parallelize(vec![(1, 9)], 1);
+    /// let r = a.cogroup_with(&b, spate::Partitioner::hash(5));
+    /// assert_eq!(r.num_partitions(), 5);
+    /// assert_eq!(r.collect()?, [(1, (vec!['a'], vec![9]))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn cogroup_with<W: Value>(
         &self,
@@ -401,6 +536,18 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     /// [`join`](Rdd::join) into the given partitioning. Each output
     /// partition loads `other`'s partition into a hash table and streams
     /// `self`'s partition through it, so put the smaller dataset second.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let users = ctx.parallelize(vec![(1, "ann".to_string()), (2, "bob".to_string())], 2);
+    /// let orders = ctx.parallelize(vec![(1, 30), (1, 12)], 2);
+    /// let joined = users.join_with(&orders, 3);
+    /// assert_eq!(joined.num_partitions(), 3);
+    /// let mut got = joined.collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(1, ("ann".to_string(), 12)), (1, ("ann".to_string(), 30))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn join_with<W: Value>(
         &self,
@@ -413,6 +560,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Left outer join: every pair of `self`, with `None` where `other` has
     /// no value for the key.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 'x')], 1);
+    /// let mut got = a.left_outer_join(&b).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(1, ('a', Some('x'))), (2, ('b', None))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn left_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (V, Option<W>))> {
         self.left_outer_join_with(other, Partitioning::Default)
@@ -420,6 +577,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// [`left_outer_join`](Rdd::left_outer_join) into the given partitioning
     /// (a hash join that loads `other`'s partitions).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 'x')], 1);
+    /// let r = a.left_outer_join_with(&b, 1);
+    /// assert_eq!((r.num_partitions(), r.collect()?), (1, vec![(2, ('b', None))]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn left_outer_join_with<W: Value>(
         &self,
@@ -432,6 +598,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Right outer join: every pair of `other`, with `None` where `self` has
     /// no value for the key.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 2);
+    /// let b = ctx.parallelize(vec![(1, 'x'), (3, 'y')], 1);
+    /// let mut got = a.right_outer_join(&b).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(1, (Some('a'), 'x')), (3, (None, 'y'))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn right_outer_join<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, (Option<V>, W))> {
         self.right_outer_join_with(other, Partitioning::Default)
@@ -439,6 +615,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// [`right_outer_join`](Rdd::right_outer_join) into the given partitioning
     /// (a hash join that loads `self`'s partitions).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a')], 2);
+    /// let b = ctx.parallelize(vec![(3, 'y')], 1);
+    /// let r = a.right_outer_join_with(&b, 2);
+    /// assert_eq!((r.num_partitions(), r.collect()?), (2, vec![(3, (None, 'y'))]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn right_outer_join_with<W: Value>(
         &self,
@@ -451,6 +636,16 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// Full outer join: every key of either side, with `None` for a side
     /// that has no value.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(1, 'x'), (3, 'y')], 1);
+    /// let mut got = a.full_outer_join(&b).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(1, (Some('a'), Some('x'))), (2, (Some('b'), None)), (3, (None, Some('y')))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn full_outer_join<W: Value>(
         &self,
@@ -461,6 +656,15 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// [`full_outer_join`](Rdd::full_outer_join) into the given partitioning
     /// (a hash join that loads `other`'s partitions).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(3, 'y')], 1);
+    /// let r = a.full_outer_join_with(&b, 1);
+    /// assert_eq!(r.collect()?, [(2, (Some('b'), None)), (3, (None, Some('y')))]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn full_outer_join_with<W: Value>(
         &self,
@@ -473,12 +677,31 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// The pairs of `self` whose key is not in `other`, hashed into as many
     /// partitions as `self` has (Spark's default for this operation).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b'), (2, 'c')], 2);
+    /// let b = ctx.parallelize(vec![(1, ())], 1);
+    /// let mut got = a.subtract_by_key(&b).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(2, 'b'), (2, 'c')]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract_by_key<W: Value>(&self, other: &Rdd<(K, W)>) -> Rdd<(K, V)> {
         self.subtract_by_key_with(other, self.num_partitions())
     }
 
     /// [`subtract_by_key`](Rdd::subtract_by_key) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![(1, 'a'), (2, 'b')], 2);
+    /// let b = ctx.parallelize(vec![(2, 0u8)], 1);
+    /// let r = a.subtract_by_key_with(&b, 3);
+    /// assert_eq!((r.num_partitions(), r.collect()?), (3, vec![(1, 'a')]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract_by_key_with<W: Value>(
         &self,
@@ -531,6 +754,13 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
     }
 
     /// The number of pairs per key, on the driver.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let counts = ctx.parallelize(vec![('a', 9), ('b', 9), ('a', 0)], 2).count_by_key()?;
+    /// assert_eq!((counts[&'a'], counts[&'b']), (2, 1));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
         self.map_values(|_| 1u64)
             .reduce_by_key(|a, b| a + b)
@@ -539,6 +769,13 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
 
     /// All pairs as a map on the driver; for a repeated key, one of its
     /// values is kept.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let m = ctx.parallelize(vec![('a', 1), ('b', 2)], 2).collect_as_map()?;
+    /// assert_eq!(m[&'b'], 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn collect_as_map(&self) -> Result<HashMap<K, V>> {
         Ok(self.collect()?.into_iter().collect())
     }

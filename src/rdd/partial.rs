@@ -74,18 +74,48 @@ pub struct PartialResult<R> {
 impl<R> PartialResult<R> {
     /// The estimate when the timeout passed (or the exact value, if the job
     /// had ended by then).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize((0..1_000).collect::<Vec<i32>>(), 4);
+    /// let partial = r.count_approx(Duration::from_secs(10), 0.95)?;
+    /// // Everything finished within the timeout: the estimate is exact.
+    /// assert_eq!(partial.initial_value().mean, 1_000.0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn initial_value(&self) -> &R {
         &self.initial
     }
 
     /// Whether the job had ended by the timeout, so the initial value is
     /// exact.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1, 2, 3], 2);
+    /// let partial = r.count_approx(Duration::from_secs(10), 0.95)?;
+    /// assert!(partial.is_initial_value_final());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_initial_value_final(&self) -> bool {
         self.is_final
     }
 
     /// Waits for the job to end and returns the exact value, or the job's
     /// error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1.0, 2.0, 3.0], 3);
+    /// // The timeout may pass before the job ends; the final value waits for it.
+    /// let partial = r.sum_approx(Duration::from_millis(1), 0.9)?;
+    /// let done = partial.final_value()?;
+    /// assert_eq!((done.mean, done.low, done.high), (6.0, 6.0, 6.0));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn final_value(self) -> Result<R> {
         match self.job {
             None => Ok(self.initial),

@@ -161,6 +161,12 @@ impl<T: Data> Rdd<T> {
     }
 
     /// One vector per partition holding its elements.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2, 3], 2).glom().collect()?, [vec![1], vec![2, 3]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn glom(&self) -> Rdd<Vec<T>> {
         self.map_partitions_op("glom", false, |_, it| {
@@ -233,6 +239,15 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`distinct`](Rdd::distinct) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![3, 1, 3, 2, 1], 2).distinct_with(4);
+    /// let mut got = r.collect()?;
+    /// got.sort();
+    /// assert_eq!((r.num_partitions(), got), (4, vec![1, 2, 3]));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn distinct_with(&self, partitioning: impl Into<Partitioning>) -> Rdd<T>
     where
@@ -262,6 +277,16 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`group_by`](Rdd::group_by) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1, 2, 3, 4, 5], 2).group_by_with(2, |x| x % 2 == 0);
+    /// let mut got = r.collect()?;
+    /// got.sort();
+    /// got.iter_mut().for_each(|(_, g)| g.sort()); // order within a group is unspecified
+    /// assert_eq!(got, [(false, vec![1, 3, 5]), (true, vec![2, 4])]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn group_by_with<K: Key>(
         &self,
@@ -314,6 +339,16 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`subtract`](Rdd::subtract) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![1, 2, 3, 4], 2);
+    /// let b = ctx.parallelize(vec![2, 4], 1);
+    /// let mut got = a.subtract_with(&b, 3).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [1, 3]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn subtract_with(&self, other: &Rdd<T>, partitioning: impl Into<Partitioning>) -> Rdd<T>
     where
@@ -342,6 +377,16 @@ impl<T: Data> Rdd<T> {
     }
 
     /// [`intersection`](Rdd::intersection) into the given partitioning.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let a = ctx.parallelize(vec![1, 2, 2, 3], 2);
+    /// let b = ctx.parallelize(vec![2, 3, 5], 1);
+    /// let mut got = a.intersection_with(&b, 2).collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [2, 3]); // without duplicates
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn intersection_with(&self, other: &Rdd<T>, partitioning: impl Into<Partitioning>) -> Rdd<T>
     where

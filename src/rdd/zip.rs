@@ -129,6 +129,14 @@ impl<T: Data> Rdd<T> {
 
     /// Pairs each element with a unique id: the i-th element of partition k
     /// gets `i * n + k` for n partitions. Needs no job, but ids have gaps.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // Partition k's i-th element gets i * n + k: unique, not consecutive, no job.
+    /// let r = ctx.parallelize(vec!['a', 'b', 'c'], 2).zip_with_unique_id();
+    /// assert_eq!(r.collect()?, [('a', 0), ('b', 1), ('c', 3)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     #[must_use = "datasets are lazy: run an action such as collect() or count()"]
     pub fn zip_with_unique_id(&self) -> Rdd<(T, u64)> {
         let n = self.num_partitions() as u64;

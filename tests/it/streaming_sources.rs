@@ -274,7 +274,10 @@ fn backpressure_settings_out_of_their_domain_are_refused_when_set() {
     for (settings, expected) in [
         (negative_gain, "derivative gain is -0.5"),
         (zero_max, "max_rate must be finite and positive, not 0"),
-        (nan_initial, "initial_rate must be finite and positive, not NaN"),
+        (
+            nan_initial,
+            "initial_rate must be finite and positive, not NaN",
+        ),
     ] {
         let err = ssc.set_backpressure(settings).unwrap_err();
         assert!(
