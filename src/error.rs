@@ -232,6 +232,15 @@ impl Error {
     /// Errors that no retry can change (a full disk, permission denied,
     /// invalid UTF-8, a corrupt checkpoint, a file cut short, misuse of the
     /// API) fail the task at once instead of being tried again.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// std::fs::write(dir.path().join("bad.txt"), b"ok\n\xff\n").unwrap();
+    /// let err = ctx.text_file(dir.path(), 1)?.collect().unwrap_err();
+    /// assert!(!err.root_cause().is_retryable(), "{err}"); // invalid UTF-8 stays invalid
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_retryable(&self) -> bool {
         use std::io::ErrorKind as K;
         match self {
@@ -267,6 +276,18 @@ impl Error {
     }
 
     /// The innermost cause: for an aborted task, the last attempt's error.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().max_task_failures(2).build()?;
+    /// let err = ctx
+    ///     .parallelize(vec![1], 1)
+    ///     .try_map(|x: i32| if x > 0 { Err("positive") } else { Ok(x) })
+    ///     .collect()
+    ///     .unwrap_err();
+    /// // The job's error wraps the last attempt's; the root is the user's error.
+    /// assert!(matches!(err.root_cause(), spate::Error::User(_)), "{err}");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn root_cause(&self) -> &Error {
         match self {
             Error::TaskFailed { cause, .. } | Error::BatchFailed { cause, .. } => {

@@ -74,6 +74,14 @@ pub enum KillPoint {
 
 impl FaultPlan {
     /// An empty plan.
+    ///
+    /// ```
+    /// let plan = spate::FaultPlan::new();
+    /// let ctx = spate::Context::new()?;
+    /// ctx.set_fault_plan(plan); // injects nothing
+    /// assert_eq!(ctx.parallelize(vec![1], 1).count()?, 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -82,6 +90,14 @@ impl FaultPlan {
     /// of stage `stage` within a job. Starts are counted across retries and
     /// across re-runs of the stage after lost shuffle output, so
     /// `fail_attempt(s, p, 1)` can target the re-run of a map task.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// // The first two attempts of partition 0 fail; the third succeeds.
+    /// ctx.set_fault_plan(spate::FaultPlan::new().fail_attempt(0, 0, 0).fail_attempt(0, 0, 1));
+    /// assert_eq!(ctx.parallelize(vec![1, 2], 2).count()?, 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn fail_attempt(mut self, stage: u64, partition: usize, attempt: u32) -> Self {
         self.fail_attempts.push((stage, partition, attempt));
         self
@@ -91,6 +107,14 @@ impl FaultPlan {
     /// and the attempt's id. Injected task failures strike as the attempt
     /// ends: its work is done and then thrown away (with its accumulator
     /// updates and outputs), the costliest moment for a crash.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().max_task_failures(20).build()?;
+    /// ctx.set_fault_plan(spate::FaultPlan::new().fail_tasks_with_probability(0.3, 42));
+    /// // Results do not change, only the work done.
+    /// assert_eq!(ctx.parallelize((0..100).collect::<Vec<i32>>(), 8).map(|x| x * 2).reduce(|a, b| a + b)?, 9_900);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn fail_tasks_with_probability(mut self, p: f64, seed: u64) -> Self {
         self.fail_probability = Some((p, seed));
         self
@@ -98,12 +122,30 @@ impl FaultPlan {
 
     /// Drops cached partition `partition` of dataset `rdd` the next time it
     /// is read, so it is recomputed from lineage.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1, 2, 3, 4], 2).map(|x| x * 10).cache()?;
+    /// r.count()?;
+    /// ctx.set_fault_plan(spate::FaultPlan::new().drop_cached_block(r.id(), 1));
+    /// assert_eq!(r.collect()?, [10, 20, 30, 40]); // partition 1 recomputed
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn drop_cached_block(mut self, rdd: RddId, partition: usize) -> Self {
         self.drop_blocks.push((rdd, partition));
         self
     }
 
     /// Drops each cached block, with probability `p`, when it is first read.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize((0..50).collect::<Vec<i32>>(), 5).cache()?;
+    /// r.count()?;
+    /// ctx.set_fault_plan(spate::FaultPlan::new().drop_cached_blocks_with_probability(0.5, 1));
+    /// assert_eq!(r.count()?, 50);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn drop_cached_blocks_with_probability(mut self, p: f64, seed: u64) -> Self {
         self.drop_probability = Some((p, seed));
         self
@@ -124,6 +166,17 @@ impl FaultPlan {
 
     /// Loses the output of map task `map` of shuffle `shuffle` right after
     /// it is written.
+    ///
+    /// ```
+    /// use spate::{FaultPlan, ShuffleLoss};
+    /// let ctx = spate::Context::new()?;
+    /// ctx.set_fault_plan(FaultPlan::new().lose_map_output(0, 1, ShuffleLoss::Delete));
+    /// let sums = ctx.parallelize(vec![(1, 1), (2, 2), (1, 3)], 2).reduce_by_key(|a, b| a + b);
+    /// let mut got = sums.collect()?; // the lost output is recomputed from lineage
+    /// got.sort();
+    /// assert_eq!(got, [(1, 4), (2, 2)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn lose_map_output(
         mut self,
         shuffle: impl Into<ShuffleId>,
@@ -137,6 +190,15 @@ impl FaultPlan {
     /// Loses the output of map task `map` of shuffle `shuffle` every time it
     /// is written (a permanently bad disk): the job fails once the stage has
     /// used up its attempts.
+    ///
+    /// ```
+    /// use spate::{FaultPlan, ShuffleLoss};
+    /// let ctx = spate::Context::new()?;
+    /// ctx.set_fault_plan(FaultPlan::new().lose_map_output_every_time(0, 0, ShuffleLoss::Corrupt));
+    /// let sums = ctx.parallelize(vec![(1, 1), (2, 2)], 2).reduce_by_key(|a, b| a + b);
+    /// assert!(sums.collect().is_err(), "no attempt can succeed");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn lose_map_output_every_time(
         mut self,
         shuffle: impl Into<ShuffleId>,
@@ -149,6 +211,17 @@ impl FaultPlan {
 
     /// Loses each map output, with probability `p`, right after it is
     /// first written.
+    ///
+    /// ```
+    /// use spate::{FaultPlan, ShuffleLoss};
+    /// let ctx = spate::Context::new()?;
+    /// ctx.set_fault_plan(FaultPlan::new().lose_map_outputs_with_probability(0.5, 3, ShuffleLoss::Delete));
+    /// let sums = ctx.parallelize((0..100).map(|i| (i % 3, 1)).collect(), 4).reduce_by_key(|a, b| a + b);
+    /// let mut got = sums.collect()?;
+    /// got.sort();
+    /// assert_eq!(got, [(0, 34), (1, 33), (2, 33)]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn lose_map_outputs_with_probability(
         mut self,
         p: f64,

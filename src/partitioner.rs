@@ -58,6 +58,15 @@ impl Partitioner {
     /// and run; an integer key hashes to its own value. Zero partitions
     /// make every action on a dataset partitioned by it an
     /// [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use spate::Partitioner;
+    /// let p = Partitioner::hash(4);
+    /// assert_eq!(p.num_partitions(), 4);
+    /// // A key's partition is stable across runs and processes.
+    /// assert_eq!(p.partition_of(&"user-7"), p.partition_of(&"user-7"));
+    /// assert!(p.partition_of(&42u64) < 4);
+    /// ```
     pub fn hash(num_partitions: usize) -> Self {
         Partitioner {
             kind: Kind::Hash(num_partitions.max(1)),
@@ -119,6 +128,10 @@ impl Partitioner {
     }
 
     /// The number of partitions keys are spread over.
+    ///
+    /// ```
+    /// assert_eq!(spate::Partitioner::range(vec![10, 20], spate::Order::Ascending).num_partitions(), 3);
+    /// ```
     pub fn num_partitions(&self) -> usize {
         match &self.kind {
             Kind::Hash(n) => *n,
@@ -134,6 +147,12 @@ impl Partitioner {
 
     /// The partition of one key (for lookups; tasks resolve the partitioner
     /// once, through a crate-internal typed view, instead).
+    ///
+    /// ```
+    /// use spate::{Order, Partitioner};
+    /// let p = Partitioner::range(vec![10, 20], Order::Ascending);
+    /// assert_eq!([5, 15, 25].map(|k: i32| p.partition_of(&k)), [0, 1, 2]);
+    /// ```
     pub fn partition_of<K: Hash + 'static>(&self, key: &K) -> usize {
         match self.for_keys::<K>() {
             Ok(f) => f.partition(key),
@@ -239,6 +258,12 @@ impl<K: Hash> KeyPartition<K> {
 /// A hash of `value` that is the same in every process, run and platform of
 /// the same Spate version. A value that hashes as a single integer (every
 /// integer type) hashes to that integer, like Java's `Integer.hashCode`.
+///
+/// ```
+/// // The same on every machine and run (unlike std's RandomState).
+/// assert_eq!(spate::stable_hash(&"key"), spate::stable_hash(&"key"));
+/// assert_ne!(spate::stable_hash(&1u32), spate::stable_hash(&2u32));
+/// ```
 pub fn stable_hash<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut h = StableHasher::default();
     value.hash(&mut h);

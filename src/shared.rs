@@ -57,6 +57,16 @@ impl<T> Broadcast<T> {
     /// borrow it cannot give: inside a task the engine catches it and the
     /// task fails with that error, not retried. Use
     /// [`try_value`](Broadcast::try_value) to handle it yourself.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let names = ctx.broadcast(vec!["zero".to_string(), "one".to_string()])?;
+    /// let b = names.clone();
+    /// let words = ctx.parallelize(vec![1usize, 0], 2).map(move |i| b.value()[i].clone());
+    /// assert_eq!(words.collect()?, ["one", "zero"]);
+    /// assert_eq!(names.value().len(), 2); // also on the driver
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn value(&self) -> &T {
         match self.try_value() {
             Ok(v) => v,
@@ -117,6 +127,13 @@ impl<T> Broadcast<T> {
     }
 
     /// The id assigned in creation order.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let (a, b) = (ctx.broadcast(1u8)?, ctx.broadcast(2u8)?);
+    /// assert!(a.id() < b.id());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -219,6 +236,15 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Accumulato
     /// [`add_in`](Self::add_in) there. An `add` on one of the engine's
     /// worker threads that runs no task cannot be attributed and panics,
     /// failing the task with a message saying so.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let seen = ctx.sum_accumulator::<u64>("seen");
+    /// let s = seen.clone();
+    /// ctx.parallelize(vec![1, 2, 3], 2).foreach(move |_| s.add(1))?;
+    /// assert_eq!(seen.value(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn add(&self, v: T) {
         let leftover = TASK_UPDATES.with(|slot| match slot.borrow().as_ref() {
             Some(updates) => {
@@ -284,12 +310,30 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Accumulato
     /// On the driver only: inside a task the driver's value is not what the
     /// task should see, so a call there panics, failing the task (as
     /// Spark refuses `value` in a task).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let total = ctx.sum_accumulator::<i64>("total");
+    /// let t = total.clone();
+    /// ctx.parallelize(vec![5i64, 7], 2).foreach(move |x| t.add(x))?;
+    /// assert_eq!(total.value(), 12);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn value(&self) -> T {
         self.driver_only("value");
         self.inner.value.lock().clone()
     }
 
     /// Resets the value to the zero (driver only, as [`value`](Self::value)).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let n = ctx.sum_accumulator::<u64>("n");
+    /// n.add(5); // on the driver
+    /// n.reset();
+    /// assert_eq!(n.value(), 0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn reset(&self) {
         self.driver_only("reset");
         *self.inner.value.lock() = self.inner.zero.clone();
@@ -323,6 +367,12 @@ impl<T: Clone + Send + Sync + Serialize + DeserializeOwned + 'static> Accumulato
     }
 
     /// The accumulator's name.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.sum_accumulator::<u64>("bad rows").name(), "bad rows");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -420,6 +470,14 @@ pub struct TaskScope {
 
 impl TaskScope {
     /// The task running on this thread; `None` outside a task.
+    ///
+    /// ```
+    /// assert!(spate::TaskScope::current().is_none()); // not in a task
+    /// let ctx = spate::Context::new()?;
+    /// let inside = ctx.parallelize(vec![1], 1).map(|_| spate::TaskScope::current().is_some());
+    /// assert_eq!(inside.collect()?, [true]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn current() -> Option<TaskScope> {
         TASK_UPDATES.with(|slot| slot.borrow().clone().map(|updates| TaskScope { updates }))
     }

@@ -82,6 +82,11 @@ fn rest(bytes: &[u8], from: usize, n: usize) -> u64 {
 
 impl Str {
     /// A `Str` holding `text`.
+    ///
+    /// ```
+    /// let s = spate::Str::new("word");
+    /// assert_eq!(s.as_str(), "word");
+    /// ```
     #[inline]
     pub fn new(text: &str) -> Str {
         let b = text.as_bytes();
@@ -143,6 +148,11 @@ impl Str {
     }
 
     /// The string.
+    ///
+    /// ```
+    /// let s = spate::Str::from("a rather longer string that does not fit inline");
+    /// assert!(s.as_str().starts_with("a rather"));
+    /// ```
     #[inline]
     pub fn as_str(&self) -> &str {
         let tag = self.tag();

@@ -63,6 +63,14 @@ pub struct RddStorageInfo {
 
 impl RddStorageInfo {
     /// The fraction of partitions cached, in memory or on disk.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let r = ctx.parallelize(vec![1, 2, 3, 4], 2).cache()?;
+    /// r.take(1)?; // computes the first partition only
+    /// assert_eq!(ctx.storage_info()[0].fraction_cached(), 0.5);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn fraction_cached(&self) -> f64 {
         (self.memory_partitions + self.disk_partitions) as f64 / self.partitions.max(1) as f64
     }

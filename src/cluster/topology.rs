@@ -80,12 +80,28 @@ impl fmt::Display for Topology {
 
 impl Topology {
     /// Whether this process runs the scheduler.
+    ///
+    /// ```no_run
+    /// if let Some(t) = spate::cluster::Topology::from_env()? {
+    ///     println!("{} of {}", if t.is_driver() { "driver" } else { "executor" }, t.world_size);
+    /// }
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn is_driver(&self) -> bool {
         self.rank == 0
     }
 
     /// The topology described by this process's environment; `None` for
     /// local mode.
+    ///
+    /// ```no_run
+    /// // Under srun or spate-launch: this process's rank and the driver's address.
+    /// match spate::cluster::Topology::from_env()? {
+    ///     Some(t) => println!("rank {} of {}, driver at {}", t.rank, t.world_size, t.driver),
+    ///     None => println!("not launched as a cluster"),
+    /// }
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn from_env() -> Result<Option<Topology>> {
         Self::from_vars(|name| std::env::var(name).ok())
     }

@@ -285,21 +285,62 @@ pub struct EventLog {
 
 impl EventLog {
     /// A copy of the events so far.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![1], 1).count()?;
+    /// assert!(matches!(log.events().first(), Some(spate::Event::JobStart { .. })));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().clone()
     }
 
     /// Forgets the events so far.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![1], 1).count()?;
+    /// log.clear();
+    /// assert!(log.events().is_empty());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn clear(&self) {
         self.events.lock().clear()
     }
 
     /// Number of task attempts started.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![1, 2, 3], 3).count()?;
+    /// assert_eq!(log.tasks_run(), 3); // one per partition
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn tasks_run(&self) -> usize {
         self.count(|e| matches!(e, Event::TaskStart { .. }))
     }
 
     /// Number of shuffle map task attempts started.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![(1, 1), (2, 2)], 2).reduce_by_key_with(1, |a, b| a + b).count()?;
+    /// assert_eq!((log.map_tasks_run(), log.tasks_run()), (2, 3)); // 2 map tasks, 1 result task
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn map_tasks_run(&self) -> usize {
         self.count(|e| {
             matches!(
@@ -313,11 +354,34 @@ impl EventLog {
     }
 
     /// Number of stages submitted (skipped stages not counted).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// let sums = ctx.parallelize(vec![(1, 1)], 2).reduce_by_key(|a, b| a + b);
+    /// sums.count()?;
+    /// sums.count()?; // the shuffle output is reused: its stage is skipped
+    /// assert_eq!(log.stages_run(), 3);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn stages_run(&self) -> usize {
         self.count(|e| matches!(e, Event::StageSubmitted { .. }))
     }
 
     /// Number of failed task attempts.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.set_fault_plan(spate::FaultPlan::new().fail_attempt(0, 0, 0));
+    /// assert_eq!(ctx.parallelize(vec![1], 1).count()?, 1); // retried
+    /// assert_eq!(log.failed_tasks(), 1);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn failed_tasks(&self) -> usize {
         self.count(|e| {
             matches!(
@@ -331,6 +395,17 @@ impl EventLog {
     }
 
     /// The sum of the job metrics of all jobs so far.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![1, 2], 2).count()?;
+    /// let m = log.job_metrics();
+    /// assert_eq!((m.tasks_run, m.tasks_failed), (2, 0));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn job_metrics(&self) -> JobMetrics {
         let mut total = JobMetrics::default();
         for e in self.events.lock().iter() {
@@ -342,6 +417,18 @@ impl EventLog {
     }
 
     /// The sum of the metrics of all successful task attempts.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![(1, 1), (1, 2), (2, 3)], 2).group_by_key().count()?;
+    /// let m = log.total_metrics();
+    /// assert_eq!(m.shuffle_records_written, m.shuffle_records_read);
+    /// assert!(m.shuffle_records_read > 0);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn total_metrics(&self) -> TaskMetrics {
         let mut t = TaskMetrics::default();
         for e in self.events.lock().iter() {
@@ -359,6 +446,16 @@ impl EventLog {
 
     /// One line per completed stage: job, stage, kind, tasks, wall time and
     /// shuffle volume, in completion order.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let ctx = spate::Context::new()?;
+    /// let log = Arc::new(spate::EventLog::default());
+    /// ctx.add_listener(log.clone());
+    /// ctx.parallelize(vec![(1, 1)], 2).reduce_by_key(|a, b| a + b).count()?;
+    /// assert_eq!(log.stage_report().lines().count(), 2); // the map stage and the result stage
+    /// # Ok::<(), spate::Error>(())
+    /// ```
     pub fn stage_report(&self) -> String {
         use std::fmt::Write as _;
         let events = self.events.lock();
