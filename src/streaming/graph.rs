@@ -93,11 +93,11 @@ pub(crate) struct Graph {
     pub(crate) meters: Meters,
     pub(crate) pacing: Pacing,
     pub(crate) recovery: Recovery,
-    /// Errors found while the graph was built (a window that is not a
-    /// multiple of its parent's slide, streams of different slides
-    /// combined): `start()` reports the first, so building a stream never
-    /// returns a `Result`, as building a dataset does not.
-    refusals: Mutex<Vec<Error>>,
+    /// The first error found while the graph was built (a window that is
+    /// not a multiple of its parent's slide, streams of different slides
+    /// combined): `start()` reports it, so building a stream never returns
+    /// a `Result`, as building a dataset does not.
+    refusal: Mutex<Option<Error>>,
 }
 
 impl Graph {
@@ -112,21 +112,20 @@ impl Graph {
             meters: Meters::default(),
             pacing: Pacing::default(),
             recovery: Recovery::default(),
-            refusals: Mutex::new(Vec::new()),
+            refusal: Mutex::new(None),
         }
     }
 
     /// Records `check`'s error, if any, for `start()` to report.
     pub(crate) fn refuse_unless(&self, check: Result<()>) {
         if let Err(e) = check {
-            self.refusals.lock().push(e);
+            self.refusal.lock().get_or_insert(e);
         }
     }
 
     /// The first error recorded while the graph was built.
     pub(crate) fn take_refusal(&self) -> Option<Error> {
-        let mut refusals = self.refusals.lock();
-        (!refusals.is_empty()).then(|| refusals.remove(0))
+        self.refusal.lock().take()
     }
 
     pub(crate) fn next_stream_id(&self) -> usize {
