@@ -47,6 +47,9 @@ enum Kind {
         name: Arc<str>,
         num_partitions: usize,
         func: Arc<dyn Any + Send + Sync>,
+        /// Set by [`Partitioner::range`]: partitions hold consecutive key
+        /// ranges in this order, so a key range maps to a partition range.
+        range: Option<Order>,
     },
 }
 
@@ -97,6 +100,7 @@ impl Partitioner {
                 name: name.into(),
                 num_partitions: num_partitions.max(1),
                 func: Arc::new(func),
+                range: None,
             },
             zero_requested: num_partitions == 0,
         }
@@ -121,8 +125,9 @@ impl Partitioner {
             if ascending { i } else { n - 1 - i }
         };
         let mut p = Partitioner::custom("range", n, func);
-        if let Kind::Keyed { name, .. } = &mut p.kind {
+        if let Kind::Keyed { name, range, .. } = &mut p.kind {
             *name = Arc::from(if ascending { "range-asc" } else { "range-desc" });
+            *range = Some(order);
         }
         p
     }
@@ -160,6 +165,27 @@ impl Partitioner {
         }
     }
 
+    /// The partitions that can hold keys in `lower..=upper`, when this is a
+    /// range partitioner over `K` (`None` otherwise: any partition can).
+    pub(crate) fn partitions_for_range<K: Hash + 'static>(
+        &self,
+        lower: &K,
+        upper: &K,
+    ) -> Option<std::ops::RangeInclusive<usize>> {
+        let Kind::Keyed {
+            range: Some(order), ..
+        } = &self.kind
+        else {
+            return None;
+        };
+        let f = self.for_keys::<K>().ok()?;
+        let (a, b) = (f.partition(lower), f.partition(upper));
+        Some(match order {
+            Order::Ascending => a..=b,
+            Order::Descending => b..=a,
+        })
+    }
+
     /// Resolves this partitioner for key type `K`, once per task.
     pub(crate) fn for_keys<K: Hash + 'static>(&self) -> Result<KeyPartition<K>> {
         match &self.kind {
@@ -168,6 +194,7 @@ impl Partitioner {
                 name,
                 num_partitions,
                 func,
+                ..
             } => match func.downcast_ref::<KeyFn<K>>() {
                 Some(f) => Ok(KeyPartition::Keyed(f.clone(), *num_partitions)),
                 None => Err(Error::InvalidArgument(format!(

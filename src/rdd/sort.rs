@@ -4,12 +4,15 @@
 
 use super::sample::partition_rng;
 use super::shuffled::Sorter;
-use super::{Rdd, for_each_chunk, run_job};
+use super::{ChunkIter, Compute, Rdd, for_each_chunk, run_job};
+use crate::chunk::IterChunks;
 use crate::data::{Key, Value};
 use crate::error::Result;
 use crate::partitioner::{Order, Partitioner};
+use crate::runtime::TaskContext;
 use crate::shuffle::external_sort::SortOrder;
 use rand::Rng;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 impl<K: Key, V: Value> Rdd<(K, V)> {
@@ -80,6 +83,63 @@ impl<K: Key, V: Value> Rdd<(K, V)> {
             partitioner,
             Some(sorter),
         )
+    }
+
+    /// The elements whose key lies in `lower..=upper`, both ends included
+    /// (Spark's `filterByRange`); keeps the partitioner. On a dataset
+    /// partitioned by a range partitioner (after [`sort_by_key`](Rdd::sort_by_key)),
+    /// only the partitions that can hold such keys are read: the others are
+    /// empty without computing their parents.
+    ///
+    /// ```
+    /// use spate::Order;
+    /// let ctx = spate::Context::new()?;
+    /// let sorted = ctx.parallelize((0..100).map(|i| (i, i * i)).collect(), 4)
+    ///     .sort_by_key(Order::Ascending, Some(4))?;
+    /// let r = sorted.filter_by_range(10, 12);
+    /// assert_eq!(r.collect()?, [(10, 100), (11, 121), (12, 144)]);
+    /// assert_eq!(r.num_partitions(), 4);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
+    pub fn filter_by_range(&self, lower: K, upper: K) -> Rdd<(K, V)>
+    where
+        K: Ord,
+    {
+        let input = match self
+            .partitioner()
+            .and_then(|p| p.partitions_for_range(&lower, &upper))
+        {
+            Some(read) => {
+                let spec = self.one_to_one("partition_pruning", true);
+                let op = PruneOp {
+                    parent: self.clone(),
+                    read,
+                };
+                Rdd::from_op(self.context(), spec, op)
+            }
+            None => self.clone(),
+        };
+        input.pipe_chunks("filter_by_range", true, move |chunk, out| {
+            out.extend(chunk.drain(..).filter(|(k, _)| lower <= *k && *k <= upper))
+        })
+    }
+}
+
+/// A parent's partitions in `read`, the others empty without computing
+/// them (Spark's `PartitionPruningRDD`, keeping the partition count).
+struct PruneOp<T> {
+    parent: Rdd<T>,
+    read: RangeInclusive<usize>,
+}
+
+impl<T: crate::data::Data> Compute<T> for PruneOp<T> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
+        if self.read.contains(&split) {
+            self.parent.iterator(split, tc)
+        } else {
+            Ok(Box::new(IterChunks(std::iter::empty())))
+        }
     }
 }
 

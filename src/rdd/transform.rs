@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 impl<T: Data> Rdd<T> {
     /// The shape of a child that maps partition i to partition i.
-    fn one_to_one(&self, op_name: &'static str, keeps_partitioner: bool) -> NewRdd {
+    pub(super) fn one_to_one(&self, op_name: &'static str, keeps_partitioner: bool) -> NewRdd {
         NewRdd {
             op_name,
             num_partitions: self.num_partitions(),
@@ -79,6 +79,26 @@ impl<T: Data> Rdd<T> {
     pub fn filter(&self, f: impl Fn(&T) -> bool + Send + Sync + 'static) -> Rdd<T> {
         self.pipe_chunks("filter", true, move |input, out| {
             out.extend(input.drain(..).filter(|x| f(x)))
+        })
+    }
+
+    /// Keeps `f`'s `Some` values and drops the elements it maps to `None`
+    /// (Scala's `collect` with a partial function).
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let lines = ctx.parallelize(vec!["7".to_string(), "x".into(), "42".into()], 2);
+    /// let numbers = lines.filter_map(|s| s.parse::<u32>().ok());
+    /// assert_eq!(numbers.collect()?, [7, 42]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    #[must_use = "datasets are lazy: run an action such as collect() or count()"]
+    pub fn filter_map<U: Data>(
+        &self,
+        f: impl Fn(T) -> Option<U> + Send + Sync + 'static,
+    ) -> Rdd<U> {
+        self.pipe_chunks("filter_map", false, move |input, out| {
+            out.extend(input.drain(..).filter_map(&f))
         })
     }
 

@@ -47,6 +47,27 @@ impl<T: Data> DStream<T> {
         })
     }
 
+    /// Keeps `f`'s `Some` values, dropping the elements it maps to `None`.
+    ///
+    /// ```
+    /// use spate::streaming::testing::run_batches;
+    /// let out = run_batches(vec![vec!["1".to_string(), "x".into()], vec!["3".into()]], |s| {
+    ///     s.filter_map(|w| w.parse::<u8>().ok())
+    /// })?;
+    /// assert_eq!(out, [vec![1], vec![3]]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn filter_map<U: Data>(
+        &self,
+        f: impl Fn(T) -> Option<U> + Send + Sync + 'static,
+    ) -> DStream<U> {
+        let f = Arc::new(f);
+        self.derive("filter_map", move |rdd, _| {
+            let f = f.clone();
+            Ok(rdd.filter_map(move |x| f(x)))
+        })
+    }
+
     /// Keeps the elements for which `f` holds.
     ///
     /// ```

@@ -84,6 +84,11 @@ fn map_filter_flat_map_match_iterators() {
                 .unwrap(),
             fm
         );
+        let half = |x: i64| (x % 2 == 0).then_some(x / 2);
+        assert_eq!(
+            r.filter_map(half).collect().unwrap(),
+            d.iter().copied().filter_map(half).collect::<Vec<_>>()
+        );
     }
 }
 

@@ -95,7 +95,21 @@ fn narrow_operations_transform_each_batch_and_batch_times_follow_the_interval() 
     let glommed = h.collect(&words.glom().map(|p| p.len()));
     let parts = h.collect(&words.map_partitions(|it| vec![it.count()]));
     let repart = h.collect(&words.repartition(3).glom().map(|p| p.len()));
+    let short = h.collect(&words.filter_map(|w| (w != "a").then(|| w.to_uppercase())));
     h.run(4);
+    let expected_short: Vec<Vec<String>> = lines()
+        .iter()
+        .map(|b| {
+            sorted(
+                b.iter()
+                    .flat_map(|l| l.split_whitespace())
+                    .filter(|w| *w != "a")
+                    .map(|w| w.to_uppercase())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(outputs(&short), expected_short);
     let expected: Vec<Vec<String>> = lines()
         .iter()
         .map(|b| {

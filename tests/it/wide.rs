@@ -506,3 +506,74 @@ fn cogroup3_and_cogroup4_match_a_map_and_shuffle_each_input_once() {
         }
     }
 }
+
+#[test]
+fn filter_by_range_matches_a_filter_on_any_partitioning() {
+    // Skewed keys with gaps; ranges inside, across, outside and inverted.
+    let data: Vec<(u32, u32)> = (0..2000u32).map(|i| ((i * i) % 301 / 3, i)).collect();
+    let ranges = [(10, 20), (0, 0), (95, 500), (200, 300), (30, 29), (0, 100)];
+    for threads in [1, 2] {
+        let ctx = spate::Context::builder()
+            .parallelism(threads)
+            .build()
+            .unwrap();
+        for parts in PARTITIONS {
+            let plain = ctx.parallelize(data.clone(), parts);
+            let asc = plain
+                .sort_by_key(spate::Order::Ascending, Some(parts))
+                .unwrap();
+            let desc = plain
+                .sort_by_key(spate::Order::Descending, Some(parts))
+                .unwrap();
+            for (lo, hi) in ranges {
+                let expected: Vec<(u32, u32)> = sorted(
+                    data.iter()
+                        .copied()
+                        .filter(|(k, _)| lo <= *k && *k <= hi)
+                        .collect(),
+                );
+                for (name, rdd) in [("plain", &plain), ("asc", &asc), ("desc", &desc)] {
+                    let got = rdd.filter_by_range(lo, hi);
+                    assert_eq!(got.partitioner(), rdd.partitioner(), "{name}");
+                    assert_eq!(
+                        sorted(got.collect().unwrap()),
+                        expected,
+                        "{name}, {parts} partitions, {threads} threads, {lo}..={hi}"
+                    );
+                }
+                // Sorted inputs stay sorted.
+                let keys: Vec<u32> = asc.filter_by_range(lo, hi).keys().collect().unwrap();
+                assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+            }
+        }
+    }
+}
+
+#[test]
+fn filter_by_range_on_a_range_partitioned_dataset_reads_only_the_partitions_that_can_match() {
+    let ctx = ctx();
+    let sorted_pairs = ctx
+        .parallelize((0..1000u32).map(|i| (i, i)).collect(), 4)
+        .sort_by_key(spate::Order::Descending, Some(10))
+        .unwrap();
+    let sizes: Vec<usize> = sorted_pairs.glom().map(|p| p.len()).collect().unwrap();
+    let p = sorted_pairs.partitioner().unwrap().clone();
+    let (a, b) = (p.partition_of(&100u32), p.partition_of(&120u32));
+    let expected_reads: usize = sizes[a.min(b)..=a.max(b)].iter().sum();
+    assert!(expected_reads < 1000);
+    let reads = ctx.sum_accumulator::<usize>("records read");
+    let counter = reads.clone();
+    let got = sorted_pairs
+        .map_values(move |v| {
+            counter.add(1);
+            v
+        })
+        .filter_by_range(100, 120)
+        .collect()
+        .unwrap();
+    assert_eq!(
+        got,
+        (100..=120u32).rev().map(|i| (i, i)).collect::<Vec<_>>()
+    );
+    assert_eq!(reads.value(), expected_reads);
+}
