@@ -51,6 +51,7 @@ pub struct ContextBuilder {
     max_bytes_in_flight: Option<u64>,
     locality_wait: Option<std::time::Duration>,
     cluster: ClusterChoice,
+    event_log_dir: Option<PathBuf>,
 }
 
 /// Whether a context joins a cluster.
@@ -156,6 +157,32 @@ impl ContextBuilder {
         self
     }
 
+    /// Writes every event of the application (jobs, stages, tasks, storage,
+    /// streaming batches) to a JSON-lines file in `dir` (default: the
+    /// `SPATE_EVENT_LOG_DIR` environment variable, else no file), named
+    /// after [`Context::application_id`]: `<id>.jsonl.inprogress` while the
+    /// context lives, `<id>.jsonl` once it is dropped (with the last of its
+    /// handles and of the datasets made from it, which hold it). A
+    /// writer thread of its own writes it, so tasks never wait for the
+    /// disk; events that find its queue full are counted as dropped (the
+    /// file's last line says how many), never waited for. In cluster mode
+    /// the driver writes it. The format is [`observe`](crate::observe)'s.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let ctx = spate::Context::builder().event_log_dir(dir.path()).build()?;
+    /// ctx.parallelize(vec![1, 2, 3], 2).count()?;
+    /// let file = dir.path().join(format!("{}.jsonl", ctx.application_id()));
+    /// drop(ctx);
+    /// let log = spate::observe::read_event_log(&file)?;
+    /// assert_eq!(log.engine_events().filter(|e| matches!(e, spate::Event::TaskEnd { .. })).count(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn event_log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.event_log_dir = Some(dir.into());
+        self
+    }
+
     /// Runs in this process alone, even when the environment describes a
     /// cluster.
     ///
@@ -222,6 +249,9 @@ impl ContextBuilder {
             max_bytes_in_flight: self.max_bytes_in_flight.or(in_flight_from_env),
             locality_wait: self.locality_wait.or(wait_from_env),
             cluster: topology,
+            event_log_dir: self
+                .event_log_dir
+                .or_else(|| std::env::var_os("SPATE_EVENT_LOG_DIR").map(PathBuf::from)),
         })?;
         Ok(Context {
             inner: Arc::new(Inner {
@@ -253,6 +283,38 @@ impl Context {
     /// ```
     pub fn builder() -> ContextBuilder {
         ContextBuilder::default()
+    }
+
+    /// The application's id, `spate-<start time in ms>-<process id>-<n>`
+    /// (`n` counts the contexts this process created): it names the event
+    /// log file.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert!(ctx.application_id().starts_with("spate-"));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn application_id(&self) -> &str {
+        self.runtime().app_id()
+    }
+
+    /// The event log file this process writes, by the name it has once
+    /// closed (`<dir>/<application id>.jsonl`; until the context is dropped
+    /// it is that name with `.inprogress` appended); `None` without an
+    /// [`event_log_dir`](ContextBuilder::event_log_dir), and on executors.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let ctx = spate::Context::builder().event_log_dir(dir.path()).build()?;
+    /// let path = ctx.event_log_path().unwrap().to_path_buf();
+    /// assert_eq!(path, dir.path().join(format!("{}.jsonl", ctx.application_id())));
+    /// drop(ctx);
+    /// assert!(path.exists());
+    /// assert_eq!(spate::Context::new()?.event_log_path(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn event_log_path(&self) -> Option<&std::path::Path> {
+        self.runtime().event_file().map(|f| f.path())
     }
 
     /// Whether this process is the driver: always in local mode; in cluster

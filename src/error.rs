@@ -214,6 +214,17 @@ pub enum Error {
     /// (started twice, a stream defined after start, ...).
     #[error("streaming context: {0}")]
     StreamingState(String),
+    /// A line of an event log file could not be read: not JSON, not of the
+    /// schema, or of a schema version this Spate does not read.
+    #[error("event log {path}, line {line}: {reason}")]
+    MalformedEventLog {
+        /// The file.
+        path: PathBuf,
+        /// Its line, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// `Result` with Spate's [`Error`].

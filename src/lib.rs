@@ -60,6 +60,8 @@ mod rdd;
 
 pub mod streaming;
 
+pub mod observe;
+
 pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Value};
 pub use error::{Error, Report, Result};

@@ -117,7 +117,10 @@ impl Scheduler {
             return self.serve_job(node, job, root, action, &task);
         }
         let started = Instant::now();
-        self.rt.post(Event::JobStart { job, action });
+        self.rt.post(Event::JobStart {
+            job,
+            action: action.to_string(),
+        });
         let run = JobRun {
             sched: self,
             rt: &self.rt,

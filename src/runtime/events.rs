@@ -24,7 +24,7 @@ pub struct TaskId {
 }
 
 /// What a stage's tasks produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StageKind {
     /// Writes the map side of a shuffle.
     ShuffleMap {
@@ -68,7 +68,7 @@ pub struct TaskMetrics {
 }
 
 /// What one job ran and redid, reported with [`Event::JobEnd`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct JobMetrics {
     /// Task attempts started.
     pub tasks_run: u64,
@@ -134,8 +134,10 @@ impl JobMetrics {
     }
 }
 
-/// A scheduler event, delivered to every [`Listener`] of the context.
-#[derive(Clone, Debug)]
+/// A scheduler event, delivered to every [`Listener`] of the context, and
+/// written to the event log file (one JSON object per line, see
+/// [`observe`](crate::observe)) when the context has one.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Event {
     /// A job was submitted by an action.
@@ -143,7 +145,7 @@ pub enum Event {
         /// Job id, in submission order.
         job: u64,
         /// The action's name.
-        action: &'static str,
+        action: String,
     },
     /// A job ended.
     JobEnd {

@@ -6,9 +6,11 @@
 //! this and no scheduler; shuffle and storage can be tested with a runtime
 //! alone.
 
+mod event_file;
 mod events;
 mod task;
 
+pub(crate) use event_file::{EventFile, LogRecord, SCHEMA, Source};
 pub(crate) use events::ListenerBus;
 pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
 pub(crate) use task::{MetricsCell, Running, TaskContext, on_idle_worker, running_task};
@@ -38,6 +40,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) locality_wait: Option<std::time::Duration>,
     /// The cluster to join; `None` runs in one process.
     pub(crate) cluster: Option<crate::cluster::Topology>,
+    /// Where the driver writes its event log file, if anywhere.
+    pub(crate) event_log_dir: Option<PathBuf>,
 }
 
 /// What every task of one context shares.
@@ -59,6 +63,9 @@ pub(crate) struct Runtime {
     cluster: Option<Node>,
     listeners: ListenerBus,
     faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
+    /// This application's id (`spate-<start ms>-<pid>-<n>`), naming its event log.
+    app_id: String,
+    event_file: Option<Arc<EventFile>>,
 }
 
 enum Scratch {
@@ -126,7 +133,29 @@ impl Runtime {
             Some(topology) => Some(Node::start(topology, shuffles.clone(), parallelism, true)?),
             None => None,
         };
+        // Contexts of one process started in the same millisecond differ by
+        // the last number.
+        static CONTEXTS: AtomicU64 = AtomicU64::new(0);
+        let app_id = format!(
+            "spate-{}-{}-{}",
+            event_file::now_ms(),
+            std::process::id(),
+            CONTEXTS.fetch_add(1, Ordering::Relaxed)
+        );
+        let listeners = ListenerBus::default();
+        let is_driver = cluster.as_ref().is_none_or(|n| n.is_driver());
+        let event_file = match config.event_log_dir.filter(|_| is_driver) {
+            Some(dir) => {
+                let processes = cluster.as_ref().map_or(1, |n| n.world_size());
+                let file = Arc::new(EventFile::create(&dir, &app_id, parallelism, processes)?);
+                listeners.add(file.clone());
+                Some(file)
+            }
+            None => None,
+        };
         Ok(Runtime {
+            app_id,
+            event_file,
             pool,
             parallelism,
             scratch,
@@ -142,7 +171,7 @@ impl Runtime {
             shuffles,
             blocks,
             cluster,
-            listeners: ListenerBus::default(),
+            listeners,
             faults: parking_lot::RwLock::new(None),
         })
     }
@@ -235,6 +264,15 @@ impl Runtime {
 
     pub(crate) fn post(&self, event: Event) {
         self.listeners.post(event);
+    }
+
+    pub(crate) fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// The event log being written (the driver's, when one was asked for).
+    pub(crate) fn event_file(&self) -> Option<&Arc<EventFile>> {
+        self.event_file.as_ref()
     }
 
     pub(crate) fn set_fault_plan(&self, plan: Option<FaultPlan>) {

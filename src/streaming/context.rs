@@ -823,6 +823,9 @@ fn all_streams(graph: &Graph) -> Vec<Arc<dyn AnyStream>> {
 
 impl Shared {
     pub(super) fn post(&self, event: &StreamingEvent) {
+        if let Some(file) = self.graph.ctx.runtime().event_file() {
+            file.post(crate::runtime::Source::Streaming, event.clone());
+        }
         for l in self.listeners.read().iter() {
             l.on_event(event);
         }

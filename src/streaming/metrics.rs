@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use std::time::Duration;
 
 /// The size of one stateful stream's state after a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct StateSize {
     /// Id of the stateful stream.
     pub stream: usize,
@@ -21,7 +21,7 @@ pub struct StateSize {
 }
 
 /// One finished batch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BatchInfo {
     /// The batch time.
     pub time: Time,
@@ -51,7 +51,7 @@ pub struct BatchInfo {
 }
 
 /// Events a streaming context posts to its listeners.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StreamingEvent {
     /// The context started; the first batch is at `zero + interval`.
@@ -170,7 +170,7 @@ impl StreamingListener for StreamingLog {
 }
 
 /// Totals over a context's batches.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StreamingSummary {
     /// Batches completed.
     pub batches: u64,

@@ -65,11 +65,11 @@ fn count_approx_answers_at_the_timeout_from_the_partitions_done_then_gives_the_e
     gate.store(true, Ordering::Relaxed);
     // The next action runs after the approximate job, in every process.
     assert_eq!(ctx.range(0, 10, 1, 2).count().unwrap(), 10);
-    let actions: Vec<&str> = log
+    let actions: Vec<String> = log
         .events()
-        .iter()
+        .into_iter()
         .filter_map(|e| match e {
-            Event::JobStart { action, .. } => Some(*action),
+            Event::JobStart { action, .. } => Some(action),
             _ => None,
         })
         .collect();

@@ -32,6 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("scheduler", &["scheduler", "placement"]),
     ("datasets", &["context", "rdd"]),
     ("streaming", &["streaming"]),
+    ("observe", &["observe"]),
     // Binary targets (`src/bin/`): separate crates, on the public API.
     ("binaries", &["bin"]),
 ];

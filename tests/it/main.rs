@@ -19,6 +19,7 @@ mod layers;
 mod lineage;
 mod misuse;
 mod narrow;
+mod observe;
 mod properties;
 mod scheduler;
 mod spill;
