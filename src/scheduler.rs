@@ -116,6 +116,8 @@ impl Scheduler {
         {
             return self.serve_job(node, job, root, action, &task);
         }
+        // Jobs, stages and tasks are spans, for a user's `tracing` subscriber.
+        let _span = tracing::info_span!(target: "spate::scheduler", "job", job, action).entered();
         let started = Instant::now();
         self.rt.post(Event::JobStart {
             job,
@@ -370,6 +372,15 @@ impl JobRun<'_> {
             *n - 1
         };
         self.metrics.lock().stage_attempts += 1;
+        let _span = tracing::info_span!(
+            target: "spate::scheduler",
+            "stage",
+            job = self.job,
+            stage,
+            attempt,
+            tasks = partitions.len()
+        )
+        .entered();
         self.rt.post(Event::StageSubmitted {
             job: self.job,
             stage,
@@ -1063,6 +1074,15 @@ fn attempt_once<R>(
         let at = crate::fault::KillPoint::TaskStart { stage: id.stage };
         faults.kill_point(node.rank() as usize, at);
     }
+    let _span = tracing::info_span!(
+        target: "spate::scheduler",
+        "task",
+        job = id.job,
+        stage = id.stage,
+        partition = id.partition,
+        attempt = id.attempt
+    )
+    .entered();
     rt.post(Event::TaskStart { task: id, kind });
     let tc = TaskContext::new(rt.clone(), id);
     let updates = TaskUpdates::begin();
@@ -1089,6 +1109,9 @@ fn attempt_once<R>(
         }
         None => ran,
     };
+    if let Err(e) = &outcome {
+        tracing::warn!(target: "spate::scheduler", error = %e, "task attempt failed");
+    }
     (outcome, tc.metrics.get(), updates)
 }
 

@@ -275,3 +275,92 @@ fn spate_event_log_dir_in_the_environment_turns_the_log_on() {
         2
     );
 }
+
+/// A `tracing` subscriber that keeps span names and warning messages.
+#[derive(Default)]
+struct Recorder {
+    spans: std::sync::Mutex<Vec<String>>,
+    warnings: std::sync::Mutex<Vec<String>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let name = span.metadata().name().to_string();
+        self.spans.lock().unwrap().push(name);
+        tracing::span::Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            self.warnings.lock().unwrap().push(m.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn jobs_stages_and_task_attempts_are_tracing_spans_and_a_failed_attempt_a_warning() {
+    const CHILD: &str = "SPATE_TEST_TRACING_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        // A process of its own: the subscriber is global, for the task threads.
+        let recorder = Arc::new(Recorder::default());
+        tracing::subscriber::set_global_default(recorder.clone()).unwrap();
+        let ctx = Context::builder().parallelism(2).build().unwrap();
+        let failed_once = Arc::new(AtomicBool::new(false));
+        let n = ctx
+            .parallelize(vec![1, 2, 3, 4], 2)
+            .map(move |x| {
+                if x == 3 && !failed_once.swap(true, Ordering::SeqCst) {
+                    panic!("first attempt");
+                }
+                x
+            })
+            .count()
+            .unwrap();
+        assert_eq!(n, 4);
+        let mut spans = recorder.spans.lock().unwrap().clone();
+        spans.sort();
+        let warnings: Vec<String> = recorder.warnings.lock().unwrap().clone();
+        println!("SPANS {}", spans.join(","));
+        println!(
+            "FAILED {}",
+            warnings
+                .iter()
+                .filter(|w| w.contains("task attempt failed"))
+                .count()
+        );
+        return;
+    }
+    let out = crate::common::run_child_test(&mut crate::common::child_test(
+        "observe::jobs_stages_and_task_attempts_are_tracing_spans_and_a_failed_attempt_a_warning",
+        (CHILD, std::ffi::OsStr::new("1")),
+    ));
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.split(name).nth(1))
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .trim()
+            .to_string()
+    };
+    // One job, one (result) stage, two tasks of which one ran twice.
+    assert_eq!(field("SPANS "), "job,stage,task,task,task");
+    assert_eq!(field("FAILED "), "1");
+}
