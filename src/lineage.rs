@@ -116,6 +116,90 @@ pub(crate) fn release_deps(deps: Vec<Dependency>, panic: &mut Option<PanicPayloa
     DROPPING.with(|q| *q.borrow_mut() = None);
 }
 
+/// The lineage as a Graphviz `digraph`: one cluster per stage (the result
+/// stage, then each shuffle map stage in the order the walk meets it) around
+/// its fused narrow datasets, solid edges within a stage, dashed `shuffle`
+/// edges between stages, persisted datasets filled and labelled with their
+/// level, checkpointed ones with a double border. A dataset shared by
+/// two stages is drawn in the first.
+pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
+    struct Seen {
+        stage: usize,
+        line: String,
+    }
+    let mut nodes: Vec<Seen> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut edges = String::new();
+    let mut stages = 1usize;
+    // (dataset, its stage), walked with an explicit stack.
+    let mut stack: Vec<(Arc<dyn AnyRdd>, usize)> = Vec::new();
+    let mut visit = |rdd: &dyn AnyRdd, stage: usize, stack: &mut Vec<(Arc<dyn AnyRdd>, usize)>| {
+        let b = rdd.base();
+        if !seen.insert(b.id) {
+            return;
+        }
+        let mut label = format!(
+            "{} [{}]\\n{} partitions",
+            b.op_name, b.id.0, b.num_partitions
+        );
+        if let Some(name) = b.name.lock().clone() {
+            let _ = write!(label, "\\n'{}'", name.replace('"', "\\\""));
+        }
+        let mut style = String::new();
+        if let Some(level) = *b.storage.lock() {
+            let _ = write!(label, "\\n{level:?}");
+            style.push_str(", style=filled, fillcolor=lightblue");
+        }
+        if b.checkpointed.load(std::sync::atomic::Ordering::Relaxed) {
+            label.push_str("\\ncheckpointed");
+            style.push_str(", peripheries=2");
+        }
+        nodes.push(Seen {
+            stage,
+            line: format!("    rdd{} [label=\"{label}\"{style}];\n", b.id.0),
+        });
+        for dep in b.deps.read().iter() {
+            match dep {
+                Dependency::Narrow(parent) => {
+                    let _ = writeln!(edges, "  rdd{} -> rdd{};", parent.base().id.0, b.id.0);
+                    stack.push((parent.clone(), stage));
+                }
+                Dependency::Shuffle(s) => {
+                    let parent = s.parent();
+                    let _ = writeln!(
+                        edges,
+                        "  rdd{} -> rdd{} [style=dashed, label=\"shuffle\"];",
+                        parent.base().id.0,
+                        b.id.0
+                    );
+                    stack.push((parent, stages));
+                    stages += 1;
+                }
+            }
+        }
+    };
+    visit(root, 0, &mut stack);
+    while let Some((rdd, stage)) = stack.pop() {
+        visit(rdd.as_ref(), stage, &mut stack);
+    }
+    let mut out = String::from("digraph lineage {\n  rankdir=BT;\n  node [shape=box];\n");
+    for stage in 0..stages {
+        let label = if stage == 0 {
+            "result stage".to_string()
+        } else {
+            format!("shuffle map stage {stage}")
+        };
+        let _ = writeln!(out, "  subgraph cluster_{stage} {{\n    label=\"{label}\";");
+        for n in nodes.iter().filter(|n| n.stage == stage) {
+            out.push_str(&n.line);
+        }
+        out.push_str("  }\n");
+    }
+    out.push_str(&edges);
+    out.push_str("}\n");
+    out
+}
+
 pub(crate) fn debug_lines(root: &dyn AnyRdd, out: &mut String) {
     // (dataset, depth, first line after a stage boundary), walked with an
     // explicit stack so deep lineages cannot overflow.

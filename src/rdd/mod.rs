@@ -566,6 +566,25 @@ impl<T: Data> Rdd<T> {
         debug_lines(self.node.as_ref(), &mut out);
         out
     }
+
+    /// The lineage as Graphviz text (`dot -Tsvg` draws it): each stage a
+    /// box around its fused narrow datasets, dashed shuffle edges between
+    /// stages, persisted datasets filled and labelled with their level,
+    /// checkpointed ones with a double border.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let counts = ctx.parallelize(vec!['a', 'b', 'a'], 2)
+    ///     .map(|w| (w, 1))
+    ///     .reduce_by_key(|a, b| a + b);
+    /// let dot = counts.to_dot();
+    /// assert!(dot.starts_with("digraph lineage {"));
+    /// assert!(dot.contains("rdd1 -> rdd2 [style=dashed, label=\"shuffle\"];"), "{dot}");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn to_dot(&self) -> String {
+        crate::lineage::dot_graph(self.node.as_ref())
+    }
 }
 
 /// Runs `func` over `partitions` of `rdd` as one job (the typed face of
