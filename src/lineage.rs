@@ -184,6 +184,10 @@ pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
     }
     let mut out = String::from("digraph lineage {\n  rankdir=BT;\n  node [shape=box];\n");
     for stage in 0..stages {
+        // A shuffle of a dataset drawn already adds no cluster.
+        if !nodes.iter().any(|n| n.stage == stage) {
+            continue;
+        }
         let label = if stage == 0 {
             "result stage".to_string()
         } else {

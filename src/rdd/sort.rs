@@ -6,7 +6,7 @@ use super::sample::partition_rng;
 use super::shuffled::Sorter;
 use super::{ChunkIter, Compute, Rdd, for_each_chunk, run_job};
 use crate::chunk::IterChunks;
-use crate::data::{Key, Value};
+use crate::data::{Data, Key, Value};
 use crate::error::Result;
 use crate::partitioner::{Order, Partitioner};
 use crate::runtime::TaskContext;
@@ -133,7 +133,7 @@ struct PruneOp<T> {
     read: RangeInclusive<usize>,
 }
 
-impl<T: crate::data::Data> Compute<T> for PruneOp<T> {
+impl<T: Data> Compute<T> for PruneOp<T> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         if self.read.contains(&split) {
             self.parent.iterator(split, tc)

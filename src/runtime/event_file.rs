@@ -215,9 +215,8 @@ fn write_all(
         while let Ok(entry) = rx.try_recv() {
             write(&entry, &mut out);
         }
-        if out.flush().is_err() {
-            // Reported by the next write, which fails the same way.
-        }
+        // A failing flush fails the next write too, which reports it.
+        let _ = out.flush();
     }
     let end = Entry {
         time_ms: now_ms(),
@@ -243,17 +242,14 @@ fn write_all(
 
 /// `{"schema":1,"time_ms":…,"source":"…","event":…}` and a newline.
 fn envelope(entry: &Entry, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    let source = match entry.source {
-        Source::Log => "log",
-        Source::Engine => "engine",
-        Source::Streaming => "streaming",
-    };
     write!(
         out,
-        "{{\"schema\":{SCHEMA},\"time_ms\":{},\"source\":\"{source}\",\"event\":",
+        "{{\"schema\":{SCHEMA},\"time_ms\":{},\"source\":",
         entry.time_ms
     )
     .map_err(serde_json::Error::io)?;
+    entry.source.write_json(out)?;
+    out.extend_from_slice(b",\"event\":");
     entry.event.write_json(out)?;
     out.extend_from_slice(b"}\n");
     Ok(())
