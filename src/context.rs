@@ -38,6 +38,8 @@ pub struct Context {
 struct Inner {
     scheduler: Scheduler,
     checkpoint_dir: parking_lot::RwLock<Option<PathBuf>>,
+    /// The live web UI, when asked for (driver only).
+    ui: Option<crate::ui::Ui>,
 }
 
 /// Configures a [`Context`]; see [`Context::builder`].
@@ -52,6 +54,8 @@ pub struct ContextBuilder {
     locality_wait: Option<std::time::Duration>,
     cluster: ClusterChoice,
     event_log_dir: Option<PathBuf>,
+    ui: Option<std::net::SocketAddr>,
+    console_progress: Option<bool>,
 }
 
 /// Whether a context joins a cluster.
@@ -183,6 +187,49 @@ impl ContextBuilder {
         self
     }
 
+    /// Serves the live web UI and its REST API on `127.0.0.1:port` (port 0
+    /// picks a free one; default: the `SPATE_UI_PORT` environment
+    /// variable, else no UI). The address is printed to standard error at
+    /// start and given by [`Context::ui_url`]. Only the driver serves it.
+    /// The pages and the API are described in the README.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().ui_port(0).build()?;
+    /// assert!(ctx.ui_url().unwrap().starts_with("http://127.0.0.1:"));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn ui_port(self, port: u16) -> Self {
+        self.ui_address(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// Serves the web UI on `addr`, which may be another interface than
+    /// loopback (anyone who reaches it sees the application's jobs and
+    /// dataset names; the UI is read-only).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().ui_address("127.0.0.1:0".parse().unwrap()).build()?;
+    /// assert!(ctx.ui_url().is_some());
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn ui_address(mut self, addr: std::net::SocketAddr) -> Self {
+        self.ui = Some(addr);
+        self
+    }
+
+    /// Whether to draw a progress line per running stage on standard error
+    /// (default: on, unless `SPATE_PROGRESS=0`); drawn only when standard
+    /// error is a terminal, and only by the driver.
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().console_progress(false).build()?;
+    /// assert_eq!(ctx.parallelize(vec![1, 2], 2).count()?, 2);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn console_progress(mut self, on: bool) -> Self {
+        self.console_progress = Some(on);
+        self
+    }
+
     /// Runs in this process alone, even when the environment describes a
     /// cluster.
     ///
@@ -241,6 +288,14 @@ impl ContextBuilder {
                 true
             })?
             .map(std::time::Duration::from_millis);
+        let ui_port = parsed_from_env::<u16>("SPATE_UI_PORT", "a port number", |_| true)?;
+        let ui = self
+            .ui
+            .or_else(|| ui_port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))));
+        let progress = match self.console_progress {
+            Some(on) => on,
+            None => parsed_from_env::<u8>("SPATE_PROGRESS", "0 or 1", |v| *v <= 1)? != Some(0),
+        };
         let runtime = Runtime::new(RuntimeConfig {
             parallelism: self.parallelism.or(from_env),
             scratch_dir: self.scratch_dir,
@@ -253,10 +308,25 @@ impl ContextBuilder {
                 .event_log_dir
                 .or_else(|| std::env::var_os("SPATE_EVENT_LOG_DIR").map(PathBuf::from)),
         })?;
+        let is_driver = runtime.rank() == 0;
+        let ui = match ui.filter(|_| is_driver) {
+            Some(addr) => {
+                let ui = crate::ui::Ui::start(&runtime, addr)?;
+                eprintln!("spate: web UI at {}", ui.url());
+                Some(ui)
+            }
+            None => None,
+        };
+        if progress && is_driver && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            runtime
+                .listeners()
+                .add(Arc::new(crate::ui::Progress::default()));
+        }
         Ok(Context {
             inner: Arc::new(Inner {
                 scheduler: Scheduler::new(Arc::new(runtime)),
                 checkpoint_dir: parking_lot::RwLock::new(None),
+                ui,
             }),
         })
     }
@@ -315,6 +385,25 @@ impl Context {
     /// ```
     pub fn event_log_path(&self) -> Option<&std::path::Path> {
         self.runtime().event_file().map(|f| f.path())
+    }
+
+    /// The live web UI's address (`http://127.0.0.1:<port>/`), when the
+    /// context serves one ([`ContextBuilder::ui_port`] or `SPATE_UI_PORT`).
+    ///
+    /// ```
+    /// let ctx = spate::Context::builder().ui_port(0).build()?;
+    /// let url = ctx.ui_url().unwrap();
+    /// assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'));
+    /// assert_eq!(spate::Context::builder().local().build()?.ui_url(), None);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn ui_url(&self) -> Option<String> {
+        self.inner.ui.as_ref().map(|u| u.url())
+    }
+
+    /// The live UI's status store, for the streaming layer to feed.
+    pub(crate) fn ui_status(&self) -> Option<&Arc<crate::ui::Status>> {
+        self.inner.ui.as_ref().map(|u| u.status())
     }
 
     /// Whether this process is the driver: always in local mode; in cluster

@@ -225,6 +225,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The web UI could not listen on its address (in use, not local, or
+    /// not permitted).
+    #[error("web UI cannot listen on {addr}: {source}")]
+    UiBind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with Spate's [`Error`].

@@ -55,6 +55,8 @@ mod lineage;
 mod placement;
 mod scheduler;
 
+mod ui;
+
 mod context;
 mod rdd;
 
@@ -73,7 +75,10 @@ pub use rdd::{
     BoundedDouble, Histogram, LocalIterator, Numeric, PartialResult, PartitionIter, Rdd, Sampling,
     StatCounter, UserError,
 };
-pub use runtime::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
+pub use runtime::{
+    Event, EventLog, JobMetrics, LineageEdge, LineageGraph, LineageNode, Listener, StageKind,
+    TaskId, TaskMetrics,
+};
 pub use shared::{Accumulator, Broadcast, TaskScope};
 pub use small_str::Str;
 pub use storage::{RddStorageInfo, StorageLevel};

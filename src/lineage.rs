@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::ids::RddId;
 use crate::ids::ShuffleId;
 use crate::partitioner::Partitioner;
-use crate::runtime::TaskContext;
+use crate::runtime::{LineageEdge, LineageGraph, LineageNode, TaskContext};
 use crate::shuffle::MapOutput;
 use crate::storage::StorageLevel;
 use parking_lot::{Mutex, RwLock};
@@ -116,20 +116,13 @@ pub(crate) fn release_deps(deps: Vec<Dependency>, panic: &mut Option<PanicPayloa
     DROPPING.with(|q| *q.borrow_mut() = None);
 }
 
-/// The lineage as a Graphviz `digraph`: one cluster per stage (the result
-/// stage, then each shuffle map stage in the order the walk meets it) around
-/// its fused narrow datasets, solid edges within a stage, dashed `shuffle`
-/// edges between stages, persisted datasets filled and labelled with their
-/// level, checkpointed ones with a double border. A dataset shared by
-/// two stages is drawn in the first.
-pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
-    struct Seen {
-        stage: usize,
-        line: String,
-    }
-    let mut nodes: Vec<Seen> = Vec::new();
+/// The lineage as data: every dataset once, in the order a walk from the
+/// root meets it, with its stage (the result stage is 0, then each shuffle
+/// map stage in the order the walk meets it); a dataset shared by two
+/// stages is put in the first.
+pub(crate) fn graph(root: &dyn AnyRdd) -> LineageGraph {
+    let mut graph = LineageGraph::default();
     let mut seen = std::collections::HashSet::new();
-    let mut edges = String::new();
     let mut stages = 1usize;
     // (dataset, its stage), walked with an explicit stack.
     let mut stack: Vec<(Arc<dyn AnyRdd>, usize)> = Vec::new();
@@ -138,43 +131,30 @@ pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
         if !seen.insert(b.id) {
             return;
         }
-        let mut label = format!(
-            "{} [{}]\\n{} partitions",
-            b.op_name, b.id.0, b.num_partitions
-        );
-        if let Some(name) = b.name.lock().clone() {
-            let _ = write!(label, "\\n'{}'", name.replace('"', "\\\""));
-        }
-        let mut style = String::new();
-        if let Some(level) = *b.storage.lock() {
-            let _ = write!(label, "\\n{level:?}");
-            style.push_str(", style=filled, fillcolor=lightblue");
-        }
-        if b.checkpointed.load(std::sync::atomic::Ordering::Relaxed) {
-            label.push_str("\\ncheckpointed");
-            style.push_str(", peripheries=2");
-        }
-        nodes.push(Seen {
+        graph.nodes.push(LineageNode {
+            rdd: b.id,
+            op: b.op_name.to_string(),
+            partitions: b.num_partitions,
+            name: b.name.lock().clone(),
+            level: *b.storage.lock(),
+            checkpointed: b.checkpointed.load(std::sync::atomic::Ordering::Relaxed),
             stage,
-            line: format!("    rdd{} [label=\"{label}\"{style}];\n", b.id.0),
         });
         for dep in b.deps.read().iter() {
-            match dep {
-                Dependency::Narrow(parent) => {
-                    let _ = writeln!(edges, "  rdd{} -> rdd{};", parent.base().id.0, b.id.0);
-                    stack.push((parent.clone(), stage));
-                }
-                Dependency::Shuffle(s) => {
-                    let parent = s.parent();
-                    let _ = writeln!(
-                        edges,
-                        "  rdd{} -> rdd{} [style=dashed, label=\"shuffle\"];",
-                        parent.base().id.0,
-                        b.id.0
-                    );
-                    stack.push((parent, stages));
-                    stages += 1;
-                }
+            let (parent, shuffle) = match dep {
+                Dependency::Narrow(parent) => (parent.clone(), false),
+                Dependency::Shuffle(s) => (s.parent(), true),
+            };
+            graph.edges.push(LineageEdge {
+                from: parent.base().id,
+                to: b.id,
+                shuffle,
+            });
+            if shuffle {
+                stack.push((parent, stages));
+                stages += 1;
+            } else {
+                stack.push((parent, stage));
             }
         }
     };
@@ -182,10 +162,20 @@ pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
     while let Some((rdd, stage)) = stack.pop() {
         visit(rdd.as_ref(), stage, &mut stack);
     }
+    graph
+}
+
+/// The lineage as a Graphviz `digraph`: one cluster per stage of
+/// [`graph`] around its fused narrow datasets, solid edges within a stage,
+/// dashed `shuffle` edges between stages, persisted datasets filled and
+/// labelled with their level, checkpointed ones with a double border.
+pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
+    let graph = graph(root);
     let mut out = String::from("digraph lineage {\n  rankdir=BT;\n  node [shape=box];\n");
+    let stages = graph.nodes.iter().map(|n| n.stage + 1).max().unwrap_or(0);
     for stage in 0..stages {
         // A shuffle of a dataset drawn already adds no cluster.
-        if !nodes.iter().any(|n| n.stage == stage) {
+        if !graph.nodes.iter().any(|n| n.stage == stage) {
             continue;
         }
         let label = if stage == 0 {
@@ -194,12 +184,32 @@ pub(crate) fn dot_graph(root: &dyn AnyRdd) -> String {
             format!("shuffle map stage {stage}")
         };
         let _ = writeln!(out, "  subgraph cluster_{stage} {{\n    label=\"{label}\";");
-        for n in nodes.iter().filter(|n| n.stage == stage) {
-            out.push_str(&n.line);
+        for n in graph.nodes.iter().filter(|n| n.stage == stage) {
+            let mut label = format!("{} [{}]\\n{} partitions", n.op, n.rdd.0, n.partitions);
+            if let Some(name) = &n.name {
+                let _ = write!(label, "\\n'{}'", name.replace('"', "\\\""));
+            }
+            let mut style = String::new();
+            if let Some(level) = n.level {
+                let _ = write!(label, "\\n{level:?}");
+                style.push_str(", style=filled, fillcolor=lightblue");
+            }
+            if n.checkpointed {
+                label.push_str("\\ncheckpointed");
+                style.push_str(", peripheries=2");
+            }
+            let _ = writeln!(out, "    rdd{} [label=\"{label}\"{style}];", n.rdd.0);
         }
         out.push_str("  }\n");
     }
-    out.push_str(&edges);
+    for e in &graph.edges {
+        let style = if e.shuffle {
+            " [style=dashed, label=\"shuffle\"]"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  rdd{} -> rdd{}{style};", e.from.0, e.to.0);
+    }
     out.push_str("}\n");
     out
 }

@@ -119,9 +119,16 @@ impl Scheduler {
         // Jobs, stages and tasks are spans, for a user's `tracing` subscriber.
         let _span = tracing::info_span!(target: "spate::scheduler", "job", job, action).entered();
         let started = Instant::now();
+        // The graph is built only for someone to read (a listener or the event log).
+        let graph = if self.rt.listeners().is_empty() {
+            crate::LineageGraph::default()
+        } else {
+            crate::lineage::graph(root.as_ref())
+        };
         self.rt.post(Event::JobStart {
             job,
             action: action.to_string(),
+            graph,
         });
         let run = JobRun {
             sched: self,
@@ -143,6 +150,7 @@ impl Scheduler {
         self.rt.post(Event::JobEnd {
             job,
             succeeded: result.is_ok(),
+            error: result.as_ref().err().map(|e| e.to_string()),
             duration: started.elapsed(),
             metrics,
         });
@@ -440,6 +448,7 @@ impl JobRun<'_> {
                 failure,
                 metrics: m,
                 duration: started.elapsed(),
+                executor: self.rt.rank(),
             });
             match outcome {
                 Ok(r) => return Ok(r),
@@ -644,6 +653,14 @@ impl JobRun<'_> {
                     }
                     Reply::Lost { task, rank, reason } => {
                         placement.remove(rank);
+                        self.rt.post(Event::TaskEnd {
+                            task,
+                            kind,
+                            failure: Some(format!("executor {rank} lost: {reason}")),
+                            metrics: TaskMetrics::default(),
+                            duration: std::time::Duration::ZERO,
+                            executor: rank as usize,
+                        });
                         if lost_ranks.insert(rank) {
                             self.metrics.lock().executors_lost += 1;
                             self.rt.post(Event::ExecutorLost {
@@ -739,6 +756,11 @@ impl JobRun<'_> {
             maps,
         };
         self.metrics.lock().remote_tasks += 1;
+        self.rt.post(Event::TaskStart {
+            task: spec.id,
+            kind: remote_stage_kind(remote.kind),
+            executor: rank as usize,
+        });
         node.dispatch(rank, spec, reply.clone());
     }
 
@@ -756,6 +778,7 @@ impl JobRun<'_> {
             outcome,
             accumulators,
             metrics,
+            duration,
         } = report;
         self.count_attempt(&metrics, outcome.is_err());
         let outcome = outcome
@@ -770,7 +793,8 @@ impl JobRun<'_> {
             kind,
             failure: outcome.as_ref().err().map(|e| e.to_string()),
             metrics,
-            duration: std::time::Duration::ZERO,
+            duration,
+            executor: rank as usize,
         });
         outcome
     }
@@ -926,6 +950,7 @@ impl Scheduler {
                             }),
                             accumulators: Vec::new(),
                             metrics: TaskMetrics::default(),
+                            duration: std::time::Duration::ZERO,
                         }));
                         return Err(Error::Cluster(why));
                     }
@@ -993,18 +1018,21 @@ impl Scheduler {
             },
             Err(e) => (Err(e), Vec::new()),
         };
+        let duration = started.elapsed();
         self.rt.post(Event::TaskEnd {
             task: id,
             kind,
             failure: outcome.as_ref().err().map(|e| e.to_string()),
             metrics,
-            duration: started.elapsed(),
+            duration,
+            executor: self.rt.rank(),
         });
         TaskReport {
             id,
             outcome: outcome.map(Bytes).map_err(RemoteFailure::from_error),
             accumulators,
             metrics,
+            duration,
         }
     }
 }
@@ -1049,6 +1077,14 @@ type Locations = (ShuffleId, Vec<Option<(u32, Arc<BlockSizes>)>>);
 
 /// How a stage's tasks run in another process, and what their reports
 /// become here.
+/// The stage kind of a task sent as `kind`.
+fn remote_stage_kind(kind: TaskKind) -> StageKind {
+    match kind {
+        TaskKind::Result => StageKind::Result,
+        TaskKind::Map { shuffle } => StageKind::ShuffleMap { shuffle },
+    }
+}
+
 struct RemoteWork<'a, R> {
     kind: TaskKind,
     /// The shuffles the stage's tasks read: their map locations go along.
@@ -1083,7 +1119,11 @@ fn attempt_once<R>(
         attempt = id.attempt
     )
     .entered();
-    rt.post(Event::TaskStart { task: id, kind });
+    rt.post(Event::TaskStart {
+        task: id,
+        kind,
+        executor: rt.rank(),
+    });
     let tc = TaskContext::new(rt.clone(), id);
     let updates = TaskUpdates::begin();
     let injected = rt

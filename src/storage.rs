@@ -6,6 +6,7 @@ use crate::data::Value;
 use crate::error::{Error, Result};
 use crate::ids::RddId;
 use crate::memory::MemoryBudget;
+use crate::runtime::{Event, ListenerBus};
 use parking_lot::Mutex;
 use std::any::Any;
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,7 @@ use std::sync::Arc;
 /// other memory block is dropped and recomputed from lineage when next read.
 /// A block that still does not fit is not cached (memory-only levels) or goes
 /// to disk (memory-and-disk).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum StorageLevel {
     /// Typed values in memory (Spark's `MEMORY_ONLY`).
@@ -153,6 +154,16 @@ struct Entry {
     last_used: u64,
 }
 
+impl Entry {
+    /// (bytes in memory, bytes on disk).
+    fn sizes(&self) -> (u64, u64) {
+        match &self.stored {
+            Stored::Disk { len, .. } => (0, *len),
+            _ => (self.charged as u64, 0),
+        }
+    }
+}
+
 struct Persisted {
     level: StorageLevel,
     partitions: usize,
@@ -178,15 +189,32 @@ pub(crate) struct BlockManager {
     state: Mutex<State>,
     budget: Arc<MemoryBudget>,
     dir: PathBuf,
+    /// Where storage events go; posted with no lock of this manager held.
+    bus: Arc<ListenerBus>,
 }
 
 impl BlockManager {
-    pub(crate) fn new(budget: Arc<MemoryBudget>, dir: &Path) -> Self {
+    pub(crate) fn new(budget: Arc<MemoryBudget>, dir: &Path, bus: Arc<ListenerBus>) -> Self {
         BlockManager {
             state: Mutex::new(State::default()),
             budget,
             dir: dir.to_path_buf(),
+            bus,
         }
+    }
+
+    /// Reports a block's new place (both sizes 0: gone).
+    fn post_block(&self, (rdd, partition): (RddId, usize), (memory_bytes, disk_bytes): (u64, u64)) {
+        if self.bus.is_empty() {
+            return;
+        }
+        self.bus.post(Event::BlockUpdated {
+            rdd,
+            partition,
+            memory_bytes,
+            disk_bytes,
+            memory_used: self.budget.used() as u64,
+        });
     }
 
     /// Records how a dataset is persisted (called by `persist`).
@@ -206,6 +234,11 @@ impl BlockManager {
                 codec,
             },
         );
+        self.bus.post(Event::RddPersisted {
+            rdd,
+            level,
+            partitions,
+        });
     }
 
     /// The block as typed values, decoding or reading it from disk as needed.
@@ -296,10 +329,14 @@ impl BlockManager {
         };
         st.clock += 1;
         entry.last_used = st.clock;
+        let sizes = entry.sizes();
         if let Some(old) = st.blocks.insert((rdd, split), entry) {
             self.release(old);
         }
-        Ok(!st.stored_once.insert((rdd, split)))
+        let recomputed = !st.stored_once.insert((rdd, split));
+        drop(st);
+        self.post_block((rdd, split), sizes);
+        Ok(recomputed)
     }
 
     /// Reserves `bytes` of execution memory (shuffle blocks), evicting
@@ -338,10 +375,12 @@ impl BlockManager {
             let p = st.persisted.get(&key.0);
             (entry, p.map(|p| p.level), p.and_then(|p| p.codec))
         };
+        let mut sizes = (0, 0);
         if let (Some(StorageLevel::MemoryAndDisk), Some(codec), Stored::Objects(o)) =
             (level, codec, &entry.stored)
         {
             let disk = self.to_disk((codec.encode)(o)?, (codec.records)(o))?;
+            sizes = disk.sizes();
             self.state.lock().blocks.insert(
                 key,
                 Entry {
@@ -351,6 +390,7 @@ impl BlockManager {
             );
         }
         self.release(entry);
+        self.post_block(key, sizes);
         Ok(())
     }
 
@@ -383,7 +423,11 @@ impl BlockManager {
     /// Drops one cached partition (lost, evicted or dropped by a fault).
     pub(crate) fn remove(&self, rdd: RddId, split: usize) -> bool {
         let removed = self.state.lock().blocks.remove(&(rdd, split));
-        removed.map(|e| self.release(e)).is_some()
+        let was = removed.map(|e| self.release(e)).is_some();
+        if was {
+            self.post_block((rdd, split), (0, 0));
+        }
+        was
     }
 
     /// On a cluster's driver: partition `split` of the persisted `rdd` was
@@ -399,9 +443,9 @@ impl BlockManager {
 
     /// Forgets a dataset's blocks (unpersist, or the dataset was dropped).
     pub(crate) fn remove_rdd(&self, rdd: RddId) {
-        let removed: Vec<Entry> = {
+        let (was_persisted, removed): (bool, Vec<Entry>) = {
             let mut st = self.state.lock();
-            st.persisted.remove(&rdd);
+            let was_persisted = st.persisted.remove(&rdd).is_some();
             st.stored_once.retain(|(r, _)| *r != rdd);
             st.computed_at.retain(|(r, _), _| *r != rdd);
             let keys: Vec<_> = st
@@ -410,11 +454,16 @@ impl BlockManager {
                 .filter(|(r, _)| *r == rdd)
                 .copied()
                 .collect();
-            keys.into_iter()
+            let removed = keys
+                .into_iter()
                 .filter_map(|k| st.blocks.remove(&k))
-                .collect()
+                .collect();
+            (was_persisted, removed)
         };
         removed.into_iter().for_each(|e| self.release(e));
+        if was_persisted {
+            self.bus.post(Event::RddUnpersisted { rdd });
+        }
     }
 
     pub(crate) fn cached_partitions(&self, rdd: RddId) -> usize {

@@ -87,6 +87,8 @@ pub(crate) struct TaskReport {
     /// when it accepts the attempt.
     pub(crate) accumulators: Vec<(u64, Vec<u8>)>,
     pub(crate) metrics: TaskMetrics,
+    /// The attempt's wall time on its executor.
+    pub(crate) duration: std::time::Duration,
 }
 
 /// Why an attempt failed, in the form the driver's scheduler acts on.

@@ -23,6 +23,10 @@
 //! still running or that ended without dropping its context (it was
 //! killed): [`EventLogFile::dropped`] is `None` then.
 
+mod history;
+
+pub use history::HistoryServer;
+
 use crate::error::{Error, Result};
 use crate::runtime::{Event, LogRecord, SCHEMA, Source};
 use crate::streaming::StreamingEvent;
@@ -58,6 +62,9 @@ pub struct EventLogFile {
     pub parallelism: usize,
     /// Processes of the application (1 in local mode).
     pub processes: usize,
+    /// The memory budget's limit in bytes (0 in files of Spate versions
+    /// that did not record it).
+    pub memory_limit: u64,
     /// When the application started, in milliseconds since the Unix epoch.
     pub start_ms: u64,
     /// When it ended, if the file is complete.
@@ -170,12 +177,14 @@ pub fn read_event_log(path: impl AsRef<Path>) -> Result<EventLogFile> {
                         spate_version,
                         parallelism,
                         processes,
+                        memory_limit,
                     } => {
                         log = Some(EventLogFile {
                             app_id: id,
                             spate_version,
                             parallelism,
                             processes,
+                            memory_limit,
                             start_ms: line.time_ms,
                             end_ms: None,
                             dropped: None,

@@ -40,6 +40,9 @@ pub(crate) enum LogRecord {
         spate_version: String,
         parallelism: usize,
         processes: usize,
+        /// The memory budget's limit in bytes.
+        #[serde(default)]
+        memory_limit: u64,
     },
     /// The last line, written when the context is dropped.
     ApplicationEnd {
@@ -89,6 +92,8 @@ impl EventFile {
         app_id: &str,
         parallelism: usize,
         processes: usize,
+        memory_limit: u64,
+        start_ms: u64,
     ) -> Result<EventFile> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join(format!("{app_id}.jsonl"));
@@ -97,13 +102,14 @@ impl EventFile {
         // The first line is there before any job, so a reader of a running
         // application's file always finds it.
         let start = Entry {
-            time_ms: now_ms(),
+            time_ms: start_ms,
             source: Source::Log,
             event: Box::new(LogRecord::ApplicationStart {
                 id: app_id.to_string(),
                 spate_version: env!("CARGO_PKG_VERSION").to_string(),
                 parallelism,
                 processes,
+                memory_limit,
             }),
         };
         let mut line = Vec::new();
@@ -130,12 +136,18 @@ impl EventFile {
     }
 
     /// Queues one event; never waits. A full queue counts it as dropped.
-    pub(crate) fn post<E: serde::Serialize + Send + 'static>(&self, source: Source, event: E) {
+    /// `time_ms` comes from the bus's [`at_now`](super::ListenerBus::at_now),
+    /// so the file's times never go back.
+    pub(crate) fn post<E: serde::Serialize + Send + 'static>(
+        &self,
+        source: Source,
+        time_ms: u64,
+        event: E,
+    ) {
         let event = Box::new(event);
-        // Timed under the lock, so the file's times never go back.
         let queue = self.queue.lock();
         let entry = Entry {
-            time_ms: now_ms(),
+            time_ms,
             source,
             event,
         };
@@ -176,9 +188,9 @@ impl Drop for EventFile {
     }
 }
 
-impl super::Listener for EventFile {
-    fn on_event(&self, event: &super::Event) {
-        self.post(Source::Engine, event.clone());
+impl super::events::TimedListener for EventFile {
+    fn on_event_at(&self, time_ms: u64, event: &super::Event) {
+        self.post(Source::Engine, time_ms, event.clone());
     }
 }
 
@@ -277,12 +289,12 @@ mod tests {
             path: PathBuf::from("unused"),
         };
         for job in 0..5u64 {
-            log.post(Source::Engine, job); // returns at once although no one reads
+            log.post(Source::Engine, now_ms(), job); // returns at once although no one reads
         }
         assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
         assert_eq!(rx.try_iter().count(), 2);
         log.close();
-        log.post(Source::Engine, 9u64);
+        log.post(Source::Engine, now_ms(), 9u64);
         assert_eq!(
             log.dropped.load(Ordering::Relaxed),
             4,
@@ -293,10 +305,10 @@ mod tests {
     #[test]
     fn the_last_line_counts_the_dropped_events_and_the_file_is_renamed() {
         let dir = tempfile::tempdir().unwrap();
-        let log = EventFile::create(dir.path(), "app-1", 2, 1).unwrap();
+        let log = EventFile::create(dir.path(), "app-1", 2, 1, 1 << 20, now_ms()).unwrap();
         let running = dir.path().join("app-1.jsonl.inprogress");
         assert!(running.exists());
-        log.post(Source::Engine, "an event");
+        log.post(Source::Engine, now_ms(), "an event");
         log.dropped.fetch_add(3, Ordering::Relaxed); // as if three had found the queue full
         log.close();
         assert!(!running.exists());

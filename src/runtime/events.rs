@@ -2,6 +2,7 @@
 //! fault events): the listener interface and the bus that delivers them.
 
 use crate::ids::{RddId, ShuffleId};
+use crate::storage::StorageLevel;
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +147,11 @@ pub enum Event {
         job: u64,
         /// The action's name.
         action: String,
+        /// The lineage of the dataset the action runs on, as the scheduler
+        /// splits it into stages (empty when the context has no listener,
+        /// so a program nobody watches never builds it).
+        #[serde(default)]
+        graph: LineageGraph,
     },
     /// A job ended.
     JobEnd {
@@ -153,6 +159,9 @@ pub enum Event {
         job: u64,
         /// Whether it succeeded.
         succeeded: bool,
+        /// Why it failed, when it did.
+        #[serde(default)]
+        error: Option<String>,
         /// Wall time.
         duration: Duration,
         /// What the job ran and redid.
@@ -247,6 +256,10 @@ pub enum Event {
         task: TaskId,
         /// Shuffle map or result task.
         kind: StageKind,
+        /// The rank of the process that runs it (0, the driver, in local
+        /// mode). On a cluster's driver, posted when the task is sent.
+        #[serde(default)]
+        executor: usize,
     },
     /// A task attempt ended.
     TaskEnd {
@@ -260,7 +273,79 @@ pub enum Event {
         metrics: TaskMetrics,
         /// Wall time.
         duration: Duration,
+        /// The rank of the process that ran it (0 in local mode).
+        #[serde(default)]
+        executor: usize,
     },
+    /// A dataset was marked persisted ([`Rdd::persist`](crate::Rdd::persist)).
+    RddPersisted {
+        /// Dataset id.
+        rdd: RddId,
+        /// Where its blocks are kept.
+        level: StorageLevel,
+        /// Its number of partitions.
+        partitions: usize,
+    },
+    /// A persisted dataset's blocks were forgotten (unpersisted or dropped).
+    RddUnpersisted {
+        /// Dataset id.
+        rdd: RddId,
+    },
+    /// A cached block was stored, moved to disk, or removed (both sizes 0).
+    BlockUpdated {
+        /// Dataset id.
+        rdd: RddId,
+        /// Partition.
+        partition: usize,
+        /// Bytes the block holds of the memory budget.
+        memory_bytes: u64,
+        /// Bytes of its file on disk.
+        disk_bytes: u64,
+        /// Bytes of the context's memory budget reserved after the change
+        /// (cached plus in-memory shuffle blocks).
+        memory_used: u64,
+    },
+}
+
+/// A job's lineage as the scheduler splits it, as data: what
+/// [`Rdd::to_dot`](crate::Rdd::to_dot) draws and the web UI's DAG page shows.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LineageGraph {
+    /// The datasets, the action's dataset first.
+    pub nodes: Vec<LineageNode>,
+    /// Dependencies, parent to child.
+    pub edges: Vec<LineageEdge>,
+}
+
+/// One dataset of a [`LineageGraph`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LineageNode {
+    /// Dataset id.
+    pub rdd: RddId,
+    /// The operator that made it (`map`, `reduce_by_key`, `text_file`, ...).
+    pub op: String,
+    /// Its number of partitions.
+    pub partitions: usize,
+    /// Its name, if it was given one.
+    pub name: Option<String>,
+    /// Its storage level, if it is persisted.
+    pub level: Option<StorageLevel>,
+    /// Whether it is checkpointed (its lineage is cut here).
+    pub checkpointed: bool,
+    /// The stage of the graph it is computed in: 0 for the result stage,
+    /// then one number per shuffle, in the order the graph meets them.
+    pub stage: usize,
+}
+
+/// A dependency of a [`LineageGraph`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LineageEdge {
+    /// The parent dataset.
+    pub from: RddId,
+    /// The child dataset.
+    pub to: RddId,
+    /// Whether a shuffle (a stage boundary) lies between them.
+    pub shuffle: bool,
 }
 
 /// Receives scheduler events. Called synchronously from the thread that
@@ -512,23 +597,60 @@ impl Listener for EventLog {
     }
 }
 
-/// The context's listeners. Posting takes a snapshot of the list and calls
-/// each listener with no lock held, so a listener may add a listener (or
-/// post) without deadlocking.
+/// An engine listener that needs the time an event was posted (the event
+/// log file, the web UI's status): every such listener is given the same
+/// time for an event, so a replayed log and the live UI agree.
+pub(crate) trait TimedListener: Send + Sync {
+    /// Called once per event, with the time it was posted (ms since the epoch).
+    fn on_event_at(&self, time_ms: u64, event: &Event);
+}
+
+/// The context's listeners. Posting takes a snapshot of the lists and calls
+/// each listener with no lock of the lists held, so a listener may add a
+/// listener (or post) without deadlocking.
 #[derive(Default)]
 pub(crate) struct ListenerBus {
     listeners: parking_lot::RwLock<Arc<Vec<Arc<dyn Listener>>>>,
+    timed: parking_lot::RwLock<Arc<Vec<Arc<dyn TimedListener>>>>,
+    /// Held while an event is timed and handed to the timed listeners, so
+    /// their times never go back.
+    order: Mutex<()>,
+}
+
+fn push<T: ?Sized>(list: &parking_lot::RwLock<Arc<Vec<Arc<T>>>>, l: Arc<T>) {
+    let mut list = list.write();
+    let mut next = Vec::clone(&list);
+    next.push(l);
+    *list = Arc::new(next);
 }
 
 impl ListenerBus {
     pub(crate) fn add(&self, l: Arc<dyn Listener>) {
-        let mut list = self.listeners.write();
-        let mut next = Vec::clone(&list);
-        next.push(l);
-        *list = Arc::new(next);
+        push(&self.listeners, l);
+    }
+
+    pub(crate) fn add_timed(&self, l: Arc<dyn TimedListener>) {
+        push(&self.timed, l);
+    }
+
+    /// Runs `f` with the current time, in the order of the timed events
+    /// (for events of other layers that go to the same places).
+    pub(crate) fn at_now<R>(&self, f: impl FnOnce(u64) -> R) -> R {
+        let _order = self.order.lock();
+        f(super::now_ms())
+    }
+
+    /// Whether anyone listens (events that are costly to build are built
+    /// only then).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.listeners.read().is_empty() && self.timed.read().is_empty()
     }
 
     pub(crate) fn post(&self, event: Event) {
+        let timed = self.timed.read().clone();
+        if !timed.is_empty() {
+            self.at_now(|t| timed.iter().for_each(|l| l.on_event_at(t, &event)));
+        }
         let snapshot = self.listeners.read().clone();
         for l in snapshot.iter() {
             l.on_event(&event);

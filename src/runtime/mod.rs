@@ -10,9 +10,12 @@ mod event_file;
 mod events;
 mod task;
 
-pub(crate) use event_file::{EventFile, LogRecord, SCHEMA, Source};
-pub(crate) use events::ListenerBus;
-pub use events::{Event, EventLog, JobMetrics, Listener, StageKind, TaskId, TaskMetrics};
+pub(crate) use event_file::{EventFile, LogRecord, SCHEMA, Source, now_ms};
+pub use events::{
+    Event, EventLog, JobMetrics, LineageEdge, LineageGraph, LineageNode, Listener, StageKind,
+    TaskId, TaskMetrics,
+};
+pub(crate) use events::{ListenerBus, TimedListener};
 pub(crate) use task::{MetricsCell, Running, TaskContext, on_idle_worker, running_task};
 
 use crate::cluster::node::{Node, PendingFetch};
@@ -61,10 +64,12 @@ pub(crate) struct Runtime {
     blocks: BlockManager,
     /// This process's membership in a cluster (cluster mode).
     cluster: Option<Node>,
-    listeners: ListenerBus,
+    listeners: Arc<ListenerBus>,
     faults: parking_lot::RwLock<Option<Arc<FaultInjector>>>,
     /// This application's id (`spate-<start ms>-<pid>-<n>`), naming its event log.
     app_id: String,
+    /// When it was created, in ms since the epoch: the application's start.
+    start_ms: u64,
     event_file: Option<Arc<EventFile>>,
 }
 
@@ -127,7 +132,8 @@ impl Runtime {
         let memory = Arc::new(MemoryBudget::new(
             config.memory_limit.unwrap_or_else(memory::default_limit),
         ));
-        let blocks = BlockManager::new(memory.clone(), scratch.path());
+        let listeners = Arc::new(ListenerBus::default());
+        let blocks = BlockManager::new(memory.clone(), scratch.path(), listeners.clone());
         let shuffles = Arc::new(ShuffleManager::default());
         let cluster = match config.cluster {
             Some(topology) => Some(Node::start(topology, shuffles.clone(), parallelism, true)?),
@@ -136,25 +142,33 @@ impl Runtime {
         // Contexts of one process started in the same millisecond differ by
         // the last number.
         static CONTEXTS: AtomicU64 = AtomicU64::new(0);
+        let start_ms = event_file::now_ms();
         let app_id = format!(
             "spate-{}-{}-{}",
-            event_file::now_ms(),
+            start_ms,
             std::process::id(),
             CONTEXTS.fetch_add(1, Ordering::Relaxed)
         );
-        let listeners = ListenerBus::default();
         let is_driver = cluster.as_ref().is_none_or(|n| n.is_driver());
         let event_file = match config.event_log_dir.filter(|_| is_driver) {
             Some(dir) => {
                 let processes = cluster.as_ref().map_or(1, |n| n.world_size());
-                let file = Arc::new(EventFile::create(&dir, &app_id, parallelism, processes)?);
-                listeners.add(file.clone());
+                let file = Arc::new(EventFile::create(
+                    &dir,
+                    &app_id,
+                    parallelism,
+                    processes,
+                    memory.limit() as u64,
+                    start_ms,
+                )?);
+                listeners.add_timed(file.clone());
                 Some(file)
             }
             None => None,
         };
         Ok(Runtime {
             app_id,
+            start_ms,
             event_file,
             pool,
             parallelism,
@@ -258,12 +272,26 @@ impl Runtime {
         &self.blocks
     }
 
+    /// This process's rank: 0 for the driver and in local mode.
+    pub(crate) fn rank(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |n| n.rank() as usize)
+    }
+
     pub(crate) fn listeners(&self) -> &ListenerBus {
         &self.listeners
     }
 
     pub(crate) fn post(&self, event: Event) {
         self.listeners.post(event);
+    }
+
+    pub(crate) fn start_ms(&self) -> u64 {
+        self.start_ms
+    }
+
+    /// Processes of the application (1 in local mode).
+    pub(crate) fn processes(&self) -> usize {
+        self.cluster.as_ref().map_or(1, |n| n.world_size())
     }
 
     pub(crate) fn app_id(&self) -> &str {

@@ -823,8 +823,18 @@ fn all_streams(graph: &Graph) -> Vec<Arc<dyn AnyStream>> {
 
 impl Shared {
     pub(super) fn post(&self, event: &StreamingEvent) {
-        if let Some(file) = self.graph.ctx.runtime().event_file() {
-            file.post(crate::runtime::Source::Streaming, event.clone());
+        let ctx = &self.graph.ctx;
+        let file = ctx.runtime().event_file();
+        let ui = ctx.ui_status();
+        if file.is_some() || ui.is_some() {
+            ctx.runtime().listeners().at_now(|t| {
+                if let Some(file) = file {
+                    file.post(crate::runtime::Source::Streaming, t, event.clone());
+                }
+                if let Some(ui) = ui {
+                    ui.apply_streaming(super::status::row(event));
+                }
+            });
         }
         for l in self.listeners.read().iter() {
             l.on_event(event);

@@ -40,6 +40,8 @@ mod recovery;
 mod replay;
 mod source;
 mod state;
+mod status;
+pub(crate) use status::row as status_row;
 pub mod testing;
 mod time;
 mod watermark;

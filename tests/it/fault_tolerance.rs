@@ -13,6 +13,7 @@ fn map_starts(log: &EventLog) -> BTreeMap<(u64, usize), usize> {
         if let Event::TaskStart {
             task,
             kind: StageKind::ShuffleMap { shuffle },
+            ..
         } = e
         {
             *m.entry((shuffle.0, task.partition)).or_default() += 1;

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("lineage", &["lineage"]),
     ("scheduler", &["scheduler", "placement"]),
+    ("ui", &["ui"]),
     ("datasets", &["context", "rdd"]),
     ("streaming", &["streaming"]),
     ("observe", &["observe"]),
@@ -132,16 +133,16 @@ fn crate_paths(code: &str) -> Vec<String> {
 /// module they come from.
 fn reexports(lib: &str) -> HashMap<String, String> {
     let mut map = HashMap::new();
-    for line in strip_comments(lib).lines() {
-        let Some(rest) = line.trim().strip_prefix("pub use ") else {
+    // One statement at a time: rustfmt spreads long ones over lines.
+    for statement in strip_comments(lib).split(';') {
+        let statement: String = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+        let Some(rest) = statement.strip_prefix("pub use ") else {
             continue;
         };
         let Some((module, names)) = rest.split_once("::") else {
             continue;
         };
-        let names = names
-            .trim_end_matches(';')
-            .trim_matches(|c| c == '{' || c == '}');
+        let names = names.trim_matches(|c| c == '{' || c == '}' || c == ' ');
         for name in names.split(',') {
             let name = name.trim().rsplit("::").next().unwrap_or("").to_string();
             if !name.is_empty() {

@@ -28,4 +28,5 @@ mod streaming;
 mod streaming_recovery;
 mod streaming_sources;
 mod text_io;
+mod ui;
 mod wide;
