@@ -199,7 +199,7 @@ impl ContextBuilder {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn ui_port(self, port: u16) -> Self {
-        self.ui_address(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        self.ui_address(loopback(port))
     }
 
     /// Serves the web UI on `addr`, which may be another interface than
@@ -289,9 +289,7 @@ impl ContextBuilder {
             })?
             .map(std::time::Duration::from_millis);
         let ui_port = parsed_from_env::<u16>("SPATE_UI_PORT", "a port number", |_| true)?;
-        let ui = self
-            .ui
-            .or_else(|| ui_port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))));
+        let ui = self.ui.or_else(|| ui_port.map(loopback));
         let progress = match self.console_progress {
             Some(on) => on,
             None => parsed_from_env::<u8>("SPATE_PROGRESS", "0 or 1", |v| *v <= 1)? != Some(0),
@@ -900,6 +898,11 @@ fn parsed_from_env<T: std::str::FromStr>(
         },
         Err(_) => Ok(None),
     }
+}
+
+/// `127.0.0.1:port`, where the web UI listens unless told otherwise.
+fn loopback(port: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 /// An `InvalidArgument` when `op` is asked for zero partitions.

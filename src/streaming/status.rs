@@ -3,13 +3,8 @@
 //! Spark's): durations in milliseconds, times as the batch time in ms.
 
 use super::metrics::{BatchInfo, StreamingEvent};
-use crate::ui::StreamingRow;
+use crate::ui::{StreamingRow, ms};
 use serde_json::json;
-use std::time::Duration;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 /// A finished batch as the API lists it.
 fn batch(b: &BatchInfo) -> serde_json::Value {

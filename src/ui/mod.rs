@@ -2,8 +2,8 @@
 //! status store built from the engine's events, the HTTP server with its
 //! pages and REST API, the DAG drawn as SVG, and the progress lines.
 //!
-//! This layer sits below the dataset layer so a [`ContextBuilder`]
-//! (crate::ContextBuilder) can start it; the streaming layer feeds it
+//! This layer sits below the dataset layer so a
+//! [`ContextBuilder`](crate::ContextBuilder) can start it; the streaming layer feeds it
 //! rows it shapes itself (`streaming::status`), and the history view
 //! (`observe`) serves it from event logs.
 
@@ -14,7 +14,7 @@ mod svg;
 
 pub(crate) use progress::Progress;
 pub(crate) use server::{Apps, UiServer};
-pub(crate) use status::{AppInfo, Status, StreamingRow};
+pub(crate) use status::{AppInfo, Status, StreamingRow, ms};
 
 use crate::error::Result;
 use crate::runtime::Runtime;

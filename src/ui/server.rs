@@ -137,7 +137,7 @@ async fn api(State(apps): State<Apps>, Path(rest): Path<String>) -> Response {
 }
 
 /// What an API path answers.
-pub(crate) enum Answer {
+enum Answer {
     Json(Value),
     Svg(String),
 }
@@ -151,7 +151,7 @@ fn id<T: std::str::FromStr>(s: &str) -> Option<T> {
 }
 
 /// The answer to `/api/v1/<rest>`, or `None` (a 404).
-pub(crate) fn answer(apps: &[Arc<Status>], rest: &str) -> Option<Answer> {
+fn answer(apps: &[Arc<Status>], rest: &str) -> Option<Answer> {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         ["applications"] => Some(Answer::Json(apps.iter().map(|a| a.application()).collect())),

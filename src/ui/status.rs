@@ -133,7 +133,8 @@ pub(crate) enum StreamingRow {
     Stopped(Value),
 }
 
-fn ms(d: Duration) -> f64 {
+/// A duration as the API gives it: milliseconds.
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
@@ -656,16 +657,11 @@ fn stage_json((id, attempt): (u64, u32), s: &Stage, with_tasks: bool) -> Value {
         "completionTime": s.completed_ms,
         "duration": s.duration.map(ms),
         "executorRunTime": ms(run),
-        "outputRecords": m.records_out,
-        "shuffleReadRecords": m.shuffle_records_read,
-        "shuffleReadBytes": m.shuffle_bytes_read,
-        "shuffleRemoteBytesRead": m.remote_bytes_read,
-        "shuffleWriteRecords": m.shuffle_records_written,
-        "shuffleWriteBytes": m.shuffle_bytes_written,
-        "spills": m.spills,
-        "diskBytesSpilled": m.spilled_bytes,
-        "cachedPartitionsRecomputed": m.cached_partitions_recomputed,
     });
+    // A stage's totals carry the same names as a task's metrics.
+    if let (Value::Object(v), Value::Object(totals)) = (&mut v, metrics_json(&m)) {
+        v.extend(totals);
+    }
     if with_tasks {
         v["tasks"] = s.tasks.values().map(task_json).collect();
         v["taskSummary"] = summary_json(s);
