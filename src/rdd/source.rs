@@ -7,16 +7,43 @@ use crate::context::Context;
 use crate::data::{Data, Value};
 use crate::error::{Error, Result};
 use crate::ids::RddId;
-use crate::runtime::TaskContext;
+use crate::runtime::{MetricsCell, TaskContext};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock, Weak};
 
 /// Spark's slicing rule: slice i of n items over p slices starts at ⌊i·n/p⌋.
 pub(crate) fn slice_bounds(n: usize, p: usize, i: usize) -> (usize, usize) {
     let at = |i: usize| ((i as u128 * n as u128) / p as u128) as usize;
     (at(i), at(i + 1))
+}
+
+/// Counts the records a source hands out as its task's input, once per
+/// chunk (the text reader counts its own lines and bytes).
+struct Input<C> {
+    inner: C,
+    metrics: Rc<MetricsCell>,
+}
+
+impl<C> Input<C> {
+    fn new(inner: C, tc: &TaskContext) -> Self {
+        Input {
+            inner,
+            metrics: tc.metrics.clone(),
+        }
+    }
+}
+
+impl<T, C: Chunks<T>> Chunks<T> for Input<C> {
+    fn next_chunk(&mut self, out: &mut Vec<T>, hint: usize) -> Result<bool> {
+        let before = out.len();
+        let more = self.inner.next_chunk(out, hint)?;
+        let n = (out.len() - before) as u64;
+        self.metrics.update(|m| m.input_records += n);
+        Ok(more)
+    }
 }
 
 fn source(name: &'static str, n: usize) -> NewRdd {
@@ -127,7 +154,8 @@ impl<T: Value> SliceSource for Served<T> {
 impl<T: Data> Compute<T> for ParallelCollection<T> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         let (Some((id, decode)), Some(node)) = (&self.from_driver, tc.rt.cluster()) else {
-            return Ok(Box::new(SharedChunks::new(self.slices[split].clone())));
+            let slice = SharedChunks::new(self.slices[split].clone());
+            return Ok(Box::new(Input::new(slice, tc)));
         };
         let id = *id.get().expect("a dataset's id is set at its creation");
         let bytes = node.fetch_slice(id, split).map_err(|why| {
@@ -136,8 +164,9 @@ impl<T: Data> Compute<T> for ParallelCollection<T> {
                 id.0
             ))
         })?;
+        tc.metrics.update(|m| m.input_bytes += bytes.len() as u64);
         let slice = decode(&bytes)?;
-        Ok(Box::new(SharedChunks::new(Arc::new(slice))))
+        Ok(Box::new(Input::new(SharedChunks::new(Arc::new(slice)), tc)))
     }
 }
 
@@ -171,12 +200,11 @@ impl RangeSource {
 }
 
 impl Compute<i64> for RangeSource {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<i64>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<i64>> {
         let (a, b) = slice_bounds(self.count as usize, self.parts, split);
         let (start, step) = (self.start, self.step);
-        Ok(Box::new(IterChunks(
-            (a as i64..b as i64).map(move |i| start.wrapping_add(i.wrapping_mul(step))),
-        )))
+        let values = (a as i64..b as i64).map(move |i| start.wrapping_add(i.wrapping_mul(step)));
+        Ok(Box::new(Input::new(IterChunks(values), tc)))
     }
 }
 
@@ -354,10 +382,11 @@ impl TextSource {
 }
 
 impl Compute<String> for TextSource {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<String>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<String>> {
         Ok(Box::new(LineReader::open(
             &self.splits[split],
             self.bad_lines.clone(),
+            tc.metrics.clone(),
         )?))
     }
 }
@@ -380,6 +409,8 @@ struct LineReader {
     end: u64,
     eof: bool,
     bad_lines: BadLines,
+    /// Where the lines read and the bytes they took are counted as input.
+    metrics: Rc<MetricsCell>,
 }
 
 const READ_CHUNK: usize = 1 << 20;
@@ -402,7 +433,7 @@ fn line_end(bytes: &[u8], more: bool) -> Option<(usize, usize)> {
 }
 
 impl LineReader {
-    fn open(split: &FileSplit, bad_lines: BadLines) -> Result<Self> {
+    fn open(split: &FileSplit, bad_lines: BadLines, metrics: Rc<MetricsCell>) -> Result<Self> {
         let path = split.path.clone();
         let mut file = File::open(path.as_path()).map_err(|e| Error::io(path.as_path(), e))?;
         // Start one byte early: if that byte is a newline, a line starts
@@ -421,6 +452,7 @@ impl LineReader {
             end: split.end,
             eof: false,
             bad_lines,
+            metrics,
         };
         if split.start > 0 {
             r.skip_line()?;
@@ -560,13 +592,23 @@ impl LineReader {
 
 impl Chunks<String> for LineReader {
     fn next_chunk(&mut self, out: &mut Vec<String>, hint: usize) -> Result<bool> {
+        let (start, lines) = (self.offset(), out.len());
+        let mut more = true;
         for _ in 0..hint.max(1) {
             match self.next_line()? {
                 Some(line) => out.push(line),
-                None => return Ok(false),
+                None => {
+                    more = false;
+                    break;
+                }
             }
         }
-        Ok(true)
+        let (bytes, lines) = (self.offset() - start, (out.len() - lines) as u64);
+        self.metrics.update(|m| {
+            m.input_records += lines;
+            m.input_bytes += bytes;
+        });
+        Ok(more)
     }
 }
 
@@ -601,10 +643,14 @@ impl WholeTextSource {
 }
 
 impl Compute<(String, String)> for WholeTextSource {
-    fn compute(&self, split: usize, _: &TaskContext) -> Result<ChunkIter<(String, String)>> {
+    fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(String, String)>> {
         let mut out = Vec::new();
         for path in &self.groups[split] {
             let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            tc.metrics.update(|m| {
+                m.input_records += 1;
+                m.input_bytes += bytes.len() as u64;
+            });
             let text = String::from_utf8(bytes).map_err(|e| Error::InvalidUtf8 {
                 path: path.clone(),
                 offset: e.utf8_error().valid_up_to() as u64,

@@ -39,6 +39,16 @@ pub enum StageKind {
 /// Counters of one task attempt.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskMetrics {
+    /// Records a source produced in this task: lines of a text file, files
+    /// of `whole_text_files`, elements of `parallelize` or `range` (Spark's
+    /// input metrics). Reads from the cache or a shuffle are not input.
+    #[serde(default)]
+    pub input_records: u64,
+    /// Bytes a source read for them: the file bytes its lines took (line
+    /// ends included), a whole file's size, or a parallelized slice fetched
+    /// from the driver in cluster mode (0 when it was already in memory).
+    #[serde(default)]
+    pub input_bytes: u64,
     /// Records read from shuffle blocks.
     pub shuffle_records_read: u64,
     /// Records written to shuffle blocks (after map-side combine).
@@ -103,6 +113,8 @@ pub struct JobMetrics {
 
 impl TaskMetrics {
     pub(crate) fn add(&mut self, m: &TaskMetrics) {
+        self.input_records += m.input_records;
+        self.input_bytes += m.input_bytes;
         self.shuffle_records_read += m.shuffle_records_read;
         self.shuffle_records_written += m.shuffle_records_written;
         self.shuffle_bytes_written += m.shuffle_bytes_written;

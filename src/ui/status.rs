@@ -671,6 +671,8 @@ fn stage_json((id, attempt): (u64, u32), s: &Stage, with_tasks: bool) -> Value {
 
 fn metrics_json(m: &TaskMetrics) -> Value {
     json!({
+        "inputRecords": m.input_records,
+        "inputBytes": m.input_bytes,
         "outputRecords": m.records_out,
         "shuffleReadRecords": m.shuffle_records_read,
         "shuffleReadBytes": m.shuffle_bytes_read,
@@ -739,6 +741,8 @@ fn summary_json(s: &Stage) -> Value {
         "quantiles": QUANTILES,
         "tasks": ended.len(),
         "duration": column(&|d, _| ms(*d)),
+        "inputRecords": column(&|_, m| m.input_records as f64),
+        "inputBytes": column(&|_, m| m.input_bytes as f64),
         "outputRecords": column(&|_, m| m.records_out as f64),
         "shuffleReadRecords": column(&|_, m| m.shuffle_records_read as f64),
         "shuffleReadBytes": column(&|_, m| m.shuffle_bytes_read as f64),

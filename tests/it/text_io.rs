@@ -42,6 +42,85 @@ fn every_line_is_read_exactly_once_whatever_the_split_count() {
     }
 }
 
+/// Each successful task's input records and bytes, by partition.
+fn input_by_partition(log: &spate::EventLog) -> std::collections::BTreeMap<usize, (u64, u64)> {
+    let mut by = std::collections::BTreeMap::new();
+    for e in log.events() {
+        if let spate::Event::TaskEnd {
+            task,
+            failure: None,
+            metrics,
+            ..
+        } = e
+        {
+            let old = by.insert(task.partition, (metrics.input_records, metrics.input_bytes));
+            assert_eq!(old, None, "partition {} ran twice", task.partition);
+        }
+    }
+    by
+}
+
+#[test]
+fn each_task_counts_its_own_lines_and_their_bytes_as_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..300 {
+        // Never empty, so a lone `\r` is never read as half of `\r\n`.
+        text.push_str(&"ab".repeat(i % 41 + 1));
+        text.push_str(["\n", "\r\n", "\r"][i % 3]);
+    }
+    text.push_str("no newline at the end");
+    let path = write(dir.path(), "input.txt", text.as_bytes());
+    for min_partitions in [1, 3, 64] {
+        let (ctx, log) = crate::common::logged_ctx();
+        let rdd = ctx.text_file(&path, min_partitions).unwrap();
+        let parts = rdd.glom().collect().unwrap();
+        let input = input_by_partition(&log);
+        assert_eq!(input.len(), parts.len(), "min_partitions={min_partitions}");
+        // Per task: its lines, and bytes that sum to the file's length.
+        for (p, lines) in parts.iter().enumerate() {
+            assert_eq!(
+                input[&p].0,
+                lines.len() as u64,
+                "partition {p} of {min_partitions}"
+            );
+        }
+        let bytes: u64 = input.values().map(|(_, b)| b).sum();
+        assert_eq!(bytes, text.len() as u64, "min_partitions={min_partitions}");
+        let records: u64 = input.values().map(|(r, _)| r).sum();
+        assert_eq!(records, 301, "min_partitions={min_partitions}");
+    }
+}
+
+#[test]
+fn collections_ranges_and_whole_files_are_input_but_cached_reads_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "a.txt", b"hello\n");
+    write(dir.path(), "b.txt", b"a longer file\n");
+    let (ctx, log) = crate::common::logged_ctx();
+    let files = ctx.whole_text_files(dir.path(), 2).unwrap();
+    assert_eq!(files.count().unwrap(), 2);
+    assert_eq!(input_by_partition(&log), [(0, (1, 6)), (1, (1, 14))].into());
+
+    let (ctx, log) = crate::common::logged_ctx();
+    assert_eq!(ctx.range(0, 10, 1, 3).count().unwrap(), 10);
+    let input = input_by_partition(&log);
+    assert_eq!(input, [(0, (3, 0)), (1, (3, 0)), (2, (4, 0))].into());
+
+    // A shuffle's reduce side and a cached dataset's second read are not
+    // input; only the stage reading the collection counts it.
+    let (ctx, log) = crate::common::logged_ctx();
+    let pairs = ctx
+        .parallelize((0..100).map(|i| (i % 7, 1)).collect(), 4)
+        .reduce_by_key(|a, b| a + b)
+        .cache()
+        .unwrap();
+    assert_eq!(pairs.count().unwrap(), 7);
+    assert_eq!(log.total_metrics().input_records, 100);
+    assert_eq!(pairs.count().unwrap(), 7);
+    assert_eq!(log.total_metrics().input_records, 100);
+}
+
 #[test]
 fn directories_and_globs_read_all_matching_files_in_name_order() {
     let dir = tempfile::tempdir().unwrap();

@@ -3,86 +3,14 @@
 //! failing job, a stream), checked against the jobs' own events; and the
 //! history view's answers against the live UI's.
 
+use crate::http::{get_json, request, wait_until};
 use serde_json::Value;
 use spate::observe::HistoryServer;
 use spate::streaming::{Dequeue, ManualClock, StreamQueue, StreamingContext};
 use spate::{Context, Event, EventLog, StorageLevel};
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
-
-/// A response: status, content type, body.
-struct Response {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-/// One request on a connection of its own (`Connection: close`).
-fn request(base: &str, method: &str, path: &str) -> Response {
-    let addr = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-            })
-            .unwrap_or_default()
-    };
-    let body = if header("transfer-encoding") == "chunked" {
-        let mut out = String::new();
-        let mut rest = body;
-        loop {
-            let (size, after) = rest.split_once("\r\n").unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).unwrap();
-            if size == 0 {
-                break;
-            }
-            out.push_str(&after[..size]);
-            rest = &after[size + 2..];
-        }
-        out
-    } else {
-        body.to_string()
-    };
-    Response {
-        status,
-        content_type: header("content-type"),
-        body,
-    }
-}
-
-fn get_json(base: &str, path: &str) -> Value {
-    let r = request(base, "GET", path);
-    assert_eq!(r.status, 200, "GET {path}: {}", r.body);
-    assert_eq!(r.content_type, "application/json", "GET {path}");
-    serde_json::from_str(&r.body).unwrap()
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use std::time::Duration;
 
 /// The event stream's figures for one stage id: successful and failed
 /// task ends, their summed metrics, their durations in ms.
@@ -116,6 +44,8 @@ fn figures(events: &[Event], stage: u64) -> StageFigures {
                 f.ok += 1;
                 f.durations.push(duration.as_secs_f64() * 1000.0);
                 let m = &mut f.metrics;
+                m.input_records += metrics.input_records;
+                m.input_bytes += metrics.input_bytes;
                 m.records_out += metrics.records_out;
                 m.shuffle_records_read += metrics.shuffle_records_read;
                 m.shuffle_records_written += metrics.shuffle_records_written;
@@ -309,6 +239,7 @@ fn every_page_and_endpoint_shows_the_jobs_figures_live_and_the_history_view_answ
         .count();
     assert_eq!(stages.as_array().unwrap().len(), submitted);
     let mut spilled_somewhere = false;
+    let mut input_somewhere = 0;
     for s in stages.as_array().unwrap() {
         let id = s["stageId"].as_u64().unwrap();
         let f = figures(&events, id);
@@ -322,6 +253,9 @@ fn every_page_and_endpoint_shows_the_jobs_figures_live_and_the_history_view_answ
         let detail = get_json(&base, &format!("{api}/stages/{id}/{attempt}"));
         assert_eq!(detail["numCompleteTasks"], f.ok, "stage {id}");
         assert_eq!(detail["numFailedTasks"], f.failed, "stage {id}");
+        assert_eq!(detail["inputRecords"], f.metrics.input_records);
+        assert_eq!(detail["inputBytes"], f.metrics.input_bytes);
+        input_somewhere += f.metrics.input_records;
         assert_eq!(detail["outputRecords"], f.metrics.records_out);
         assert_eq!(detail["shuffleReadRecords"], f.metrics.shuffle_records_read);
         assert_eq!(
@@ -348,6 +282,10 @@ fn every_page_and_endpoint_shows_the_jobs_figures_live_and_the_history_view_answ
         assert_eq!(got, expected, "stage {id}");
     }
     assert!(spilled_somewhere, "the word count's shuffle spilled");
+    assert!(
+        input_somewhere >= 20_000,
+        "the word count's words are input"
+    );
     // The retried attempt is a failed task of the word count's map stage.
     let retried = events
         .iter()

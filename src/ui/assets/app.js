@@ -91,12 +91,12 @@ function stageRows(stages) {
     link("/stages/stage/", {id: s.stageId, attempt: s.attemptId}, `${s.stageId}.${s.attemptId}`), s.jobId, esc(s.name),
     `<span class="${s.status}">${s.status}</span>`, ms(s.duration),
     `${s.numCompleteTasks}/${s.numTasks}` + (s.numFailedTasks ? ` (${s.numFailedTasks} failed)` : ""),
-    s.outputRecords, bytes(s.shuffleReadBytes) + ` / ${s.shuffleReadRecords} rec`,
+    bytes(s.inputBytes) + ` / ${s.inputRecords} rec`, s.outputRecords, bytes(s.shuffleReadBytes) + ` / ${s.shuffleReadRecords} rec`,
     bytes(s.shuffleWriteBytes) + ` / ${s.shuffleWriteRecords} rec`, bytes(s.diskBytesSpilled),
     s.cachedPartitionsRecomputed,
   ]);
 }
-const STAGE_HEADERS = ["Stage", "Job", "Kind", "Status", "Duration", "Tasks", "Output records", "Shuffle read", "Shuffle write", "Spilled", "Cache recomputed"];
+const STAGE_HEADERS = ["Stage", "Job", "Kind", "Status", "Duration", "Tasks", "Input", "Output records", "Shuffle read", "Shuffle write", "Spilled", "Cache recomputed"];
 
 async function jobPage(base) {
   const id = params.get("id");
@@ -123,7 +123,8 @@ async function stagePage(base) {
   const q = s.taskSummary;
   const metric = (name, key, f) => [esc(name), ...q[key].map(v => f(v))];
   const summary = table(["Metric", "Min", "25th percentile", "Median", "75th percentile", "Max"], [
-    metric("Duration", "duration", ms), metric("Output records", "outputRecords", Math.round),
+    metric("Duration", "duration", ms), metric("Input records", "inputRecords", Math.round),
+    metric("Input", "inputBytes", bytes), metric("Output records", "outputRecords", Math.round),
     metric("Shuffle read records", "shuffleReadRecords", Math.round), metric("Shuffle read", "shuffleReadBytes", bytes),
     metric("Shuffle write records", "shuffleWriteRecords", Math.round), metric("Shuffle write", "shuffleWriteBytes", bytes),
     metric("Spilled", "diskBytesSpilled", bytes),
@@ -131,13 +132,13 @@ async function stagePage(base) {
   const tasks = s.tasks.map(t => {
     const m = t.taskMetrics || {};
     return [t.index, t.attempt, `<span class="${t.status}">${t.status}</span>`, esc(t.executorId), when(t.launchTime), ms(t.duration),
-      m.outputRecords ?? "", m.shuffleReadRecords ?? "", bytes(m.shuffleReadBytes), m.shuffleWriteRecords ?? "", bytes(m.shuffleWriteBytes),
+      m.inputRecords ?? "", bytes(m.inputBytes), m.outputRecords ?? "", m.shuffleReadRecords ?? "", bytes(m.shuffleReadBytes), m.shuffleWriteRecords ?? "", bytes(m.shuffleWriteBytes),
       m.spills ?? "", bytes(m.diskBytesSpilled), t.errorMessage ? `<div class="error">${esc(t.errorMessage)}</div>` : ""];
   });
   return `<h2>Stage ${s.stageId} (attempt ${s.attemptId}) of job ${link("/jobs/job/", {id: s.jobId}, s.jobId)}: ${esc(s.name)} <span class="${s.status}">${s.status}</span></h2>` +
     `<p>${s.numCompleteTasks}/${s.numTasks} tasks done, ${s.numFailedTasks} failed, ${s.numActiveTasks} running; task time ${ms(s.executorRunTime)}; cached partitions recomputed ${s.cachedPartitionsRecomputed}</p>` +
     `<h3>Summary over ${q.tasks} successful tasks</h3>` + summary +
-    `<h3>Tasks</h3>` + table(["Partition", "Attempt", "Status", "Executor", "Launched", "Duration", "Output records", "Shuffle read records", "Shuffle read", "Shuffle write records", "Shuffle write", "Spills", "Spilled", "Error"], tasks, "tasks");
+    `<h3>Tasks</h3>` + table(["Partition", "Attempt", "Status", "Executor", "Launched", "Duration", "Input records", "Input", "Output records", "Shuffle read records", "Shuffle read", "Shuffle write records", "Shuffle write", "Spills", "Spilled", "Error"], tasks, "tasks");
 }
 
 async function storagePage(base) {
@@ -201,6 +202,7 @@ async function render() {
   document.getElementById("main").innerHTML = await page(base);
   document.getElementById("footer").textContent = "Updated " + new Date().toLocaleTimeString();
   document.body.dataset.updated = String(Date.now());
+  document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
   return !app.attempts[0].completed;
 }
 
