@@ -2,11 +2,14 @@
 # Starts or stops a real service on this machine for Spate's system tests:
 #   scripts/services.sh start|stop|status NAME
 # Services:
-#   slurm  a one-node Slurm cluster (slurmctld + slurmd, munge auth) from
-#          Debian's packages; `srun -n 3` runs on a 2-core node. Needs root.
+#   slurm     a one-node Slurm cluster (slurmctld + slurmd, munge auth) from
+#             Debian's packages; `srun -n 3` runs on a 2-core node. Needs root.
+#   chromium  headless Chromium from Debian's package, its DevTools protocol
+#             on 127.0.0.1:9222 (SPATE_CHROMIUM_PORT), for the web UI's
+#             browser test. Installing it needs root.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|status slurm" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status slurm|chromium" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 action=$1 name=$2
 
@@ -108,9 +111,73 @@ slurm_status() {
     sinfo -h -o '%N %c CPUs %T'
 }
 
+chromium_port=${SPATE_CHROMIUM_PORT:-9222}
+chromium_dir=${TMPDIR:-/tmp}/spate-chromium
+chromium_answers() {
+    # The DevTools endpoint names the browser once it is ready.
+    local reply
+    reply=$( { exec 3<>"/dev/tcp/127.0.0.1/$chromium_port" &&
+        printf 'GET /json/version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3 &&
+        timeout 5 cat <&3; } 2>/dev/null ) || true
+    [[ $reply == *'"Browser"'* ]]
+}
+
+chromium_start() {
+    if ! command -v chromium >/dev/null; then
+        need_root
+        echo "services.sh: installing chromium" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
+    fi
+    if chromium_answers; then
+        echo "services.sh: chromium is already up on 127.0.0.1:$chromium_port" >&2
+        return 0
+    fi
+    rm -rf "$chromium_dir" && mkdir -p "$chromium_dir"
+    # --no-sandbox: the sandbox needs user namespaces that root in a
+    # container often lacks; the browser only opens loopback pages.
+    setsid chromium --headless --no-sandbox --disable-gpu --no-first-run \
+        --disable-extensions --disable-background-networking \
+        --remote-debugging-address=127.0.0.1 \
+        --remote-debugging-port="$chromium_port" \
+        --user-data-dir="$chromium_dir/profile" about:blank \
+        >"$chromium_dir/log" 2>&1 </dev/null &
+    echo $! >"$chromium_dir/pid"
+    for _ in $(seq 100); do
+        if chromium_answers; then
+            echo "services.sh: chromium is up ($(chromium --version)) on 127.0.0.1:$chromium_port" >&2
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "services.sh: chromium did not come up; see $chromium_dir/log" >&2
+    tail -20 "$chromium_dir/log" >&2 || true
+    exit 1
+}
+
+chromium_stop() {
+    if [ -s "$chromium_dir/pid" ]; then
+        # setsid made it a process group leader: stop its helpers too.
+        kill -- -"$(cat "$chromium_dir/pid")" 2>/dev/null || true
+        for _ in $(seq 50); do
+            chromium_answers || break
+            sleep 0.2
+        done
+        kill -9 -- -"$(cat "$chromium_dir/pid")" 2>/dev/null || true
+        rm -f "$chromium_dir/pid"
+    fi
+    echo "services.sh: chromium stopped" >&2
+}
+
+chromium_status() {
+    chromium_answers && echo "chromium on 127.0.0.1:$chromium_port"
+}
+
 case "$name:$action" in
     slurm:start) slurm_start ;;
     slurm:stop) slurm_stop ;;
     slurm:status) slurm_status ;;
+    chromium:start) chromium_start ;;
+    chromium:stop) chromium_stop ;;
+    chromium:status) chromium_status ;;
     *) usage ;;
 esac

@@ -4,10 +4,13 @@
 #   scripts/system-tests.sh
 # Today: cluster mode under a one-node Slurm cluster (`srun -n 3`), and
 # across simulated hosts (network namespaces and a veth pair, a link cut
-# mid-job). Needs root, to install and start Slurm and to make namespaces.
+# mid-job); the web UI in headless Chromium (screenshots of its pages in
+# target/tmp/ui-screenshots/). Needs root, to install and start Slurm and
+# Chromium and to make namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --examples --bins
+trap 'scripts/services.sh stop slurm; scripts/services.sh stop chromium' EXIT
 scripts/services.sh start slurm
-trap 'scripts/services.sh stop slurm' EXIT
-cargo test --test it -- --ignored --test-threads=1 slurm netns
+scripts/services.sh start chromium
+cargo test --test it -- --ignored --test-threads=1 slurm netns chromium

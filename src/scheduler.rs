@@ -211,13 +211,13 @@ impl JobRun<'_> {
         let mut results: Vec<Option<R>> = partitions.iter().map(|_| None).collect();
         let mut attempt = 0;
         loop {
-            self.ensure_parents(root)?;
             let todo: Vec<usize> = (0..partitions.len())
                 .filter(|&i| results[i].is_none())
                 .collect();
             if todo.is_empty() {
                 break;
             }
+            self.ensure_parents(root)?;
             let splits: Vec<usize> = todo.iter().map(|&i| partitions[i]).collect();
             let kind = StageKind::Result;
             let remote = RemoteWork {
@@ -299,7 +299,12 @@ impl JobRun<'_> {
             self.ensure_parents(&dep.parent())?;
             let missing = self.rt.shuffles().missing(shuffle);
             if missing.is_empty() {
-                if attempt == 0 {
+                // Skipped: its outputs came from an earlier job. Once per
+                // job, and not for a stage this job ran (a retried result
+                // stage asks again).
+                let first = !self.stage_attempts.lock().contains_key(&stage);
+                if attempt == 0 && first {
+                    self.stage_attempts.lock().insert(stage, 0);
                     self.rt.post(Event::StageSkipped {
                         job: self.job,
                         stage,

@@ -26,8 +26,17 @@ pub fn request(base: &str, method: &str, path: &str) -> Response {
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
+    // To the end of the connection, or of a body of a stated length
+    // (Chromium's DevTools server keeps the connection open).
     let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
+    let mut buf = [0; 16 * 1024];
+    loop {
+        let n = conn.read(&mut buf).unwrap();
+        raw.extend_from_slice(&buf[..n]);
+        if n == 0 || complete(&raw) {
+            break;
+        }
+    }
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
@@ -60,6 +69,21 @@ pub fn request(base: &str, method: &str, path: &str) -> Response {
         content_type: header("content-type"),
         body,
     }
+}
+
+/// Whether `raw` holds a whole response with a `Content-Length`.
+fn complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .is_some_and(|len| body.len() >= len)
 }
 
 pub fn get_json(base: &str, path: &str) -> Value {

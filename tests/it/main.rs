@@ -30,4 +30,5 @@ mod streaming_recovery;
 mod streaming_sources;
 mod text_io;
 mod ui;
+mod ui_browser;
 mod wide;

@@ -46,8 +46,19 @@ fn map_reduce_by_key_map_join_runs_three_map_stages_and_a_result_stage() {
     assert_eq!(debug.matches("+-").count(), 3, "{debug}");
 }
 
+/// The stages reported skipped, as (job, stage).
+fn skipped(log: &spate::EventLog) -> Vec<(u64, u64)> {
+    log.events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::StageSkipped { job, stage, .. } => Some((*job, *stage)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn a_second_action_reuses_shuffle_output() {
+fn a_second_action_reuses_shuffle_output_and_only_it_reports_the_stage_skipped() {
     let (ctx, log) = logged_ctx();
     let counts = ctx
         .range(0, 1000, 1, 4)
@@ -55,14 +66,25 @@ fn a_second_action_reuses_shuffle_output() {
         .reduce_by_key(|a, b| a + b);
     assert_eq!(counts.count().unwrap(), 10);
     assert_eq!(log.map_tasks_run(), 4);
+    // The job that ran the map stage did not skip it (it once said so,
+    // when it looked for missing outputs after its result stage).
+    assert_eq!(skipped(&log), []);
+    let map_stage = log
+        .events()
+        .iter()
+        .find_map(|e| match e {
+            Event::StageSubmitted {
+                stage,
+                kind: StageKind::ShuffleMap { .. },
+                ..
+            } => Some(*stage),
+            _ => None,
+        })
+        .unwrap();
     log.clear();
     assert_eq!(counts.values().sum().unwrap(), 1000);
     assert_eq!(log.map_tasks_run(), 0, "the map stage's outputs are reused");
-    assert!(
-        log.events()
-            .iter()
-            .any(|e| matches!(e, Event::StageSkipped { .. }))
-    );
+    assert_eq!(skipped(&log), [(1, map_stage)]);
 }
 
 #[test]

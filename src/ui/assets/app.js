@@ -24,6 +24,10 @@ function bytes(v) {
 function when(epoch) {
   return epoch ? new Date(epoch).toLocaleTimeString() : "";
 }
+// A batch's time to the millisecond (a manual clock's small times as they are).
+function batchTime(t) {
+  return t > 1e11 ? when(t).replace(/( [AP]M)?$/, m => "." + String(t % 1000).padStart(3, "0") + m) : String(t);
+}
 function link(path, extra, text) {
   const q = new URLSearchParams(extra);
   if (params.get("app")) q.set("app", params.get("app"));
@@ -172,10 +176,10 @@ async function streamingPage(base) {
     chart("Total delay", series("totalDelay"), "ms", "total") +
     chart("State rows", ordered.map(b => [b.batchTime, b.state.reduce((a, s) => a + s.rows, 0)]), "rows", "state") +
     chart("Late records per batch", series("lateRecords"), "records", "late");
-  const rows = batches.slice(0, 100).map(b => [b.batchTime, ms(b.batchDuration), b.inputSize, b.invalidRecords, ms(b.schedulingDelay),
+  const rows = batches.slice(0, 100).map(b => [batchTime(b.batchTime), ms(b.batchDuration), b.inputSize, b.invalidRecords, ms(b.schedulingDelay),
     ms(b.processingTime), ms(b.totalDelay), b.state.map(s => `stream ${s.stream}: ${s.keys} keys, ${s.rows} rows, ${bytes(s.bytes)}`).join("<br>"),
     b.watermarks.map(w => `stream ${w.stream}: ${w.watermark}`).join("<br>"), b.lateRecords]);
-  const changes = stats.changes.map(c => [c.batchTime, esc(c.kind), esc(c.value)]);
+  const changes = stats.changes.map(c => [batchTime(c.batchTime), esc(c.kind), esc(c.value)]);
   return `<h2>Streaming</h2><p>Batch interval ${ms(stats.started.batchDuration)}, ${stats.numBatches} batches completed` +
     (stats.stopped ? `; stopped: ${esc(stats.stopped.summary)}` : "") + `</p>` + `<div id="charts">${charts}</div>` +
     (changes.length ? `<h3>Changes</h3>` + table(["After batch", "What", "Value"], changes, "changes") : "") +
