@@ -10,6 +10,8 @@
 //! cargo run --release --example adaptive_batching -- --fixed-ms 10  # for comparison
 //! ```
 
+mod workloads;
+
 use clap::Parser;
 use spate::Str;
 use spate::streaming::{AdaptiveBatching, Receiver, Sink, StopMode, StreamingContext};
@@ -38,6 +40,8 @@ struct Args {
     /// Target latency for the adaptive interval, in milliseconds.
     #[arg(long, default_value_t = 100)]
     target_ms: u64,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn now_micros() -> u64 {
@@ -102,7 +106,7 @@ impl Receiver for SteppedLoad {
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let first = Duration::from_millis(args.fixed_ms.unwrap_or(100));
     let ssc = StreamingContext::new(&ctx, first)?;
     if args.fixed_ms.is_none() {
@@ -231,6 +235,7 @@ fn main() -> Result<(), spate::Report> {
     }
     println!("{line}");
     println!("summary: {}", ssc.summary());
+    args.ui.linger(&ctx);
     Ok(())
 }
 

@@ -39,12 +39,17 @@ struct Args {
     /// Delete or corrupt a fifth of the map outputs after they are written.
     #[arg(long)]
     lose_shuffle: bool,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
-    let ctx = Context::builder().max_task_failures(8).build()?;
+    let ctx = args
+        .ui
+        .apply(Context::builder().max_task_failures(8))
+        .build()?;
     let log = Arc::new(EventLog::default());
     ctx.add_listener(log.clone());
     let mut plan = FaultPlan::new().fail_tasks_with_probability(args.fail_prob, args.seed);
@@ -87,5 +92,6 @@ fn main() -> Result<(), spate::Report> {
         "JOBTIME spate-chaos-wordcount {:.3}",
         started.elapsed().as_secs_f64()
     );
+    args.ui.linger(&ctx);
     Ok(())
 }

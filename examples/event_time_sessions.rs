@@ -9,6 +9,8 @@
 //! cargo run --release --example event_time_sessions [-- --seconds 5 --rate 200]
 //! ```
 
+mod workloads;
+
 use clap::Parser;
 use spate::streaming::{
     OutputMode, SessionWindows, StopMode, StreamingContext, StreamingEvent, StreamingListener,
@@ -29,6 +31,8 @@ struct Args {
     /// Batch interval in milliseconds.
     #[arg(long, default_value_t = 250)]
     batch_ms: u64,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 /// A click: user and event time (ms since the generator started).
@@ -57,7 +61,7 @@ impl StreamingListener for Progress {
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;
     ssc.add_listener(Arc::new(Progress));
     let per_ms = args.rate / 1000.0;
@@ -104,5 +108,6 @@ fn main() -> Result<(), spate::Report> {
     std::thread::sleep(Duration::from_secs(args.seconds));
     ssc.stop(StopMode::Graceful)?;
     println!("summary: {}", ssc.summary());
+    args.ui.linger(&ctx);
     Ok(())
 }

@@ -23,15 +23,18 @@ struct Args {
     /// Print each stage's duration and shuffle volume on stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
-    let (ctx, log) = workloads::context(args.verbose, None)?;
+    let (ctx, log) = workloads::context(args.verbose, None, &args.ui)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::group_sums(&lines, &malformed).save_as_text_file(&args.output)?;
     workloads::finish(&ctx, "groupby", &malformed, &log, started);
+    args.ui.linger(&ctx);
     Ok(())
 }

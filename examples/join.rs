@@ -26,17 +26,20 @@ struct Args {
     /// Print each stage's duration and shuffle volume on stderr.
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
-    let (ctx, log) = workloads::context(args.verbose, None)?;
+    let (ctx, log) = workloads::context(args.verbose, None, &args.ui)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let n = ctx.default_parallelism();
     let orders = ctx.text_file(&args.orders, n)?;
     let customers = ctx.text_file(&args.customers, n)?;
     workloads::joined_orders(&orders, &customers, &malformed).save_as_text_file(&args.output)?;
     workloads::finish(&ctx, "join", &malformed, &log, started);
+    args.ui.linger(&ctx);
     Ok(())
 }

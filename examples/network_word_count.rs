@@ -26,12 +26,14 @@ struct Args {
     /// Write each batch's counts under PREFIX-<batch_ms>.
     #[arg(long)]
     output: Option<String>,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;
     let counts = ssc
         .socket_text_stream(&host, port)

@@ -9,8 +9,10 @@
 //! EDGES_FILE holds `src dst` lines (whitespace separated); without one a
 //! small built-in graph is used.
 
+mod workloads;
+
 use clap::Parser;
-use spate::{Context, Str};
+use spate::Str;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -30,13 +32,15 @@ struct Args {
     /// Where checkpoints go (default: a temporary directory).
     #[arg(long)]
     checkpoint_dir: Option<PathBuf>,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 const BUILT_IN: &str = "a b\na c\nb c\nc a\nd c\nd a\ne d\ne a\nf e\nb f\n";
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
-    let ctx = Context::new()?;
+    let ctx = args.ui.context()?;
     let n = ctx.default_parallelism();
     let temp = tempfile::tempdir()
         .map_err(|e| spate::Error::InvalidArgument(format!("no temporary directory: {e}")))?;
@@ -87,5 +91,6 @@ fn main() -> Result<(), spate::Report> {
             println!("{page:>12}  {rank:.5}");
         }
     }
+    args.ui.linger(&ctx);
     Ok(())
 }

@@ -1,20 +1,28 @@
 //! Estimates π by throwing darts at the unit square (Monte Carlo).
 //!
 //! ```text
-//! cargo run --release --example pi -- [SAMPLES]
+//! cargo run --release --example pi -- [SAMPLES] [--ui]
 //! ```
 
+mod workloads;
+
+use clap::Parser;
 use rand::{Rng, SeedableRng};
-use spate::Context;
+
+#[derive(Parser)]
+#[command(about = "Estimate pi with Spate")]
+struct Args {
+    /// How many darts to throw.
+    #[arg(default_value_t = 10_000_000)]
+    samples: i64,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
+}
 
 fn main() -> Result<(), spate::Report> {
-    let samples: i64 = match std::env::args().nth(1) {
-        Some(s) => s.parse().map_err(|_| {
-            spate::Error::InvalidArgument(format!("SAMPLES must be a whole number, not {s:?}"))
-        })?,
-        None => 10_000_000,
-    };
-    let ctx = Context::new()?;
+    let args = Args::parse();
+    let samples = args.samples;
+    let ctx = args.ui.context()?;
     let partitions = ctx.default_parallelism() * 4;
     let inside = ctx
         .range(0, samples, 1, partitions)
@@ -29,5 +37,6 @@ fn main() -> Result<(), spate::Report> {
         .sum()?;
     let pi = 4.0 * inside as f64 / samples.max(1) as f64;
     println!("Pi is roughly {pi:.6} ({samples} samples)");
+    args.ui.linger(&ctx);
     Ok(())
 }

@@ -34,12 +34,14 @@ struct Args {
     /// Batch interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     batch_ms: u64,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let ssc = StreamingContext::get_or_create(&args.checkpoint, || {
         let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;
         ssc.socket_text_stream(&host, port)

@@ -29,16 +29,19 @@ struct Args {
     /// Memory budget for shuffle and cached blocks, e.g. 256MB.
     #[arg(long, value_parser = workloads::parse_size)]
     memory: Option<usize>,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
-    let (ctx, log) = workloads::context(args.verbose, args.memory)?;
+    let (ctx, log) = workloads::context(args.verbose, args.memory, &args.ui)?;
     let malformed = ctx.sum_accumulator::<u64>("malformed lines");
     let lines = ctx.text_file(&args.input, ctx.default_parallelism())?;
     workloads::sorted_lines(&lines, args.partitions, &malformed)?
         .save_as_text_file(&args.output)?;
     workloads::finish(&ctx, "sort", &malformed, &log, started);
+    args.ui.linger(&ctx);
     Ok(())
 }

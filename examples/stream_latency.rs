@@ -36,6 +36,8 @@ struct Args {
     /// Also count the words of each batch.
     #[arg(long)]
     words: bool,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn now_micros() -> u64 {
@@ -47,7 +49,7 @@ fn now_micros() -> u64 {
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.connect)?;
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;
     let lines = ssc.socket_text_stream(&host, port);
     let measure_from = now_micros() + args.warmup * 1_000_000;
@@ -111,5 +113,6 @@ fn main() -> Result<(), spate::Report> {
         lat.last().map_or(f64::NAN, |&m| m as f64 / 1000.0),
         n
     );
+    args.ui.linger(&ctx);
     Ok(())
 }

@@ -16,6 +16,8 @@
 //! spate-launch -n 3 -- target/release/examples/streaming_demo --lines 20000 --checkpoint /tmp/demo-ckpt
 //! ```
 
+mod workloads;
+
 use clap::Parser;
 use spate::Str;
 use spate::streaming::{StopMode, StreamingContext, StreamingEvent, StreamingListener};
@@ -41,6 +43,8 @@ struct Args {
     /// Checkpoint directory (needed on a cluster).
     #[arg(long)]
     checkpoint: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 const WORDS: [&str; 8] = [
@@ -67,7 +71,7 @@ impl StreamingListener for BatchPrinter {
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let ssc = StreamingContext::new(&ctx, Duration::from_millis(args.batch_ms))?;
     if let Some(dir) = &args.checkpoint {
         ssc.checkpoint(dir)?;
@@ -148,5 +152,6 @@ fn main() -> Result<(), spate::Report> {
         let shown: Vec<String> = totals.iter().map(|(w, n)| format!("{w}={n}")).collect();
         println!("final totals: {}", shown.join(" "));
     }
+    args.ui.linger(&ctx);
     Ok(())
 }

@@ -29,13 +29,15 @@ struct Args {
     /// Window slide, in batches.
     #[arg(long, default_value_t = 10)]
     slide_batches: u32,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let (host, port) = workloads::host_port(&args.address)?;
     let batch = Duration::from_millis(args.batch_ms);
-    let ctx = spate::Context::new()?;
+    let ctx = args.ui.context()?;
     let ssc = StreamingContext::new(&ctx, batch)?;
     let windowed = ssc
         .socket_text_stream(&host, port)

@@ -36,6 +36,8 @@ struct Args {
     /// Memory budget for shuffle and cached blocks, e.g. 64MB.
     #[arg(long, value_parser = workloads::parse_size)]
     memory: Option<usize>,
+    #[command(flatten)]
+    ui: workloads::UiArgs,
 }
 
 const SAMPLE: &str = include_str!("data/sample.txt");
@@ -43,7 +45,7 @@ const SAMPLE: &str = include_str!("data/sample.txt");
 fn main() -> Result<(), spate::Report> {
     let args = Args::parse();
     let started = Instant::now();
-    let mut builder = Context::builder();
+    let mut builder = args.ui.apply(Context::builder());
     if let Some(t) = args.threads {
         builder = builder.parallelism(t);
     }
@@ -92,5 +94,6 @@ fn main() -> Result<(), spate::Report> {
             started.elapsed().as_secs_f64()
         );
     }
+    args.ui.linger(&ctx);
     Ok(())
 }

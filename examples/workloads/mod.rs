@@ -5,13 +5,59 @@
 //! accumulator, never dropped silently.
 #![allow(dead_code)]
 
-use spate::{Accumulator, Context, EventLog, Rdd, Str};
+use spate::{Accumulator, Context, ContextBuilder, EventLog, Rdd, Str};
+use std::io::IsTerminal;
 use std::sync::Arc;
 
-/// A context (with a memory budget when given) and an event log that
-/// records its jobs when `verbose` (for `--verbose` stage reports).
-pub fn context(verbose: bool, memory: Option<usize>) -> spate::Result<(Context, Arc<EventLog>)> {
-    let mut builder = Context::builder();
+/// Every example's `--ui`: the live web UI while it runs.
+#[derive(clap::Args)]
+pub struct UiArgs {
+    /// Serve the live web UI on 127.0.0.1 while the program runs (on a
+    /// terminal, the program then waits for Enter before it exits, so the
+    /// finished jobs can still be looked at).
+    #[arg(long)]
+    pub ui: bool,
+    /// The web UI's port (0 picks a free one).
+    #[arg(long, default_value_t = 4040, requires = "ui")]
+    pub ui_port: u16,
+}
+
+impl UiArgs {
+    /// `builder`, with the web UI turned on when `--ui` asks for it.
+    pub fn apply(&self, builder: ContextBuilder) -> ContextBuilder {
+        if self.ui {
+            builder.ui_port(self.ui_port)
+        } else {
+            builder
+        }
+    }
+
+    /// A context as `Context::new()` builds it, with the web UI if asked.
+    pub fn context(&self) -> spate::Result<Context> {
+        self.apply(Context::builder()).build()
+    }
+
+    /// With the UI on and a person at the terminal: keeps the program (and
+    /// its UI) up until they press Enter.
+    pub fn linger(&self, ctx: &Context) {
+        if let Some(url) = ctx.ui_url()
+            && std::io::stdin().is_terminal()
+        {
+            eprintln!("the web UI stays up at {url} until you press Enter");
+            let _ = std::io::stdin().read_line(&mut String::new());
+        }
+    }
+}
+
+/// A context (with a memory budget when given, and the web UI when `ui`
+/// asks for it) and an event log that records its jobs when `verbose` (for
+/// `--verbose` stage reports).
+pub fn context(
+    verbose: bool,
+    memory: Option<usize>,
+    ui: &UiArgs,
+) -> spate::Result<(Context, Arc<EventLog>)> {
+    let mut builder = ui.apply(Context::builder());
     if let Some(bytes) = memory {
         builder = builder.memory_limit(bytes);
     }

@@ -119,3 +119,76 @@ fn a_failing_example_prints_the_error_as_a_sentence_not_a_debug_dump() {
     );
     assert!(!err.contains("Io {"), "a Debug dump: {err}");
 }
+
+/// Reads `from` into `out` until `out` holds `what`; panics after 60 s.
+fn read_until(from: &mut impl std::io::Read, out: &mut String, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut buf = [0; 4096];
+    while !out.contains(what) {
+        assert!(Instant::now() < deadline, "no {what:?} in {out:?}");
+        let n = from.read(&mut buf).unwrap();
+        assert!(n > 0, "ended before {what:?}: {out:?}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[test]
+fn with_ui_on_a_terminal_an_example_draws_progress_and_keeps_its_ui_up_until_enter() {
+    // `script` (util-linux) runs the example on a pseudo-terminal, as a
+    // person at a terminal would.
+    let cmd = format!(
+        "stty cols 120 rows 40; exec {} --ui --ui-port 0",
+        example("word_count").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env_remove("SPATE_PROGRESS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    read_until(&mut out, &mut seen, "until you press Enter");
+    // The progress line was drawn for the word count's stages.
+    assert!(seen.contains("[Stage 0: "), "{seen:?}");
+    assert!(seen.contains(") / "), "{seen:?}");
+    // The UI is still up and shows the finished jobs.
+    let url = seen
+        .split("stays up at ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let apps = crate::http::get_json(&url, "/api/v1/applications");
+    let app = apps[0]["id"].as_str().unwrap();
+    let jobs = crate::http::get_json(&url, &format!("/api/v1/applications/{app}/jobs"));
+    let jobs = jobs.as_array().unwrap();
+    assert!(jobs.len() >= 3, "{jobs:?}");
+    assert!(jobs.iter().all(|j| j["status"] == "SUCCEEDED"), "{jobs:?}");
+    // Enter ends it.
+    child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}: {seen}");
+    assert!(std::net::TcpStream::connect(url.trim_start_matches("http://")).is_err());
+}
+
+#[test]
+fn with_ui_but_no_terminal_an_example_draws_nothing_and_exits_when_done() {
+    let out = Command::new(example("word_count"))
+        .args(["--ui", "--ui-port", "0"])
+        .env_remove("SPATE_PROGRESS")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("spate: web UI at http://127.0.0.1:"), "{err}");
+    assert!(!err.contains("[Stage"), "{err}");
+    assert!(!err.contains("press Enter"), "{err}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("distinct"),
+        "stdout"
+    );
+}
