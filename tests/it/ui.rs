@@ -467,3 +467,57 @@ fn a_busy_port_is_an_error_naming_the_address() {
         "{err}"
     );
 }
+
+#[test]
+fn clients_that_never_read_or_never_finish_a_request_stall_neither_jobs_nor_other_clients() {
+    use std::io::Write as _;
+    let ctx = Context::builder()
+        .parallelism(2)
+        .ui_port(0)
+        .console_progress(false)
+        .build()
+        .unwrap();
+    let base = ctx.ui_url().unwrap();
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let api = format!("/api/v1/applications/{}", ctx.application_id());
+    // A stage of 2 000 tasks: its task list is a big answer.
+    assert_eq!(ctx.range(0, 2_000, 1, 2_000).count().unwrap(), 2_000);
+    let big = format!("{api}/stages/0/0/taskList");
+    let size = request(&base, "GET", &big).body.len();
+    assert!(size > 200_000, "{size} bytes");
+    // Clients that ask for it again and again (more than the socket
+    // buffers hold) and never read a byte, and clients that never finish
+    // their request line.
+    let mut stalled = Vec::new();
+    for i in 0..12 {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        if i % 2 == 0 {
+            for _ in 0..20 {
+                write!(conn, "GET {big} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+            }
+        } else {
+            write!(conn, "GET /api/v1/appli").unwrap();
+        }
+        stalled.push(conn);
+    }
+    // Jobs still run and the UI still follows them, for another client.
+    let ctx2 = ctx.clone();
+    let jobs = std::thread::spawn(move || {
+        (0..20)
+            .map(|i| ctx2.range(0, 1_000, 1, 8).map(move |x| x * i).count())
+            .collect::<spate::Result<Vec<u64>>>()
+    });
+    let counted = jobs.join().unwrap().unwrap();
+    assert_eq!(counted, vec![1_000; 20]);
+    let listed = get_json(&base, &format!("{api}/jobs"));
+    assert_eq!(listed.as_array().unwrap().len(), 21);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "SUCCEEDED")
+    );
+    assert_eq!(request(&base, "GET", &big).body.len(), size);
+    drop(stalled); // held open until here
+}
