@@ -225,6 +225,10 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A record of a CSV or JSON lines file did not parse (under the
+    /// default [`BadRecords::Fail`](crate::BadRecords::Fail) policy).
+    #[error("malformed record in {0}")]
+    MalformedRecord(Box<BadRecord>),
     /// The web UI could not listen on its address (in use, not local, or
     /// not permitted).
     #[error("web UI cannot listen on {addr}: {source}")]
@@ -235,6 +239,43 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A record that did not parse, and where it was: what
+/// [`Error::MalformedRecord`] reports, and the bad rows of the readers
+/// that keep them (`json_lines_file_keeping_bad`, `csv_file_keeping_bad`).
+/// It displays as `FILE at line L[, column C | field F]: REASON`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BadRecord {
+    /// The file it is in.
+    pub path: PathBuf,
+    /// Its 1-based line number (of its first line, for a CSV record that
+    /// spans lines).
+    pub line: u64,
+    /// JSON lines: the 1-based column (in bytes) where parsing failed.
+    pub column: Option<u64>,
+    /// CSV: the 1-based field that failed, when one did.
+    pub field: Option<u64>,
+    /// The byte offset of its start in the file (in the decompressed bytes
+    /// of a compressed file).
+    pub offset: u64,
+    /// Its text (invalid UTF-8 replaced), cut to 1 KiB.
+    pub text: String,
+    /// Why it did not parse.
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at line {}", self.path.display(), self.line)?;
+        if let Some(c) = self.column {
+            write!(f, ", column {c}")?;
+        }
+        if let Some(field) = self.field {
+            write!(f, ", field {field}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
 }
 
 /// `Result` with Spate's [`Error`].
@@ -277,6 +318,7 @@ impl Error {
                     | K::UnexpectedEof
             ),
             Error::InvalidUtf8 { .. }
+            | Error::MalformedRecord(_)
             | Error::CorruptCheckpoint { .. }
             | Error::IncompatibleCheckpoint { .. }
             | Error::LostLocalCheckpoint { .. }

@@ -58,6 +58,7 @@ mod scheduler;
 mod ui;
 
 mod context;
+mod formats;
 mod rdd;
 
 pub mod streaming;
@@ -66,8 +67,9 @@ pub mod observe;
 
 pub use context::{Context, ContextBuilder};
 pub use data::{Data, Key, Value};
-pub use error::{Error, Report, Result};
+pub use error::{BadRecord, Error, Report, Result};
 pub use fault::{FaultPlan, KillPoint, ShuffleLoss};
+pub use formats::{BadRecords, Compression, CsvOptions, CsvWriteOptions, JsonLinesOptions};
 pub use ids::{RddId, ShuffleId};
 pub use memory::MemoryUsage;
 pub use partitioner::{Order, Partitioner, Partitioning, stable_hash};

@@ -506,6 +506,9 @@ impl JobRun<'_> {
         jm.faults_injected += m.faults_injected;
         jm.spills += m.spills;
         jm.spilled_bytes += m.spilled_bytes;
+        if !failed {
+            jm.bad_records_skipped += m.bad_records_skipped;
+        }
     }
 
     /// Runs the stage's tasks on this process's pool.
@@ -621,7 +624,7 @@ impl JobRun<'_> {
                         placement.freed(rank);
                         let p = report.id.partition;
                         let i = index[&p];
-                        match self.accept_report(rank, report, kind, remote) {
+                        match self.accept_report(rank, *report, kind, remote) {
                             Ok(r) => {
                                 self.note_computed(remote, p, rank);
                                 outcomes[i] = Some(Ok(r));

@@ -35,7 +35,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 /// How a task sent to an executor ended.
 pub(crate) enum Reply {
     /// The executor ran the attempt.
-    Done(u32, TaskReport),
+    Done(u32, Box<TaskReport>),
     /// The executor was lost before it answered.
     Lost {
         task: TaskId,
@@ -91,7 +91,7 @@ impl DriverLinks {
                 if let Message::TaskDone(report) = msg {
                     let waiting = executors.lock().pending.remove(&report.id);
                     if let Some((_, reply)) = waiting {
-                        let _ = reply.send(Reply::Done(peer_rank, report));
+                        let _ = reply.send(Reply::Done(peer_rank, Box::new(report)));
                     }
                 }
             }

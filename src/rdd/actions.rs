@@ -4,16 +4,11 @@ use super::{CHUNK, ChunkIter, PartitionIter, Rdd, for_each_chunk};
 use crate::data::{Data, Key, Value};
 use crate::error::{Error, Result};
 use crate::rdd::run_job;
-use crate::small_str::Str;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::any::Any;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
-use std::fmt::Display;
-use std::io::Write;
-use std::path::Path;
 use std::rc::Rc;
 
 pub(crate) fn count_partition<T>(it: ChunkIter<T>) -> Result<u64> {
@@ -111,7 +106,7 @@ impl<T, F: Fn(&T, &T) -> Ordering + Copy> Smallest<T, F> {
 }
 
 impl<T: Data> Rdd<T> {
-    fn all_partitions(&self) -> Vec<usize> {
+    pub(crate) fn all_partitions(&self) -> Vec<usize> {
         (0..self.num_partitions()).collect()
     }
 
@@ -223,59 +218,6 @@ impl<T: Data> Rdd<T> {
             }
         })?;
         Ok(())
-    }
-
-    /// Writes the elements as lines of text, one `part-NNNNN` file per
-    /// partition in the new directory `dir`, then an empty `_SUCCESS`
-    /// file. Each task writes to a temporary file and renames it into place
-    /// when done, so a failed or retried task never leaves a partial or
-    /// duplicate part file. An existing `dir` is an error.
-    ///
-    /// ```
-    /// let ctx = spate::Context::new().unwrap();
-    /// let dir = tempfile::tempdir().unwrap().path().join("out");
-    /// ctx.parallelize(vec![1, 2, 3], 2).save_as_text_file(&dir).unwrap();
-    /// assert_eq!(std::fs::read_to_string(dir.join("part-00001")).unwrap(), "2\n3\n");
-    /// ```
-    pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()>
-    where
-        T: Display,
-    {
-        let dir = dir.as_ref();
-        let temp = dir.join("_temporary");
-        // One process checks and prepares the directory, and commits it.
-        self.context().on_driver("save_as_text_file", || {
-            if dir.exists() {
-                return Err(Error::OutputExists(dir.to_path_buf()));
-            }
-            std::fs::create_dir_all(&temp).map_err(|e| Error::io(&temp, e))
-        })?;
-        run_job(
-            self.context(),
-            self,
-            &self.all_partitions(),
-            "save_as_text_file",
-            |tc, it| {
-                let id = tc.id;
-                let tmp = temp.join(format!("part-{:05}-attempt-{}", id.partition, id.attempt));
-                let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-                for_each_chunk(it, |b| {
-                    for x in b.drain(..) {
-                        write_line(&mut w, &x).map_err(|e| Error::io(&tmp, e))?;
-                    }
-                    Ok(())
-                })?;
-                w.flush().map_err(|e| Error::io(&tmp, e))?;
-                let dest = dir.join(format!("part-{:05}", id.partition));
-                std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))
-            },
-        )?;
-        self.context().on_driver("save_as_text_file", || {
-            std::fs::remove_dir_all(&temp).map_err(|e| Error::io(&temp, e))?;
-            let success = dir.join("_SUCCESS");
-            std::fs::write(&success, b"").map_err(|e| Error::io(&success, e))
-        })
     }
 }
 
@@ -716,20 +658,6 @@ impl<T: Value> Rdd<T> {
             failed: false,
         }
     }
-}
-
-/// Writes `x` and a newline. Strings, the usual element of a dataset being
-/// saved, are written as bytes: going through `fmt` cost about 40 ns a line.
-fn write_line<T: Display + 'static>(w: &mut impl Write, x: &T) -> std::io::Result<()> {
-    let any = x as &dyn Any;
-    if let Some(s) = any.downcast_ref::<String>() {
-        w.write_all(s.as_bytes())?;
-    } else if let Some(s) = any.downcast_ref::<Str>() {
-        w.write_all(s.as_bytes())?;
-    } else {
-        write!(w, "{x}")?;
-    }
-    w.write_all(b"\n")
 }
 
 /// The iterator of [`Rdd::to_local_iterator`]: one partition in memory at a

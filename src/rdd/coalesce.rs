@@ -1,6 +1,6 @@
 //! Merging partitions without a shuffle.
 
-use super::source::slice_bounds;
+use super::slice_bounds;
 use super::{ChunkIter, Chunks, Compute, NewRdd, Rdd};
 use crate::data::Data;
 use crate::error::Result;

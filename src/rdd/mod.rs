@@ -40,9 +40,7 @@ pub use numeric::{Histogram, Numeric, StatCounter};
 pub use partial::{BoundedDouble, PartialResult};
 pub use sample::Sampling;
 pub(crate) use shuffle_dep::ShuffleDependency;
-pub(crate) use source::{
-    BadLines, ParallelCollection, RangeSource, SkippedLines, TextSource, WholeTextSource,
-};
+pub(crate) use source::{ParallelCollection, RangeSource, slice_bounds, source};
 pub(crate) use union::union_all;
 
 pub(crate) use crate::chunk::{

@@ -49,6 +49,10 @@ pub struct TaskMetrics {
     /// from the driver in cluster mode (0 when it was already in memory).
     #[serde(default)]
     pub input_bytes: u64,
+    /// Malformed records a CSV or JSON lines reader skipped under
+    /// [`BadRecords::Skip`](crate::BadRecords::Skip).
+    #[serde(default)]
+    pub bad_records_skipped: u64,
     /// Records read from shuffle blocks.
     pub shuffle_records_read: u64,
     /// Records written to shuffle blocks (after map-side combine).
@@ -109,12 +113,17 @@ pub struct JobMetrics {
     /// The most memory the context's budget had reserved at once during
     /// the job (cached plus in-memory shuffle blocks).
     pub peak_memory: u64,
+    /// Malformed input records skipped by successful task attempts
+    /// ([`BadRecords::Skip`](crate::BadRecords::Skip)).
+    #[serde(default)]
+    pub bad_records_skipped: u64,
 }
 
 impl TaskMetrics {
     pub(crate) fn add(&mut self, m: &TaskMetrics) {
         self.input_records += m.input_records;
         self.input_bytes += m.input_bytes;
+        self.bad_records_skipped += m.bad_records_skipped;
         self.shuffle_records_read += m.shuffle_records_read;
         self.shuffle_records_written += m.shuffle_records_written;
         self.shuffle_bytes_written += m.shuffle_bytes_written;
@@ -143,6 +152,7 @@ impl JobMetrics {
         self.faults_injected += o.faults_injected;
         self.spills += o.spills;
         self.spilled_bytes += o.spilled_bytes;
+        self.bad_records_skipped += o.bad_records_skipped;
         self.peak_memory = self.peak_memory.max(o.peak_memory);
     }
 }

@@ -31,7 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("lineage", &["lineage"]),
     ("scheduler", &["scheduler", "placement"]),
     ("ui", &["ui"]),
-    ("datasets", &["context", "rdd"]),
+    ("datasets", &["context", "rdd", "formats"]),
     ("streaming", &["streaming"]),
     ("observe", &["observe"]),
     // Binary targets (`src/bin/`): separate crates, on the public API.

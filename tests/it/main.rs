@@ -14,6 +14,7 @@ mod event_time;
 mod examples_smoke;
 mod fallible;
 mod fault_tolerance;
+mod formats;
 mod http;
 mod interval_join;
 mod layers;
