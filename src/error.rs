@@ -229,6 +229,15 @@ pub enum Error {
     /// default [`BadRecords::Fail`](crate::BadRecords::Fail) policy).
     #[error("malformed record in {0}")]
     MalformedRecord(Box<BadRecord>),
+    /// An object file could not be read as the type asked for: it is not
+    /// an object file, holds another type, or is corrupt or cut short.
+    #[error("cannot read object file {path}: {reason}")]
+    BadObjectFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The web UI could not listen on its address (in use, not local, or
     /// not permitted).
     #[error("web UI cannot listen on {addr}: {source}")]
@@ -319,6 +328,7 @@ impl Error {
             ),
             Error::InvalidUtf8 { .. }
             | Error::MalformedRecord(_)
+            | Error::BadObjectFile { .. }
             | Error::CorruptCheckpoint { .. }
             | Error::IncompatibleCheckpoint { .. }
             | Error::LostLocalCheckpoint { .. }

@@ -1,13 +1,15 @@
 //! Reading and writing files: which files a path names (`paths`), file
 //! splits and their lines (`lines`), codecs (`compression`), part files
 //! and their commit (`output`), and the formats: text lines and whole
-//! text files (`text`), CSV (`csv`), JSON lines (`json_lines`), and what a typed reader
+//! text files (`text`), CSV (`csv`), JSON lines (`json_lines`), object files in the
+//! engine's codec (`object_file`), and what a typed reader
 //! does with a record that does not parse (`records`).
 
 mod compression;
 mod csv;
 mod json_lines;
 mod lines;
+mod object_file;
 mod output;
 mod paths;
 mod records;

@@ -583,3 +583,77 @@ fn a_missing_input_fails_naming_it_for_every_reader() {
         );
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn object_files_round_trip_any_rows_and_partitions(
+        rows in prop::collection::vec(row(true), 0..300),
+        parts_out in 1usize..7,
+    ) {
+        let ctx = ctx();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("objects");
+        ctx.parallelize(rows.clone(), parts_out).save_as_object_file(&out).unwrap();
+        let back = ctx.object_file::<Row>(&out).unwrap();
+        prop_assert_eq!(back.num_partitions(), parts_out);
+        prop_assert_eq!(back.collect().unwrap(), rows);
+    }
+}
+
+#[test]
+fn an_object_file_of_another_type_corrupt_or_cut_short_fails_naming_it() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("objects");
+    let rows: Vec<(u64, String)> = (0..5_000).map(|i| (i, format!("row {i}"))).collect();
+    ctx.parallelize(rows, 1).save_as_object_file(&out).unwrap();
+    let part = out.join("part-00000");
+    let reason = |err: Error| match err.root_cause() {
+        Error::BadObjectFile { path, reason } => {
+            assert_eq!(path, &part);
+            reason.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    let wrong = ctx
+        .object_file::<(u64, u64)>(&out)
+        .unwrap()
+        .count()
+        .unwrap_err();
+    assert_eq!(
+        reason(wrong),
+        "it holds (u64, alloc::string::String), not (u64, u64)"
+    );
+    let good = std::fs::read(&part).unwrap();
+    // A flipped byte in the data: its frame's checksum says so.
+    let mut flipped = good.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x55;
+    std::fs::write(&part, &flipped).unwrap();
+    let err = ctx
+        .object_file::<(u64, String)>(&out)
+        .unwrap()
+        .count()
+        .unwrap_err();
+    assert_eq!(reason(err), "checksum mismatch");
+    // Cut short anywhere, also between two frames: never fewer rows.
+    for cut in [good.len() - 1, good.len() / 3, 12] {
+        std::fs::write(&part, &good[..cut]).unwrap();
+        let err = ctx
+            .object_file::<(u64, String)>(&out)
+            .unwrap()
+            .count()
+            .unwrap_err();
+        assert_eq!(reason(err), "the file is cut short", "cut at {cut}");
+    }
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some text, long enough to be read").unwrap();
+    let err = ctx.object_file::<u8>(&text).unwrap().count().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("notes.txt: it does not start as an object file does"),
+        "{err}"
+    );
+}
