@@ -5,12 +5,21 @@
 # Today: cluster mode under a one-node Slurm cluster (`srun -n 3`), and
 # across simulated hosts (network namespaces and a veth pair, a link cut
 # mid-job); the web UI in headless Chromium (screenshots of its pages in
-# target/tmp/ui-screenshots/). Needs root, to install and start Slurm and
-# Chromium and to make namespaces.
+# target/tmp/ui-screenshots/); Parquet files exchanged with pyarrow,
+# pandas, DuckDB and Polars (installed from PyPI into
+# ~/.cache/spate-test/pyenv, or SPATE_TEST_PYTHON). Needs root, to install
+# and start Slurm and Chromium and to make namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --examples --bins
+py=${SPATE_TEST_PYTHON:-$HOME/.cache/spate-test/pyenv/bin/python}
+if ! "$py" -c 'import pyarrow, pandas, duckdb, polars' 2>/dev/null; then
+    echo "system-tests: installing pyarrow, pandas, duckdb and polars into $(dirname "$(dirname "$py")")" >&2
+    python3 -m venv "$(dirname "$(dirname "$py")")"
+    "$py" -m pip install -q pyarrow pandas duckdb polars
+fi
+export SPATE_TEST_PYTHON=$py
 trap 'scripts/services.sh stop slurm; scripts/services.sh stop chromium' EXIT
 scripts/services.sh start slurm
 scripts/services.sh start chromium
-cargo test --test it -- --ignored --test-threads=1 slurm netns chromium
+cargo test --test it -- --ignored --test-threads=1 slurm netns chromium pyarrow

@@ -238,6 +238,24 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A Parquet file could not be read: not Parquet, a cut footer, a
+    /// corrupt page.
+    #[error("cannot read Parquet file {path}: {reason}")]
+    BadParquetFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file's schema does not fit the row type asked for (checked when
+    /// the dataset is made).
+    #[error("the schema of {path} does not fit: {reason}")]
+    SchemaMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Which column or field, and how.
+        reason: String,
+    },
     /// The web UI could not listen on its address (in use, not local, or
     /// not permitted).
     #[error("web UI cannot listen on {addr}: {source}")]
@@ -329,6 +347,8 @@ impl Error {
             Error::InvalidUtf8 { .. }
             | Error::MalformedRecord(_)
             | Error::BadObjectFile { .. }
+            | Error::BadParquetFile { .. }
+            | Error::SchemaMismatch { .. }
             | Error::CorruptCheckpoint { .. }
             | Error::IncompatibleCheckpoint { .. }
             | Error::LostLocalCheckpoint { .. }

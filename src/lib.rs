@@ -70,6 +70,8 @@ pub use data::{Data, Key, Value};
 pub use error::{BadRecord, Error, Report, Result};
 pub use fault::{FaultPlan, KillPoint, ShuffleLoss};
 pub use formats::{BadRecords, Compression, CsvOptions, CsvWriteOptions, JsonLinesOptions};
+#[cfg(feature = "parquet")]
+pub use formats::{ParquetCodec, ParquetWriteOptions};
 pub use ids::{RddId, ShuffleId};
 pub use memory::MemoryUsage;
 pub use partitioner::{Order, Partitioner, Partitioning, stable_hash};

@@ -2,7 +2,8 @@
 //! splits and their lines (`lines`), codecs (`compression`), part files
 //! and their commit (`output`), and the formats: text lines and whole
 //! text files (`text`), CSV (`csv`), JSON lines (`json_lines`), object files in the
-//! engine's codec (`object_file`), and what a typed reader
+//! engine's codec (`object_file`), Parquet (`parquet`, behind the `parquet`
+//! feature), and what a typed reader
 //! does with a record that does not parse (`records`).
 
 mod compression;
@@ -11,6 +12,8 @@ mod json_lines;
 mod lines;
 mod object_file;
 mod output;
+#[cfg(feature = "parquet")]
+mod parquet;
 mod paths;
 mod records;
 mod text;
@@ -19,5 +22,7 @@ pub use compression::Compression;
 pub use csv::{CsvOptions, CsvWriteOptions};
 pub use json_lines::JsonLinesOptions;
 pub(crate) use lines::{BadLines, SkippedLines};
+#[cfg(feature = "parquet")]
+pub use parquet::{ParquetCodec, ParquetWriteOptions};
 pub use records::BadRecords;
 pub(crate) use text::{TextSource, WholeTextSource};

@@ -657,3 +657,303 @@ fn an_object_file_of_another_type_corrupt_or_cut_short_fails_naming_it() {
         "{err}"
     );
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Wide {
+    name: String,
+    count: i64,
+    score: Option<i64>,
+    flag: bool,
+    ratio: f64,
+    tags: Vec<String>,
+}
+
+fn wide() -> impl Strategy<Value = Wide> {
+    (
+        row(true),
+        -1e9f64..1e9,
+        prop::collection::vec("[a-z😀]{0,4}", 0..4),
+    )
+        .prop_map(|(r, ratio, tags)| Wide {
+            name: r.name,
+            count: r.count,
+            score: r.score,
+            flag: r.flag,
+            ratio,
+            tags,
+        })
+}
+
+/// The columns a narrower type reads from a `Wide` file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct NameAndTags {
+    tags: Vec<String>,
+    name: String,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parquet_round_trips_any_rows_codecs_and_row_groups(
+        rows in prop::collection::vec(wide(), 0..200),
+        parts_out in 1usize..5,
+        group_rows in 1usize..80,
+        codec in 0usize..5,
+    ) {
+        use spate::{ParquetCodec as P, ParquetWriteOptions};
+        let codec = [P::Uncompressed, P::Snappy, P::Zstd, P::Gzip, P::Lz4][codec];
+        let ctx = ctx();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("pq");
+        let options = ParquetWriteOptions::default().codec(codec).row_group_rows(group_rows);
+        ctx.parallelize(rows.clone(), parts_out).save_as_parquet(&out, &options).unwrap();
+        let back = ctx.parquet_file::<Wide>(&out).unwrap();
+        // One partition per row group.
+        let expected_groups: usize = (0..parts_out)
+            .map(|p| {
+                let n = rows.len() * (p + 1) / parts_out - rows.len() * p / parts_out;
+                n.div_ceil(group_rows)
+            })
+            .sum();
+        prop_assert_eq!(back.num_partitions(), expected_groups);
+        prop_assert_eq!(back.collect().unwrap(), rows.clone());
+        // Fewer columns, in another order: only those are read.
+        let narrow = ctx.parquet_file::<NameAndTags>(&out).unwrap().collect().unwrap();
+        let expected: Vec<NameAndTags> = rows.iter().map(|r| NameAndTags { tags: r.tags.clone(), name: r.name.clone() }).collect();
+        prop_assert_eq!(narrow, expected);
+    }
+}
+
+#[test]
+fn parquet_reads_only_the_columns_a_type_names_and_counts_their_bytes() {
+    let (ctx, log) = logged_ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pq");
+    let rows: Vec<Wide> = (0..20_000)
+        .map(|i| Wide {
+            name: format!("n{}", i % 10),
+            count: i,
+            score: None,
+            flag: i % 2 == 0,
+            ratio: i as f64 / 7.0,
+            tags: vec![format!("{:0>200}", i)], // a big column
+        })
+        .collect();
+    ctx.parallelize(rows, 1)
+        .save_as_parquet(&out, &Default::default())
+        .unwrap();
+    log.clear();
+    #[derive(Clone, Serialize, Deserialize)]
+    struct Count {
+        count: i64,
+    }
+    assert_eq!(
+        ctx.parquet_file::<Count>(&out)
+            .unwrap()
+            .map(|c| c.count)
+            .sum()
+            .unwrap(),
+        199_990_000
+    );
+    let narrow = log.total_metrics();
+    log.clear();
+    assert_eq!(
+        ctx.parquet_file::<Wide>(&out).unwrap().count().unwrap(),
+        20_000
+    );
+    let all = log.total_metrics();
+    assert_eq!((narrow.input_records, all.input_records), (20_000, 20_000));
+    assert!(
+        narrow.input_bytes * 3 < all.input_bytes,
+        "{} vs {}",
+        narrow.input_bytes,
+        all.input_bytes
+    );
+}
+
+#[test]
+fn a_parquet_schema_that_does_not_fit_the_type_is_refused_before_any_job() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pq");
+    ctx.parallelize(vec![py_rows()[0].clone()], 1)
+        .save_as_parquet(&out, &Default::default())
+        .unwrap();
+    let part = out.join("part-00000.parquet");
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Missing {
+        name: String,
+        weight: f64,
+    }
+    let err = ctx.parquet_file::<Missing>(&out).err().unwrap();
+    let Error::SchemaMismatch { path, reason } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path, &part);
+    assert!(
+        reason.contains(
+            "has a field \"weight\", the file has no such column (it has name, count, score, flag)"
+        ),
+        "{reason}"
+    );
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct WrongKind {
+        flag: String,
+    }
+    let err = ctx.parquet_file::<WrongKind>(&out).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("column \"flag\" holds a boolean (Boolean), but"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("field is a string"), "{err}");
+    // Integer widths may differ: an i64 column into an i32 field reads
+    // what fits.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    struct Narrower {
+        count: i32,
+    }
+    assert_eq!(
+        ctx.parquet_file::<Narrower>(&out)
+            .unwrap()
+            .collect()
+            .unwrap(),
+        [Narrower { count: 1 }]
+    );
+}
+
+#[test]
+fn a_parquet_file_cut_short_or_not_parquet_fails_naming_it() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pq");
+    ctx.parallelize(py_rows(), 1)
+        .save_as_parquet(&out, &Default::default())
+        .unwrap();
+    let part = out.join("part-00000.parquet");
+    let good = std::fs::read(&part).unwrap();
+    for cut in [good.len() - 3, good.len() / 2, 4] {
+        std::fs::write(&part, &good[..cut]).unwrap();
+        let err = ctx.parquet_file::<Row>(&out).err().unwrap();
+        let Error::BadParquetFile { path, .. } = &err else {
+            panic!("cut at {cut}: {err:?}")
+        };
+        assert_eq!(path, &part, "{err}");
+    }
+    let text = dir.path().join("notes.parquet");
+    std::fs::write(&text, "not parquet at all, just text").unwrap();
+    let err = ctx.parquet_file::<Row>(&text).err().unwrap();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read Parquet file {}", text.display())),
+        "{err}"
+    );
+}
+
+/// The Python with pyarrow, pandas, DuckDB and Polars that
+/// `scripts/system-tests.sh` installs from PyPI.
+fn data_python() -> PathBuf {
+    std::env::var_os("SPATE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            Path::new(&home).join(".cache/spate-test/pyenv/bin/python")
+        })
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Sale {
+    key: String,
+    value: i64,
+    discount: Option<f64>,
+    paid: bool,
+}
+
+fn sales() -> Vec<Sale> {
+    (0..1000)
+        .map(|i| Sale {
+            key: format!("k{}-ü", i % 37),
+            value: i * 3 - 500,
+            discount: (i % 4 == 0).then_some(i as f64 / 8.0),
+            paid: i % 3 == 0,
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs pyarrow, pandas, DuckDB and Polars: scripts/system-tests.sh installs them"]
+fn pyarrow_duckdb_polars_and_pandas_parquet_files_are_read_and_spates_are_read_by_them() {
+    let py = data_python();
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, duckdb, polars as pl, pyarrow as pa, pyarrow.parquet as pq, pandas as pd
+d = sys.argv[1]
+rows = [dict(key=f"k{i % 37}-ü", value=i * 3 - 500, discount=(i / 8.0 if i % 4 == 0 else None), paid=(i % 3 == 0)) for i in range(1000)]
+t = pa.Table.from_pylist(rows)
+pq.write_table(t, f"{d}/pyarrow.parquet", row_group_size=300)
+pl.DataFrame(rows).write_parquet(f"{d}/polars.parquet")
+pd.DataFrame(rows).to_parquet(f"{d}/pandas.parquet")
+con = duckdb.connect()
+con.register("t", t)
+con.execute(f"COPY (SELECT * FROM t) TO '{d}/duckdb.parquet' (FORMAT parquet, ROW_GROUP_SIZE 256)")
+"#;
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{py:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = ctx();
+    for writer in ["pyarrow", "polars", "pandas", "duckdb"] {
+        let file = dir.path().join(format!("{writer}.parquet"));
+        let got = ctx.parquet_file::<Sale>(&file).unwrap();
+        assert_eq!(got.collect().unwrap(), sales(), "written by {writer}");
+    }
+    assert_eq!(
+        ctx.parquet_file::<Sale>(dir.path().join("pyarrow.parquet"))
+            .unwrap()
+            .num_partitions(),
+        4
+    );
+
+    // Spate writes; DuckDB and Polars read it back.
+    let mine = dir.path().join("spate");
+    let options = spate::ParquetWriteOptions::default()
+        .codec(spate::ParquetCodec::Zstd)
+        .row_group_rows(400);
+    ctx.parallelize(sales(), 3)
+        .save_as_parquet(&mine, &options)
+        .unwrap();
+    let check = r#"
+import sys, json, duckdb, polars as pl
+d = sys.argv[1]
+a = duckdb.sql(f"SELECT key, value, discount, paid FROM '{d}/part-*.parquet' ORDER BY value").fetchall()
+b = pl.read_parquet(f"{d}/part-*.parquet").sort("value").rows()
+assert [tuple(r) for r in a] == [tuple(r) for r in b], (a[:3], b[:3])
+print(json.dumps([list(r) for r in a]))
+"#;
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(check)
+        .arg(&mine)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Vec<(String, i64, Option<f64>, bool)> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut expected: Vec<(String, i64, Option<f64>, bool)> = sales()
+        .into_iter()
+        .map(|s| (s.key, s.value, s.discount, s.paid))
+        .collect();
+    expected.sort_by_key(|r| r.1);
+    assert_eq!(read, expected);
+}
