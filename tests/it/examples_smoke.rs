@@ -192,3 +192,58 @@ fn with_ui_but_no_terminal_an_example_draws_nothing_and_exits_when_done() {
         "stdout"
     );
 }
+
+#[test]
+fn group_sum_gives_the_same_sums_from_text_csv_json_lines_and_parquet() {
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Pair {
+        key: String,
+        value: i64,
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = crate::common::ctx();
+    let pairs: Vec<Pair> = (0..3_000)
+        .map(|i| Pair {
+            key: format!("k{}", i % 41),
+            value: i * 7 - 9_000,
+        })
+        .collect();
+    let rdd = ctx.parallelize(pairs.clone(), 3);
+    rdd.map(|p| format!("{}\t{}", p.key, p.value))
+        .save_as_text_file(dir.path().join("text"))
+        .unwrap();
+    rdd.save_as_csv(dir.path().join("csv"), &Default::default())
+        .unwrap();
+    rdd.save_as_json_lines(dir.path().join("jsonl")).unwrap();
+    rdd.save_as_parquet(dir.path().join("parquet"), &Default::default())
+        .unwrap();
+    // A malformed record in the CSV input is skipped and counted.
+    std::fs::write(
+        dir.path().join("csv/part-00009.csv"),
+        "key,value\nk1,notanumber\n",
+    )
+    .unwrap();
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    for p in &pairs {
+        *expected.entry(p.key.clone()).or_default() += p.value;
+    }
+    let expected: Vec<String> = expected.iter().map(|(k, v)| format!("{k}\t{v}")).collect();
+    for format in ["text", "csv", "jsonl", "parquet"] {
+        let out = dir.path().join(format!("out-{format}"));
+        let run = Command::new(example("group_sum"))
+            .arg(dir.path().join(format))
+            .arg("--output")
+            .arg(&out)
+            .args(["--format", format])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{format}: {err}");
+        assert_eq!(crate::common::read_part_lines(&out), expected, "{format}");
+        assert_eq!(
+            err.contains("skipped 1 malformed records"),
+            format == "csv",
+            "{format}: {err}"
+        );
+    }
+}
