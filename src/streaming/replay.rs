@@ -9,9 +9,9 @@ use super::dstream::{DStream, NewStream, StreamOp};
 use super::graph::{Graph, Input};
 use super::time::Time;
 use crate::context::Context;
-use crate::data::Data;
-use crate::error::{Error, Result};
-use crate::formats::{BadLines, SkippedLines, TextSource};
+use crate::data::{Data, Value};
+use crate::error::{BadRecord, Error, Result};
+use crate::formats::{BadLines, CsvOptions, JsonLinesOptions, SkippedLines, TextSource};
 use crate::rdd::Rdd;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -390,11 +390,81 @@ impl StreamingContext {
         dir: impl Into<PathBuf>,
         options: FileStreamOptions,
     ) -> DStream<String> {
+        let read: ReadFile<String> = Box::new(|ctx, path, skipped| {
+            TextSource::rdd_with(ctx, path, 1, BadLines::Skip(skipped.lines.clone()))
+        });
+        self.file_stream(dir.into(), options, read)
+    }
+
+    /// The rows of new CSV files in `dir` (as
+    /// [`text_file_stream_with`](StreamingContext::text_file_stream_with)
+    /// watches it), read with `csv` options. A malformed row is skipped
+    /// and reported with its batch (file, line and reason), whatever
+    /// `csv`'s policy; replayable after a recovery like the text stream.
+    ///
+    /// ```
+    /// use spate::streaming::{FileStreamOptions, StreamingContext};
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_secs(1))?;
+    /// let sales = ssc.csv_file_stream::<(String, u64)>("/var/spool/sales", &Default::default(), FileStreamOptions::default());
+    /// # drop(sales);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn csv_file_stream<T: Value + DeserializeOwned>(
+        &self,
+        dir: impl Into<PathBuf>,
+        csv: &CsvOptions,
+        options: FileStreamOptions,
+    ) -> DStream<T> {
+        let csv = csv.clone().min_partitions(1);
+        let read: ReadFile<T> = Box::new(move |ctx, path, skipped| {
+            Ok(skipping(
+                ctx.csv_file_keeping_bad::<T>(path, &csv)?,
+                skipped,
+            ))
+        });
+        self.file_stream(dir.into(), options, read)
+    }
+
+    /// The values of new JSON lines files in `dir`, as
+    /// [`csv_file_stream`](StreamingContext::csv_file_stream) reads CSV.
+    ///
+    /// ```
+    /// use spate::streaming::{FileStreamOptions, StreamingContext};
+    /// let ctx = spate::Context::new()?;
+    /// let ssc = StreamingContext::new(&ctx, std::time::Duration::from_secs(1))?;
+    /// let events = ssc.json_lines_file_stream::<serde_json::Value>("/var/spool/events", &Default::default(), FileStreamOptions::default());
+    /// # drop(events);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn json_lines_file_stream<T: Value + DeserializeOwned>(
+        &self,
+        dir: impl Into<PathBuf>,
+        json: &JsonLinesOptions,
+        options: FileStreamOptions,
+    ) -> DStream<T> {
+        let json = json.clone().min_partitions(1);
+        let read: ReadFile<T> = Box::new(move |ctx, path, skipped| {
+            Ok(skipping(
+                ctx.json_lines_file_keeping_bad::<T>(path, &json)?,
+                skipped,
+            ))
+        });
+        self.file_stream(dir.into(), options, read)
+    }
+
+    fn file_stream<T: Value>(
+        &self,
+        dir: PathBuf,
+        options: FileStreamOptions,
+        read: ReadFile<T>,
+    ) -> DStream<T> {
         let mut files = NewFiles {
-            dir: dir.into(),
+            dir,
             max_files: options.max_files_per_batch,
             there_before: BTreeSet::new(),
-            skipped: SkippedLines::default(),
+            skipped: Skipped::default(),
+            read,
         };
         if options.new_files_only {
             // Spark takes its threshold when the stream is defined too. A
@@ -404,6 +474,33 @@ impl StreamingContext {
         }
         self.replayable_stream(files)
     }
+}
+
+/// What a file stream skipped and has not reported yet: lines that were
+/// not UTF-8, and typed records that did not parse (keyed by position,
+/// so a recomputed partition reports each once).
+#[derive(Clone, Default)]
+struct Skipped {
+    lines: SkippedLines,
+    records: Arc<Mutex<BTreeMap<(PathBuf, u64), String>>>,
+}
+
+/// How a file stream reads one new file.
+type ReadFile<T> = Box<dyn Fn(&Context, &Path, &Skipped) -> Result<Rdd<T>> + Send>;
+
+/// The good rows of `rows`; the bad ones go to `skipped`.
+fn skipping<T: Value>(rows: Rdd<std::result::Result<T, BadRecord>>, skipped: &Skipped) -> Rdd<T> {
+    let records = skipped.records.clone();
+    rows.flat_map(move |r| match r {
+        Ok(t) => Some(t),
+        Err(bad) => {
+            let key = (bad.path.clone(), bad.offset);
+            records
+                .lock()
+                .insert(key, format!("skipped a malformed record: {bad}"));
+            None
+        }
+    })
 }
 
 /// Options of [`text_file_stream_with`](StreamingContext::text_file_stream_with).
@@ -429,17 +526,18 @@ impl Default for FileStreamOptions {
 }
 
 /// The files of a directory, as a replayable source; its unit is a file.
-struct NewFiles {
+struct NewFiles<T> {
     dir: PathBuf,
     max_files: Option<u64>,
     /// The files not to read (there when the stream was defined, with
     /// `new_files_only`): the offset before the first batch.
     there_before: BTreeSet<String>,
-    /// Lines that were not UTF-8, not yet reported.
-    skipped: SkippedLines,
+    /// What was skipped, not yet reported.
+    skipped: Skipped,
+    read: ReadFile<T>,
 }
 
-impl NewFiles {
+impl<T> NewFiles<T> {
     fn list(&self) -> Result<BTreeSet<String>> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let mut names = BTreeSet::new();
@@ -457,8 +555,8 @@ impl NewFiles {
     }
 }
 
-impl ReplayableSource for NewFiles {
-    type Item = String;
+impl<T: Value> ReplayableSource for NewFiles<T> {
+    type Item = T;
     /// The names of the files read so far.
     type Offset = BTreeSet<String>;
 
@@ -481,18 +579,10 @@ impl ReplayableSource for NewFiles {
         to.difference(from).count() as u64
     }
 
-    fn read(
-        &mut self,
-        ctx: &Context,
-        from: &Self::Offset,
-        to: &Self::Offset,
-    ) -> Result<Rdd<String>> {
-        let files: Vec<Rdd<String>> = to
+    fn read(&mut self, ctx: &Context, from: &Self::Offset, to: &Self::Offset) -> Result<Rdd<T>> {
+        let files: Vec<Rdd<T>> = to
             .difference(from)
-            .map(|name| {
-                let skip = BadLines::Skip(self.skipped.clone());
-                TextSource::rdd_with(ctx, &self.dir.join(name), 1, skip)
-            })
+            .map(|name| (self.read)(ctx, &self.dir.join(name), &self.skipped))
             .collect::<Result<_>>()?;
         Ok(match files.len() {
             0 => ctx.empty(),
@@ -501,7 +591,9 @@ impl ReplayableSource for NewFiles {
     }
 
     fn take_skipped(&mut self) -> Vec<String> {
-        std::mem::take(&mut *self.skipped.lock())
+        let lines = std::mem::take(&mut *self.skipped.lines.lock());
+        let records = std::mem::take(&mut *self.skipped.records.lock());
+        lines
             .into_iter()
             .map(|(file, offset)| {
                 format!(
@@ -509,6 +601,7 @@ impl ReplayableSource for NewFiles {
                     file.display()
                 )
             })
+            .chain(records.into_values())
             .collect()
     }
 }

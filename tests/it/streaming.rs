@@ -928,6 +928,72 @@ fn text_file_stream_skips_and_reports_a_line_that_is_not_utf8_instead_of_stoppin
 }
 
 #[test]
+fn csv_and_json_lines_file_streams_read_new_files_and_report_each_bad_record_once() {
+    let h = Harness::new();
+    let log = Arc::new(StreamingLog::default());
+    h.ssc.add_listener(log.clone());
+    let (csv_dir, json_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    drop_file(csv_dir.path(), "a.csv", "key,value\na,1\nb,oops\nc,3\n");
+    let csv =
+        h.ssc
+            .csv_file_stream::<(String, u32)>(csv_dir.path(), &Default::default(), every_file());
+    let json = h.ssc.json_lines_file_stream::<(String, u32)>(
+        json_dir.path(),
+        &Default::default(),
+        every_file(),
+    );
+    // Two outputs read the CSV batch: its bad record is reported once.
+    let csv_out = h.collect(&csv);
+    csv.count().foreach_rdd(|_, _| Ok(())).unwrap();
+    let json_out = h.collect(&json);
+    h.run(1);
+    drop_file(
+        json_dir.path(),
+        "b.jsonl",
+        "[\"d\",4]\n{not json}\n[\"e\",5]\n",
+    );
+    drop_file(csv_dir.path(), "c.csv", "key,value\nf,6\n");
+    h.run(1);
+    let pair = |k: &str, v| (k.to_string(), v);
+    assert_eq!(
+        outputs(&csv_out),
+        [vec![pair("a", 1), pair("c", 3)], vec![pair("f", 6)]]
+    );
+    assert_eq!(
+        outputs(&json_out),
+        [vec![], vec![pair("d", 4), pair("e", 5)]]
+    );
+    let invalid: Vec<u64> = log.batches().iter().map(|b| b.invalid_records).collect();
+    assert_eq!(invalid, [1, 1]);
+    let warnings: Vec<String> = log
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            spate::streaming::StreamingEvent::InputWarning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect();
+    let csv_at = format!(
+        "{} at line 3, field 2",
+        csv_dir.path().join("a.csv").display()
+    );
+    let json_at = format!(
+        "{} at line 2, column",
+        json_dir.path().join("b.jsonl").display()
+    );
+    assert_eq!(
+        warnings.iter().filter(|w| w.contains(&csv_at)).count(),
+        1,
+        "{warnings:?}"
+    );
+    assert_eq!(
+        warnings.iter().filter(|w| w.contains(&json_at)).count(),
+        1,
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn text_file_stream_on_a_missing_directory_fails_the_batch_naming_it() {
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();
