@@ -91,8 +91,8 @@ pub fn run_child_test(cmd: &mut std::process::Command) -> String {
     stdout
 }
 
-/// The part files of a saved dataset, concatenated in part order.
-pub fn read_parts(out: &std::path::Path) -> String {
+/// The part files of a saved dataset, in part order.
+pub fn part_files(out: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut parts: Vec<_> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -105,6 +105,11 @@ pub fn read_parts(out: &std::path::Path) -> String {
         .collect();
     parts.sort();
     parts
+}
+
+/// The part files of a saved dataset, concatenated in part order.
+pub fn read_parts(out: &std::path::Path) -> String {
+    part_files(out)
         .iter()
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect()

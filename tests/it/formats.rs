@@ -3,7 +3,7 @@
 //! gzip, bzip2, zstd and lz4 commands), compressed text, and every bad
 //! input with the result its policy documents.
 
-use crate::common::{ctx, logged_ctx};
+use crate::common::{ctx, logged_ctx, part_files as parts};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use spate::{
@@ -36,22 +36,6 @@ fn row(line_breaks: bool) -> impl Strategy<Value = Row> {
             flag,
         },
     )
-}
-
-/// The part files of a saved dataset, in name order.
-fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 const CODECS: [Compression; 5] = [

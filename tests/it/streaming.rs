@@ -890,6 +890,17 @@ fn text_file_stream_reads_each_new_file_once_in_the_batch_after_it_appears() {
     );
 }
 
+/// The input warnings the streaming context reported.
+fn input_warnings(log: &StreamingLog) -> Vec<String> {
+    log.events()
+        .into_iter()
+        .filter_map(|e| match e {
+            spate::streaming::StreamingEvent::InputWarning { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn text_file_stream_skips_and_reports_a_line_that_is_not_utf8_instead_of_stopping() {
     let h = Harness::new();
@@ -915,14 +926,7 @@ fn text_file_stream_skips_and_reports_a_line_that_is_not_utf8_instead_of_stoppin
     );
     let invalid: Vec<u64> = log.batches().iter().map(|b| b.invalid_records).collect();
     assert_eq!(invalid, [1, 0]);
-    let warnings: Vec<String> = log
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            spate::streaming::StreamingEvent::InputWarning { message, .. } => Some(message),
-            _ => None,
-        })
-        .collect();
+    let warnings = input_warnings(&log);
     let at = format!("{} that is not UTF-8 (bad byte at offset 6)", bad.display());
     assert!(warnings.iter().any(|w| w.contains(&at)), "{warnings:?}");
 }
@@ -965,14 +969,7 @@ fn csv_and_json_lines_file_streams_read_new_files_and_report_each_bad_record_onc
     );
     let invalid: Vec<u64> = log.batches().iter().map(|b| b.invalid_records).collect();
     assert_eq!(invalid, [1, 1]);
-    let warnings: Vec<String> = log
-        .events()
-        .into_iter()
-        .filter_map(|e| match e {
-            spate::streaming::StreamingEvent::InputWarning { message, .. } => Some(message),
-            _ => None,
-        })
-        .collect();
+    let warnings = input_warnings(&log);
     let csv_at = format!(
         "{} at line 3, field 2",
         csv_dir.path().join("a.csv").display()
@@ -1264,8 +1261,8 @@ fn a_restart_by_an_incompatible_program_is_refused_naming_the_difference_even_wi
     );
     assert_eq!(
         difference(Change::Input),
-        "stream 0 is replayable_stream from spate::streaming::replay::NewFiles in the \
-         checkpoint but receiver_stream from spate::streaming::source::SocketLines in this \
+        "stream 0 is replayable_stream from \
+         spate::streaming::replay::NewFiles<alloc::string::String> in the checkpoint but receiver_stream from spate::streaming::source::SocketLines in this \
          program"
     );
     assert_eq!(
