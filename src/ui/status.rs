@@ -33,16 +33,43 @@ pub(crate) struct Status {
     state: Mutex<State>,
 }
 
+/// Finished jobs (with their stages and tasks) and streaming batches kept,
+/// the newest ones, as Spark's `spark.ui.retainedJobs` and
+/// `spark.streaming.ui.retainedBatches` keep 1000: a program that runs for
+/// days shows its recent past in bounded memory.
+const RETAINED: Retained = Retained {
+    jobs: 1000,
+    batches: 1000,
+};
+
+#[derive(Clone, Copy)]
+struct Retained {
+    jobs: usize,
+    batches: usize,
+}
+
+impl Default for Retained {
+    fn default() -> Self {
+        RETAINED
+    }
+}
+
 #[derive(Default)]
 struct State {
+    retained: Retained,
     end_ms: Option<u64>,
     jobs: BTreeMap<u64, Job>,
+    /// Finished jobs in the order they finished (the oldest go first).
+    finished: std::collections::VecDeque<u64>,
+    /// Submissions of each stage id so far: a stage's next attempt number,
+    /// kept when old attempts are let go.
+    stage_submissions: HashMap<u64, u32>,
     /// By (stage id, attempt): the attempt counts the stage's submissions
     /// over the whole application (a shuffle's stage re-run by a later job
     /// gets the next attempt, as in Spark).
     stages: BTreeMap<(u64, u32), Stage>,
     storage: BTreeMap<RddId, Persisted>,
-    /// Names and operators of every dataset a job's graph showed.
+    /// Names and operators of the persisted datasets a job's graph showed.
     datasets: HashMap<RddId, (String, Option<String>)>,
     memory_used: u64,
     executors: BTreeMap<usize, Executor>,
@@ -175,7 +202,13 @@ impl Status {
             StreamingRow::Running(time) => st.streaming.running = Some(time),
             StreamingRow::Batch(v) => {
                 st.streaming.running = None;
-                st.streaming.batches.push(v)
+                st.streaming.batches.push(v);
+                let over = st
+                    .streaming
+                    .batches
+                    .len()
+                    .saturating_sub(st.retained.batches);
+                st.streaming.batches.drain(..over);
             }
             StreamingRow::Change(v) => st.streaming.changes.push(v),
             StreamingRow::Stopped(v) => st.streaming.stopped = Some(v),
@@ -363,7 +396,13 @@ impl State {
     fn apply(&mut self, t: u64, event: &Event) {
         match event {
             Event::JobStart { job, action, graph } => {
-                for n in &graph.nodes {
+                // Names of the persisted ones, for the Storage page (only
+                // those: a stream makes new datasets every batch).
+                for n in graph
+                    .nodes
+                    .iter()
+                    .filter(|n| self.storage.contains_key(&n.rdd))
+                {
                     self.datasets.insert(n.rdd, (n.op.clone(), n.name.clone()));
                 }
                 self.jobs.insert(
@@ -395,6 +434,17 @@ impl State {
                     j.error = error.clone();
                     j.duration = Some(*duration);
                     j.metrics = Some(*metrics);
+                    self.finished.push_back(*job);
+                }
+                while self.finished.len() > self.retained.jobs {
+                    let Some(old) = self.finished.pop_front() else {
+                        break;
+                    };
+                    if let Some(j) = self.jobs.remove(&old) {
+                        for s in &j.stages {
+                            self.stages.remove(s);
+                        }
+                    }
                 }
             }
             Event::StageSubmitted {
@@ -405,7 +455,9 @@ impl State {
                 tasks,
                 ..
             } => {
-                let attempt = self.stages.range((*stage, 0)..=(*stage, u32::MAX)).count() as u32;
+                let submissions = self.stage_submissions.entry(*stage).or_insert(0);
+                let attempt = *submissions;
+                *submissions += 1;
                 self.stages.insert(
                     (*stage, attempt),
                     Stage {
@@ -511,6 +563,7 @@ impl State {
             }
             Event::RddUnpersisted { rdd } => {
                 self.storage.remove(rdd);
+                self.datasets.remove(rdd);
             }
             Event::BlockUpdated {
                 rdd,
@@ -750,4 +803,94 @@ fn summary_json(s: &Stage) -> Value {
         "shuffleWriteBytes": column(&|_, m| m.shuffle_bytes_written as f64),
         "diskBytesSpilled": column(&|_, m| m.spilled_bytes as f64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(jobs: usize, batches: usize) -> Status {
+        let s = Status::new(AppInfo {
+            id: "app".into(),
+            spate_version: "0".into(),
+            parallelism: 1,
+            processes: 1,
+            memory_limit: 0,
+            start_ms: 0,
+        });
+        s.state.lock().retained = Retained { jobs, batches };
+        s
+    }
+
+    /// A job of one stage (`stage`) that ends.
+    fn job(s: &Status, job: u64, stage: u64, end: bool) {
+        let at = job * 10;
+        s.apply(
+            at,
+            &Event::JobStart {
+                job,
+                action: "count".into(),
+                graph: Default::default(),
+            },
+        );
+        s.apply(
+            at,
+            &Event::StageSubmitted {
+                job,
+                stage,
+                attempt: 0,
+                kind: StageKind::Result,
+                rdd: RddId(job),
+                tasks: 1,
+            },
+        );
+        if end {
+            s.apply(
+                at + 1,
+                &Event::JobEnd {
+                    job,
+                    succeeded: true,
+                    error: None,
+                    duration: Duration::from_millis(1),
+                    metrics: JobMetrics::default(),
+                },
+            );
+        }
+    }
+
+    fn ids(v: Value, key: &str) -> Vec<u64> {
+        let mut ids: Vec<u64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j[key].as_u64().unwrap())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn only_the_newest_finished_jobs_are_kept_with_their_stages_and_running_ones_stay() {
+        let s = status(3, 1000);
+        job(&s, 0, 0, false); // runs on
+        for j in 1..=6 {
+            job(&s, j, j, true);
+        }
+        assert_eq!(ids(s.jobs(), "jobId"), [0, 4, 5, 6]);
+        assert_eq!(ids(s.stages(), "stageId"), [0, 4, 5, 6]);
+        assert!(s.job(2).is_none() && s.stage(2, 0).is_none());
+        // A stage id let go and submitted again keeps counting its attempts.
+        job(&s, 7, 1, true);
+        assert!(s.stage(1, 1).is_some() && s.stage(1, 0).is_none());
+    }
+
+    #[test]
+    fn only_the_newest_streaming_batches_are_kept() {
+        let s = status(1000, 2);
+        for t in 0..5 {
+            s.apply_streaming(StreamingRow::Batch(json!({ "batchTime": t })));
+        }
+        let kept: Vec<Value> = s.state.lock().streaming.batches.clone();
+        assert_eq!(kept, [json!({ "batchTime": 3 }), json!({ "batchTime": 4 })]);
+    }
 }
