@@ -260,8 +260,9 @@ struct CsvReader<T> {
     header: Option<csv::ByteRecord>,
     /// The fields every row must have: the file's first row's count.
     fields: Option<usize>,
-    /// The stream starts with the file's first row (the first split).
-    at_file_start: bool,
+    /// The stream starts with the file's header (the first split of a file
+    /// with one).
+    header_first: bool,
     delimiter: u8,
     metrics: Rc<MetricsCell>,
     /// Input counted since the last flush, and the stream offset it was
@@ -296,7 +297,7 @@ impl<T> CsvReader<T> {
             record: csv::ByteRecord::new(),
             header,
             fields,
-            at_file_start: at_file_start && options.header,
+            header_first: at_file_start && options.header,
             delimiter: options.delimiter,
             metrics: tc.metrics.clone(),
             records: 0,
@@ -353,16 +354,20 @@ impl<T: DeserializeOwned> RecordReader for CsvReader<T> {
         if !read(&mut self.csv, &mut self.record, &self.path)? {
             return Ok(None);
         }
-        self.records += 1;
-        if self.fields.is_none() {
-            self.fields = Some(self.record.len());
-            if self.at_file_start {
-                self.records -= 1;
-                self.header = Some(self.record.clone());
-                return self.next_record();
+        let expected = match self.fields {
+            Some(n) => n,
+            // The file's first row: the width of every row, and the header
+            // when the file has one.
+            None => {
+                self.fields = Some(self.record.len());
+                if self.header_first {
+                    self.header = Some(self.record.clone());
+                    return self.next_record();
+                }
+                self.record.len()
             }
-        }
-        let expected = self.fields.unwrap_or(0);
+        };
+        self.records += 1;
         if self.record.len() != expected {
             let reason = format!(
                 "the row has {} fields, the file's first row has {expected}",

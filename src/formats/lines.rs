@@ -264,8 +264,8 @@ impl LineReader {
     /// Extends `valid` over the complete lines in the buffer. On bad UTF-8
     /// it stops at the start of the line holding it, which `next_line`
     /// then checks alone to report the exact offset.
-    fn validate_ahead(&mut self) {
-        let start = self.valid.max(self.pos);
+    fn validate_ahead(&mut self, from: usize) {
+        let start = self.valid.max(from);
         let unread = &self.buf[start..self.filled];
         let complete = if self.eof {
             unread.len()
@@ -334,54 +334,35 @@ impl LineReader {
     /// The next line (without its terminator) as text, or `None` past the
     /// split; a line that is not UTF-8 is handled as `bad_lines` says.
     pub(crate) fn next_line(&mut self, bad_lines: &BadLines) -> Result<Option<String>> {
-        'lines: loop {
-            if self.offset() >= self.end {
-                return Ok(None);
+        while let Some(line) = self.next_raw()? {
+            let end = line.at + line.len;
+            if end > self.valid {
+                self.validate_ahead(line.at);
             }
-            loop {
-                let unread = &self.buf[self.pos..self.filled];
-                let found = line_end(unread, !self.eof);
-                if found.is_some() || (self.eof && !unread.is_empty()) {
-                    let (len, term) = found.unwrap_or((unread.len(), 0));
-                    let line_end = self.pos + len;
-                    if line_end > self.valid {
-                        self.validate_ahead();
-                    }
-                    let line = &self.buf[self.pos..line_end];
-                    let checked = if line_end <= self.valid {
-                        // SAFETY: `buf[..valid]` was checked to be UTF-8 and
-                        // splits at line ends, which are char boundaries.
-                        Ok(unsafe { std::str::from_utf8_unchecked(line) })
-                    } else {
-                        // The line holds the bad bytes: find them exactly.
-                        std::str::from_utf8(line)
+            let bytes = &self.buf[line.at..end];
+            let checked = if end <= self.valid {
+                // SAFETY: `buf[..valid]` was checked to be UTF-8 and splits
+                // at line ends, which are char boundaries.
+                Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
+            } else {
+                // The line holds the bad bytes: find them exactly.
+                std::str::from_utf8(bytes)
+            };
+            match checked {
+                Ok(text) => return Ok(Some(text.to_owned())),
+                Err(e) => {
+                    let offset = line.offset + e.valid_up_to() as u64;
+                    let BadLines::Skip(skipped) = bad_lines else {
+                        return Err(Error::InvalidUtf8 {
+                            path: self.path.to_path_buf(),
+                            offset,
+                        });
                     };
-                    let next = self.pos + len + term;
-                    self.lines_seen += 1;
-                    let text = match checked {
-                        Ok(s) => s.to_owned(),
-                        Err(e) => {
-                            let offset = self.offset() + e.valid_up_to() as u64;
-                            let BadLines::Skip(skipped) = bad_lines else {
-                                return Err(Error::InvalidUtf8 {
-                                    path: self.path.to_path_buf(),
-                                    offset,
-                                });
-                            };
-                            skipped.lock().insert((self.path.to_path_buf(), offset));
-                            self.pos = next;
-                            continue 'lines;
-                        }
-                    };
-                    self.pos = next;
-                    return Ok(Some(text));
+                    skipped.lock().insert((self.path.to_path_buf(), offset));
                 }
-                if self.eof {
-                    return Ok(None);
-                }
-                self.fill()?;
             }
         }
+        Ok(None)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::output::save_parts;
 use super::paths::{list_files, regular_file_len};
-use crate::chunk::{ChunkIter, Chunks, IterChunks, for_each_chunk};
+use crate::chunk::{ChunkIter, Chunks, for_each_chunk};
 use crate::context::Context;
 use crate::data::Value;
 use crate::error::{Error, Result};
@@ -255,32 +255,61 @@ impl<T: Value> Compute<T> for ParquetSource<T> {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<T>> {
         let group = &self.groups[split];
         Ok(Box::new(ParquetRows::<T> {
-            batches: read_group(group, &tc.metrics)?,
-            path: group.path.clone(),
+            batches: GroupBatches::open(group, tc)?,
             _t: PhantomData,
         }))
     }
 }
 
+/// A row group's record batches, one at a time.
+struct GroupBatches {
+    reader: ParquetRecordBatchReader,
+    path: Arc<PathBuf>,
+}
+
+impl GroupBatches {
+    fn open(group: &RowGroup, tc: &TaskContext) -> Result<Self> {
+        Ok(GroupBatches {
+            reader: read_group(group, &tc.metrics)?,
+            path: group.path.clone(),
+        })
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        self.reader
+            .next()
+            .transpose()
+            .map_err(|e| parquet_error(&self.path, e))
+    }
+}
+
+impl Chunks<RecordBatch> for GroupBatches {
+    fn next_chunk(&mut self, out: &mut Vec<RecordBatch>, _hint: usize) -> Result<bool> {
+        let Some(batch) = self.next_batch()? else {
+            return Ok(false);
+        };
+        out.push(batch);
+        Ok(true)
+    }
+}
+
 /// A row group's rows, a record batch at a time.
 struct ParquetRows<T> {
-    batches: ParquetRecordBatchReader,
-    path: Arc<PathBuf>,
+    batches: GroupBatches,
     _t: PhantomData<fn() -> T>,
 }
 
 impl<T: Value> Chunks<T> for ParquetRows<T> {
     fn next_chunk(&mut self, out: &mut Vec<T>, _hint: usize) -> Result<bool> {
-        let Some(batch) = self.batches.next() else {
+        let Some(batch) = self.batches.next_batch()? else {
             return Ok(false);
         };
-        let batch = batch.map_err(|e| parquet_error(&self.path, e))?;
-        let rows: Vec<T> =
+        let mut rows: Vec<T> =
             serde_arrow::from_record_batch(&batch).map_err(|e| Error::SchemaMismatch {
-                path: self.path.to_path_buf(),
+                path: self.batches.path.to_path_buf(),
                 reason: format!("a row does not fit {}: {e}", std::any::type_name::<T>()),
             })?;
-        out.extend(rows);
+        out.append(&mut rows);
         Ok(true)
     }
 }
@@ -291,12 +320,7 @@ struct BatchSource {
 
 impl Compute<RecordBatch> for BatchSource {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<RecordBatch>> {
-        let group = &self.groups[split];
-        let path = group.path.clone();
-        let batches = read_group(group, &tc.metrics)?
-            .map(move |b| b.map_err(|e| parquet_error(&path, e)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(IterChunks(batches.into_iter())))
+        Ok(Box::new(GroupBatches::open(&self.groups[split], tc)?))
     }
 }
 
