@@ -7,9 +7,14 @@
 #   chromium  headless Chromium from Debian's package, its DevTools protocol
 #             on 127.0.0.1:9222 (SPATE_CHROMIUM_PORT), for the web UI's
 #             browser test. Installing it needs root.
+#   s3        an S3-compatible server on 127.0.0.1:9000 (SPATE_S3_PORT):
+#             moto's server mode from PyPI, in a virtualenv under
+#             ~/.cache/spate-test/moto (SPATE_S3_VENV), with the bucket
+#             spate-test. Any access key is accepted; the object store
+#             tests use the environment `scripts/services.sh env s3` prints.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|status slurm|chromium" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status|env slurm|chromium|s3" >&2; exit 2; }
 [ $# -eq 2 ] || usage
 action=$1 name=$2
 
@@ -172,6 +177,82 @@ chromium_status() {
     chromium_answers && echo "chromium on 127.0.0.1:$chromium_port"
 }
 
+s3_port=${SPATE_S3_PORT:-9000}
+s3_dir=${TMPDIR:-/tmp}/spate-s3
+s3_venv=${SPATE_S3_VENV:-$HOME/.cache/spate-test/moto}
+s3_bucket=spate-test
+moto_version=5.2.6
+
+# Sends one request to the server: s3_request METHOD PATH; prints the
+# status line, fails if nothing answers.
+s3_request() {
+    local reply
+    reply=$( { exec 3<>"/dev/tcp/127.0.0.1/$s3_port" &&
+        printf '%s %s HTTP/1.1\r\nHost: 127.0.0.1:%s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' \
+            "$1" "$2" "$s3_port" >&3 &&
+        timeout 5 cat <&3; } 2>/dev/null ) || return 1
+    [[ -n $reply ]] && head -1 <<<"$reply"
+}
+
+s3_start() {
+    if ! "$s3_venv/bin/python" -c "import moto; assert moto.__version__ == '$moto_version'" 2>/dev/null; then
+        echo "services.sh: installing moto[server]==$moto_version into $s3_venv" >&2
+        python3 -m venv "$s3_venv"
+        "$s3_venv/bin/pip" install -q "moto[server]==$moto_version"
+    fi
+    if ! s3_request GET / >/dev/null; then
+        mkdir -p "$s3_dir"
+        setsid "$s3_venv/bin/moto_server" -H 127.0.0.1 -p "$s3_port" \
+            >"$s3_dir/log" 2>&1 </dev/null &
+        echo $! >"$s3_dir/pid"
+        local up=0
+        for _ in $(seq 100); do
+            if s3_request GET / >/dev/null; then up=1; break; fi
+            sleep 0.2
+        done
+        if [ $up -eq 0 ]; then
+            echo "services.sh: the S3 server did not come up; see $s3_dir/log" >&2
+            tail -20 "$s3_dir/log" >&2 || true
+            exit 1
+        fi
+    fi
+    # Creating a bucket that is there already succeeds on moto.
+    if ! s3_request PUT "/$s3_bucket" | grep -q ' 200'; then
+        echo "services.sh: could not create the bucket $s3_bucket" >&2
+        exit 1
+    fi
+    echo "services.sh: S3 (moto $moto_version) is up on 127.0.0.1:$s3_port with bucket $s3_bucket" >&2
+}
+
+s3_stop() {
+    if [ -s "$s3_dir/pid" ]; then
+        kill -- -"$(cat "$s3_dir/pid")" 2>/dev/null || true
+        for _ in $(seq 50); do
+            s3_request GET / >/dev/null || break
+            sleep 0.2
+        done
+        kill -9 -- -"$(cat "$s3_dir/pid")" 2>/dev/null || true
+        rm -f "$s3_dir/pid"
+    fi
+    echo "services.sh: S3 stopped" >&2
+}
+
+s3_status() {
+    s3_request GET / >/dev/null && echo "S3 on 127.0.0.1:$s3_port"
+}
+
+# The environment the object store tests (and users) reach the server with.
+s3_env() {
+    cat <<ENV
+export AWS_ENDPOINT_URL=http://127.0.0.1:$s3_port
+export AWS_ALLOW_HTTP=true
+export AWS_ACCESS_KEY_ID=spate
+export AWS_SECRET_ACCESS_KEY=spate
+export AWS_REGION=us-east-1
+export SPATE_TEST_S3=s3://$s3_bucket
+ENV
+}
+
 case "$name:$action" in
     slurm:start) slurm_start ;;
     slurm:stop) slurm_stop ;;
@@ -179,5 +260,9 @@ case "$name:$action" in
     chromium:start) chromium_start ;;
     chromium:stop) chromium_stop ;;
     chromium:status) chromium_status ;;
+    s3:start) s3_start ;;
+    s3:stop) s3_stop ;;
+    s3:status) s3_status ;;
+    s3:env) s3_env ;;
     *) usage ;;
 esac

@@ -7,11 +7,14 @@
 # mid-job); the web UI in headless Chromium (screenshots of its pages in
 # target/tmp/ui-screenshots/); Parquet files exchanged with pyarrow,
 # pandas, DuckDB and Polars (installed from PyPI into
-# ~/.cache/spate-test/pyenv, or SPATE_TEST_PYTHON). Needs root, to install
-# and start Slurm and Chromium and to make namespaces.
+# ~/.cache/spate-test/pyenv, or SPATE_TEST_PYTHON); every format read from
+# and written to an S3-compatible server (moto, from PyPI), with the
+# `object-store` feature, which these tests are built with. Needs root, to
+# install and start Slurm and Chromium and to make namespaces.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --examples --bins
+features=(--features object-store)
+cargo build "${features[@]}" --examples --bins
 py=${SPATE_TEST_PYTHON:-$HOME/.cache/spate-test/pyenv/bin/python}
 if ! "$py" -c 'import pyarrow, pandas, duckdb, polars' 2>/dev/null; then
     echo "system-tests: installing pyarrow, pandas, duckdb and polars into $(dirname "$(dirname "$py")")" >&2
@@ -19,7 +22,13 @@ if ! "$py" -c 'import pyarrow, pandas, duckdb, polars' 2>/dev/null; then
     "$py" -m pip install -q pyarrow pandas duckdb polars
 fi
 export SPATE_TEST_PYTHON=$py
-trap 'scripts/services.sh stop slurm; scripts/services.sh stop chromium' EXIT
+trap 'scripts/services.sh stop slurm; scripts/services.sh stop chromium; scripts/services.sh stop s3' EXIT
 scripts/services.sh start slurm
 scripts/services.sh start chromium
-cargo test --test it -- --ignored --test-threads=1 slurm netns chromium pyarrow
+scripts/services.sh start s3
+eval "$(scripts/services.sh env s3)"
+# The ignored tests that need these services, and with the feature on,
+# the object store tests that need none (file URLs).
+cargo test "${features[@]}" --test it -- --ignored --test-threads=1 \
+    slurm netns chromium pyarrow object_store
+cargo test "${features[@]}" --test it -- formats::file_urls

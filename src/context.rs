@@ -680,6 +680,11 @@ impl Context {
     /// reader has them. Invalid UTF-8 fails the task with an error naming
     /// the file and the byte offset.
     ///
+    /// Like every reader and writer, it also takes `file://` URLs and, with
+    /// the `object-store` feature, object store URLs (`s3://bucket/logs/`,
+    /// `gs://…`, `az://…`, `https://…`): a prefix is a directory, and each
+    /// split is read by a ranged GET.
+    ///
     /// A missing path, or zero partitions, is an error here, before any
     /// job runs.
     ///

@@ -266,6 +266,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An object store refused or failed a request (after the store's own
+    /// retries). A missing object is [`Error::Io`] with `NotFound`, as a
+    /// missing file is.
+    #[error("object store request on {url} failed: {reason}")]
+    ObjectStore {
+        /// The object or prefix, as a URL.
+        url: PathBuf,
+        /// The store's error, with the server's answer when there was one.
+        reason: String,
+        /// Whether a retry may succeed: false when the request was refused
+        /// (no permission, bad credentials, an invalid key), true when the
+        /// server or the network failed.
+        transient: bool,
+    },
 }
 
 /// A record that did not parse, and where it was: what
@@ -344,6 +358,7 @@ impl Error {
                     | K::IsADirectory
                     | K::UnexpectedEof
             ),
+            Error::ObjectStore { transient, .. } => *transient,
             Error::InvalidUtf8 { .. }
             | Error::MalformedRecord(_)
             | Error::BadObjectFile { .. }

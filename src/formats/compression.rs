@@ -60,7 +60,7 @@ impl Compression {
     }
 
     /// The decompressed bytes of `file`.
-    pub(crate) fn reader(self, file: File) -> io::Result<Box<dyn Read>> {
+    pub(crate) fn reader(self, file: Box<dyn Read>) -> io::Result<Box<dyn Read>> {
         Ok(match self {
             Compression::None => Box::new(file),
             Compression::Gzip => {

@@ -4,10 +4,10 @@
 //! time), as raw bytes, or (for CSV) as one contiguous byte stream.
 
 use super::compression::Compression;
-use super::paths::{list_files, regular_file_len};
+use super::input::{input_len, open_at};
+use super::paths::list_files;
 use crate::error::{Error, Result};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,7 +49,7 @@ pub(crate) fn plan_splits(path: &Path, min_partitions: usize) -> Result<Vec<File
     let files = list_files(path)?;
     let mut sized = Vec::with_capacity(files.len());
     for f in files {
-        let len = regular_file_len(&f)?;
+        let len = input_len(&f)?;
         sized.push((Arc::new(f), len));
     }
     let total: u64 = sized.iter().map(|(_, l)| l).sum();
@@ -97,7 +97,7 @@ pub(crate) fn plan_splits(path: &Path, min_partitions: usize) -> Result<Vec<File
 pub(crate) fn whole_files(path: &Path) -> Result<Vec<FileSplit>> {
     let mut splits = Vec::new();
     for f in list_files(path)? {
-        regular_file_len(&f)?;
+        input_len(&f)?;
         let codec = Compression::from_path(&f);
         splits.push(FileSplit {
             path: Arc::new(f),
@@ -165,12 +165,10 @@ fn line_end(bytes: &[u8], more: bool) -> Option<(usize, usize)> {
 impl LineReader {
     pub(crate) fn open(split: &FileSplit) -> Result<Self> {
         let path = split.path.clone();
-        let mut file = File::open(path.as_path()).map_err(|e| Error::io(path.as_path(), e))?;
         // Start one byte early: if that byte is a newline, a line starts
         // exactly at `start`; otherwise the first partial line is skipped.
         let seek_to = split.start.saturating_sub(1);
-        file.seek(SeekFrom::Start(seek_to))
-            .map_err(|e| Error::io(path.as_path(), e))?;
+        let file = open_at(path.as_path(), seek_to)?;
         let input = split
             .codec
             .reader(file)
@@ -369,8 +367,7 @@ impl LineReader {
 /// Lines of `path` that start before byte `upto`, by the reader's rule
 /// (`\n`, `\r\n` or a lone `\r` ends a line); `upto` is a line start.
 fn count_lines(path: &Path, upto: u64) -> Result<u64> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut input = file.take(upto);
+    let mut input = open_at(path, 0)?.take(upto);
     let mut buf = vec![0; READ_CHUNK];
     let (mut lines, mut after_cr) = (0u64, false);
     loop {

@@ -1,4 +1,6 @@
-//! Reading and writing files: which files a path names (`paths`), file
+//! Reading and writing files: which files a path names (`paths`), where
+//! an input's bytes come from (`input`: a local file, or an object of an
+//! object store, `store`, behind the `object-store` feature), file
 //! splits and their lines (`lines`), codecs (`compression`), part files
 //! and their commit (`output`), and the formats: text lines and whole
 //! text files (`text`), CSV (`csv`), JSON lines (`json_lines`), object files in the
@@ -8,6 +10,7 @@
 
 mod compression;
 mod csv;
+mod input;
 mod json_lines;
 mod lines;
 mod object_file;
@@ -16,6 +19,8 @@ mod output;
 mod parquet;
 mod paths;
 mod records;
+#[cfg(feature = "object-store")]
+mod store;
 mod text;
 
 pub use compression::Compression;

@@ -9,8 +9,9 @@
 //! it, never wrong data.
 
 use super::compression::Compression;
+use super::input::{input_len, open_at};
 use super::output::save_parts;
-use super::paths::{list_files, regular_file_len};
+use super::paths::list_files;
 use crate::chunk::{ChunkIter, Chunks, for_each_chunk};
 use crate::codec::{self, FRAME_HEADER};
 use crate::context::Context;
@@ -62,7 +63,7 @@ impl Context {
     pub fn object_file<T: Value>(&self, path: impl AsRef<Path>) -> Result<Rdd<T>> {
         let files = list_files(path.as_ref())?;
         for f in &files {
-            regular_file_len(f)?;
+            input_len(f)?;
         }
         let n = files.len();
         let op = ObjectSource::<T> {
@@ -86,7 +87,7 @@ impl<T: Value> Compute<T> for ObjectSource<T> {
 
 struct ObjectReader<T> {
     path: PathBuf,
-    input: BufReader<std::fs::File>,
+    input: BufReader<Box<dyn Read>>,
     frame: Vec<u8>,
     /// Elements read so far, checked against the count at the end.
     read: u64,
@@ -96,7 +97,7 @@ struct ObjectReader<T> {
 
 impl<T: Value> ObjectReader<T> {
     fn open(path: &Path, tc: &TaskContext) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = open_at(path, 0)?;
         let mut r = ObjectReader {
             path: path.to_path_buf(),
             input: BufReader::with_capacity(1 << 20, file),

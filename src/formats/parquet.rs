@@ -3,8 +3,13 @@
 //! type names are read, and the file's schema is checked against the type
 //! when the dataset is made. Behind the `parquet` feature (on by default).
 
+#[cfg(not(feature = "object-store"))]
+use super::input::no_object_stores;
+use super::input::{input_len, is_url};
 use super::output::save_parts;
-use super::paths::{list_files, regular_file_len};
+use super::paths::list_files;
+#[cfg(feature = "object-store")]
+use super::store::Object;
 use crate::chunk::{ChunkIter, Chunks, for_each_chunk};
 use crate::context::Context;
 use crate::data::Value;
@@ -13,9 +18,13 @@ use crate::rdd::{Compute, Rdd, source};
 use crate::runtime::{MetricsCell, TaskContext};
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, FieldRef, Schema};
+use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::reader::{ChunkReader, Length};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
+use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,9 +48,85 @@ fn parquet_error(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(path, e))
+/// The error for a file the reader could not use: a failed read of the
+/// bytes below it as itself (a missing or unreachable object), anything
+/// else as a bad file.
+fn reader_error(path: &Path, e: ParquetError) -> Error {
+    match e {
+        ParquetError::External(inner) => match inner.downcast::<Error>() {
+            Ok(read) => *read,
+            Err(other) => parquet_error(path, other),
+        },
+        e => parquet_error(path, e),
+    }
+}
+
+fn open(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<ParquetInput>> {
+    let input = ParquetInput::open(path)?;
+    ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| reader_error(path, e))
+}
+
+/// A Parquet file's bytes: a local file, or an object read by ranged GETs
+/// (the footer, then each column chunk read).
+enum ParquetInput {
+    File(std::fs::File),
+    #[cfg(feature = "object-store")]
+    Object {
+        object: Object,
+        len: u64,
+    },
+}
+
+impl ParquetInput {
+    fn open(path: &Path) -> Result<ParquetInput> {
+        if is_url(path) {
+            #[cfg(feature = "object-store")]
+            {
+                let object = Object::parse(path)?;
+                let len = object.size()?;
+                return Ok(ParquetInput::Object { object, len });
+            }
+            #[cfg(not(feature = "object-store"))]
+            return Err(no_object_stores(path));
+        }
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(ParquetInput::File(file))
+    }
+}
+
+impl Length for ParquetInput {
+    fn len(&self) -> u64 {
+        match self {
+            ParquetInput::File(file) => file.len(),
+            #[cfg(feature = "object-store")]
+            ParquetInput::Object { len, .. } => *len,
+        }
+    }
+}
+
+impl ChunkReader for ParquetInput {
+    type T = Box<dyn Read>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        match self {
+            ParquetInput::File(file) => Ok(Box::new(file.get_read(start)?)),
+            #[cfg(feature = "object-store")]
+            ParquetInput::Object { object, .. } => match object.open_at(start) {
+                Ok(read) => Ok(Box::new(read)),
+                Err(e) => Err(ParquetError::External(Box::new(e))),
+            },
+        }
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        match self {
+            ParquetInput::File(file) => file.get_bytes(start, length),
+            #[cfg(feature = "object-store")]
+            ParquetInput::Object { object, .. } => object
+                .get_range(start, length)
+                .map_err(|e| ParquetError::External(Box::new(e))),
+        }
+    }
 }
 
 /// The row groups of the files `path` names; `columns` picks each file's
@@ -52,7 +137,7 @@ fn plan(
 ) -> Result<Vec<RowGroup>> {
     let mut groups = Vec::new();
     for file in list_files(path)? {
-        regular_file_len(&file)?;
+        input_len(&file)?;
         let builder = open(&file)?;
         let picked = columns(&file, builder.schema())?.map(Arc::new);
         let file = Arc::new(file);
@@ -95,7 +180,7 @@ fn read_group(group: &RowGroup, metrics: &MetricsCell) -> Result<ParquetRecordBa
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| parquet_error(path, e))
+        .map_err(|e| reader_error(path, e))
 }
 
 /// What kind of value an Arrow type holds, for matching a file's column

@@ -1,7 +1,8 @@
 //! Which files a path names: a file, a directory's visible files, a glob's
 //! matches, or a comma-separated list of those (as Hadoop's input formats
-//! take them).
+//! take them); the same for objects under an object store URL.
 
+use super::input::{file_url_path, is_url, list_objects};
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
@@ -24,8 +25,15 @@ pub(crate) fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Files named by one path: the file itself, the visible files of a
-/// directory, or the files matching a glob pattern; sorted by name.
+/// directory, or the files matching a glob pattern; sorted by name. A
+/// `file://` URL names a local path; any other URL names objects.
 fn list_one(path: &Path) -> Result<Vec<PathBuf>> {
+    if let Some(local) = file_url_path(path) {
+        return list_one(local);
+    }
+    if is_url(path) {
+        return list_objects(path);
+    }
     let text = path.to_string_lossy();
     // `is_dir`/`exists` would turn "permission denied" into "not found".
     let meta = match std::fs::metadata(path) {
@@ -72,18 +80,4 @@ fn list_one(path: &Path) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     Ok(files)
-}
-
-/// The length of an input file, which must be a regular file: a FIFO would
-/// block forever or fail to seek, and a device may never end.
-pub(crate) fn regular_file_len(path: &Path) -> Result<u64> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::InvalidArgument(format!(
-            "{} is not a regular file (a FIFO, device or socket); text input reads \
-             regular files only",
-            path.display()
-        )));
-    }
-    Ok(meta.len())
 }

@@ -3,9 +3,10 @@
 //! (`whole_text_files`), and lines written out (`save_as_text_file`).
 
 use super::compression::Compression;
+use super::input::{input_len, read_all};
 use super::lines::{BadLines, FileSplit, LineReader, plan_splits};
 use super::output::save_parts;
-use super::paths::{list_files, regular_file_len};
+use super::paths::list_files;
 use crate::chunk::{ChunkIter, Chunks, IterChunks, for_each_chunk};
 use crate::context::Context;
 use crate::data::Data;
@@ -97,7 +98,7 @@ impl WholeTextSource {
     ) -> Result<Rdd<(String, String)>> {
         let files = list_files(path)?;
         for f in &files {
-            regular_file_len(f)?;
+            input_len(f)?;
         }
         let parts = min_partitions.min(files.len());
         let mut groups = Vec::with_capacity(parts);
@@ -119,7 +120,7 @@ impl Compute<(String, String)> for WholeTextSource {
     fn compute(&self, split: usize, tc: &TaskContext) -> Result<ChunkIter<(String, String)>> {
         let mut out = Vec::new();
         for path in &self.groups[split] {
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = read_all(path)?;
             tc.metrics.update(|m| {
                 m.input_records += 1;
                 m.input_bytes += bytes.len() as u64;

@@ -941,3 +941,57 @@ print(json.dumps([list(r) for r in a]))
     expected.sort_by_key(|r| r.1);
     assert_eq!(read, expected);
 }
+
+#[test]
+fn file_urls_name_local_paths_for_readers_and_writers() {
+    let ctx = ctx();
+    let dir = tempfile::tempdir().unwrap();
+    let out = format!("file://{}/out", dir.path().display());
+    let lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+    ctx.parallelize(lines.clone(), 3)
+        .save_as_text_file(&out)
+        .unwrap();
+    // Written where the path says, committed as a local directory is.
+    let local = dir.path().join("out");
+    assert!(local.join("_SUCCESS").is_file());
+    assert_eq!(parts(&local).len(), 3);
+    assert_eq!(ctx.text_file(&out, 2).unwrap().collect().unwrap(), lines);
+    let glob = format!("file://{}/out/part-0000[12]", dir.path().display());
+    let want: Vec<String> = parts(&local)[1..]
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(ctx.text_file(&glob, 1).unwrap().collect().unwrap(), want);
+}
+
+#[cfg(not(feature = "object-store"))]
+#[test]
+fn object_store_urls_without_the_feature_are_refused_naming_it() {
+    let ctx = ctx();
+    for url in [
+        "s3://bucket/data.csv",
+        "gs://bucket/x",
+        "https://example.com/x.txt",
+    ] {
+        let err = ctx.text_file(url, 1).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidArgument(m) if m.contains(url) && m.contains("`object-store` feature")),
+            "{err}"
+        );
+    }
+    let err = ctx
+        .parallelize(vec![1u32], 1)
+        .save_as_object_file("s3://bucket/out")
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("s3://bucket/out")),
+        "{err}"
+    );
+}

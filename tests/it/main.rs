@@ -21,6 +21,8 @@ mod layers;
 mod lineage;
 mod misuse;
 mod narrow;
+#[cfg(feature = "object-store")]
+mod object_store;
 mod observe;
 mod properties;
 mod scheduler;
