@@ -995,3 +995,72 @@ fn object_store_urls_without_the_feature_are_refused_naming_it() {
         "{err}"
     );
 }
+
+/// The Python with PySpark for the Spark test (`SPATE_TEST_SPARK_PYTHON`,
+/// else the virtualenv `scripts/system-tests.sh` makes).
+fn spark_python() -> PathBuf {
+    std::env::var_os("SPATE_TEST_SPARK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            Path::new(&home).join(".cache/spate-test/spark/bin/python")
+        })
+}
+
+#[test]
+#[ignore = "needs PySpark and Java: scripts/system-tests.sh installs PySpark"]
+fn pyspark_parquet_output_is_read_and_spark_reads_spates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("spate");
+    let ctx = ctx();
+    ctx.parallelize(sales(), 3)
+        .save_as_parquet(&mine, &Default::default())
+        .unwrap();
+    // Spark writes its directory (part files, `_SUCCESS`, `.crc` files) and
+    // reads Spate's, printing the rows it read as JSON.
+    let script = r#"
+import sys, json
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2").getOrCreate())
+rows = [(f"k{i % 37}-ü", i * 3 - 500, (i / 8.0 if i % 4 == 0 else None), i % 3 == 0) for i in range(1000)]
+df = spark.createDataFrame(rows, "key string, value long, discount double, paid boolean")
+df.repartition(3).write.parquet(sys.argv[1] + "/spark")
+back = spark.read.parquet(sys.argv[2]).orderBy("value").collect()
+print("ROWS " + json.dumps([[r.key, r.value, r.discount, r.paid] for r in back]))
+spark.stop()
+"#;
+    let py = spark_python();
+    let out = Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path())
+        .arg(&mine)
+        .output()
+        .unwrap_or_else(|e| panic!("{py:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut expected = sales();
+    expected.sort_by_key(|s| s.value);
+    let spark_dir = dir.path().join("spark");
+    assert!(spark_dir.join("_SUCCESS").is_file());
+    let got = ctx.parquet_file::<Sale>(&spark_dir).unwrap();
+    assert_eq!(got.num_partitions(), parts(&spark_dir).len());
+    let mut got = got.collect().unwrap();
+    got.sort_by_key(|s| s.value);
+    assert_eq!(got, expected, "Spark's files as Spate reads them");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ROWS "))
+        .unwrap();
+    let read: Vec<(String, i64, Option<f64>, bool)> = serde_json::from_str(line).unwrap();
+    let want: Vec<_> = expected
+        .into_iter()
+        .map(|s| (s.key, s.value, s.discount, s.paid))
+        .collect();
+    assert_eq!(read, want, "Spate's files as Spark reads them");
+}
