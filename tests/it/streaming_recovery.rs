@@ -5,12 +5,15 @@
 //! The programs (run as a child process: this test binary again) read a
 //! directory of files one per batch (`text_file_stream_with` taking one file per batch)
 //! and save each batch's output with `save_as_text_files`: running word
-//! totals with `update_state_by_key`, or event-time sessions with allowed
-//! lateness (window state, watermarks and late records).
+//! totals with `update_state_by_key` (over text, and over typed rows from
+//! `csv_file_stream` and `json_lines_file_stream`), or event-time sessions
+//! with allowed lateness (window state, watermarks and late records).
 
 use crate::common;
 use spate::Str;
-use spate::streaming::{DStream, OutputMode, SessionWindows, StreamingContext, WatermarkStrategy};
+use spate::streaming::{
+    DStream, FileStreamOptions, OutputMode, SessionWindows, StreamingContext, WatermarkStrategy,
+};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -25,6 +28,27 @@ enum Program {
     Totals,
     /// Event-time sessions per user over `user time` lines.
     Sessions,
+    /// Running totals of `word,count` CSV rows.
+    CsvTotals,
+    /// Running totals of `["word", count]` JSON lines.
+    JsonTotals,
+}
+
+impl Program {
+    const ALL: [(Program, &'static str); 4] = [
+        (Program::Totals, "totals"),
+        (Program::Sessions, "sessions"),
+        (Program::CsvTotals, "csv"),
+        (Program::JsonTotals, "json"),
+    ];
+
+    fn name(self) -> &'static str {
+        Program::ALL
+            .iter()
+            .find(|(p, _)| std::mem::discriminant(p) == std::mem::discriminant(&self))
+            .map(|(_, n)| *n)
+            .unwrap()
+    }
 }
 
 /// The streaming program: runs until `FILES` batches were written.
@@ -34,6 +58,9 @@ fn program(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> spate
     let ssc = match which {
         Program::Totals => totals(&ctx, checkpoint, input, prefix)?,
         Program::Sessions => sessions(&ctx, checkpoint, input, prefix)?,
+        Program::CsvTotals | Program::JsonTotals => {
+            typed_totals(&ctx, checkpoint, input, prefix, which)?
+        }
     };
     ssc.start()?;
     while batch_dirs(out).len() < FILES {
@@ -50,7 +77,8 @@ fn sessions(
     input: &Path,
     prefix: String,
 ) -> spate::Result<StreamingContext> {
-    one_file_per_batch(ctx, checkpoint, input, |lines| {
+    one_file_per_batch(ctx, checkpoint, |ssc, one_file| {
+        let lines = ssc.text_file_stream_with(input, one_file);
         let clicks = lines.map(|line| {
             let (user, t) = line.split_once(' ').unwrap_or(("?", "0"));
             (user.to_string(), t.parse::<i64>().unwrap_or(0))
@@ -81,21 +109,20 @@ fn sessions(
 }
 
 /// The programs' common frame: 100 ms batches, state checkpointed every
-/// 300 ms, one file of `input` per batch, the rest defined by `define`.
+/// 300 ms, one file per batch, the rest defined by `define`.
 fn one_file_per_batch(
     ctx: &spate::Context,
     checkpoint: &Path,
-    input: &Path,
-    define: impl FnOnce(DStream<String>) -> spate::Result<()>,
+    define: impl FnOnce(&StreamingContext, FileStreamOptions) -> spate::Result<()>,
 ) -> spate::Result<StreamingContext> {
     StreamingContext::get_or_create(checkpoint, || {
         let ssc = StreamingContext::new(ctx, Duration::from_millis(100))?;
         ssc.set_checkpoint_interval(Duration::from_millis(300))?;
-        let one_file = spate::streaming::FileStreamOptions {
+        let one_file = FileStreamOptions {
             new_files_only: false,
             max_files_per_batch: Some(1),
         };
-        define(ssc.text_file_stream_with(input, one_file))?;
+        define(&ssc, one_file)?;
         Ok(ssc)
     })
 }
@@ -106,20 +133,49 @@ fn totals(
     input: &Path,
     prefix: String,
 ) -> spate::Result<StreamingContext> {
-    one_file_per_batch(ctx, checkpoint, input, |lines| {
-        lines
-            .flat_map(|line| {
-                line.split_ascii_whitespace()
-                    .map(Str::from)
-                    .collect::<Vec<_>>()
-            })
-            .map(|w| (w, 1u64))
-            .reduce_by_key(|a, b| a + b)
-            .update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
-                Some(total.unwrap_or(0) + new.iter().sum::<u64>())
-            })
-            .map(|(w, n)| format!("{w}\t{n}"))
-            .save_as_text_files(prefix, None)
+    one_file_per_batch(ctx, checkpoint, |ssc, one_file| {
+        let lines = ssc.text_file_stream_with(input, one_file);
+        running_totals(
+            lines
+                .flat_map(|line| {
+                    line.split_ascii_whitespace()
+                        .map(Str::from)
+                        .collect::<Vec<_>>()
+                })
+                .map(|w| (w.to_string(), 1u64)),
+            prefix,
+        )
+    })
+}
+
+/// Each word's total so far, saved per batch as `word\tcount` lines.
+fn running_totals(counts: DStream<(String, u64)>, prefix: String) -> spate::Result<()> {
+    counts
+        .reduce_by_key(|a, b| a + b)
+        .update_state_by_key(|_, new: Vec<u64>, total: Option<u64>| {
+            Some(total.unwrap_or(0) + new.iter().sum::<u64>())
+        })
+        .map(|(w, n)| format!("{w}\t{n}"))
+        .save_as_text_files(prefix, None)
+}
+
+/// Running totals over typed rows: `word,count` CSV or `["word", count]`
+/// JSON lines.
+fn typed_totals(
+    ctx: &spate::Context,
+    checkpoint: &Path,
+    input: &Path,
+    prefix: String,
+    which: Program,
+) -> spate::Result<StreamingContext> {
+    one_file_per_batch(ctx, checkpoint, |ssc, one_file| {
+        let rows: DStream<(String, u64)> = if matches!(which, Program::CsvTotals) {
+            let csv = spate::CsvOptions::default().header(false);
+            ssc.csv_file_stream(input, &csv, one_file)
+        } else {
+            ssc.json_lines_file_stream(input, &Default::default(), one_file)
+        };
+        running_totals(rows, prefix)
     })
 }
 
@@ -141,12 +197,9 @@ fn batch_dirs(out: &Path) -> Vec<PathBuf> {
 }
 
 fn spawn(which: Program, checkpoint: &Path, input: &Path, out: &Path) -> Child {
-    let mode = match which {
-        Program::Totals => "totals",
-        Program::Sessions => "sessions",
-    };
     let args = format!(
-        "{mode}|{}|{}|{}",
+        "{}|{}|{}|{}",
+        which.name(),
         checkpoint.display(),
         input.display(),
         out.display()
@@ -176,11 +229,11 @@ fn recovery_child() {
     // The streaming program, when run by the test below; else nothing.
     if let Ok(args) = std::env::var(CHILD_ENV) {
         let parts: Vec<&str> = args.split('|').collect();
-        let which = if parts[0] == "sessions" {
-            Program::Sessions
-        } else {
-            Program::Totals
-        };
+        let which = Program::ALL
+            .iter()
+            .find(|(_, name)| *name == parts[0])
+            .map(|(p, _)| *p)
+            .unwrap();
         program(
             which,
             Path::new(parts[1]),
@@ -305,6 +358,45 @@ fn event_time_sessions_recover_their_windows_watermarks_and_late_records() {
             b,
             "batch {} differs (killed after {killed_after} batches)",
             i + 1
+        );
+    }
+}
+
+#[test]
+fn csv_and_json_lines_file_streams_killed_mid_way_recover_the_same_batches() {
+    for which in [Program::CsvTotals, Program::JsonTotals] {
+        let files: Vec<String> = (0..FILES)
+            .map(|i| {
+                let rows = [
+                    (format!("w{}", i % 3), i as u64 + 1),
+                    ("common, quoted".into(), 2),
+                ];
+                rows.iter()
+                    .map(|(w, n)| match which {
+                        Program::CsvTotals => format!("\"{w}\",{n}\n"),
+                        _ => format!("{}\n", serde_json::to_string(&(w, n)).unwrap()),
+                    })
+                    .collect()
+            })
+            .collect();
+        let (clean, recovered, killed_after) = clean_and_recovered(which, &files);
+        // Sanity: the last batch holds the totals over every file.
+        let common = format!("common, quoted\t{}", 2 * FILES);
+        assert!(clean[FILES - 1].contains(&common), "{:?}", clean[FILES - 1]);
+        let w0: u64 = (0..FILES as u64)
+            .filter(|i| i % 3 == 0)
+            .map(|i| i + 1)
+            .sum();
+        assert!(
+            clean[FILES - 1].contains(&format!("w0\t{w0}")),
+            "{:?}",
+            clean[FILES - 1]
+        );
+        assert_eq!(
+            clean,
+            recovered,
+            "{}: killed after {killed_after} batches",
+            which.name()
         );
     }
 }
