@@ -51,7 +51,7 @@ struct Workload {
     kind: Kind,
     /// The Spate example that runs it.
     example: &'static str,
-    /// The baseline's and dfpeers' subcommand.
+    /// dfpeers' subcommand (and the baseline's, but for word count).
     peer_kind: &'static str,
     inputs: &'static [&'static str],
 }
@@ -113,8 +113,14 @@ impl Engine {
                 c
             }
             Engine::Baseline(exe) => {
+                // The baseline names word count in full.
+                let kind = if w.kind == Kind::Wc {
+                    "wordcount"
+                } else {
+                    w.peer_kind
+                };
                 let mut c = Command::new(exe);
-                c.arg(w.peer_kind).args(inputs).arg(out);
+                c.arg(kind).args(inputs).arg(out);
                 c
             }
             Engine::DfPeer(python, run_py, name) => {
