@@ -15,6 +15,11 @@
 //!   tasks of the failed stage.
 //! - The driver walks lineage with explicit stacks, never recursion over
 //!   narrow chains, so deep lineages do not overflow.
+//! - In local mode jobs run concurrently (actions from several threads
+//!   share the pool); a shuffle's map stage runs in one job at a time, so
+//!   jobs that need the same shuffle compute each map output once, and
+//!   that lock is never held while another is taken. In cluster mode jobs
+//!   run one at a time, in the same order in every process.
 
 use crate::cluster::node::{Node, Reply};
 use crate::cluster::protocol::{Bytes, Message, RemoteFailure, TaskKind, TaskReport, TaskSpec};
@@ -47,9 +52,11 @@ pub(crate) struct Scheduler {
     rt: Arc<Runtime>,
     next_job: AtomicU64,
     next_stage: AtomicU64,
-    /// Shuffle map stages keep their id across jobs, as in Spark.
-    shuffle_stages: Mutex<HashMap<ShuffleId, u64>>,
-    /// One job at a time per context keeps stage bookkeeping simple.
+    /// Shuffle map stages keep their id across jobs, as in Spark, and
+    /// their lock: one job at a time runs a shuffle's missing map tasks.
+    shuffle_stages: Mutex<HashMap<ShuffleId, (u64, Arc<Mutex<()>>)>>,
+    /// In cluster mode, one job at a time: every process meets the jobs
+    /// of the program in the same order.
     job_lock: Mutex<()>,
     /// The context's accumulators, for updates from other processes.
     accumulators: AccumulatorRegistry,
@@ -89,10 +96,11 @@ impl Scheduler {
     /// the tasks the driver sends until the driver says the job is done,
     /// and returns the same results.
     ///
-    /// `hooks.started` is called once the job has its turn (jobs run one at
-    /// a time, in the same order in every process): an action that runs its
-    /// job on another thread waits for that before it returns, so the
-    /// caller's next job comes after it everywhere. On the driver,
+    /// In local mode, jobs from several threads run at once. In cluster
+    /// mode they run one at a time, in the same order in every process:
+    /// `hooks.started` is called once the job has its turn, and an action
+    /// that runs its job on another thread waits for that before it
+    /// returns, so the caller's next job comes after it everywhere. On the driver,
     /// `hooks.result` sees each result as its task ends (of whichever
     /// attempt succeeds; possibly also of an attempt that failed later, so
     /// it must be idempotent per partition).
@@ -108,7 +116,7 @@ impl Scheduler {
         if let Some(why) = root.base().refused.get() {
             return Err(Error::InvalidArgument(format!("{action}: {why}")));
         }
-        let _one_job = self.job_lock.lock();
+        let _one_job = self.rt.cluster().map(|_| self.job_lock.lock());
         (hooks.started)();
         let job = self.next_job.fetch_add(1, Ordering::Relaxed);
         if let Some(node) = self.rt.cluster()
@@ -288,15 +296,23 @@ impl JobRun<'_> {
 
     fn ensure_shuffle(&self, dep: &Arc<dyn ShuffleDep>) -> Result<()> {
         let shuffle = dep.shuffle_id();
-        let stage = *self
+        let (stage, map_stage_lock) = self
             .sched
             .shuffle_stages
             .lock()
             .entry(shuffle)
-            .or_insert_with(|| self.sched.next_stage.fetch_add(1, Ordering::Relaxed));
+            .or_insert_with(|| {
+                let stage = self.sched.next_stage.fetch_add(1, Ordering::Relaxed);
+                (stage, Arc::new(Mutex::new(())))
+            })
+            .clone();
         let mut attempt = 0;
         loop {
             self.ensure_parents(&dep.parent())?;
+            // Taken after the parents are there and held to the end of
+            // this attempt: a concurrent job that needs the shuffle waits
+            // here and then finds the outputs this one registered.
+            let _one_map_stage = map_stage_lock.lock();
             let missing = self.rt.shuffles().missing(shuffle);
             if missing.is_empty() {
                 // Skipped: its outputs came from an earlier job. Once per

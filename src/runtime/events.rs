@@ -111,7 +111,8 @@ pub struct JobMetrics {
     /// Bytes those spills wrote.
     pub spilled_bytes: u64,
     /// The most memory the context's budget had reserved at once during
-    /// the job (cached plus in-memory shuffle blocks).
+    /// the job (cached plus in-memory shuffle blocks; with jobs running
+    /// concurrently, theirs too).
     pub peak_memory: u64,
     /// Malformed input records skipped by successful task attempts
     /// ([`BadRecords::Skip`](crate::BadRecords::Skip)).

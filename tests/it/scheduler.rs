@@ -573,3 +573,192 @@ fn errors_no_retry_can_change_fail_the_task_at_once_and_others_are_retried() {
         "a panic may be transient: {err}"
     );
 }
+
+/// A meeting point for `n` threads that gives up after `timeout`: whether
+/// all of them arrived in time.
+struct Meeting {
+    arrived: std::sync::Mutex<usize>,
+    all_here: std::sync::Condvar,
+    n: usize,
+}
+
+impl Meeting {
+    fn new(n: usize) -> Arc<Meeting> {
+        Arc::new(Meeting {
+            arrived: std::sync::Mutex::new(0),
+            all_here: std::sync::Condvar::new(),
+            n,
+        })
+    }
+
+    fn meet(&self, timeout: std::time::Duration) -> bool {
+        let mut arrived = self.arrived.lock().unwrap();
+        *arrived += 1;
+        self.all_here.notify_all();
+        let (arrived, _) = self
+            .all_here
+            .wait_timeout_while(arrived, timeout, |a| *a < self.n)
+            .unwrap();
+        *arrived >= self.n
+    }
+}
+
+#[test]
+fn jobs_from_two_threads_run_at_the_same_time() {
+    let ctx = spate::Context::builder().parallelism(2).build().unwrap();
+    // Each job's one task waits for the other job's task: if the jobs ran
+    // one after the other, neither would see the other arrive.
+    let meeting = Meeting::new(2);
+    let started = std::time::Instant::now();
+    let met: Vec<bool> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..2)
+            .map(|j| {
+                let (ctx, meeting) = (&ctx, meeting.clone());
+                s.spawn(move || {
+                    ctx.parallelize(vec![j], 1)
+                        .map(move |x| (x, meeting.meet(std::time::Duration::from_secs(10))))
+                        .collect()
+                        .unwrap()
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .flat_map(|j| j.join().unwrap())
+            .map(|(_, met)| met)
+            .collect()
+    });
+    assert_eq!(met, [true, true], "both jobs' tasks ran at once");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn concurrent_jobs_on_one_shuffled_dataset_compute_each_map_output_once() {
+    static MAPPED: AtomicUsize = AtomicUsize::new(0);
+    let (ctx, log) = common::logged(spate::Context::builder());
+    let input: Vec<u64> = (0..20_000).collect();
+    let sums = ctx
+        .parallelize(input.clone(), 6)
+        .map(|x| {
+            MAPPED.fetch_add(1, Ordering::SeqCst);
+            (x % 101, x)
+        })
+        .reduce_by_key(|a, b| a + b);
+    let mut want = std::collections::HashMap::<u64, u64>::new();
+    for x in &input {
+        *want.entry(x % 101).or_default() += x;
+    }
+    let want = sorted(want.into_iter().collect::<Vec<_>>());
+    let results: Vec<Vec<(u64, u64)>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| sorted(sums.collect().unwrap())))
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    for r in &results {
+        assert_eq!(r, &want);
+    }
+    // Every input record went through the map side once, whichever job
+    // ran the map stage; the other jobs found its outputs.
+    assert_eq!(MAPPED.load(Ordering::SeqCst), input.len());
+    let events = log.events();
+    let map_tasks = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::TaskEnd {
+                    kind: StageKind::ShuffleMap { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(map_tasks, 6);
+}
+
+#[test]
+fn a_job_failing_in_one_thread_leaves_a_concurrent_job_in_another_whole() {
+    let ctx = spate::Context::builder()
+        .parallelism(2)
+        .max_task_failures(2)
+        .build()
+        .unwrap();
+    let meeting = Meeting::new(2);
+    std::thread::scope(|s| {
+        let m = meeting.clone();
+        let failing = s.spawn(|| {
+            let m = m;
+            ctx.parallelize(vec![1u32, 2, 3], 1)
+                .map(move |x| {
+                    m.meet(std::time::Duration::from_secs(5));
+                    if x == 2 {
+                        panic!("bad record {x}");
+                    }
+                    x
+                })
+                .count()
+        });
+        let m = meeting.clone();
+        let good = s.spawn(|| {
+            let m = m;
+            ctx.parallelize((0..1000u64).collect(), 4)
+                .map(move |x| {
+                    if x == 0 {
+                        m.meet(std::time::Duration::from_secs(5));
+                    }
+                    x * 2
+                })
+                .reduce(|a, b| a + b)
+        });
+        let err = failing.join().unwrap().unwrap_err();
+        assert!(err.to_string().contains("bad record 2"), "{err}");
+        assert_eq!(good.join().unwrap().unwrap(), 999 * 1000);
+    });
+}
+
+#[test]
+fn a_stream_and_a_batch_job_on_one_context_both_progress() {
+    use spate::streaming::{Dequeue, StopMode, StreamQueue, StreamingContext};
+    let ctx = common::ctx();
+    let ssc = StreamingContext::new(&ctx, std::time::Duration::from_millis(50)).unwrap();
+    let batches = Arc::new(AtomicUsize::new(0));
+    let seen = batches.clone();
+    let queue = StreamQueue::new();
+    ssc.queue_stream_or_default(
+        &queue,
+        Dequeue::OneAtATime,
+        ctx.parallelize(vec![1u8, 2, 3], 2),
+    )
+    .foreach_rdd(move |rdd, _| {
+        // Each batch is a job of its own on the shared context.
+        assert_eq!(rdd.count()?, 3);
+        seen.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    })
+    .unwrap();
+    ssc.start().unwrap();
+    // A batch job whose task lasts until the stream has run three more
+    // batches: with one job at a time it would wait for itself.
+    let watched = batches.clone();
+    let waited = ctx
+        .parallelize(vec![0u8], 1)
+        .map(move |_| {
+            let from = watched.load(Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while watched.load(Ordering::SeqCst) < from + 3 {
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            true
+        })
+        .collect()
+        .unwrap();
+    ssc.stop(StopMode::Immediately).unwrap();
+    assert_eq!(
+        waited,
+        [true],
+        "three stream batches ran during the batch job"
+    );
+}
