@@ -5,12 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The built example `name` (`cargo test` builds the examples).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().unwrap().parent().unwrap();
-    target.join("examples").join(name)
-}
+use crate::common::example;
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();

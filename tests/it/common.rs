@@ -4,6 +4,14 @@
 use spate::{Context, EventLog};
 use std::sync::Arc;
 
+/// The built example `name` (`cargo test` builds the examples), next to
+/// this test binary's directory.
+pub fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().unwrap().parent().unwrap();
+    target.join("examples").join(name)
+}
+
 /// A two-thread context, as on the CI machine.
 pub fn ctx() -> Context {
     Context::builder().parallelism(2).build().expect("context")

@@ -3,16 +3,10 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The built example `name`, next to this test binary's directory.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().unwrap().parent().unwrap();
-    target.join("examples").join(name)
-}
+use crate::common::example;
 
 #[test]
 fn streaming_demo_runs_without_set_up_and_prints_its_summary() {

@@ -6,7 +6,7 @@
 //! HTTP URLs, and each bad request. What the server holds is checked
 //! through its own HTTP API (ListObjectsV2 and GET), not through Spate.
 
-use crate::common::{ctx, sorted};
+use crate::common::{ctx, example, sorted};
 use serde::{Deserialize, Serialize};
 use spate::{Compression, CsvOptions, CsvWriteOptions, Error, ParquetWriteOptions};
 use std::io::{Read, Write};
@@ -535,14 +535,7 @@ fn s3_group_sum_example_reads_its_input_from_a_url() {
         .save_as_text_file(&input)
         .unwrap();
     let output = fresh("group-sum-out");
-    let exe = std::env::current_exe().unwrap();
-    let example = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/group_sum");
-    let out = Command::new(example)
+    let out = Command::new(example("group_sum"))
         .args([&input, "--output", &output])
         .env_remove("SPATE_RANK")
         .output()
