@@ -12,6 +12,18 @@ pub fn example(name: &str) -> std::path::PathBuf {
     target.join("examples").join(name)
 }
 
+/// The id of the first shuffle map stage `log` saw submitted.
+pub fn first_map_stage(log: &EventLog) -> Option<u64> {
+    log.events().iter().find_map(|e| match e {
+        spate::Event::StageSubmitted {
+            stage,
+            kind: spate::StageKind::ShuffleMap { .. },
+            ..
+        } => Some(*stage),
+        _ => None,
+    })
+}
+
 /// A two-thread context, as on the CI machine.
 pub fn ctx() -> Context {
     Context::builder().parallelism(2).build().expect("context")

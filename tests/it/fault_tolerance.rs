@@ -171,18 +171,7 @@ fn a_failure_during_a_stage_retry_is_retried_too() {
     let (ctx, log) = logged(Context::builder());
     let r = keyed_sums(&ctx);
     r.count().unwrap(); // job 0: map stage gets its id
-    let map_stage = log
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::StageSubmitted {
-                stage,
-                kind: StageKind::ShuffleMap { .. },
-                ..
-            } => Some(*stage),
-            _ => None,
-        })
-        .unwrap();
+    let map_stage = common::first_map_stage(&log).unwrap();
     // A new shuffle over the same data, so its map stage runs in job 1.
     let again = keyed_sums(&ctx);
     let shuffle = 1;

@@ -69,18 +69,7 @@ fn a_second_action_reuses_shuffle_output_and_only_it_reports_the_stage_skipped()
     // The job that ran the map stage did not skip it (it once said so,
     // when it looked for missing outputs after its result stage).
     assert_eq!(skipped(&log), []);
-    let map_stage = log
-        .events()
-        .iter()
-        .find_map(|e| match e {
-            Event::StageSubmitted {
-                stage,
-                kind: StageKind::ShuffleMap { .. },
-                ..
-            } => Some(*stage),
-            _ => None,
-        })
-        .unwrap();
+    let map_stage = common::first_map_stage(&log).unwrap();
     log.clear();
     assert_eq!(counts.values().sum().unwrap(), 1000);
     assert_eq!(log.map_tasks_run(), 0, "the map stage's outputs are reused");
@@ -292,14 +281,7 @@ fn a_failure_in_a_map_stage_names_that_stage() {
         })
         .reduce_by_key(|a, b| a + b);
     let err = r.collect().unwrap_err();
-    let map_stage = log.events().iter().find_map(|e| match e {
-        Event::StageSubmitted {
-            stage,
-            kind: StageKind::ShuffleMap { .. },
-            ..
-        } => Some(*stage),
-        _ => None,
-    });
+    let map_stage = common::first_map_stage(&log);
     assert!(
         matches!(err, Error::TaskFailed { stage, partition: 0, .. } if Some(stage) == map_stage)
     );
