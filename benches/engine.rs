@@ -490,6 +490,9 @@ fn main() {
     }
     println!("runs: {runs} each, interleaved; whole-process wall time, medians");
 
+    let baseline_at = engines
+        .iter()
+        .position(|e| matches!(e, Engine::Baseline(_)));
     let out_root = tempfile::tempdir().expect("temp dir");
     let mut rows = Vec::new();
     for w in WORKLOADS
@@ -499,8 +502,12 @@ fn main() {
         let inputs: Vec<PathBuf> = w.inputs.iter().map(|i| data.join(i)).collect();
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
         let mut rss: Vec<u64> = vec![0; engines.len()];
-        let mut checks: Vec<String> = vec![String::new(); engines.len()];
-        let mut reference: Option<Vec<String>> = None;
+        // Each engine's first output stays until the checks below.
+        let first = |e: usize| {
+            out_root
+                .path()
+                .join(format!("{}-{}-0", w.name, engines[e].name()))
+        };
         for i in 0..runs {
             for (e, engine) in engines.iter().enumerate() {
                 let out = out_root
@@ -509,53 +516,39 @@ fn main() {
                 let run = timed(engine.command(w, &inputs, &out));
                 times[e].push(run.wall);
                 rss[e] = rss[e].max(run.rss_kib.unwrap_or(0));
-                if i == 0 {
-                    let lines = output_lines(&out);
-                    if matches!(engine, Engine::Baseline(_)) {
-                        reference = Some(lines.clone());
-                    }
-                    // Kept until the reference is known.
-                    std::fs::write(
-                        out_root.path().join(format!("{}-{e}.lines", w.name)),
-                        lines.join("\n"),
-                    )
-                    .unwrap();
+                if i > 0 {
+                    let _ = std::fs::remove_dir_all(&out);
+                    let _ = std::fs::remove_file(&out);
                 }
-                let _ = std::fs::remove_dir_all(&out);
-                let _ = std::fs::remove_file(&out);
             }
         }
-        let (reference, source) = match reference {
-            Some(r) => (r, "baseline"),
+        let (reference, source) = match baseline_at {
+            Some(b) => (output_lines(&first(b)), "baseline"),
             None => (naive_reference(w.kind, &inputs), "naive HashMap reference"),
         };
-        for (e, engine) in engines.iter().enumerate() {
-            let saved = out_root.path().join(format!("{}-{e}.lines", w.name));
-            let text = std::fs::read_to_string(&saved).unwrap();
-            let lines: Vec<String> = if text.is_empty() {
-                Vec::new()
-            } else {
-                text.split('\n').map(String::from).collect()
-            };
-            checks[e] = match check(w.kind, &lines, &reference) {
-                Ok(()) => "ok".into(),
-                Err(why) => format!("MISMATCH with the {source}: {why}"),
-            };
-            if matches!(engine, Engine::Baseline(_)) {
-                checks[e] = "reference".into();
-            }
-        }
+        let checks: Vec<String> = (0..engines.len())
+            .map(|e| {
+                let verdict = if Some(e) == baseline_at {
+                    "reference".into()
+                } else {
+                    match check(w.kind, &output_lines(&first(e)), &reference) {
+                        Ok(()) => "ok".into(),
+                        Err(why) => format!("MISMATCH with the {source}: {why}"),
+                    }
+                };
+                let _ = std::fs::remove_dir_all(first(e));
+                let _ = std::fs::remove_file(first(e));
+                verdict
+            })
+            .collect();
         let medians: Vec<f64> = times.into_iter().map(median).collect();
         rows.push((w.name, medians, rss, checks));
     }
 
     println!();
     let header: Vec<String> = names.iter().map(|n| format!("{n:>10}")).collect();
-    let base = engines
-        .iter()
-        .position(|e| matches!(e, Engine::Baseline(_)));
     print!("{:<8}  {}", "workload", header.join(" "));
-    if base.is_some() {
+    if baseline_at.is_some() {
         print!("  spate/baseline  rss_spate_mib  rss_baseline_mib  rss_ratio");
     }
     println!();
@@ -563,7 +556,7 @@ fn main() {
     for (name, medians, rss, checks) in &rows {
         let cells: Vec<String> = medians.iter().map(|t| format!("{t:>9.2}s")).collect();
         print!("{name:<8}  {}", cells.join(" "));
-        if let Some(b) = base {
+        if let Some(b) = baseline_at {
             print!(
                 "  {:>14.2}  {:>13}  {:>16}  {:>9.2}",
                 medians[0] / medians[b],

@@ -66,12 +66,10 @@ enum Target {
     Object(Object),
 }
 
-/// A task attempt's part file before its commit: a local file, removed
-/// when this is dropped if it was not renamed into place.
+/// Where a task attempt's part file is before its commit: a local file
+/// (a scratch file of an object store upload is removed when this drops).
 struct Staged {
     path: PathBuf,
-    file: std::fs::File,
-    /// Deletes the scratch file of an object store upload.
     _scratch: Option<tempfile::TempPath>,
 }
 
@@ -110,16 +108,16 @@ impl Target {
     }
 
     /// A new file for the attempt `tc` runs to write part `name` into.
-    fn stage(&self, name: &str, tc: &TaskContext) -> Result<Staged> {
+    fn stage(&self, name: &str, tc: &TaskContext) -> Result<(std::fs::File, Staged)> {
         match self {
             Target::Local { temp, .. } => {
                 let path = temp.join(format!("{name}-attempt-{}", tc.id.attempt));
                 let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-                Ok(Staged {
+                let staged = Staged {
                     path,
-                    file,
                     _scratch: None,
-                })
+                };
+                Ok((file, staged))
             }
             #[cfg(feature = "object-store")]
             Target::Object(_) => {
@@ -129,11 +127,11 @@ impl Target {
                     .tempfile_in(dir)
                     .map_err(|e| Error::io(dir, e))?
                     .into_parts();
-                Ok(Staged {
+                let staged = Staged {
                     path: path.to_path_buf(),
-                    file,
                     _scratch: Some(path),
-                })
+                };
+                Ok((file, staged))
             }
         }
     }
@@ -184,11 +182,7 @@ pub(crate) fn save_parts<T: Data>(
     let name = |p: usize| format!("part-{p:05}{suffix}{}", compression.extension());
     run_job(ctx, rdd, &rdd.all_partitions(), action, |tc, it| {
         let name = name(tc.id.partition);
-        let staged = target.stage(&name, tc)?;
-        let file = staged
-            .file
-            .try_clone()
-            .map_err(|e| Error::io(&staged.path, e))?;
+        let (file, staged) = target.stage(&name, tc)?;
         let encoder = compression
             .writer(file)
             .map_err(|e| Error::io(&staged.path, e))?;

@@ -115,15 +115,10 @@ impl Object {
             }
             found
         } else {
-            if !text.is_empty() {
-                match block_on(&self.url, self.store.head(&self.key))? {
-                    Ok(_) => return Ok(vec![self.clone()]),
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(self.error(e)),
-                }
+            if !text.is_empty() && self.exists()? {
+                return Ok(vec![self.clone()]);
             }
-            let prefix = (!text.is_empty()).then_some(&self.key);
-            let listing = self.run(self.store.list_with_delimiter(prefix))?;
+            let listing = self.run(self.store.list_with_delimiter(self.prefix()))?;
             if listing.objects.is_empty() && listing.common_prefixes.is_empty() {
                 return Err(Error::io(
                     &self.url,
@@ -154,20 +149,29 @@ impl Object {
     /// Whether any object is at this URL or below it (an output directory
     /// that is already there).
     pub(crate) fn exists_or_has_children(&self) -> Result<bool> {
-        let prefix = (!self.key.as_ref().is_empty()).then_some(&self.key);
         let first = block_on(&self.url, async {
-            let mut listing = self.store.list(prefix);
+            let mut listing = self.store.list(self.prefix());
             listing.next().await
         })?;
         match first {
             Some(Ok(_)) => Ok(true),
             Some(Err(e)) => Err(self.error(e)),
-            None => match block_on(&self.url, self.store.head(&self.key))? {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(self.error(e)),
-            },
+            None => self.exists(),
         }
+    }
+
+    /// Whether an object is at this key (`HEAD`).
+    fn exists(&self) -> Result<bool> {
+        match block_on(&self.url, self.store.head(&self.key))? {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// The key as a listing prefix: none for a bucket's root.
+    fn prefix(&self) -> Option<&Key> {
+        (!self.key.as_ref().is_empty()).then_some(&self.key)
     }
 
     /// The object's bytes from `start` to its end, streamed by one ranged

@@ -14,6 +14,17 @@ pub struct Response {
 
 /// One request on a connection of its own (`Connection: close`).
 pub fn request(base: &str, method: &str, path: &str) -> Response {
+    request_with(base, method, path, &[], b"")
+}
+
+/// [`request`] with more header lines and a body.
+pub fn request_with(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> Response {
     let addr = base
         .trim_start_matches("http://")
         .trim_end_matches('/')
@@ -21,11 +32,17 @@ pub fn request(base: &str, method: &str, path: &str) -> Response {
     let mut conn = std::net::TcpStream::connect(&addr).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes()).unwrap();
+    conn.write_all(body).unwrap();
     // To the end of the connection, or of a body of a stated length
     // (Chromium's DevTools server keeps the connection open).
     let mut raw = Vec::new();
@@ -73,10 +90,12 @@ pub fn request(base: &str, method: &str, path: &str) -> Response {
 
 /// Whether `raw` holds a whole response with a `Content-Length`.
 fn complete(raw: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+    // Only the head is decoded: a big body is read in many pieces.
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let body = &raw[end + 4..];
     head.lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;

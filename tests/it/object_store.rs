@@ -7,9 +7,9 @@
 //! through its own HTTP API (ListObjectsV2 and GET), not through Spate.
 
 use crate::common::{ctx, example, sorted};
+use crate::http::request_with;
 use serde::{Deserialize, Serialize};
 use spate::{Compression, CsvOptions, CsvWriteOptions, Error, ParquetWriteOptions};
-use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -47,57 +47,17 @@ fn key(url: &str) -> &str {
         .unwrap()
 }
 
-/// One request to the server, on a connection of its own: the status and
-/// the body. It carries an `Authorization` header in the form S3 wants,
-/// which the test server does not check.
-fn s3_request(method: &str, path: &str, headers: &[&str], body: &[u8]) -> (u16, Vec<u8>) {
-    let addr = endpoint().trim_start_matches("http://").to_string();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=spate/20261207/us-east-1/s3/aws4_request, \
-         SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for h in headers {
-        head.push_str(h);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    conn.write_all(head.as_bytes()).unwrap();
-    conn.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = unchunk(&body);
-    }
-    (status, body)
-}
-
-/// A chunked HTTP body's bytes.
-fn unchunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = std::str::from_utf8(&raw[..eol])
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = &raw[eol + 2 + size + 2..];
-    }
+/// One request to the server: the status and the body. It carries an
+/// `Authorization` header in the form S3 wants, which the test server does
+/// not check.
+fn s3_request(method: &str, path: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
+    const AUTH: &str = "Authorization: AWS4-HMAC-SHA256 \
+        Credential=spate/20261207/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+    let headers: Vec<&str> = std::iter::once(AUTH)
+        .chain(headers.iter().copied())
+        .collect();
+    let reply = request_with(&endpoint(), method, path, &headers, body);
+    (reply.status, reply.body)
 }
 
 /// Puts `bytes` as the object `url` names, readable by anyone (for the
@@ -112,7 +72,7 @@ fn server_put(url: &str, bytes: &[u8]) {
         ],
         bytes,
     );
-    assert_eq!(status, 200, "PUT {url}: {}", String::from_utf8_lossy(&body));
+    assert_eq!(status, 200, "PUT {url}: {body}");
 }
 
 /// The keys below `url/`, relative to it, as the server lists them.
@@ -124,7 +84,6 @@ fn server_keys(url: &str) -> Vec<String> {
         &[],
         b"",
     );
-    let body = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "{body}");
     let mut keys = Vec::new();
     let mut rest = body.as_str();
@@ -141,7 +100,6 @@ fn server_keys(url: &str) -> Vec<String> {
 /// An object's bytes as the server sends them (as text).
 fn server_get(url: &str) -> String {
     let (status, body) = s3_request("GET", &format!("/{}/{}", bucket_name(), key(url)), &[], b"");
-    let body = String::from_utf8(body).unwrap();
     assert_eq!(status, 200, "GET {url}: {body}");
     body
 }
