@@ -11,7 +11,7 @@ use crate::formats::{TextSource, WholeTextSource};
 use crate::ids::RddId;
 use crate::rdd::{ParallelCollection, RangeSource, Rdd};
 use crate::runtime::{Event, Listener, Runtime, RuntimeConfig};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Pool, PoolStatus, Scheduler, SchedulingMode, checked_pools};
 use crate::shared::{Accumulator, Broadcast};
 use crate::storage::{BlockManager, RddStorageInfo};
 use serde::Serialize;
@@ -57,6 +57,8 @@ pub struct ContextBuilder {
     event_log_dir: Option<PathBuf>,
     ui: Option<std::net::SocketAddr>,
     console_progress: Option<bool>,
+    scheduling_mode: SchedulingMode,
+    pools: Vec<Pool>,
 }
 
 /// Whether a context joins a cluster.
@@ -231,6 +233,48 @@ impl ContextBuilder {
         self
     }
 
+    /// How concurrent jobs share the task slots (Spark's
+    /// `spark.scheduler.mode`; default FIFO: the earliest job's tasks
+    /// first). With [`SchedulingMode::Fair`], slots are divided among the
+    /// pools declared with [`pool`](Self::pool), and a thread's jobs go to
+    /// the pool it chose with [`Context::set_pool`]. Pools order jobs in
+    /// local mode; in cluster mode jobs run one at a time.
+    ///
+    /// ```
+    /// use spate::{Pool, SchedulingMode};
+    /// let ctx = spate::Context::builder()
+    ///     .scheduling_mode(SchedulingMode::Fair)
+    ///     .pool(Pool::new("interactive").weight(3).min_share(1))
+    ///     .build()?;
+    /// assert_eq!(ctx.pools().len(), 2); // "default" and "interactive"
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn scheduling_mode(mut self, mode: SchedulingMode) -> Self {
+        self.scheduling_mode = mode;
+        self
+    }
+
+    /// Declares a fair scheduling pool (an entry of Spark's
+    /// `fairscheduler.xml`); needs [`SchedulingMode::Fair`]. A pool named
+    /// `"default"` replaces the default pool's settings. `build` refuses a
+    /// name declared twice and a weight of 0.
+    ///
+    /// ```
+    /// use spate::{Pool, SchedulingMode};
+    /// let ctx = spate::Context::builder()
+    ///     .scheduling_mode(SchedulingMode::Fair)
+    ///     .pool(Pool::new("etl").weight(2))
+    ///     .pool(Pool::new("adhoc").min_share(1).mode(SchedulingMode::Fair))
+    ///     .build()?;
+    /// let names: Vec<String> = ctx.pools().iter().map(|p| p.pool.name().to_string()).collect();
+    /// assert_eq!(names, ["default", "etl", "adhoc"]);
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.pools.push(pool);
+        self
+    }
+
     /// Runs in this process alone, even when the environment describes a
     /// cluster.
     ///
@@ -273,6 +317,7 @@ impl ContextBuilder {
     /// # Ok::<(), spate::Error>(())
     /// ```
     pub fn build(self) -> Result<Context> {
+        let pools = checked_pools(self.scheduling_mode, self.pools)?;
         let topology = match self.cluster {
             ClusterChoice::FromEnv => Topology::from_env()?,
             ClusterChoice::Local => None,
@@ -323,7 +368,7 @@ impl ContextBuilder {
         }
         Ok(Context {
             inner: Arc::new(Inner {
-                scheduler: Scheduler::new(Arc::new(runtime)),
+                scheduler: Scheduler::new(Arc::new(runtime), self.scheduling_mode, pools),
                 checkpoint_dir: parking_lot::RwLock::new(None),
                 ui,
             }),
@@ -470,6 +515,54 @@ impl Context {
     /// ```
     pub fn num_processes(&self) -> usize {
         self.runtime().cluster().map_or(1, |n| n.world_size())
+    }
+
+    /// Sends the jobs this thread starts from now on to the scheduling
+    /// pool `name` (Spark's `setLocalProperty("spark.scheduler.pool", …)`);
+    /// `None` sends them to the default pool again. A streaming context
+    /// started on this thread runs its batches' jobs in the same pool.
+    /// Errs, naming the pools there are, for a pool that was not declared.
+    ///
+    /// ```
+    /// use spate::{Pool, SchedulingMode};
+    /// let ctx = spate::Context::builder()
+    ///     .scheduling_mode(SchedulingMode::Fair)
+    ///     .pool(Pool::new("reports"))
+    ///     .build()?;
+    /// ctx.set_pool(Some("reports"))?;
+    /// assert_eq!(ctx.pool(), "reports");
+    /// assert_eq!(ctx.parallelize((1..=4).collect(), 2).sum()?, 10);
+    /// assert!(ctx.set_pool(Some("nightly")).is_err());
+    /// ctx.set_pool(None)?;
+    /// assert_eq!(ctx.pool(), "default");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn set_pool(&self, name: Option<&str>) -> Result<()> {
+        self.inner.scheduler.set_pool(name)
+    }
+
+    /// The scheduling pool this thread's jobs go to.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// assert_eq!(ctx.pool(), "default");
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn pool(&self) -> String {
+        self.inner.scheduler.pool_name()
+    }
+
+    /// Each scheduling pool's settings and its running and waiting tasks
+    /// now, "default" first.
+    ///
+    /// ```
+    /// let ctx = spate::Context::new()?;
+    /// let pools = ctx.pools();
+    /// assert_eq!((pools[0].pool.name(), pools[0].running_tasks), ("default", 0));
+    /// # Ok::<(), spate::Error>(())
+    /// ```
+    pub fn pools(&self) -> Vec<PoolStatus> {
+        self.inner.scheduler.pools()
     }
 
     /// The default partition count: this process's worker threads, or in

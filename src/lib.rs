@@ -83,6 +83,7 @@ pub use runtime::{
     Event, EventLog, JobMetrics, LineageEdge, LineageGraph, LineageNode, Listener, StageKind,
     TaskId, TaskMetrics,
 };
+pub use scheduler::{Pool, PoolStatus, SchedulingMode};
 pub use shared::{Accumulator, Broadcast, TaskScope};
 pub use small_str::Str;
 pub use storage::{RddStorageInfo, StorageLevel};

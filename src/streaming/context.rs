@@ -402,9 +402,14 @@ impl StreamingContext {
             started.push(input);
         }
         inner.post(&StreamingEvent::Started { zero, interval });
+        // The batches' jobs go to the pool of the thread that started them.
+        let ctx = inner.graph.ctx.clone();
+        let pool = ctx.pool();
         let spawned = std::thread::Builder::new()
             .name("spate-batches".into())
             .spawn(move || {
+                ctx.set_pool(Some(&pool))
+                    .expect("the starting thread's pool is one of the context's");
                 if follower {
                     generator.follow()
                 } else {

@@ -744,3 +744,251 @@ fn a_stream_and_a_batch_job_on_one_context_both_progress() {
         "three stream batches ran during the batch job"
     );
 }
+
+/// Tasks that say when they start and end only when the test lets them,
+/// so the test sees which task each freed slot goes to.
+#[derive(Default)]
+struct Gates {
+    state: std::sync::Mutex<(Vec<String>, std::collections::HashSet<String>)>,
+    changed: std::sync::Condvar,
+}
+
+const GATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Gates {
+    /// Called by a task: records its start, waits for its release.
+    fn enter(&self, name: String) {
+        let mut state = self.state.lock().unwrap();
+        state.0.push(name.clone());
+        self.changed.notify_all();
+        let (state, timeout) = self
+            .changed
+            .wait_timeout_while(state, GATE_TIMEOUT, |s| !s.1.contains(&name))
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "{name} was never released: {:?}",
+            state.0
+        );
+    }
+
+    /// The tasks started so far, once there are `n`.
+    fn started(&self, n: usize) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, GATE_TIMEOUT, |s| s.0.len() < n)
+            .unwrap();
+        assert!(
+            state.0.len() >= n,
+            "only {:?} started, waited for {n}",
+            state.0
+        );
+        state.0.clone()
+    }
+
+    /// Lets `name` end, then waits for the task its slot goes to; returns
+    /// that task's name (`None` when nothing starts in its place).
+    fn release_then_next(&self, name: &str, next: bool) -> Option<String> {
+        let before = {
+            let mut state = self.state.lock().unwrap();
+            assert!(state.0.iter().any(|s| s == name), "{name} has not started");
+            state.1.insert(name.to_string());
+            self.changed.notify_all();
+            state.0.len()
+        };
+        next.then(|| self.started(before + 1)[before].clone())
+    }
+}
+
+/// Runs `tasks` gated tasks named `tag0`, `tag1`, ... as one job on a
+/// thread of `s` whose jobs go to `pool`; the job's count.
+fn gated_job<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    ctx: &'s spate::Context,
+    gates: &Arc<Gates>,
+    pool: &'s str,
+    tag: &'static str,
+    tasks: usize,
+) -> std::thread::ScopedJoinHandle<'s, usize> {
+    let gates = gates.clone();
+    s.spawn(move || {
+        ctx.set_pool(Some(pool)).unwrap();
+        ctx.parallelize((0..tasks).collect::<Vec<_>>(), tasks)
+            .map(move |i| gates.enter(format!("{tag}{i}")))
+            .count()
+            .unwrap() as usize
+    })
+}
+
+/// Waits until `pool` has `n` tasks waiting for a slot.
+fn wait_for_waiting(ctx: &spate::Context, pool: &str, n: usize) {
+    let deadline = std::time::Instant::now() + GATE_TIMEOUT;
+    loop {
+        let pools = ctx.pools();
+        let p = pools.iter().find(|p| p.pool.name() == pool).unwrap();
+        if p.waiting_tasks == n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pools:?}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Job X (`x` tasks, pool `px`) fills all slots; then job Y (`y` tasks,
+/// pool `py`) arrives; then the tasks are released in `order`: the names
+/// of the tasks that took each freed slot, in turn.
+fn slot_trace(
+    ctx: &spate::Context,
+    (px, x): (&str, usize),
+    (py, y): (&str, usize),
+    order: &[&str],
+) -> Vec<String> {
+    let gates = Arc::new(Gates::default());
+    let slots = ctx.default_parallelism();
+    std::thread::scope(|s| {
+        let jx = gated_job(s, ctx, &gates, px, "X", x);
+        let mut first = gates.started(slots);
+        first.sort();
+        let want: Vec<String> = (0..slots).map(|i| format!("X{i}")).collect();
+        assert_eq!(first, want, "job X alone takes every slot");
+        let jy = gated_job(s, ctx, &gates, py, "Y", y);
+        let x_waiting = if px == py { x - slots } else { 0 };
+        wait_for_waiting(ctx, py, y + x_waiting);
+        let trace: Vec<String> = order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| gates.release_then_next(name, i + slots < x + y))
+            .collect();
+        assert_eq!(jx.join().unwrap(), x);
+        assert_eq!(jy.join().unwrap(), y);
+        trace
+    })
+}
+
+#[test]
+fn fifo_gives_every_freed_slot_to_the_earlier_job_until_it_has_no_task_waiting() {
+    let ctx = spate::Context::builder().parallelism(2).build().unwrap();
+    let trace = slot_trace(
+        &ctx,
+        ("default", 4),
+        ("default", 2),
+        &["X0", "X1", "X2", "X3", "Y0", "Y1"],
+    );
+    assert_eq!(trace, ["X2", "X3", "Y0", "Y1"]);
+}
+
+fn fair(threads: usize, pools: Vec<spate::Pool>) -> spate::Context {
+    let mut b = spate::Context::builder()
+        .parallelism(threads)
+        .scheduling_mode(spate::SchedulingMode::Fair);
+    for p in pools {
+        b = b.pool(p);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn fair_pools_of_equal_weight_take_turns_with_the_slots() {
+    use spate::Pool;
+    let ctx = fair(2, vec![Pool::new("a"), Pool::new("b")]);
+    let trace = slot_trace(
+        &ctx,
+        ("a", 4),
+        ("b", 3),
+        &["X0", "X1", "Y0", "X2", "Y1", "X3", "Y2"],
+    );
+    // Each freed slot goes to the pool running fewer tasks.
+    assert_eq!(trace, ["Y0", "X2", "Y1", "X3", "Y2"]);
+}
+
+#[test]
+fn a_fair_pool_of_weight_two_runs_twice_the_tasks_of_a_pool_of_weight_one() {
+    use spate::Pool;
+    let ctx = fair(3, vec![Pool::new("a").weight(2), Pool::new("b")]);
+    let trace = slot_trace(
+        &ctx,
+        ("a", 6),
+        ("b", 3),
+        &["X0", "X1", "X2", "Y0", "X3", "X4", "X5", "Y1", "Y2"],
+    );
+    // Once b has its one slot, a holds two: X3 X4 beside Y0, X5 beside Y1.
+    assert_eq!(trace, ["Y0", "X3", "X4", "Y1", "X5", "Y2"]);
+}
+
+#[test]
+fn a_pool_below_its_minimum_share_goes_before_a_heavier_pool() {
+    use spate::Pool;
+    let ctx = fair(
+        2,
+        vec![Pool::new("a").weight(10), Pool::new("b").min_share(2)],
+    );
+    let trace = slot_trace(
+        &ctx,
+        ("a", 4),
+        ("b", 3),
+        &["X0", "X1", "Y0", "Y1", "Y2", "X2", "X3"],
+    );
+    // b runs fewer than its 2 slots until it has no task waiting.
+    assert_eq!(trace, ["Y0", "Y1", "Y2", "X2", "X3"]);
+}
+
+#[test]
+fn within_a_fair_pool_in_fair_mode_the_stage_running_fewer_tasks_goes_first() {
+    use spate::{Pool, SchedulingMode};
+    let ctx = fair(2, vec![Pool::new("shared").mode(SchedulingMode::Fair)]);
+    let trace = slot_trace(
+        &ctx,
+        ("shared", 3),
+        ("shared", 2),
+        &["X0", "X1", "Y0", "X2", "Y1"],
+    );
+    // In a FIFO pool X would keep both slots: here Y gets the first.
+    assert_eq!(trace, ["Y0", "X2", "Y1"]);
+}
+
+#[test]
+fn a_stream_started_on_a_thread_runs_its_batches_in_that_threads_pool() {
+    use spate::Pool;
+    use spate::streaming::{Dequeue, StopMode, StreamQueue, StreamingContext};
+    let ctx = fair(2, vec![Pool::new("streams")]);
+    let gates = Arc::new(Gates::default());
+    let ssc = StreamingContext::new(&ctx, std::time::Duration::from_millis(20)).unwrap();
+    let queue = StreamQueue::new();
+    queue.push(ctx.parallelize(vec![0u8], 1));
+    let g = gates.clone();
+    ssc.queue_stream(&queue, Dequeue::OneAtATime)
+        .foreach_rdd(move |rdd, _| {
+            let g = g.clone();
+            rdd.map(move |_| g.enter("batch".into())).count()?;
+            Ok(())
+        })
+        .unwrap();
+    ctx.set_pool(Some("streams")).unwrap();
+    ssc.start().unwrap();
+    ctx.set_pool(None).unwrap();
+    gates.started(1);
+    let running: Vec<(String, usize)> = ctx
+        .pools()
+        .iter()
+        .map(|p| (p.pool.name().to_string(), p.running_tasks))
+        .collect();
+    assert_eq!(running, [("default".into(), 0), ("streams".into(), 1)]);
+    gates.release_then_next("batch", false);
+    ssc.stop(StopMode::Immediately).unwrap();
+}
+
+#[test]
+fn an_undeclared_pool_is_refused_by_name_and_the_thread_keeps_its_pool() {
+    use spate::Pool;
+    let ctx = fair(2, vec![Pool::new("etl")]);
+    ctx.set_pool(Some("etl")).unwrap();
+    let err = ctx.set_pool(Some("elt")).unwrap_err().to_string();
+    assert!(
+        err.contains("no scheduling pool named 'elt'") && err.contains("default, etl"),
+        "{err}"
+    );
+    assert_eq!(ctx.pool(), "etl");
+    let other = std::thread::scope(|s| s.spawn(|| ctx.pool()).join().unwrap());
+    assert_eq!(other, "default", "the pool is the thread's own");
+}

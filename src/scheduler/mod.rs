@@ -21,6 +21,10 @@
 //!   that lock is never held while another is taken. In cluster mode jobs
 //!   run one at a time, in the same order in every process.
 
+mod pools;
+
+pub use pools::{Pool, PoolStatus, SchedulingMode};
+
 use crate::cluster::node::{Node, Reply};
 use crate::cluster::protocol::{Bytes, Message, RemoteFailure, TaskKind, TaskReport, TaskSpec};
 use crate::codec;
@@ -34,13 +38,14 @@ use crate::runtime::{
 use crate::shared::{AccumulatorRegistry, TaskUpdates};
 use crate::shuffle::{BlockSizes, MapSlot};
 use parking_lot::Mutex;
-use rayon::prelude::*;
+use pools::Slots;
+pub(crate) use pools::checked_pools;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -60,18 +65,63 @@ pub(crate) struct Scheduler {
     job_lock: Mutex<()>,
     /// The context's accumulators, for updates from other processes.
     accumulators: AccumulatorRegistry,
+    /// This process's task slots, shared by concurrent jobs' stages.
+    slots: Slots,
+    /// The pool each thread's jobs go to, when it chose one.
+    thread_pools: Mutex<HashMap<std::thread::ThreadId, usize>>,
 }
 
 impl Scheduler {
-    pub(crate) fn new(rt: Arc<Runtime>) -> Scheduler {
+    /// A scheduler whose jobs share the runtime's slots by `mode` among
+    /// `pools` (checked: "default" first).
+    pub(crate) fn new(rt: Arc<Runtime>, mode: SchedulingMode, pools: Vec<Pool>) -> Scheduler {
         Scheduler {
+            slots: Slots::new(rt.parallelism(), mode, pools),
             rt,
             next_job: AtomicU64::new(0),
             next_stage: AtomicU64::new(0),
             shuffle_stages: Mutex::new(HashMap::new()),
             job_lock: Mutex::new(()),
             accumulators: AccumulatorRegistry::default(),
+            thread_pools: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sends the calling thread's next jobs to the pool `name` (`None`:
+    /// the default pool).
+    pub(crate) fn set_pool(&self, name: Option<&str>) -> Result<()> {
+        let me = std::thread::current().id();
+        match name {
+            Some(name) => {
+                let pool = self.slots.pool_index(name)?;
+                self.thread_pools.lock().insert(me, pool);
+            }
+            None => {
+                self.thread_pools.lock().remove(&me);
+            }
+        }
+        Ok(())
+    }
+
+    /// The pool the calling thread's jobs go to.
+    pub(crate) fn pool_name(&self) -> String {
+        let pool = self.current_pool();
+        self.slots
+            .status()
+            .swap_remove(pool)
+            .pool
+            .name()
+            .to_string()
+    }
+
+    fn current_pool(&self) -> usize {
+        let me = std::thread::current().id();
+        self.thread_pools.lock().get(&me).copied().unwrap_or(0)
+    }
+
+    /// Each pool's state now.
+    pub(crate) fn pools(&self) -> Vec<PoolStatus> {
+        self.slots.status()
     }
 
     /// The context's accumulators.
@@ -142,6 +192,7 @@ impl Scheduler {
             sched: self,
             rt: &self.rt,
             job,
+            pool: self.current_pool(),
             root: root.base().id,
             metrics: Mutex::new(JobMetrics::default()),
             stage_attempts: Mutex::new(HashMap::new()),
@@ -188,6 +239,8 @@ struct JobRun<'a> {
     sched: &'a Scheduler,
     rt: &'a Runtime,
     job: u64,
+    /// The scheduling pool its stages ask for slots in.
+    pool: usize,
     /// The dataset of the job's action.
     root: RddId,
     metrics: Mutex<JobMetrics>,
@@ -536,13 +589,42 @@ impl JobRun<'_> {
         abort: &AtomicBool,
         task: &(dyn Fn(&TaskContext) -> Result<R> + Sync),
     ) -> Vec<Result<R>> {
-        self.rt.pool().install(|| {
-            partitions
-                .par_iter()
-                .with_max_len(1)
-                .map(|&p| self.run_task(stage, kind, p, abort, task))
-                .collect()
-        })
+        if partitions.is_empty() {
+            return Vec::new();
+        }
+        let slots = &self.sched.slots;
+        let entry = slots.enter(self.pool, self.job, stage, partitions.len());
+        let outcomes: Vec<Mutex<Option<Result<R>>>> =
+            partitions.iter().map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        self.rt.pool().in_place_scope(|scope| {
+            // Each grant is a slot for one task; a worker keeps its slot for
+            // the stage's next task while the pools say so.
+            loop {
+                let granted = slots.take(&entry);
+                if granted == 0 {
+                    break;
+                }
+                for _ in 0..granted {
+                    let (entry, outcomes, next) = (&entry, &outcomes, &next);
+                    scope.spawn(move |_| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let outcome = self.run_task(stage, kind, partitions[i], abort, task);
+                            *outcomes[i].lock() = Some(outcome);
+                            if !slots.task_ended(entry) {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        slots.leave(entry);
+        outcomes
+            .into_iter()
+            .map(|o| o.into_inner().expect("every task of the stage ran"))
+            .collect()
     }
 
     /// Runs the stage's tasks over the cluster: each task waits for a free
