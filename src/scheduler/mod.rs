@@ -105,13 +105,7 @@ impl Scheduler {
 
     /// The pool the calling thread's jobs go to.
     pub(crate) fn pool_name(&self) -> String {
-        let pool = self.current_pool();
-        self.slots
-            .status()
-            .swap_remove(pool)
-            .pool
-            .name()
-            .to_string()
+        self.slots.pool_name(self.current_pool())
     }
 
     fn current_pool(&self) -> usize {

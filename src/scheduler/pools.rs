@@ -285,6 +285,11 @@ impl Slots {
             })
     }
 
+    /// The name of the pool at `index`.
+    pub(crate) fn pool_name(&self, index: usize) -> String {
+        self.state.lock().pools[index].pool.name.clone()
+    }
+
     /// Each pool's state now.
     pub(crate) fn status(&self) -> Vec<PoolStatus> {
         let state = self.state.lock();
